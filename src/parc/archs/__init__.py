@@ -1,0 +1,72 @@
+"""Architecture registry: one small spec per architecture (HF config, model build, FLOPs per token, fast paths).
+
+`get_spec(name)` returns the spec; `build_model(arch_cfg, vocab_size, seed)` builds a randomly initialised
+transformers model exactly as Parc did (`set_seed(seed)` then `from_config`), from values held in
+`configs/arch/*.yaml` — nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict
+
+import torch
+from omegaconf import OmegaConf
+
+from parc.errors import ParcError
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    config_class: type  # a transformers PretrainedConfig subclass
+    model_class: type  # the *ForCausalLM class
+    flops_per_token: Callable[[object, int], float]  # (hf_config, seq_len) -> training FLOPs per token
+    apply_fast_path: Callable[[torch.nn.Module, str, torch.device], str]  # (model, mode, device) -> chosen path
+
+
+def _registry() -> Dict[str, ArchSpec]:
+    from parc.archs import mamba, pythia, rwkv
+
+    return {spec.name: spec for spec in (pythia.SPEC, mamba.SPEC, rwkv.SPEC)}
+
+
+def get_spec(name: str) -> ArchSpec:
+    specs = _registry()
+    if name not in specs:
+        raise ParcError(f"unknown architecture {name!r}; choose arch= one of: {', '.join(sorted(specs))}")
+    return specs[name]
+
+
+def padded_vocab(vocab_size: int, multiple: int) -> int:
+    return -(-vocab_size // multiple) * multiple
+
+
+def hf_config(arch_cfg, vocab_size: int):
+    """The transformers config for this arch and size, with Parc's vocab rule (len(tokenizer), optionally padded)."""
+    spec = get_spec(arch_cfg.name)
+    values = dict(OmegaConf.to_container(arch_cfg.hf, resolve=True))
+    if arch_cfg.size == "tiny":
+        values.update(OmegaConf.to_container(arch_cfg.tiny, resolve=True))
+    values["vocab_size"] = padded_vocab(vocab_size, arch_cfg.pad_vocab_multiple)
+    try:
+        return spec.config_class(**values)
+    except (TypeError, ValueError) as exc:
+        raise ParcError(f"arch {arch_cfg.name}: invalid model config value ({exc}); fix configs/arch/{arch_cfg.name}.yaml") from None
+
+
+def build_model(arch_cfg, vocab_size: int, seed: int, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Random init exactly as Parc: transformers.set_seed(seed), then Model(config) in fp32."""
+    from transformers import set_seed
+
+    spec = get_spec(arch_cfg.name)
+    config = hf_config(arch_cfg, vocab_size)
+    set_seed(seed)
+    with torch.device(device):
+        model = spec.model_class(config)
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Unique parameters (tied embeddings counted once), as the model cards count them."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,266 @@
+"""Typed schema for every knob, config composition, and the checks that turn mistakes into one-line errors.
+
+The dataclasses below are registered with Hydra's ConfigStore as the base of
+``configs/train.yaml``, so an unknown key or a wrong type is refused while the
+config is composed. ``validate`` adds the checks a type cannot express
+(positive step counts, a divisible batch, a known schedule) and ``Plan``
+derives, in one place, every quantity the run prints and uses: accumulation,
+tokens per step, checkpoint steps, output directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from parc.errors import ParcError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass
+class ArchConfig:
+    name: str = MISSING  # registry key: pythia | mamba | rwkv
+    model_type: str = MISSING  # transformers model_type of the config class
+    hf: Dict[str, Any] = field(default_factory=dict)  # config values of the published model
+    tiny: Dict[str, Any] = field(default_factory=dict)  # overrides of `hf` used when size=tiny
+    size: str = "full"  # full | tiny
+    pad_vocab_multiple: int = 1  # 1 = len(tokenizer) as Parc did; 128 gives 50304 for Pythia
+    fast_path: str = "auto"  # auto | reference | <arch-specific name>; see parc.archs
+    compile: bool = False  # torch.compile the model
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    dataset: str = MISSING  # datasets.load_dataset path ("Skylion007/openwebtext", "json", ...)
+    dataset_config: Optional[str] = None
+    data_files: Optional[str] = None  # for file-based builders ("json", "text")
+    split: str = "train"
+    text_column: str = "text"
+    streaming: bool = False
+    max_documents: Optional[int] = None  # read only the first N documents
+    tokenizer: str = MISSING  # hub id or local dir; "train-bpe" trains a ByteLevel BPE at prepare time
+    tokenizer_vocab_size: int = 2048  # only for train-bpe
+    vocab_size: int = MISSING  # len(tokenizer); checked against the prepared manifest
+    seq_len: int = 1024
+    packing: str = "parc"  # parc (full chunks of each document only) | concat (GPT-style, EOS-joined)
+    dir: str = MISSING  # where the packed stream and its manifest live
+    shard: int = 0  # k-th disjoint slice of the stream, each as long as one run consumes
+    data_seed: Optional[int] = None  # None: stream order (as Parc); an int permutes within the slice
+    max_file_bytes: int = 1 << 30  # bound on each packed array file
+
+
+@dataclass
+class PrepareConfig:
+    part: int = 0
+    num_parts: int = 1
+    batch_size: int = 1000  # documents per tokenizer call
+    num_proc: Optional[int] = None  # tokenizer worker processes; None = all cores
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 4000
+    global_batch_size: int = 512  # sequences per optimizer step, whatever the world size
+    micro_batch_size: int = 32  # sequences per forward pass per process
+    lr: float = 6e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    lr_schedule: str = "cosine"  # cosine | linear | constant (transformers' schedules)
+    grad_clip: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    tf32: bool = False
+    log_every: int = 1
+    progress: bool = True  # console progress bar (rank 0)
+
+
+@dataclass
+class CheckpointConfig:
+    schedule: str = "parc"  # parc (every 10) | pythia (0, 1, 2, 4 .. 512, then evenly) | list | every
+    every: Optional[int] = None  # checkpoint.every=N overrides the schedule
+    steps: List[int] = field(default_factory=list)  # for schedule=list
+    interval: int = 10  # parc's spacing
+    keep_train_states: Optional[int] = None  # newest N full training states kept; None keeps all
+    save_train_state: bool = True
+
+
+@dataclass
+class HubConfig:
+    repo_id: Optional[str] = None  # "org/name", or "org" for a name derived from arch/seed/shard
+    mode: str = "online"  # online | offline (stage locally; push later with python -m parc.sync)
+    private: bool = True
+    push_train_state: bool = True
+    queue_size: int = 4
+    revision_prefix: str = "checkpoint-"
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = False
+    project: str = "parc"
+    entity: Optional[str] = None
+    mode: str = "offline"  # offline | online | disabled
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class PathsConfig:
+    root: str = "."
+    data_dir: str = "${paths.root}/data"
+    output_root: str = "${paths.root}/runs"
+
+
+@dataclass
+class TrainConfig:
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0  # weight initialisation only; the data is chosen by data.shard / data.data_seed
+    run_name: str = "parc"
+    output_dir: str = "${paths.output_root}/${run_name}/${arch.name}-seed${seed}-shard${data.shard}"
+    resume: str = "auto"  # auto | none | checkpoint-N | <path> | hub:<revision>
+    overwrite: bool = False  # with resume=none: delete an existing run in output_dir first
+    dry_run: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
+    """Compose the config as Hydra would for `python -m parc.train <overrides>`; errors become ParcError."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schema()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except Exception as exc:  # Hydra/OmegaConf raise many types; all are user input problems here
+        raise ParcError(describe_compose_error(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def describe_compose_error(exc: Exception) -> str:
+    """Condense a Hydra/OmegaConf composition error to one line with a fix."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    if "Could not find" in first and "Available options" in text:
+        group = first.split("'")[-2].split("/")[0] if "'" in first else "group"
+        options = [ln for ln in lines if not ln.startswith(("Available", "Config search", "In ", "Provider", "-"))][1:]
+        options = [o for o in options if "/" not in o and " " not in o]
+        return f"unknown {group} option in {first.split(':', 1)[-1].strip()}; choose one of: {', '.join(options)}"
+    full_key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), None)
+    if "not in struct" in text or "Could not override" in text or "Key '" in first and "not" in first:
+        key = full_key or first
+        return f"unknown config key {key!r}: check the spelling (python -m parc.train --cfg job lists every key)"
+    if full_key:
+        return f"bad value for {full_key}: {first}"
+    return first
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks a type cannot express. Raises ParcError naming the problem and the fix."""
+    t, d, c = cfg.trainer, cfg.data, cfg.checkpoint
+    positive = {
+        "trainer.max_steps": t.max_steps,
+        "trainer.global_batch_size": t.global_batch_size,
+        "trainer.micro_batch_size": t.micro_batch_size,
+        "data.seq_len": d.seq_len,
+        "data.vocab_size": d.vocab_size,
+        "trainer.log_every": t.log_every,
+        "arch.pad_vocab_multiple": cfg.arch.pad_vocab_multiple,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ParcError(f"{key}={value} must be a positive integer")
+    for key, value in {"trainer.warmup_steps": t.warmup_steps, "data.shard": d.shard, "seed": cfg.seed,
+                       "trainer.lr": t.lr, "trainer.weight_decay": t.weight_decay, "trainer.grad_clip": t.grad_clip}.items():
+        if value < 0:
+            raise ParcError(f"{key}={value} must not be negative")
+    choices = {
+        "trainer.precision": (t.precision, ("fp32", "bf16")),
+        "trainer.lr_schedule": (t.lr_schedule, ("cosine", "linear", "constant")),
+        "checkpoint.schedule": (c.schedule, ("parc", "pythia", "list", "every")),
+        "data.packing": (d.packing, ("parc", "concat")),
+        "arch.size": (cfg.arch.size, ("full", "tiny")),
+        "hub.mode": (cfg.hub.mode, ("online", "offline")),
+        "logger.mode": (cfg.logger.mode, ("offline", "online", "disabled")),
+        "device": (cfg.device, ("auto", "cpu", "cuda")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ParcError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    if c.every is not None and c.every <= 0:
+        raise ParcError(f"checkpoint.every={c.every} must be a positive integer")
+    if c.schedule == "list" and any(s < 0 or s > t.max_steps for s in c.steps):
+        raise ParcError(f"checkpoint.steps must lie in 0..{t.max_steps} (trainer.max_steps)")
+    if c.keep_train_states is not None and c.keep_train_states < 1:
+        raise ParcError("checkpoint.keep_train_states must be >= 1 (or null to keep all)")
+    if len(t.betas) != 2:
+        raise ParcError("trainer.betas must be two numbers, e.g. trainer.betas=[0.9,0.999]")
+    resume = cfg.resume
+    if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:")) or os.sep in resume):
+        raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision> or a checkpoint path")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every derived quantity of a run, computed once and printed at start."""
+
+    world_size: int
+    micro_batch_size: int
+    global_batch_size: int
+    accumulation: int
+    seq_len: int
+    max_steps: int
+    tokens_per_step: int
+    total_tokens: int
+    sequences_per_shard: int
+    checkpoint_steps: List[int]
+    output_dir: str
+
+    @classmethod
+    def build(cls, cfg: DictConfig, world_size: int = 1) -> "Plan":
+        from parc.schedule import checkpoint_steps
+
+        t = cfg.trainer
+        per_step = t.micro_batch_size * world_size
+        if t.global_batch_size % per_step:
+            raise ParcError(
+                f"trainer.global_batch_size={t.global_batch_size} is not divisible by "
+                f"trainer.micro_batch_size={t.micro_batch_size} x world size {world_size}; "
+                f"pick a micro-batch size that divides {t.global_batch_size // world_size if t.global_batch_size % world_size == 0 else t.global_batch_size}"
+            )
+        return cls(
+            world_size=world_size,
+            micro_batch_size=t.micro_batch_size,
+            global_batch_size=t.global_batch_size,
+            accumulation=t.global_batch_size // per_step,
+            seq_len=cfg.data.seq_len,
+            max_steps=t.max_steps,
+            tokens_per_step=t.global_batch_size * cfg.data.seq_len,
+            total_tokens=t.global_batch_size * cfg.data.seq_len * t.max_steps,
+            sequences_per_shard=t.global_batch_size * t.max_steps,
+            checkpoint_steps=checkpoint_steps(cfg.checkpoint, t.max_steps),
+            output_dir=str(cfg.output_dir),
+        )

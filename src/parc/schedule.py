@@ -1,0 +1,28 @@
+"""Which steps get a checkpoint (Parc's every-10, Pythia's log-spaced, a list, every N) and the LR schedule."""
+
+from __future__ import annotations
+
+from typing import List
+
+
+def checkpoint_steps(ckpt, max_steps: int) -> List[int]:
+    """Sorted checkpoint steps; step 0 (the initialisation) and the final step are always included."""
+    if ckpt.every is not None:
+        steps = set(range(0, max_steps + 1, ckpt.every))
+    elif ckpt.schedule == "parc":
+        steps = set(range(0, max_steps + 1, ckpt.interval))
+    elif ckpt.schedule == "pythia":
+        steps = pythia_steps(max_steps)
+    elif ckpt.schedule == "list":
+        steps = set(ckpt.steps)
+    else:  # "every" without checkpoint.every: the config default interval
+        steps = set(range(0, max_steps + 1, ckpt.interval))
+    steps |= {0, max_steps}
+    return sorted(s for s in steps if 0 <= s <= max_steps)
+
+
+def pythia_steps(max_steps: int, pythia_total: int = 143_000, pythia_interval: int = 1000) -> set:
+    """Pythia's 154: step 0, log-spaced 1..512, then every 1000 of 143000 steps, scaled to this run's length."""
+    interval = max(1, round(max_steps * pythia_interval / pythia_total))
+    log_spaced = {2**i for i in range(10) if 2**i <= min(512, max_steps)}
+    return {0} | log_spaced | set(range(interval, max_steps + 1, interval))
