@@ -11,6 +11,7 @@ tokens per step, checkpoint steps, output directory.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -54,6 +55,7 @@ class DataConfig:
     shard: int = 0  # k-th disjoint slice of the stream, each as long as one run consumes
     data_seed: Optional[int] = None  # None: stream order (as Parc); an int permutes within the slice
     max_file_bytes: int = 1 << 30  # bound on each packed array file
+    auto_prepare: bool = False  # prepare on first use (the bundled demo); else refuse and say how
 
 
 @dataclass
@@ -87,7 +89,7 @@ class CheckpointConfig:
     schedule: str = "parc"  # parc (every 10) | pythia (0, 1, 2, 4 .. 512, then evenly) | list | every
     every: Optional[int] = None  # checkpoint.every=N overrides the schedule
     steps: List[int] = field(default_factory=list)  # for schedule=list
-    interval: int = 10  # parc's spacing
+    interval: Optional[int] = None  # parc: 10; pythia: None = every 1000/143000 of the run
     keep_train_states: Optional[int] = None  # newest N full training states kept; None keeps all
     save_train_state: bool = True
 
@@ -138,7 +140,11 @@ class TrainConfig:
 
 
 def register_schema() -> None:
+    import parc
+
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    # ${parc_package:} lets configs point at data shipped inside the package (the demo corpus).
+    OmegaConf.register_new_resolver("parc_package", lambda: str(Path(parc.__file__).parent), replace=True)
 
 
 def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
@@ -147,6 +153,11 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
 
     register_schema()
+    for override in overrides:  # Hydra silently ignores an unknown option of an optional group
+        group, _, option = override.partition("=")
+        if group == "experiment" and option and not (CONFIG_DIR / "experiment" / f"{option}.yaml").exists():
+            known = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+            raise ParcError(f"unknown experiment {option!r}: choose experiment= one of {', '.join(known)}")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
@@ -159,23 +170,22 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
     return cfg
 
 
-def describe_compose_error(exc: Exception) -> str:
-    """Condense a Hydra/OmegaConf composition error to one line with a fix."""
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    first = lines[0] if lines else type(exc).__name__
-    if "Could not find" in first and "Available options" in text:
-        group = first.split("'")[-2].split("/")[0] if "'" in first else "group"
-        options = [ln for ln in lines if not ln.startswith(("Available", "Config search", "In ", "Provider", "-"))][1:]
-        options = [o for o in options if "/" not in o and " " not in o]
-        return f"unknown {group} option in {first.split(':', 1)[-1].strip()}; choose one of: {', '.join(options)}"
-    full_key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), None)
-    if "not in struct" in text or "Could not override" in text or "Key '" in first and "not" in first:
-        key = full_key or first
-        return f"unknown config key {key!r}: check the spelling (python -m parc.train --cfg job lists every key)"
+def describe_compose_error(exc: BaseException) -> str:
+    """Condense a Hydra/OmegaConf composition error to one line that names the problem and the fix."""
+    text = str(exc)
+    cause = str(exc.__cause__) if exc.__cause__ is not None else ""
+    full_key = next((ln.split(":", 1)[1].strip() for ln in cause.splitlines() if "full_key:" in ln), None)
+    missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        options = re.findall(r"^\t(\S+)$", text.split("Config search path")[0], flags=re.M)
+        return f"unknown {group} {option!r}: choose {group}= one of {', '.join(options)}"
+    if "not in" in cause and full_key:
+        return f"unknown config key {full_key!r}: check the spelling (python -m parc.train --cfg job lists every key)"
     if full_key:
-        return f"bad value for {full_key}: {first}"
-    return first
+        reason = cause.splitlines()[0].strip()
+        return f"bad value for {full_key}: {reason}"
+    return " ".join(text.split())
 
 
 def validate(cfg: DictConfig) -> None:
