@@ -274,3 +274,15 @@ class Plan:
             checkpoint_steps=checkpoint_steps(cfg.checkpoint, t.max_steps),
             output_dir=str(cfg.output_dir),
         )
+
+
+def portable_config(cfg: DictConfig) -> Dict[str, Any]:
+    """The resolved config without local paths: safe to store in checkpoints and to publish."""
+    values = OmegaConf.to_container(cfg, resolve=True)
+    values.pop("paths", None)
+    values["output_dir"] = Path(values["output_dir"]).name
+    data = values["data"]
+    data["dir"] = Path(data["dir"]).name
+    if data.get("data_files"):
+        data["data_files"] = Path(data["data_files"]).name
+    return values

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# A real single-node Slurm cluster (Debian's packages) for CI and local tests of slurm/*.sbatch.
+#
+#   eval "$(scripts/slurm-cluster.sh start)"   # install if missing, start, wait until the node is idle
+#   scripts/slurm-cluster.sh status            # exit 0 when it is up (prints the export line)
+#   scripts/slurm-cluster.sh stop              # stop every daemon this script started
+#   scripts/slurm-cluster.sh clean             # stop, then delete the state directory
+#
+# Needs root (daemons, apt). `start` is idempotent: daemons already running are left alone.
+# Only the export line goes to stdout; progress goes to stderr.
+#
+# Knobs (environment):
+#   PARC_SLURM_DIR         state, config, logs, pid files          (default /tmp/parc-slurm)
+#   PARC_SLURM_ACCOUNTING  1: mariadb + slurmdbd, so sacct and submitit see real job states;
+#                          0: no accounting (faster start, but finished jobs read UNKNOWN) (default 1)
+#   PARC_SLURM_TIMEOUT     seconds to wait for each daemon / the idle node        (default 60)
+set -euo pipefail
+
+DIR=${PARC_SLURM_DIR:-/tmp/parc-slurm}
+ACCOUNTING=${PARC_SLURM_ACCOUNTING:-1}
+TIMEOUT=${PARC_SLURM_TIMEOUT:-60}
+CONF=$DIR/etc/slurm.conf
+RUN=$DIR/run
+DB_PORT=${PARC_SLURM_DB_PORT:-3306}
+HOST=$(hostname -s)
+
+log() { echo "slurm-cluster: $*" >&2; }
+die() { echo "error: $*" >&2; exit 1; }
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND until it succeeds (no fixed sleeps elsewhere)
+wait_for() {
+    local deadline=$((SECONDS + $1)) what=$2
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || die "$what did not come up within ${TIMEOUT}s; see $DIR/log/"
+        sleep 0.3
+    done
+}
+
+# alive PIDFILE: the process named in PIDFILE exists
+alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+install_packages() {
+    local pkgs=(slurmctld slurmd slurm-client munge)
+    [[ $ACCOUNTING == 1 ]] && pkgs+=(slurmdbd slurm-wlm-mysql-plugin mariadb-server mariadb-client)
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return
+    command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+    log "installing ${missing[*]}"
+    # Debian's postinst scripts try to start services; without systemd that only prints noise.
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    fi
+}
+
+start_munge() {
+    if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then return; fi
+    mkdir -p /run/munge /var/log/munge /var/lib/munge
+    chown munge:munge /run/munge /var/log/munge /var/lib/munge
+    if [[ ! -s /etc/munge/munge.key ]]; then
+        mungekey --create --keyfile=/etc/munge/munge.key
+        chown munge:munge /etc/munge/munge.key
+        chmod 400 /etc/munge/munge.key
+    fi
+    log "starting munged"
+    runuser -u munge -- /usr/sbin/munged
+    mkdir -p "$RUN" && touch "$RUN/.munge-ours"
+    wait_for "$TIMEOUT" munged bash -c 'munge -n | unmunge'
+}
+
+write_config() {
+    mkdir -p "$DIR"/{etc,run,state,spool,log}
+    # The node line comes from the hardware; RealMemory ~90% so jobs cannot starve the machine.
+    local node mem
+    node=$(slurmd -C | head -1 | sed -E 's/ RealMemory=[0-9]+//; s/ UpTime=.*//')
+    mem=$(slurmd -C | sed -nE 's/.*RealMemory=([0-9]+).*/\1/p')
+    mem=$((mem * 9 / 10))
+    local storage="accounting_storage/none"
+    [[ $ACCOUNTING == 1 ]] && storage="accounting_storage/slurmdbd"
+    local tmp=$CONF.tmp
+    cat >"$tmp" <<EOF
+# Written by scripts/slurm-cluster.sh; settings shown to work without systemd or cgroups.
+ClusterName=parc-ci
+SlurmctldHost=$HOST(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+# Requeued jobs restart after ~25 s instead of ~120 s (the job credential must expire first).
+AuthInfo=cred_expire=10
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=$storage
+AccountingStorageHost=127.0.0.1
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1024
+ReturnToService=2
+MailProg=/bin/true
+KillWait=10
+MinJobAge=600
+SlurmctldPidFile=$RUN/slurmctld.pid
+SlurmdPidFile=$RUN/slurmd.pid
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+# A job in 'high' preempts (requeues) jobs in 'debug', after their --signal: a real preemption.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+SlurmctldParameters=preempt_send_user_signal
+$node RealMemory=$mem NodeAddr=127.0.0.1 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=20
+PartitionName=high  Nodes=ALL Default=NO  MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
+EOF
+    mv "$tmp" "$CONF"
+    if [[ $ACCOUNTING == 1 ]]; then
+        # slurmdbd has no -f: it reads slurmdbd.conf beside $SLURM_CONF, which must be 600 and SlurmUser's.
+        cat >"$tmp" <<EOF
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=127.0.0.1
+SlurmUser=root
+PidFile=$RUN/slurmdbd.pid
+LogFile=$DIR/log/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$DB_PORT
+StorageUser=slurm
+StoragePass=slurm
+StorageLoc=slurm_acct_db
+EOF
+        chmod 600 "$tmp"
+        mv "$tmp" "$DIR/etc/slurmdbd.conf"
+    fi
+}
+
+mysql_ready() { mariadb --socket="$RUN/mysqld.sock" -e 'select 1'; }
+
+start_mariadb() {
+    alive "$RUN/mariadbd.pid" && return
+    local data=$DIR/mysql
+    if [[ ! -d $data/mysql ]]; then
+        log "initialising mariadb in $data"
+        mkdir -p "$data"
+        chown mysql:mysql "$data"
+        mariadb-install-db --user=mysql --datadir="$data" --skip-test-db >"$DIR/log/mariadb-install.log" 2>&1 \
+            || die "mariadb-install-db failed; see $DIR/log/mariadb-install.log"
+    fi
+    chown mysql:mysql "$RUN"
+    log "starting mariadbd"
+    # slurmdbd's plugin connects over TCP, so listen on 127.0.0.1 (only).
+    setsid mariadbd --user=mysql --datadir="$data" --socket="$RUN/mysqld.sock" --pid-file="$RUN/mariadbd.pid" \
+        --bind-address=127.0.0.1 --port="$DB_PORT" --log-error="$DIR/log/mariadb.log" \
+        --innodb-buffer-pool-size=64M --skip-name-resolve </dev/null >/dev/null 2>&1 &
+    wait_for "$TIMEOUT" mariadbd mysql_ready
+    mariadb --socket="$RUN/mysqld.sock" -e "
+        CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
+        GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+}
+
+start_daemon() {  # start_daemon NAME READY-CHECK...: start NAME unless its pid file names a live process
+    local name=$1
+    shift
+    alive "$RUN/$name.pid" && return
+    log "starting $name"
+    SLURM_CONF=$CONF "$name" || die "$name failed to start; see $DIR/log/$name.log"
+    wait_for "$TIMEOUT" "$name" "$@"
+}
+
+node_up() { [[ $(SLURM_CONF=$CONF sinfo -h -o %T 2>/dev/null) =~ ^(idle|mixed|allocated|completing) ]]; }
+node_idle() { [[ $(SLURM_CONF=$CONF sinfo -h -o %T 2>/dev/null) == idle ]]; }
+
+start() {
+    [[ $(id -u) == 0 ]] || die "scripts/slurm-cluster.sh start needs root (it installs packages and starts daemons)"
+    local t0=$SECONDS
+    install_packages
+    start_munge
+    write_config
+    if [[ $ACCOUNTING == 1 ]]; then
+        start_mariadb
+        start_daemon slurmdbd bash -c "SLURM_CONF=$CONF sacctmgr -n list cluster"
+    fi
+    start_daemon slurmctld bash -c "SLURM_CONF=$CONF scontrol ping | grep -q UP"
+    start_daemon slurmd bash -c "$(declare -f node_up); CONF=$CONF; node_up"
+    # A node left 'down' by an earlier unclean stop comes back with ReturnToService=2; make sure.
+    if ! node_up; then
+        SLURM_CONF=$CONF scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
+    fi
+    wait_for "$TIMEOUT" "an idle node" node_up
+    log "up in $((SECONDS - t0)) s (state in $DIR)"
+    echo "export SLURM_CONF=$CONF"
+}
+
+stop() {
+    # Reverse order of start; each by the pid it wrote, so nothing else on the machine is touched.
+    local name pid
+    for name in slurmd slurmctld slurmdbd mariadbd; do
+        alive "$RUN/$name.pid" || continue
+        pid=$(cat "$RUN/$name.pid")
+        log "stopping $name ($pid)"
+        kill "$pid"
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+        rm -f "$RUN/$name.pid"
+    done
+    # munged is shared with anything else using munge on this machine; stop it only if we started it.
+    if [[ -s /run/munge/munged.pid && -e $RUN/.munge-ours ]]; then
+        kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+        rm -f "$RUN/.munge-ours"
+    fi
+}
+
+status() {
+    node_up || { log "not running (state dir $DIR)"; exit 1; }
+    SLURM_CONF=$CONF sinfo >&2
+    echo "export SLURM_CONF=$CONF"
+}
+
+case ${1:-} in
+    start) start ;;
+    stop) stop ;;
+    clean) stop; rm -rf "$DIR" ;;
+    status) status ;;
+    *) echo "usage: $0 start|stop|status|clean" >&2; exit 2 ;;
+esac

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Fresh machine -> test results: installs Parc with its dev extras into .venv, starts the local Slurm
+# cluster when running as root (the slurm-marked tests need it), runs the whole suite, stops the cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh dev
+started_slurm=0
+if [ "$(id -u)" = 0 ] && [ -x scripts/slurm-cluster.sh ]; then
+  if eval "$(scripts/slurm-cluster.sh start)"; then started_slurm=1; fi
+fi
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [ "$started_slurm" = 1 ]; then scripts/slurm-cluster.sh stop || true; fi
+exit "$status"

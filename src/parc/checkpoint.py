@@ -1,0 +1,211 @@
+"""Checkpoints: atomic save/load in Hugging Face format plus the full training state; find newest; prune.
+
+Layout of `<output_dir>/checkpoint-N/` (N = optimizer updates done; 0 is the initialisation):
+    config.json, model.safetensors, tokenizer files   -> AutoModelForCausalLM/AutoTokenizer.from_pretrained(dir)
+    training_state/optimizer.pt, scheduler.pt          -> torch.load(weights_only=True): tensors and primitives only
+    training_state/rng-rank<R>.pt                      -> every rank's python/numpy/torch(/cuda) RNG
+    training_state/trainer_state.json                  -> step, tokens, data fingerprint, config, versions
+    parc_checkpoint.json                               -> written last: the completion manifest
+Everything is written into `.checkpoint-N.partial/` and renamed into place, so a crash mid-write never
+leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from parc.errors import ParcError
+
+MANIFEST = "parc_checkpoint.json"
+STATE_DIR = "training_state"
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_path(output_dir: Path, step: int) -> Path:
+    return Path(output_dir) / f"checkpoint-{step}"
+
+
+def step_of(path: Path) -> Optional[int]:
+    match = _NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def is_complete(path: Path) -> bool:
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text())["step"] == step_of(path)
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def has_train_state(path: Path) -> bool:
+    return (Path(path) / STATE_DIR / "trainer_state.json").exists()
+
+
+def complete_checkpoints(output_dir: Path) -> List[Path]:
+    """Complete checkpoints sorted by step (as numbers: checkpoint-10 comes after checkpoint-9)."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if step_of(p) is not None and is_complete(p)]
+    return sorted(found, key=step_of)
+
+
+def newest_resumable(output_dir: Path) -> Optional[Path]:
+    resumable = [p for p in complete_checkpoints(output_dir) if has_train_state(p)]
+    return resumable[-1] if resumable else None
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def rng_state() -> Dict:
+    """This process's RNG streams as tensors and primitives (loadable with weights_only=True)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": (py_version, py_state, py_gauss),
+        "numpy": (np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict) -> None:
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, tokenizer_dir: Path,
+         trainer_state: Dict, scheduled: bool, with_train_state: bool = True) -> Path:
+    """Collective: every rank calls it. Rank 0 writes weights and optimizer; each rank its own RNG."""
+    final = checkpoint_path(output_dir, step)
+    partial = Path(output_dir) / f".checkpoint-{step}.partial"
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)  # leftovers of a crash mid-write
+        (partial / STATE_DIR).mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    if with_train_state:
+        torch.save(rng_state(), partial / STATE_DIR / f"rng-rank{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(partial, safe_serialization=True)
+        for item in Path(tokenizer_dir).iterdir():
+            shutil.copy2(item, partial / item.name)
+        if with_train_state:
+            torch.save(optimizer.state_dict(), partial / STATE_DIR / "optimizer.pt")
+            torch.save(scheduler.state_dict(), partial / STATE_DIR / "scheduler.pt")
+            write_json_atomic(partial / STATE_DIR / "trainer_state.json", trainer_state)
+        else:
+            shutil.rmtree(partial / STATE_DIR)
+        files = {str(p.relative_to(partial)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+                 for p in sorted(partial.rglob("*")) if p.is_file()}
+        _fsync_tree(partial)
+        manifest = {"step": step, "tokens": trainer_state["tokens"], "scheduled": scheduled,
+                    "train_state": with_train_state, "files": files,
+                    "batch_hashes": trainer_state.get("recent_batch_hashes", {})}
+        write_json_atomic(partial / MANIFEST, manifest)
+        if final.exists():  # an earlier save of this very step (e.g. a preemption save), same contents
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        dir_fd = os.open(output_dir, os.O_RDONLY)
+        os.fsync(dir_fd)
+        os.close(dir_fd)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def prune_train_states(output_dir: Path, keep: Optional[int], protect: set = frozenset()) -> List[int]:
+    """Drop the optimizer/RNG state of all but the newest `keep` checkpoints; weights always stay."""
+    if keep is None:
+        return []
+    with_state = [p for p in complete_checkpoints(output_dir) if has_train_state(p)]
+    pruned = []
+    for path in with_state[:-keep]:
+        step = step_of(path)
+        if step in protect:
+            continue
+        manifest = json.loads((path / MANIFEST).read_text())
+        manifest["train_state"] = False
+        manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith(STATE_DIR + "/")}
+        write_json_atomic(path / MANIFEST, manifest)  # first: the manifest never lists missing files
+        shutil.rmtree(path / STATE_DIR)
+        pruned.append(step)
+    return pruned
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+def safe_load(path: Path):
+    """torch.load that can only build tensors and primitives: a checkpoint never runs code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, or anything a crafted file provokes
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ParcError(f"refusing to load {path}: it holds objects outside the safe set of tensors and "
+                        f"primitives ({reason}); use a checkpoint written by parc") from None
+
+
+def load_weights(model: torch.nn.Module, checkpoint_dir: Path) -> None:
+    """Load model.safetensors (or its shards) into an already-built model; tied weights may be absent."""
+    checkpoint_dir = Path(checkpoint_dir)
+    index = checkpoint_dir / "model.safetensors.index.json"
+    shards = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    state = {}
+    for shard in shards:
+        state.update(load_file(checkpoint_dir / shard))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    if unexpected or any(key not in tied for key in missing):
+        raise ParcError(f"checkpoint {checkpoint_dir} does not match this architecture "
+                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); check arch=")
+
+
+def load_train_state(checkpoint_dir: Path, process_index: int) -> Dict:
+    state_dir = Path(checkpoint_dir) / STATE_DIR
+    trainer_state = json.loads((state_dir / "trainer_state.json").read_text())
+    rng_file = state_dir / f"rng-rank{process_index}.pt"
+    if not rng_file.exists():  # resuming on more ranks than saved: extra ranks continue rank 0's stream
+        rng_file = state_dir / "rng-rank0.pt"
+    return {
+        "trainer": trainer_state,
+        "optimizer": safe_load(state_dir / "optimizer.pt"),
+        "scheduler": safe_load(state_dir / "scheduler.pt"),
+        "rng": safe_load(rng_file),
+    }

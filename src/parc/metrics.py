@@ -1,0 +1,83 @@
+"""What a run reports: the console progress bar, `<output_dir>/metrics.jsonl` (one row per step), and wandb."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop rows after `last_step` (steps a crashed run did past its last checkpoint), atomically.
+
+    After a resume the file then reads exactly as an uninterrupted run's would.
+    """
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line)["step"] <= last_step]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def read_metrics(path: Path) -> list:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+class RunReporter:
+    """Rank 0 only: appends metrics rows (flushed each step), drives the progress bar and wandb."""
+
+    def __init__(self, cfg, output_dir: Path, start_step: int, max_steps: int):
+        self.path = Path(output_dir) / METRICS_FILE
+        truncate_metrics(self.path, start_step)
+        self.file = open(self.path, "a")
+        self.bar = tqdm(total=max_steps, initial=start_step, unit="step", dynamic_ncols=True,
+                        disable=not cfg.trainer.progress, desc=f"{cfg.arch.name} seed {cfg.seed}")
+        self.wandb_run = self._start_wandb(cfg, output_dir) if cfg.logger.wandb else None
+
+    @staticmethod
+    def _start_wandb(cfg, output_dir: Path):
+        import wandb
+
+        # A stable id derived from the output dir: a resumed or requeued run continues the same wandb run.
+        run_id = hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
+        return wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=cfg.logger.mode,
+                          id=run_id, resume="allow", dir=str(output_dir), tags=list(cfg.logger.tags),
+                          name=Path(output_dir).name, config=OmegaConf.to_container(cfg, resolve=True))
+
+    def log(self, row: Dict) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        self.bar.update(row["step"] - self.bar.n)
+        postfix = {"loss": f"{row['loss']:.4f}", "lr": f"{row['lr']:.2e}", "tok/s": f"{row['tokens_per_s']:.0f}"}
+        if row.get("mfu") is not None:
+            postfix["mfu"] = f"{row['mfu']:.1%}"
+        self.bar.set_postfix(postfix, refresh=False)
+        if self.wandb_run is not None:
+            self.wandb_run.log(row, step=row["step"])
+
+    def note(self, message: str) -> None:
+        self.bar.write(message)
+
+    def close(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        self.bar.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+def format_plan(lines: Dict[str, object]) -> str:
+    width = max(len(k) for k in lines)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in lines.items())

@@ -1,0 +1,34 @@
+"""AdamW with the Hugging Face Trainer's weight-decay rule, and the warmup + decay LR schedule (as Parc trained)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import Trainer, get_scheduler
+
+
+def decay_parameter_names(model: torch.nn.Module) -> set:
+    """The Trainer's rule, called rather than copied so it stays the same: no decay for biases and norms."""
+    return set(Trainer.get_decay_parameter_names(None, model))
+
+
+def build_optimizer(model: torch.nn.Module, trainer_cfg, device: torch.device) -> torch.optim.AdamW:
+    decay = decay_parameter_names(model)
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in params if n in decay], "weight_decay": trainer_cfg.weight_decay},
+        {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups,
+        lr=trainer_cfg.lr,
+        betas=tuple(trainer_cfg.betas),
+        eps=trainer_cfg.eps,
+        fused=device.type == "cuda",  # one kernel per step on GPU; CPU keeps the reference (foreach) update
+    )
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, trainer_cfg) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' own schedules: linear warmup from 0, then cosine/linear decay to 0 at max_steps."""
+    name = {"constant": "constant_with_warmup"}.get(trainer_cfg.lr_schedule, trainer_cfg.lr_schedule)
+    return get_scheduler(name, optimizer, num_warmup_steps=trainer_cfg.warmup_steps,
+                         num_training_steps=trainer_cfg.max_steps)

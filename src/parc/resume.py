@@ -1,0 +1,98 @@
+"""Where a run starts: fresh, the newest local checkpoint, a named one, or a Hub revision; and the refusal
+of a checkpoint whose data, architecture or recipe differs from this run's."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Dict, Optional
+
+from parc import checkpoint
+from parc.errors import ParcError
+from parc.metrics import METRICS_FILE
+
+# Trainer settings a resumed run may change (they do not change what is computed, only how it is split).
+ADJUSTABLE_TRAINER_KEYS = {"micro_batch_size", "log_every", "progress"}
+
+
+def holds_run(output_dir: Path) -> bool:
+    output_dir = Path(output_dir)
+    return (output_dir / METRICS_FILE).exists() or any(output_dir.glob("checkpoint-*"))
+
+
+def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[Path]:
+    """The checkpoint to resume from, or None for a fresh start. Raises ParcError for an impossible request.
+
+    With allow_download=False (dry runs, non-main ranks) a Hub revision is never fetched.
+    """
+    output_dir = Path(output_dir)
+    resume = cfg.resume
+    if resume == "none":
+        if holds_run(output_dir) and not cfg.overwrite:
+            raise ParcError(f"{output_dir} already holds a run: pass resume=auto to continue it, "
+                            f"overwrite=true to delete it and start over, or choose another output_dir=")
+        return None
+    if resume == "auto":
+        found = checkpoint.newest_resumable(output_dir)
+        if found is None and cfg.hub.repo_id and allow_download:
+            from parc.hub import resolve_hub_checkpoint
+
+            found = resolve_hub_checkpoint(cfg, output_dir, None)
+        return found
+    if resume.startswith("hub:"):
+        if not cfg.hub.repo_id:
+            raise ParcError(f"resume={resume} needs hub.repo_id=<org/name> to know which repository to read")
+        if not allow_download:
+            return None
+        from parc.hub import resolve_hub_checkpoint
+
+        found = resolve_hub_checkpoint(cfg, output_dir, resume[len("hub:"):])
+        if found is None:
+            raise ParcError(f"revision {resume[4:]} of {cfg.hub.repo_id} is missing or incomplete; "
+                            f"list revisions with python -m parc.revisions {cfg.hub.repo_id}")
+        return found
+    path = output_dir / resume if "/" not in resume else Path(resume)
+    if not (checkpoint.is_complete(path) and checkpoint.has_train_state(path)):
+        available = [p.name for p in checkpoint.complete_checkpoints(output_dir) if checkpoint.has_train_state(p)]
+        raise ParcError(f"resume target {path} is not a complete checkpoint with training state; "
+                        f"resumable here: {', '.join(available) or 'none'} (or use resume=auto)")
+    return path
+
+
+def clear_run(output_dir: Path) -> None:
+    """overwrite=true: remove a previous run's checkpoints and metrics (only after every check passed)."""
+    output_dir = Path(output_dir)
+    for path in output_dir.glob("*checkpoint-*"):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (output_dir / METRICS_FILE).unlink(missing_ok=True)
+
+
+def check_compatible(saved: Dict, current: Dict, where: Path) -> None:
+    """Refuse to continue a run whose data, architecture, seed or recipe differ from this config."""
+    checks = {
+        "data": (saved["data"], current["data"]),
+        "seed": (saved["seed"], current["seed"]),
+        "arch": (saved["model_config"], current["model_config"]),
+    }
+    for key, value in current["recipe"].items():
+        checks[f"trainer.{key}"] = (saved["recipe"].get(key), value)
+    for name, (old, new) in checks.items():
+        if old != new:
+            detail = _first_difference(old, new)
+            raise ParcError(f"{where} was trained with a different {name} ({detail}); resume with the same "
+                            f"settings, or start a new run elsewhere (resume=none output_dir=...)")
+
+
+def _first_difference(old, new) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                return f"{key}: checkpoint {old.get(key)!r}, this run {new.get(key)!r}"
+    return f"checkpoint {old!r}, this run {new!r}"
+
+
+def recipe(trainer_cfg) -> Dict:
+    from omegaconf import OmegaConf
+
+    values = OmegaConf.to_container(trainer_cfg, resolve=True)
+    return {k: v for k, v in values.items() if k not in ADJUSTABLE_TRAINER_KEYS}

@@ -1,0 +1,252 @@
+"""The training loop: Accelerate (1 or N processes), accumulation, clipping, schedule, metrics, checkpoints,
+Hub pushes and preemption. `train(cfg)` is the whole run; `Trainer.train_step` is one optimizer update."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from omegaconf import OmegaConf
+
+from parc import archs, checkpoint, resume
+from parc.config import Plan, portable_config
+from parc.errors import ParcError
+from parc.metrics import RunReporter, format_plan
+from parc.optim import build_optimizer, build_scheduler
+
+EXIT_PREEMPTED = 75  # checkpoint written; Slurm requeues and resume=auto continues
+
+
+class PreemptionFlag:
+    """SIGUSR1 (Slurm's warning before the time limit) and SIGTERM (preemption, requeue) ask for a clean stop."""
+
+    def __init__(self):
+        self.signal: Optional[int] = None
+        for sig in (signal.SIGUSR1, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def raised_anywhere(self, accelerator: Accelerator) -> bool:
+        if accelerator.num_processes == 1:
+            return self.signal is not None
+        flag = torch.tensor([1.0 if self.signal is not None else 0.0], device=accelerator.device)
+        return bool(accelerator.reduce(flag, "sum").item() > 0)  # every rank stops at the same step
+
+
+def make_accelerator(cfg) -> Accelerator:
+    use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ParcError("device=cuda but no CUDA device is visible; use device=auto or device=cpu")
+    state = PartialState(cpu=use_cpu)  # initialises the process group: the world size decides accumulation
+    plan = Plan.build(cfg, world_size=state.num_processes)
+    if cfg.trainer.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return Accelerator(cpu=use_cpu, gradient_accumulation_steps=plan.accumulation,
+                       mixed_precision="bf16" if cfg.trainer.precision == "bf16" else "no")
+
+
+class Trainer:
+    def __init__(self, cfg, accelerator: Accelerator, batches, tokenizer_dir: Path, start: Optional[Path]):
+        self.cfg, self.accelerator, self.batches, self.tokenizer_dir = cfg, accelerator, batches, tokenizer_dir
+        self.plan = Plan.build(cfg, accelerator.num_processes)
+        self.output_dir = Path(self.plan.output_dir)
+        self.spec = archs.get_spec(cfg.arch.name)
+        model = archs.build_model(cfg.arch, cfg.data.vocab_size, cfg.seed)  # set_seed(seed) + from_config
+        self.fast_path = self.spec.apply_fast_path(model, cfg.arch.fast_path, accelerator.device)
+        self.flops_per_token = self.spec.flops_per_token(model.config, cfg.data.seq_len)
+        self.n_params = archs.count_parameters(model)
+        self.step, self.tokens = 0, 0
+        optimizer = build_optimizer(model, cfg.trainer, accelerator.device)
+        self.scheduler = build_scheduler(optimizer, cfg.trainer)
+        if start is not None:
+            self._restore(start, model, optimizer)
+        if cfg.arch.compile:
+            model = torch.compile(model)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+
+    def identity(self) -> dict:
+        """What a checkpoint must share with this run to be continued by it."""
+        return {"data": self.batches.fingerprint(), "seed": self.cfg.seed, "recipe": resume.recipe(self.cfg.trainer),
+                "model_config": archs.hf_config(self.cfg.arch, self.cfg.data.vocab_size).to_diff_dict()}
+
+    def _restore(self, start: Path, model, optimizer) -> None:
+        state = checkpoint.load_train_state(start, self.accelerator.process_index)
+        resume.check_compatible(state["trainer"]["identity"], self.identity(), start)
+        checkpoint.load_weights(model, start)
+        optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        self.step, self.tokens = state["trainer"]["step"], state["trainer"]["tokens"]
+
+    def train_step(self, step: int) -> dict:
+        """One optimizer update on the global batch of `step` (this rank's share, in micro-batches)."""
+        started = time.perf_counter()
+        rows = self.batches.rank_batch(step, self.accelerator.process_index, self.accelerator.num_processes)
+        micro_losses, grad_norm = [], None
+        for micro in np.split(rows, self.plan.accumulation):
+            ids = torch.from_numpy(micro).to(self.accelerator.device)
+            with self.accelerator.accumulate(self.model):
+                loss = self.model(input_ids=ids, labels=ids).loss
+                self.accelerator.backward(loss)  # divides by the accumulation: gradients are the batch mean
+                if self.accelerator.sync_gradients and self.cfg.trainer.grad_clip > 0:
+                    grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
+                self.optimizer.step()  # Accelerate skips it until the last micro-batch
+                self.optimizer.zero_grad()
+            micro_losses.append(loss.detach())
+        lr = self.scheduler.get_last_lr()[0]  # the rate this update used (warmup starts at 0, as the Trainer)
+        self.scheduler.step()
+        loss = self.accelerator.reduce(torch.stack(micro_losses).mean(), "mean").item()
+        self.step, self.tokens = step, self.tokens + self.plan.tokens_per_step
+        seconds = time.perf_counter() - started
+        tokens_per_s = self.plan.tokens_per_step / seconds
+        return {"step": step, "loss": loss, "lr": lr, "tokens": self.tokens, "time": time.time(),
+                "batch_hash": self.batches.batch_hash(step),
+                "grad_norm": None if grad_norm is None else float(grad_norm),
+                "step_seconds": seconds, "tokens_per_s": tokens_per_s, "mfu": self._mfu(tokens_per_s)}
+
+    def _mfu(self, tokens_per_s: float) -> Optional[float]:
+        from parc.perf import mfu
+
+        per_device = tokens_per_s / self.accelerator.num_processes
+        return mfu(self.flops_per_token, per_device, self.accelerator.device, self.cfg.trainer.precision)
+
+    def save(self, scheduled: bool, batch_hashes: dict) -> Path:
+        state = {"step": self.step, "tokens": self.tokens, "world_size": self.accelerator.num_processes,
+                 "micro_batch_size": self.plan.micro_batch_size, "identity": self.identity(),
+                 "config": portable_config(self.cfg), "versions": library_versions(),
+                 "recent_batch_hashes": batch_hashes}
+        return checkpoint.save(self.accelerator, self.output_dir, self.step, self.model, self.optimizer,
+                               self.scheduler, self.tokenizer_dir, state, scheduled,
+                               with_train_state=self.cfg.checkpoint.save_train_state or not scheduled)
+
+    def fit(self) -> int:
+        """Train from self.step to max_steps. Returns the exit code (0, or EXIT_PREEMPTED)."""
+        cfg, acc, plan = self.cfg, self.accelerator, self.plan
+        schedule = set(plan.checkpoint_steps)
+        publisher = self._publisher()
+        preemption = PreemptionFlag()
+        reporter = RunReporter(cfg, self.output_dir, self.step, plan.max_steps) if acc.is_main_process else None
+        hashes = {}
+        try:
+            if self.step in schedule and not checkpoint.is_complete(checkpoint.checkpoint_path(self.output_dir, self.step)):
+                self._checkpoint(publisher, scheduled=True, hashes=hashes)  # the seed checkpoint, step 0
+            for step in range(self.step + 1, plan.max_steps + 1):
+                row = self.train_step(step)
+                hashes[step] = row["batch_hash"]
+                if reporter and (step % cfg.trainer.log_every == 0 or step == plan.max_steps):
+                    reporter.log(row)
+                if step in schedule:
+                    self._checkpoint(publisher, scheduled=True, hashes=hashes)
+                    hashes = {}
+                if preemption.raised_anywhere(acc) and step < plan.max_steps:
+                    if step not in schedule:
+                        self._checkpoint(publisher, scheduled=False, hashes=hashes)
+                    if reporter:
+                        reporter.note(f"signal {preemption.signal}: saved checkpoint-{step}; exiting for requeue")
+                    return EXIT_PREEMPTED
+        finally:
+            if reporter:
+                reporter.close()
+            if publisher is not None:
+                publisher.close(final_step=plan.max_steps if self.step == plan.max_steps else None)
+        return 0
+
+    def _checkpoint(self, publisher, scheduled: bool, hashes: dict) -> None:
+        path = self.save(scheduled, hashes)
+        if self.accelerator.is_main_process:
+            if publisher is not None and scheduled:
+                publisher.submit(self.step, path)
+            protect = publisher.pending_steps() if publisher is not None else set()
+            checkpoint.prune_train_states(self.output_dir, self.cfg.checkpoint.keep_train_states, protect)
+        self.accelerator.wait_for_everyone()
+
+    def _publisher(self):
+        if not self.cfg.hub.repo_id:
+            return None
+        from parc.hub import Publisher
+
+        publisher = Publisher.from_config(self.cfg, self.output_dir, self.accelerator.is_main_process)
+        if publisher is not None:
+            publisher.start()
+        return publisher
+
+    def describe(self) -> str:
+        plan = self.plan
+        return format_plan({
+            "architecture": f"{self.cfg.arch.name} ({self.cfg.arch.size}), {self.n_params} parameters",
+            "fast path": self.fast_path,
+            "world size": plan.world_size,
+            "batch": f"{plan.global_batch_size} sequences = {plan.micro_batch_size} micro-batch x "
+                     f"{plan.accumulation} accumulation x {plan.world_size} processes",
+            "tokens per step": plan.tokens_per_step,
+            "total tokens": plan.total_tokens,
+            "steps": f"{self.step} done of {plan.max_steps}",
+            "FLOPs per token": f"{self.flops_per_token:.4g}",
+            "checkpoints": describe_steps(plan.checkpoint_steps),
+            "output dir": plan.output_dir,
+        })
+
+
+def describe_steps(steps) -> str:
+    if len(steps) <= 12:
+        return ", ".join(map(str, steps))
+    return f"{len(steps)} steps: {', '.join(map(str, steps[:8]))} ... {', '.join(map(str, steps[-2:]))}"
+
+
+def library_versions() -> dict:
+    import sys
+
+    import accelerate
+    import transformers
+
+    import parc
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__, "numpy": np.__version__, "parc": parc.__version__}
+
+
+def train(cfg) -> int:
+    """The whole run: set up, resume, train, checkpoint. Returns the process exit code."""
+    from parc.data.stream import BatchPlan, ensure_prepared
+
+    accelerator = make_accelerator(cfg)
+    output_dir = Path(cfg.output_dir)
+    check_writable(output_dir)
+    start = resume.find_start(cfg, output_dir, allow_download=accelerator.is_main_process)
+    with accelerator.main_process_first():  # rank 0 prepares the demo data / downloads a revision first
+        stream = ensure_prepared(cfg)
+        if start is None and not accelerator.is_main_process:
+            start = resume.find_start(cfg, output_dir, allow_download=False)
+    batches = BatchPlan(stream, cfg.data.shard, cfg.data.data_seed, cfg.trainer.global_batch_size, cfg.trainer.max_steps)
+    if accelerator.is_main_process:
+        if cfg.resume == "none" and cfg.overwrite:
+            resume.clear_run(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(portable_config(cfg)))
+    accelerator.wait_for_everyone()
+    trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start)
+    if accelerator.is_main_process:
+        origin = f"resuming from {start}" if start is not None else "starting from scratch"
+        print(f"parc: {origin}\n{trainer.describe()}", flush=True)
+    code = trainer.fit()
+    accelerator.end_training()  # a clean gloo shutdown: without it 2-process runs may abort at exit
+    return code
+
+
+def check_writable(output_dir: Path) -> None:
+    """Refuse an output dir we cannot create or write, before anything is written anywhere."""
+    import os
+
+    probe = Path(output_dir).resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ParcError(f"cannot write output_dir {output_dir} ({probe} is not a writable directory); "
+                        f"choose another output_dir= or fix its permissions")
