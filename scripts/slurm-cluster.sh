@@ -49,12 +49,15 @@ install_packages() {
     done
     ((${#missing[@]} == 0)) && return
     command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
-    log "installing ${missing[*]}"
-    # Debian's postinst scripts try to start services; without systemd that only prints noise.
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
-        apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-    fi
+    log "installing ${missing[*]} (log: $DIR/log/apt.log)"
+    mkdir -p "$DIR/log"
+    # Try without `apt-get update` first (fast when the lists are fresh); postinst scripts that try
+    # to start services without systemd only print noise, hence the log file.
+    {
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" || {
+            apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+        }
+    } >"$DIR/log/apt.log" 2>&1 || { tail -5 "$DIR/log/apt.log" >&2; die "could not install ${missing[*]}"; }
 }
 
 start_munge() {
@@ -70,6 +73,11 @@ start_munge() {
     runuser -u munge -- /usr/sbin/munged
     mkdir -p "$RUN" && touch "$RUN/.munge-ours"
     wait_for "$TIMEOUT" munged bash -c 'munge -n | unmunge'
+}
+
+CONFIG_CHANGED=0
+install_if_changed() {  # install_if_changed NEW TARGET: replace TARGET by NEW only when they differ
+    if cmp -s "$1" "$2"; then rm -f "$1"; else mv "$1" "$2"; CONFIG_CHANGED=1; fi
 }
 
 write_config() {
@@ -120,7 +128,7 @@ $node RealMemory=$mem NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=20
 PartitionName=high  Nodes=ALL Default=NO  MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
-    mv "$tmp" "$CONF"
+    install_if_changed "$tmp" "$CONF"
     if [[ $ACCOUNTING == 1 ]]; then
         # slurmdbd has no -f: it reads slurmdbd.conf beside $SLURM_CONF, which must be 600 and SlurmUser's.
         cat >"$tmp" <<EOF
@@ -138,7 +146,7 @@ StoragePass=slurm
 StorageLoc=slurm_acct_db
 EOF
         chmod 600 "$tmp"
-        mv "$tmp" "$DIR/etc/slurmdbd.conf"
+        install_if_changed "$tmp" "$DIR/etc/slurmdbd.conf"
     fi
 }
 
@@ -190,6 +198,8 @@ start() {
     fi
     start_daemon slurmctld bash -c "SLURM_CONF=$CONF scontrol ping | grep -q UP"
     start_daemon slurmd bash -c "$(declare -f node_up); CONF=$CONF; node_up"
+    # Daemons that were already running read a changed slurm.conf only when told to.
+    [[ $CONFIG_CHANGED == 1 ]] && SLURM_CONF=$CONF scontrol reconfigure >/dev/null 2>&1 || true
     # A node left 'down' by an earlier unclean stop comes back with ReturnToService=2; make sure.
     if ! node_up; then
         SLURM_CONF=$CONF scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true

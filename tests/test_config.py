@@ -1,0 +1,103 @@
+"""Every config file composes; the schema refuses typos and wrong types; derived quantities; schedules."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from parc.config import CONFIG_DIR, Plan, compose, portable_config, validate
+from parc.errors import ParcError
+from parc.schedule import checkpoint_steps
+
+GROUPS = ["arch", "data", "trainer", "checkpoint", "hub", "logger", "experiment"]
+
+
+def every_option():
+    for group in GROUPS:
+        for path in sorted((CONFIG_DIR / group).glob("*.yaml")):
+            yield group, path.stem
+
+
+@pytest.mark.parametrize("group,option", list(every_option()))
+def test_every_config_file_composes_and_validates(group, option):
+    cfg = compose([f"{group}={option}"])
+    validate(cfg)
+    Plan.build(cfg)
+
+
+def test_every_launcher_config_is_valid_yaml():
+    for path in sorted((CONFIG_DIR / "hydra" / "launcher").glob("*.yaml")):
+        assert OmegaConf.load(path) is not None, path
+
+
+def test_defaults_are_the_parc_recipe():
+    cfg = compose([])
+    plan = Plan.build(cfg)
+    assert (cfg.arch.name, cfg.data.name, cfg.seed, cfg.data.shard) == ("pythia", "openwebtext", 0, 0)
+    assert plan.max_steps == 4000 and plan.global_batch_size == 512 and plan.seq_len == 1024
+    assert plan.accumulation == 16 and plan.tokens_per_step == 524_288
+    assert plan.total_tokens == 2_097_152_000 and plan.sequences_per_shard == 2_048_000
+    assert (cfg.trainer.lr, list(cfg.trainer.betas), cfg.trainer.eps) == (6e-4, [0.9, 0.999], 1e-8)
+    assert (cfg.trainer.weight_decay, cfg.trainer.warmup_steps, cfg.trainer.grad_clip) == (0.1, 100, 1.0)
+    assert cfg.trainer.precision == "fp32" and not cfg.trainer.tf32
+    assert plan.checkpoint_steps == list(range(0, 4001, 10))
+    assert cfg.data.vocab_size == 50277 and cfg.data.tokenizer == "EleutherAI/pythia-160m"
+
+
+def test_output_dir_is_derived_without_timestamps():
+    a = compose(["arch=mamba", "seed=3", "data.shard=1"])
+    b = compose(["arch=mamba", "seed=3", "data.shard=1"])
+    assert a.output_dir == b.output_dir and a.output_dir.endswith("parc/mamba-seed3-shard1")
+    assert compose(["output_dir=/tmp/x"]).output_dir == "/tmp/x"
+
+
+def test_accumulation_adapts_to_world_size_and_refuses_indivisible():
+    cfg = compose(["trainer.micro_batch_size=32"])
+    assert Plan.build(cfg, world_size=4).accumulation == 4
+    with pytest.raises(ParcError, match="not divisible"):
+        Plan.build(compose(["trainer.micro_batch_size=24"]))
+    with pytest.raises(ParcError, match="not divisible"):
+        Plan.build(compose(["trainer.micro_batch_size=32"]), world_size=3)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["arch=foo"], "unknown arch 'foo'.*mamba, pythia, rwkv"),
+    (["experiment=nope"], "unknown experiment 'nope'"),
+    (["trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'"),
+    (["trainer.max_steps=abc"], "bad value for trainer.max_steps"),
+    (["seed=x"], "bad value for seed"),
+])
+def test_composition_errors_are_one_line(overrides, message):
+    with pytest.raises(ParcError, match=message) as info:
+        compose(overrides)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["trainer.max_steps=-5"], "trainer.max_steps=-5 must be a positive integer"),
+    (["trainer.precision=fp8"], "trainer.precision"),
+    (["checkpoint.every=0"], "checkpoint.every"),
+    (["resume=sometimes"], "resume='sometimes'"),
+    (["data.shard=-1"], "data.shard"),
+])
+def test_validation_errors(overrides, message):
+    with pytest.raises(ParcError, match=message):
+        validate(compose(overrides))
+
+
+def test_checkpoint_schedules_always_hold_step_zero_and_the_end():
+    cfg = compose(["checkpoint=pythia"])
+    pythia = checkpoint_steps(cfg.checkpoint, 4000)
+    assert len(pythia) == 154  # as many as Pythia published
+    assert pythia[:11] == [0, 1, 2, 4, 8, 16, 28, 32, 56, 64, 84]
+    assert pythia[-1] == 4000
+    every = checkpoint_steps(compose(["checkpoint.every=300"]).checkpoint, 1000)
+    assert every == [0, 300, 600, 900, 1000]
+    listed = compose(["checkpoint.schedule=list", "checkpoint.steps=[10,20,40,80]", "trainer.max_steps=100"])
+    assert checkpoint_steps(listed.checkpoint, 100) == [0, 10, 20, 40, 80, 100]
+
+
+def test_portable_config_has_no_local_paths(tmp_path):
+    cfg = compose(["experiment=demo", f"paths.root={tmp_path}"])
+    text = str(portable_config(cfg))
+    assert str(tmp_path) not in text and "/work" not in text
