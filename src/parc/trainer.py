@@ -242,11 +242,14 @@ def train(cfg) -> int:
 
 def check_writable(output_dir: Path) -> None:
     """Refuse an output dir we cannot create or write, before anything is written anywhere."""
-    import os
+    import tempfile
 
-    probe = Path(output_dir).resolve()
+    probe = Path(output_dir).absolute()
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    try:  # os.access says yes to root everywhere; only a real write tells (the probe file is removed)
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".parc-write-probe-"):
+            pass
+    except OSError:
         raise ParcError(f"cannot write output_dir {output_dir} ({probe} is not a writable directory); "
-                        f"choose another output_dir= or fix its permissions")
+                        f"choose another output_dir= or fix its permissions") from None

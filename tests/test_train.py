@@ -1,0 +1,218 @@
+"""End to end through `python -m parc.train` as a user runs it: the demo trains, runs are deterministic,
+kill -9 and preemption resume bit-identically, checkpoints load with transformers, bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_cli
+
+ARCHS = ["pythia", "mamba", "rwkv"]
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """A root whose data/ holds the prepared demo stream (prepared once, by the real CLI)."""
+    root = tmp_path_factory.mktemp("parc")
+    result = run_cli("parc.prepare", "experiment=demo", f"paths.root={root}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root
+
+
+def short_run(root, out, *extra, steps=8, every=4):
+    return ["experiment=demo", f"paths.root={root}", f"output_dir={out}", f"trainer.max_steps={steps}",
+            f"checkpoint.every={every}", "trainer.progress=false", *extra]
+
+
+def train(*overrides, expect=0):
+    result = run_cli("parc.train", *overrides)
+    assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def losses(out):
+    return [row["loss"] for row in metrics(out)]
+
+
+def metrics(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(checkpoint_dir):
+    return load_file(Path(checkpoint_dir) / "model.safetensors")
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_demo_trains_with_falling_loss_and_loadable_checkpoints(demo_root, tmp_path, arch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / arch
+    result = train(*short_run(demo_root, out, f"arch={arch}", steps=30, every=10))
+    assert "world size" in result.stdout and "accumulation" in result.stdout
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    assert rows[-1]["tokens"] == 30 * 16 * 128
+    for key in ("loss", "lr", "tokens", "time", "batch_hash", "tokens_per_s"):
+        assert key in rows[0]
+    first, last = sum(r["loss"] for r in rows[:3]) / 3, sum(r["loss"] for r in rows[-3:]) / 3
+    assert last < first - 0.5, (first, last)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{s}" for s in (0, 10, 20, 30)]
+    model = AutoModelForCausalLM.from_pretrained(out / "checkpoint-30")
+    tokenizer = AutoTokenizer.from_pretrained(out / "checkpoint-30")
+    assert model.config.model_type == {"pythia": "gpt_neox", "mamba": "mamba", "rwkv": "rwkv"}[arch]
+    saved = weights(out / "checkpoint-30")
+    for name, tensor in model.state_dict().items():
+        if name in saved:
+            assert torch.equal(tensor, saved[name]), name
+    ids = tokenizer("To be, or not to be", return_tensors="pt").input_ids
+    assert ids.shape[1] > 2 and int(ids.max()) < model.config.vocab_size
+
+
+def test_same_seed_is_bit_identical_and_seed_changes_only_the_init(demo_root, tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    train(*short_run(demo_root, a, "seed=0"))
+    train(*short_run(demo_root, b, "seed=0"))
+    train(*short_run(demo_root, c, "seed=1"))
+    assert losses(a) == losses(b)
+    assert_same_weights(a / "checkpoint-8", b / "checkpoint-8")
+    assert [r["batch_hash"] for r in metrics(a)] == [r["batch_hash"] for r in metrics(c)]
+    assert losses(a) != losses(c)
+    wa, wc = weights(a / "checkpoint-0"), weights(c / "checkpoint-0")
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def wait_for(predicate, proc, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, "training ended before the condition was met"
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def start_train(*overrides):
+    return subprocess.Popen([sys.executable, "-m", "parc.train", *overrides], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+
+
+@pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
+def test_interrupted_run_resumes_bit_identically(demo_root, tmp_path, how):
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    overrides = dict(steps=24, every=6)
+    train(*short_run(demo_root, reference, **overrides))
+    proc = start_train(*short_run(demo_root, interrupted, **overrides))
+    wait_for(lambda: (interrupted / "checkpoint-6" / "parc_checkpoint.json").exists(), proc)
+    if how == "kill -9":
+        proc.kill()
+        assert proc.wait() == -signal.SIGKILL
+    else:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 75  # checkpoint written, asking to be requeued
+        assert (interrupted / "checkpoint-{}".format(metrics(interrupted)[-1]["step"]) / "parc_checkpoint.json").exists()
+    assert not (interrupted / "checkpoint-24").exists()
+    result = train(*short_run(demo_root, interrupted, **overrides))
+    assert "resuming from" in result.stdout
+    assert losses(interrupted) == losses(reference)
+    assert [r["step"] for r in metrics(interrupted)] == list(range(1, 25))
+    assert_same_weights(interrupted / "checkpoint-24", reference / "checkpoint-24")
+
+
+def test_resume_from_a_named_checkpoint_and_refusals(demo_root, tmp_path):
+    out = tmp_path / "run"
+    train(*short_run(demo_root, out))
+    # resume=none on an existing run is refused, and nothing is touched
+    before = (out / "metrics.jsonl").read_text()
+    result = train(*short_run(demo_root, out, "resume=none"), expect=2)
+    assert "already holds a run" in result.stderr and (out / "metrics.jsonl").read_text() == before
+    # continuing with a different recipe is refused
+    result = train(*short_run(demo_root, out, "trainer.lr=0.01", "resume=checkpoint-4"), expect=2)
+    assert "different trainer.lr" in result.stderr
+    # a missing resume target is refused and lists what exists
+    result = train(*short_run(demo_root, out, "resume=checkpoint-5"), expect=2)
+    assert "checkpoint-4" in result.stderr and "checkpoint-8" in result.stderr
+    # resume=checkpoint-4 redoes steps 5..8 identically
+    reference = losses(out)
+    train(*short_run(demo_root, out, "resume=checkpoint-4"))
+    assert losses(out) == reference
+
+
+def assert_refused(result, *phrases):
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("overrides,phrase", [
+    (["arch=transformer"], "unknown arch 'transformer'"),
+    (["trainer.max_steps=ten"], "bad value for trainer.max_steps"),
+    (["trainer.max_steps=-3"], "trainer.max_steps=-3 must be a positive integer"),
+    (["trainer.micro_batch_size=5"], "not divisible"),
+    (["trainer.lr=fast"], "bad value for trainer.lr"),
+    (["checkpoint.evry=5"], "unknown config key 'checkpoint.evry'"),
+])
+def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, overrides, phrase):
+    out = tmp_path / "out"
+    result = run_cli("parc.train", "experiment=demo", f"paths.root={tmp_path}", f"output_dir={out}", *overrides)
+    assert_refused(result, phrase)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_data_says_how_to_prepare_it(tmp_path):
+    result = run_cli("parc.train", "data=openwebtext", "trainer.max_steps=2", f"paths.root={tmp_path}")
+    assert_refused(result, "python -m parc.prepare")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["under a file", "in /proc"])
+def test_unwritable_output_dir_is_refused(demo_root, tmp_path, where):
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "file.txt" / "run" if where == "under a file" else Path("/proc/parc-run")
+    result = run_cli("parc.train", *short_run(demo_root, out))
+    assert_refused(result, "cannot write output_dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    result = run_cli("parc.train", "arch=rwkv", "dry_run=true", f"paths.root={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert "169342464" in result.stdout and "accumulation" in result.stdout and "524288" in result.stdout
+    assert "not prepared" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_train_states_prunes_optimizer_state_but_keeps_weights(demo_root, tmp_path):
+    out = tmp_path / "run"
+    train(*short_run(demo_root, out, "checkpoint.keep_train_states=1", steps=6, every=2))
+    steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert steps == [0, 2, 4, 6]
+    with_state = [s for s in steps if (out / f"checkpoint-{s}" / "training_state").exists()]
+    assert with_state == [6]
+    for s in steps:
+        manifest = json.loads((out / f"checkpoint-{s}" / "parc_checkpoint.json").read_text())
+        assert all((out / f"checkpoint-{s}" / f).exists() for f in manifest["files"])
+
+
+def test_wandb_offline_logs_the_run(demo_root, tmp_path):
+    out = tmp_path / "run"
+    train(*short_run(demo_root, out, "logger=wandb", steps=3, every=3), )
+    runs = list(out.glob("wandb/offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
