@@ -23,7 +23,6 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from parc.errors import ParcError
 
@@ -183,16 +182,17 @@ def safe_load(path: Path):
 
 
 def load_weights(model: torch.nn.Module, checkpoint_dir: Path) -> None:
-    """Load model.safetensors (or its shards) into an already-built model; tied weights may be absent."""
-    checkpoint_dir = Path(checkpoint_dir)
-    index = checkpoint_dir / "model.safetensors.index.json"
-    shards = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
-    state = {}
-    for shard in shards:
-        state.update(load_file(checkpoint_dir / shard))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
-    if unexpected or any(key not in tied for key in missing):
+    """Copy a checkpoint's weights into an already-built model.
+
+    transformers' own loader reads the files, so its renames of legacy names (GPT-NeoX saves
+    `embed_out`, loads `lm_head`), shards and tied weights are handled as `from_pretrained` does.
+    """
+    try:
+        loaded = type(model).from_pretrained(checkpoint_dir, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise ParcError(f"cannot read the weights in {checkpoint_dir} ({str(exc).splitlines()[0]})") from None
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if missing or unexpected:
         raise ParcError(f"checkpoint {checkpoint_dir} does not match this architecture "
                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); check arch=")
 

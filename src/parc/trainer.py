@@ -214,8 +214,11 @@ def library_versions() -> dict:
 
 def train(cfg) -> int:
     """The whole run: set up, resume, train, checkpoint. Returns the process exit code."""
+    from transformers.utils import logging as hf_logging
+
     from parc.data.stream import BatchPlan, ensure_prepared
 
+    hf_logging.disable_progress_bar()  # the run has its own progress bar; per-save shard bars are noise
     accelerator = make_accelerator(cfg)
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
