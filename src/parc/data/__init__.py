@@ -1,0 +1,10 @@
+"""The data layer: prepare a packed token stream once (`prepare`), then read the batch of any step (`stream`).
+
+See parc.data.prepare for the packing rules, parts and manifest, and parc.data.stream for the config
+checks, shards and step numbering.
+"""
+
+from parc.data.prepare import PrepareReport, prepare_data
+from parc.data.stream import BatchPlan, PackedStream, batch_hash, data_status, ensure_prepared, open_stream
+
+__all__ = ["BatchPlan", "PackedStream", "PrepareReport", "batch_hash", "data_status", "ensure_prepared", "open_stream", "prepare_data"]
