@@ -14,6 +14,7 @@
 #   PARC_SLURM_ACCOUNTING  1: mariadb + slurmdbd, so sacct and submitit see real job states;
 #                          0: no accounting (faster start, but finished jobs read UNKNOWN) (default 1)
 #   PARC_SLURM_TIMEOUT     seconds to wait for each daemon / the idle node        (default 60)
+#   PARC_SLURM_DB_PORT     mariadb's TCP port on 127.0.0.1 (slurmdbd connects over TCP) (default 3306)
 set -euo pipefail
 
 DIR=${PARC_SLURM_DIR:-/tmp/parc-slurm}
@@ -24,15 +25,18 @@ RUN=$DIR/run
 DB_PORT=${PARC_SLURM_DB_PORT:-3306}
 HOST=$(hostname -s)
 
+CANNOT_INSTALL=3  # exit code when packages are missing and cannot be installed (tests skip on it)
+
 log() { echo "slurm-cluster: $*" >&2; }
-die() { echo "error: $*" >&2; exit 1; }
+die() { echo "error: $*" >&2; exit "${2:-1}"; }
 
 # wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND until it succeeds (no fixed sleeps elsewhere)
 wait_for() {
-    local deadline=$((SECONDS + $1)) what=$2
+    local seconds=$1 what=$2
+    local deadline=$((SECONDS + seconds))
     shift 2
     until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || die "$what did not come up within ${TIMEOUT}s; see $DIR/log/"
+        ((SECONDS < deadline)) || die "$what did not come up within ${seconds}s; see $DIR/log/"
         sleep 0.3
     done
 }
@@ -48,7 +52,7 @@ install_packages() {
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     ((${#missing[@]} == 0)) && return
-    command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+    command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them" $CANNOT_INSTALL
     log "installing ${missing[*]} (log: $DIR/log/apt.log)"
     mkdir -p "$DIR/log"
     # Try without `apt-get update` first (fast when the lists are fresh); postinst scripts that try
@@ -57,7 +61,7 @@ install_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" || {
             apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
         }
-    } >"$DIR/log/apt.log" 2>&1 || { tail -5 "$DIR/log/apt.log" >&2; die "could not install ${missing[*]}"; }
+    } >"$DIR/log/apt.log" 2>&1 || { tail -5 "$DIR/log/apt.log" >&2; die "could not install ${missing[*]}" $CANNOT_INSTALL; }
 }
 
 start_munge() {

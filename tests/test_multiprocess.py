@@ -1,0 +1,96 @@
+"""Real multi-process data parallelism on CPU (gloo): `torchrun` and `accelerate launch` start 2 processes that
+train exactly what 1 process trains with twice the accumulation, and their checkpoint resumes on 1 process.
+
+`accelerate launch --cpu` silently runs one process (see shared/notes/stack.md), so the tests use
+`--multi_gpu` with ACCELERATE_USE_CPU=1 and assert the world size the run printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parc.metrics import read_metrics
+from test_train import demo_root, short_run, train  # noqa: F401  (demo_root is a fixture)
+
+STEPS, EVERY = 6, 3
+
+
+def launch(launcher: list, overrides: list, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a launcher in its own process group, so a hung rank is killed with it instead of outliving the test."""
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([*launcher, "-m", "parc.train", *overrides], env=env, cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{launcher[0]} did not finish in {timeout}s\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+BIN = Path(sys.executable).parent  # the launchers installed beside this interpreter, as a user runs them
+TORCHRUN = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
+ACCELERATE = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+@pytest.fixture(scope="module")
+def one_process(demo_root, tmp_path_factory):  # noqa: F811
+    """The reference: 1 process, micro-batch 8, accumulation 2 (global batch 16)."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    result = train(*short_run(demo_root, out, steps=STEPS, every=EVERY))
+    assert re.search(r"world size\s+1\b", result.stdout)
+    return out
+
+
+def assert_same_training(run: Path, reference: Path, first_step: int = 1) -> None:
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if r["step"] >= first_step]
+    expected = [r for r in read_metrics(reference / "metrics.jsonl") if r["step"] >= first_step]
+    assert [r["step"] for r in rows] == [r["step"] for r in expected] == list(range(first_step, STEPS + 1))
+    assert [r["batch_hash"] for r in rows] == [r["batch_hash"] for r in expected]
+    for got, want in zip(rows, expected):
+        assert got["loss"] == pytest.approx(want["loss"], abs=1e-6, rel=0), got["step"]
+        assert got["tokens"] == want["tokens"]
+
+
+def launch_two(launcher: list, demo_root: Path, out: Path) -> None:
+    result = launch(launcher, short_run(demo_root, out, steps=STEPS, every=EVERY), out.parent)
+    printed = result.stdout + result.stderr
+    assert re.search(r"world size\s+2\b", printed), printed[-2000:]
+    assert "8 micro-batch x 1 accumulation x 2 processes" in printed
+
+
+@pytest.fixture(scope="module")
+def torchrun_two(demo_root, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("torchrun") / "run"
+    launch_two(TORCHRUN, demo_root, out)
+    return out
+
+
+def test_torchrun_two_processes_train_what_one_process_trains(torchrun_two, one_process):
+    assert_same_training(torchrun_two, one_process)
+    state = torchrun_two / f"checkpoint-{STEPS}" / "training_state"
+    assert sorted(p.name for p in state.glob("rng-rank*.pt")) == ["rng-rank0.pt", "rng-rank1.pt"]
+
+
+def test_accelerate_launch_two_processes_train_what_one_process_trains(demo_root, one_process, tmp_path):  # noqa: F811
+    launch_two(ACCELERATE, demo_root, tmp_path / "run")
+    assert_same_training(tmp_path / "run", one_process)
+
+
+def test_two_process_checkpoint_resumes_on_one_process(demo_root, torchrun_two, one_process, tmp_path):  # noqa: F811
+    resumed = tmp_path / "resumed"
+    start = torchrun_two / f"checkpoint-{EVERY}"
+    result = train(*short_run(demo_root, resumed, f"resume={start}", steps=STEPS, every=EVERY))
+    assert re.search(r"world size\s+1\b", result.stdout)
+    assert f"resuming from {start}" in result.stdout
+    assert_same_training(resumed, one_process, first_step=EVERY + 1)
