@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from parc.metrics import read_metrics
-from test_train import demo_root, short_run, train  # noqa: F401  (demo_root is a fixture)
+from conftest import short_run, train
 
 STEPS, EVERY = 6, 3
 

@@ -15,29 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_cli
+from conftest import run_cli, short_run, train
 
 ARCHS = ["pythia", "mamba", "rwkv"]
-
-
-@pytest.fixture(scope="session")
-def demo_root(tmp_path_factory):
-    """A root whose data/ holds the prepared demo stream (prepared once, by the real CLI)."""
-    root = tmp_path_factory.mktemp("parc")
-    result = run_cli("parc.prepare", "experiment=demo", f"paths.root={root}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    return root
-
-
-def short_run(root, out, *extra, steps=8, every=4):
-    return ["experiment=demo", f"paths.root={root}", f"output_dir={out}", f"trainer.max_steps={steps}",
-            f"checkpoint.every={every}", "trainer.progress=false", *extra]
-
-
-def train(*overrides, expect=0):
-    result = run_cli("parc.train", *overrides)
-    assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 def losses(out):
