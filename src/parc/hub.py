@@ -1,0 +1,326 @@
+"""Publish every checkpoint as a `checkpoint-N` Hub revision while training runs, and resume from one.
+
+`Publisher` (main process only): `submit(step, dir)` first records the push in a durable journal
+(`<output_dir>/hub_journal/`, one small JSON per revision, written atomically), then hands it to a
+background uploader thread through a bounded queue, so training never waits for the network unless
+uploads fall a whole queue behind. `close(final_step)` waits for the queue, then makes `main` equal the
+final checkpoint. A crash, kill -9 or preemption loses nothing: the next `start()` (or
+`python -m parc.sync <output_dir>`) pushes what the journal left pending. With `hub.mode=offline`
+nothing is sent; the journal stages the revisions for `parc.sync` to push later from a login node.
+
+`resolve_hub_checkpoint` finds the newest complete revision (by step number) that holds the training
+state, or the one asked for, and downloads it into `<output_dir>/checkpoint-N`, verified.
+The token is never handled here: huggingface_hub reads HF_TOKEN or its login cache itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from parc.checkpoint import checkpoint_path, write_json_atomic
+from parc.errors import ParcError
+from parc.hubrepo import HubRepo, RetryPolicy, describe, repo_id_for
+
+log = logging.getLogger("parc.hub")
+
+JOURNAL_DIR = "hub_journal"
+TARGET_FILE = "repo.json"  # where the journal's revisions go: what parc.sync needs, no config required
+MAIN = "main"
+
+
+def refuse_offline_env() -> None:
+    from huggingface_hub import constants
+
+    offline = constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE
+    if offline:
+        raise ParcError("HF_HUB_OFFLINE=1 is set, so the Hub cannot be reached: unset it, or train with "
+                        "hub.mode=offline and push later with python -m parc.sync <output_dir>")
+
+
+def local_paths(cfg, output_dir: Path) -> List[str]:
+    """This machine's directories that must not appear in anything published."""
+    found = set()
+    for place in (output_dir, cfg.paths.root, cfg.paths.output_root, cfg.data.dir):
+        path = Path(str(place)).expanduser()
+        for form in (path.absolute(), path.resolve()):
+            if len(form.parts) > 2:  # "/tmp" or "/home" alone would match innocent text
+                found.add(str(form))
+    return sorted(found)
+
+
+class Journal:
+    """`<output_dir>/hub_journal/`: the target repo, and one JSON per revision: pending, pushed or abandoned."""
+
+    def __init__(self, output_dir: Path):
+        self.dir = Path(output_dir) / JOURNAL_DIR
+
+    def _write(self, name: str, data: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.dir / name, data)
+        fd = os.open(self.dir, os.O_RDONLY)  # the rename itself must survive a power cut too
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def save_target(self, target: dict) -> None:
+        self._write(TARGET_FILE, target)
+
+    def target(self) -> Optional[dict]:
+        path = self.dir / TARGET_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def record(self, entry: dict) -> None:
+        self._write(f"{entry['revision']}.json", {**entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def entries(self) -> List[dict]:
+        """Every revision, in push order: checkpoints by step, then main."""
+        found = [json.loads(p.read_text()) for p in self.dir.glob("*.json") if p.name != TARGET_FILE]
+        return sorted(found, key=lambda e: (e["revision"] == MAIN, e["step"]))
+
+    def lock(self):
+        """An exclusive lock held while pushing, so a run and parc.sync never push the same revisions at once.
+        The kernel drops it when the process dies, kill -9 included."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.dir / ".lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ParcError(f"another process is pushing the checkpoints of {self.dir.parent} right now; "
+                            "wait for it to finish") from None
+        return handle
+
+
+class Publisher:
+    """Pushes checkpoints to the Hub in the background, journaled; see the module docstring."""
+
+    def __init__(self, output_dir: Path, target: dict, offline: bool, queue_size: int = 4):
+        self.output_dir = Path(output_dir)
+        self.journal = Journal(output_dir)
+        self.target, self.offline = target, offline
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self._pending: Dict[str, dict] = {}  # revision -> its newest entry, until that push is confirmed
+        self._lock = threading.Lock()
+        self._failure: Optional[ParcError] = None
+        self._thread: Optional[threading.Thread] = None
+        self._lock_handle = None
+        self.repo: Optional[HubRepo] = None
+
+    @classmethod
+    def from_config(cls, cfg, output_dir: Path, is_main_process: bool) -> Optional["Publisher"]:
+        """None when hub.repo_id is null, and on every process but the main one (which alone pushes)."""
+        hub = cfg.hub
+        if hub.repo_id is None or not is_main_process:
+            return None
+        target = {"repo_id": repo_id_for(cfg), "private": bool(hub.private),
+                  "push_train_state": bool(hub.push_train_state), "prefix": str(hub.revision_prefix),
+                  "queue_size": int(hub.queue_size), "retry": asdict(RetryPolicy.from_config(hub)),
+                  "local_paths": local_paths(cfg, Path(output_dir))}
+        return cls(output_dir, target, offline=hub.mode == "offline", queue_size=int(hub.queue_size))
+
+    @classmethod
+    def from_journal(cls, output_dir: Path) -> "Publisher":
+        """The publisher of a run that staged (or left pending) revisions: what parc.sync uses."""
+        target = Journal(output_dir).target()
+        if target is None:
+            raise ParcError(f"{output_dir} has no {JOURNAL_DIR}/: nothing was staged there; train with "
+                            "hub.repo_id=<org/name> (hub.mode=offline to stage without network) first")
+        return cls(output_dir, target, offline=False, queue_size=target["queue_size"])
+
+    @property
+    def repo_id(self) -> str:
+        return self.target["repo_id"]
+
+    def revision(self, step: int) -> str:
+        return f"{self.target['prefix']}{step}"
+
+    # --- the trainer's side -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the repo (a permanent failure raises here, before any training); re-queue pending pushes."""
+        self.journal.save_target(self.target)
+        pending = [e for e in self.journal.entries() if e["state"] == "pending"]
+        with self._lock:
+            self._pending = {e["revision"]: e for e in pending}
+        if self.offline:
+            log.info("hub.mode=offline: checkpoints are staged in %s; push them with python -m parc.sync %s",
+                     self.journal.dir, self.output_dir)
+            return
+        refuse_offline_env()
+        self._lock_handle = self.journal.lock()
+        self.repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.target["prefix"])
+        self.repo.ensure(private=self.target["private"])
+        self._thread = threading.Thread(target=self._upload_loop, name="parc-hub-uploader", daemon=True)
+        self._thread.start()
+        if pending:
+            log.info("hub: pushing %d revisions left pending by an earlier run: %s", len(pending),
+                     ", ".join(e["revision"] for e in pending))
+        for entry in pending:
+            self._enqueue(entry)
+
+    def submit(self, step: int, checkpoint_dir: Path) -> None:
+        """Journal the push of checkpoint `step` (durable before returning), then queue it."""
+        self._stage(self.revision(step), step, os.path.relpath(checkpoint_dir, self.output_dir))
+
+    def pending_steps(self) -> set:
+        """Steps whose push is not confirmed yet: their local files must stay."""
+        with self._lock:
+            return {entry["step"] for entry in self._pending.values()}
+
+    def close(self, final_step: Optional[int] = None) -> None:
+        """Wait for every queued push; with a final step, then make `main` equal that checkpoint."""
+        if final_step is not None:
+            self._stage(MAIN, final_step, checkpoint_path(Path("."), final_step).name)
+        if self.offline:
+            log.info("hub.mode=offline: %d revisions staged; push them with python -m parc.sync %s",
+                     len(self.pending_steps()), self.output_dir)
+            return
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+        if self._failure is not None:
+            with self._lock:
+                left = sorted(self._pending, key=lambda r: (r == MAIN, self._pending[r]["step"]))
+            raise ParcError(f"{self._failure} [not pushed: {', '.join(left) or 'none'}; they stay in "
+                            f"{self.journal.dir}: fix the cause, then run python -m parc.sync {self.output_dir}]")
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    def _stage(self, revision: str, step: int, checkpoint: str) -> None:
+        # The id tells this push from an older one of the same revision still in the queue (a re-saved step).
+        entry = {"revision": revision, "step": int(step), "checkpoint": checkpoint, "state": "pending",
+                 "id": f"{time.time_ns():x}"}
+        with self._lock:  # journal and pending map change together (see _settle)
+            self.journal.record(entry)
+            self._pending[revision] = entry
+        if self._thread is not None and self._failure is None:  # offline, or closed: the journal has it
+            self._enqueue(entry)
+
+    def _enqueue(self, entry: dict) -> None:
+        """Never drops: when the uploader is a whole queue behind, training waits here (and says so)."""
+        try:
+            self._queue.put_nowait(entry)
+            return
+        except queue.Full:
+            pass
+        log.warning("hub: the upload queue is full (hub.queue_size=%d); training waits for the uploader (%s)",
+                    self._queue.maxsize, entry["revision"])
+        started = time.monotonic()
+        self._queue.put(entry)
+        log.warning("hub: waited %.1f s for the uploader", time.monotonic() - started)
+
+    def _upload_loop(self) -> None:
+        # Uploading is never urgent and training is: on Linux a thread has its own nice value (inherited by
+        # the client's helper threads), so the scheduler gives training the core when both want it.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
+        while True:
+            entry = self._queue.get()
+            if entry is None:
+                return
+            if self._failure is not None:
+                continue  # keep draining so submit() never blocks; the journal keeps the entry pending
+            try:
+                self._push(entry)
+            except ParcError as exc:
+                self._fail(exc)
+            except Exception as exc:  # a bug here must not kill the thread silently and leave submit() blocked
+                log.exception("hub uploader failed")
+                self._fail(ParcError(f"hub uploader failed: {describe(exc, self.repo_id)}"))
+
+    def _fail(self, exc: ParcError) -> None:
+        self._failure = exc
+        log.error("hub: %s; this run pushes nothing more, the journal keeps every pending checkpoint "
+                  "(python -m parc.sync %s pushes them once the cause is fixed)", exc, self.output_dir)
+
+    def _push(self, entry: dict) -> None:
+        from huggingface_hub import get_token
+
+        directory = self.output_dir / entry["checkpoint"]
+        revision = entry["revision"]
+        if not directory.is_dir():
+            log.warning("hub: %s is gone from %s; its push to %s is abandoned", entry["checkpoint"],
+                        self.output_dir, revision)
+            self._settle(entry, "abandoned")
+            return
+        secrets = {f"the local path {p}": p for p in self.target["local_paths"]}
+        secrets["the Hugging Face token"] = get_token() or ""
+        started = time.monotonic()
+        pushed = self.repo.push(revision, directory, self.target["push_train_state"], secrets)
+        self._settle(entry, "pushed")
+        log.info("hub: %s %s of %s (%.1f s)", "pushed" if pushed else "already complete:", revision, self.repo_id,
+                 time.monotonic() - started)
+
+    def _settle(self, entry: dict, state: str) -> None:
+        with self._lock:  # only the newest entry of a revision settles it: a newer one still has to be pushed
+            if self._pending.get(entry["revision"], {}).get("id") != entry.get("id"):
+                return
+            del self._pending[entry["revision"]]
+            self.journal.record({**entry, "state": state})
+
+
+def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Optional[Path]:
+    """Download a Hub checkpoint to resume from: `revision` (resume=hub:<rev>), or with None (resume=auto
+    and nothing local) the newest complete revision holding the training state. None: nothing to resume."""
+    hub = cfg.hub
+    revision = revision.removeprefix("hub:") if revision else None
+    if hub.repo_id is None or hub.mode == "offline":
+        if revision:
+            raise ParcError(f"resume=hub:{revision} reads the Hub: set hub.repo_id=<org/name> and hub.mode=online")
+        return None
+    refuse_offline_env()
+    repo = HubRepo(repo_id_for(cfg), RetryPolicy.from_config(hub), hub.revision_prefix)
+    if not repo.exists():
+        if revision:
+            raise ParcError(f"resume=hub:{revision}: repository {repo.repo_id} does not exist on the Hub")
+        return None
+    if revision:
+        if revision not in repo.branches():
+            raise ParcError(f"{revision} is not a revision of {repo.repo_id}; python -m parc.revisions "
+                            f"{repo.repo_id} lists them")
+        remote = repo.inspect(revision)
+        if remote.manifest is None:
+            raise ParcError(f"revision {revision} of {repo.repo_id} is incomplete ({remote.problem}); "
+                            f"pick a complete one: python -m parc.revisions {repo.repo_id}")
+        return repo.download(remote, output_dir)
+    weights_only = None
+    for step, name in sorted(repo.revisions().items(), reverse=True):  # by step: checkpoint-10 after -9
+        remote = repo.inspect(name)
+        if remote.manifest is None:
+            log.warning("hub: skipping %s of %s: incomplete (%s)", name, repo.repo_id, remote.problem)
+        elif remote.manifest.get("train_state"):
+            log.info("hub: resuming from %s of %s", name, repo.repo_id)
+            return repo.download(remote, output_dir)
+        else:
+            weights_only = weights_only or name
+    if weights_only:
+        raise ParcError(f"{repo.repo_id} holds checkpoints ({weights_only} the newest) but none with the training "
+                        "state (pushed with hub.push_train_state=false), so this run cannot continue them: "
+                        "set hub.repo_id to another repo, or resume=none to start over and replace them")
+    return None
+
+
+def log_to_stderr() -> None:
+    """For the command-line tools: parc's progress messages on stderr, one per line."""
+    logger = logging.getLogger("parc")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

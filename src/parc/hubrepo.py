@@ -1,0 +1,349 @@
+"""One Hub model repo seen through the real `huggingface_hub` client: push a checkpoint directory to a
+`checkpoint-N` branch, tell whether a revision is complete, download one, and retry what is transient.
+
+A revision is *complete* when its `parc_checkpoint.json` (uploaded last, in a commit of its own, because
+`upload_folder` may split a large folder into several commits) is present and every file it lists is
+on the branch with the listed size. Pushes are idempotent: a revision already complete with the same
+manifest is left alone, and a re-push replaces whatever a crashed push left on the branch.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+from parc.checkpoint import MANIFEST, STATE_DIR, _sha256, has_train_state
+from parc.errors import ParcError
+
+log = logging.getLogger("parc.hub")
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+SCANNED_WHOLE = 64 << 20  # files up to this size are searched for secrets entirely; larger ones only their head
+SCANNED_HEAD = 1 << 20  # (a safetensors header, where free-form metadata lives)
+
+
+# --- failures -----------------------------------------------------------------------------------------
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    """The exception and its causes: the client wraps a dropped connection in e.g. LocalEntryNotFoundError."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _status(exc: BaseException) -> Optional[int]:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _transport_errors() -> tuple:
+    """Connection-level failures of whichever HTTP stack this huggingface_hub version uses."""
+    import importlib
+
+    types = [ConnectionError, TimeoutError]
+    for module, names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",)),
+                          ("requests", ("ConnectionError", "Timeout"))):
+        try:
+            imported = importlib.import_module(module)
+        except ImportError:
+            continue
+        types += [getattr(imported, name) for name in names if hasattr(imported, name)]
+    return tuple(types)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: the connection failed, the Hub is overloaded (5xx) or rate-limits us (429)."""
+    transport = _transport_errors()
+    for link in _chain(exc):
+        status = _status(link)
+        if status is not None:
+            return status in (408, 425, 429) or status >= 500
+        if isinstance(link, transport):
+            return True
+    return False
+
+
+def describe(exc: BaseException, repo_id: str) -> str:
+    """One line naming the cause, and the fix where there is one; never the token."""
+    status = next((s for s in map(_status, _chain(exc)) if s is not None), None)
+    if status == 401:
+        return (f"the Hub refused our credentials for {repo_id} (HTTP 401): set HF_TOKEN or run `hf auth login` "
+                "with a token that can write")
+    if status == 403:
+        return f"no write access to {repo_id} (HTTP 403): use a token with write access to that namespace"
+    if status == 404:
+        return f"repository {repo_id} not found (HTTP 404): check hub.repo_id and that the token can see it"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else 'no message'}" + (f" (HTTP {status})" if status else "")
+
+
+def _retry_after(exc: BaseException) -> float:
+    for link in _chain(exc):
+        value = getattr(getattr(link, "response", None), "headers", {}).get("Retry-After")
+        if value is not None and str(value).strip().isdigit():
+            return float(value)
+    return 0.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for transient failures, honouring Retry-After, for at most `timeout_s`."""
+
+    initial_s: float = 1.0
+    max_s: float = 60.0
+    timeout_s: float = 3600.0
+
+    @classmethod
+    def from_config(cls, hub_cfg) -> "RetryPolicy":
+        return cls(float(hub_cfg.retry_initial_s), float(hub_cfg.retry_max_s), float(hub_cfg.retry_timeout_s))
+
+    def call(self, what: str, repo_id: str, fn: Callable, /, *args, **kwargs):
+        # A private generator: the uploader thread must not advance the global `random` stream, which the
+        # trainer saves and restores for bit-identical resumes.
+        jitter = random.Random()
+        deadline = time.monotonic() + self.timeout_s
+        delay = self.initial_s
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # classified below: transient ones are retried, the rest end here
+                cause = describe(exc, repo_id)
+                if not is_transient(exc):
+                    raise ParcError(f"{what}: {cause}") from None
+                wait = max(delay * jitter.uniform(1.0, 1.25), _retry_after(exc))
+                if time.monotonic() + wait > deadline:
+                    raise ParcError(f"{what}: still failing after {self.timeout_s:.0f} s ({cause})") from None
+                log.warning("%s: %s; retrying in %.1f s", what, cause, wait)
+                time.sleep(wait)
+                delay = min(delay * 2, self.max_s)
+
+
+# --- what gets published ------------------------------------------------------------------------------
+
+def repo_id_for(cfg) -> str:
+    """hub.repo_id as given ("org/name"), or for a bare namespace "org": org/<run_name>-<arch>-seed<S>-shard<K>."""
+    repo_id = str(cfg.hub.repo_id)
+    if "/" not in repo_id:
+        repo_id = f"{repo_id}/{cfg.run_name}-{cfg.arch.name}-seed{cfg.seed}-shard{cfg.data.shard}"
+    if not REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
+        raise ParcError(f"hub.repo_id={cfg.hub.repo_id!r} is not a valid repo id: use org/name (letters, digits, "
+                        "'-', '_', '.'; at most 96 characters each), or just org to derive the name")
+    return repo_id
+
+
+def published_manifest(checkpoint_dir: Path, with_train_state: bool) -> Tuple[dict, bytes]:
+    """The manifest a revision carries: the local one, byte for byte, unless the training state stays home;
+    then it lists the weights only and says `"train_state": false` (as a pruned local checkpoint does)."""
+    raw = (Path(checkpoint_dir) / MANIFEST).read_bytes()
+    manifest = json.loads(raw)
+    if with_train_state and has_train_state(checkpoint_dir) and manifest.get("train_state", True):
+        return manifest, raw
+    files = {p: meta for p, meta in manifest["files"].items() if not p.startswith(STATE_DIR + "/")}
+    manifest = {**manifest, "train_state": False, "files": files}
+    return manifest, json.dumps(manifest, indent=1, sort_keys=True).encode()
+
+
+def refuse_secrets(checkpoint_dir: Path, paths: Iterable[str], secrets: Dict[str, str]) -> None:
+    """Refuse to publish a file holding the HF token or a local absolute path (label -> string to find)."""
+    needles = {label: text.encode() for label, text in secrets.items() if text and len(text) > 1}
+    for rel in paths:
+        with open(Path(checkpoint_dir) / rel, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(size if size <= SCANNED_WHOLE else SCANNED_HEAD)
+        for label, needle in needles.items():
+            if needle in data:
+                raise ParcError(f"refusing to push {Path(checkpoint_dir).name}/{rel}: it contains {label}; "
+                                "a published checkpoint must hold no secrets or local paths")
+
+
+def verify_files(directory: Path, manifest: dict, check_sha: bool) -> Optional[str]:
+    """None if every file the manifest lists is there with its size (and sha256); else what is wrong."""
+    for rel, meta in sorted(manifest["files"].items()):
+        path = Path(directory) / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if path.stat().st_size != meta["size"]:
+            return f"{rel} has {path.stat().st_size} bytes, the manifest says {meta['size']}"
+        if check_sha and _sha256(path) != meta["sha256"]:
+            return f"{rel} does not match the sha256 in the manifest"
+    return None
+
+
+# --- the repo -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RemoteRevision:
+    name: str
+    commit: str
+    manifest: Optional[dict]  # None: incomplete
+    problem: Optional[str]  # why it is incomplete
+
+
+class HubRepo:
+    """Pushes and pulls checkpoint revisions of one repo; every call goes through the retry policy."""
+
+    def __init__(self, repo_id: str, retry: RetryPolicy = RetryPolicy(), prefix: str = "checkpoint-"):
+        from huggingface_hub import HfApi
+
+        self.repo_id, self.retry, self.prefix = repo_id, retry, prefix
+        self.api = HfApi()
+        self.branch = re.compile(rf"^{re.escape(prefix)}(\d+)$")
+
+    def _call(self, what: str, fn: Callable, /, *args, **kwargs):
+        return self.retry.call(what, self.repo_id, fn, *args, **kwargs)
+
+    def revision(self, step: int) -> str:
+        return f"{self.prefix}{step}"
+
+    def ensure(self, private: bool) -> None:
+        self._call(f"create repo {self.repo_id}", self.api.create_repo, self.repo_id, private=private, exist_ok=True)
+
+    def exists(self) -> bool:
+        return self._call(f"look up {self.repo_id}", self.api.repo_exists, self.repo_id)
+
+    def branches(self) -> Dict[str, str]:
+        """Every branch -> its head commit."""
+        refs = self._call(f"list revisions of {self.repo_id}", self.api.list_repo_refs, self.repo_id)
+        return {ref.name: ref.target_commit for ref in refs.branches}
+
+    def revisions(self) -> Dict[int, str]:
+        """step -> checkpoint branch, for branches named <prefix>N."""
+        return {int(m.group(1)): name for name in self.branches() if (m := self.branch.match(name))}
+
+    def read_json(self, commit: str, path: str):
+        from huggingface_hub import hf_hub_download
+
+        local = self._call(f"read {path}", hf_hub_download, self.repo_id, path, revision=commit)
+        return json.loads(Path(local).read_text())
+
+    def inspect(self, revision: str) -> RemoteRevision:
+        """Is `revision` complete? Reads one commit (so a push in progress cannot mix two states)."""
+        info = self._call(f"read {revision}", self.api.repo_info, self.repo_id, revision=revision, files_metadata=True)
+        sizes = {s.rfilename: s.size for s in info.siblings or []}
+        if MANIFEST not in sizes:
+            return RemoteRevision(revision, info.sha, None, f"no {MANIFEST}")
+        try:
+            manifest = self.read_json(info.sha, MANIFEST)
+            listed = manifest["files"]
+        except (ValueError, KeyError, TypeError):
+            return RemoteRevision(revision, info.sha, None, f"{MANIFEST} is not a valid manifest")
+        wrong = [p for p, meta in listed.items() if sizes.get(p) != meta.get("size")]
+        if wrong:
+            return RemoteRevision(revision, info.sha, None, f"{len(wrong)} listed files missing, e.g. {wrong[0]}")
+        return RemoteRevision(revision, info.sha, manifest, None)
+
+    def push(self, revision: str, checkpoint_dir: Path, with_train_state: bool, secrets: Dict[str, str]) -> bool:
+        """Make `revision` hold exactly this checkpoint, manifest last. False if it already did."""
+        manifest, manifest_bytes = published_manifest(checkpoint_dir, with_train_state)
+        problem = verify_files(checkpoint_dir, manifest, check_sha=False)
+        if problem:
+            raise ParcError(f"local {Path(checkpoint_dir).name} is damaged ({problem}); it cannot be published")
+        files = sorted(manifest["files"])
+        refuse_secrets(checkpoint_dir, [*files, MANIFEST], secrets)
+        if revision in self.branches():
+            if self.inspect(revision).manifest == manifest:
+                return False
+        else:
+            self._call(f"create branch {revision}", self.api.create_branch, self.repo_id, branch=revision,
+                       exist_ok=True)
+        # delete_patterns="*": whatever the branch held before (its starting point, a crashed push, an older
+        # run's files) goes in the first commit, so the branch ends with exactly this checkpoint.
+        contents = "weights and training state" if manifest.get("train_state") else "weights"
+        self._call(f"upload {revision}", self.api.upload_folder, repo_id=self.repo_id,
+                   folder_path=str(checkpoint_dir), revision=revision, allow_patterns=[glob.escape(f) for f in files],
+                   delete_patterns=["*"], commit_message=f"{revision}: {contents}")
+        self._call(f"upload {revision}/{MANIFEST}", self.api.upload_file, repo_id=self.repo_id,
+                   path_or_fileobj=manifest_bytes, path_in_repo=MANIFEST, revision=revision,
+                   commit_message=f"{revision}: completion manifest")
+        remote = self.inspect(revision)
+        if remote.manifest != manifest:
+            raise ParcError(f"{revision} of {self.repo_id} is not complete right after pushing it "
+                            f"({remote.problem or 'another manifest'}): is another process pushing to this repo?")
+        return True
+
+    def download(self, remote: RemoteRevision, output_dir: Path) -> Path:
+        """Fetch a complete revision into output_dir/checkpoint-N, atomically and verified (sha256)."""
+        from huggingface_hub import snapshot_download
+
+        from parc.checkpoint import checkpoint_path, is_complete
+
+        manifest = remote.manifest
+        final = checkpoint_path(output_dir, int(manifest["step"]))
+        if is_complete(final) and verify_files(final, manifest, check_sha=True) is None:
+            return final
+        temp = Path(output_dir) / f".{final.name}.download"
+
+        def fetch():  # a fresh folder each try: the client would otherwise settle for what a failed try left
+            shutil.rmtree(temp, ignore_errors=True)
+            snapshot_download(self.repo_id, revision=remote.commit, local_dir=str(temp),
+                              allow_patterns=[MANIFEST, *manifest["files"]])
+
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        self._call(f"download {remote.name}", fetch)
+        shutil.rmtree(temp / ".cache", ignore_errors=True)  # the client's bookkeeping, not part of a checkpoint
+        problem = verify_files(temp, manifest, check_sha=True)
+        if problem is None and json.loads((temp / MANIFEST).read_text()) != manifest:
+            problem = f"{MANIFEST} changed during the download"
+        if problem:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise ParcError(f"revision {remote.name} of {self.repo_id} is corrupt: {problem}")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temp, final)
+        return final
+
+
+
+def schedule_of(repo: HubRepo, remote: RemoteRevision) -> Optional[List[int]]:
+    """The run's checkpoint steps: from the manifest if it says, else from the config in its trainer state."""
+    if "schedule" in remote.manifest:
+        return sorted(int(s) for s in remote.manifest["schedule"])
+    state_file = f"{STATE_DIR}/trainer_state.json"
+    if state_file not in remote.manifest["files"]:
+        return None
+    config = repo.read_json(remote.commit, state_file).get("config")
+    try:
+        from omegaconf import OmegaConf
+
+        from parc.schedule import checkpoint_steps
+
+        return checkpoint_steps(OmegaConf.create(config["checkpoint"]), int(config["trainer"]["max_steps"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def survey(repo: HubRepo) -> dict:
+    """Every checkpoint revision sorted by step, complete or not, the step `main` holds, and the scheduled
+    steps that have no revision (up to the newest one, or to the end when the run has finished)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    branches = repo.branches()
+    named = sorted(repo.revisions().items())
+    with ThreadPoolExecutor(max_workers=8) as pool:  # two requests per revision; hundreds of revisions
+        remotes = list(pool.map(repo.inspect, [name for _, name in named]))
+    rows = [{"revision": r.name, "step": step, "complete": r.manifest is not None, "problem": r.problem,
+             "tokens": (r.manifest or {}).get("tokens"), "train_state": (r.manifest or {}).get("train_state"),
+             "commit": r.commit} for (step, _), r in zip(named, remotes)]
+    complete = [r for r in remotes if r.manifest is not None]
+    main = repo.inspect("main") if "main" in branches else None
+    main_step = main.manifest.get("step") if main is not None and main.manifest else None
+    schedule = schedule_of(repo, complete[-1]) if complete else None
+    missing = None
+    if schedule is not None:
+        horizon = max(schedule) if main_step == max(schedule) else max(step for step, _ in named)
+        present = {step for step, _ in named}
+        missing = [s for s in schedule if s <= horizon and s not in present]
+    return {"repo_id": repo.repo_id, "main": main_step, "revisions": rows,
+            "incomplete": [row["step"] for row in rows if not row["complete"]],
+            "missing": missing, "schedule_known": schedule is not None}
