@@ -33,7 +33,8 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from parc.config import compose
-from parc.hub import Publisher, log_to_stderr, resolve_hub_checkpoint
+from parc.hub import Publisher, resolve_hub_checkpoint
+from parc.metrics import log_to_stderr
 log_to_stderr()
 args = json.loads(sys.argv[1])
 out = Path(args["out"])

@@ -12,7 +12,6 @@ leaves a directory that looks complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from parc.errors import ParcError
+from parc.fileio import atomic_write_json, fsync_dir, fsync_tree, sha256_file
 
 MANIFEST = "parc_checkpoint.json"
 STATE_DIR = "training_state"
@@ -63,30 +63,6 @@ def newest_resumable(output_dir: Path) -> Optional[Path]:
 
 
 # --- writing ------------------------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 def rng_state() -> Dict:
     """This process's RNG streams as tensors and primitives (loadable with weights_only=True)."""
@@ -130,24 +106,29 @@ def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, 
         if with_train_state:
             torch.save(optimizer.state_dict(), partial / STATE_DIR / "optimizer.pt")
             torch.save(scheduler.state_dict(), partial / STATE_DIR / "scheduler.pt")
-            write_json_atomic(partial / STATE_DIR / "trainer_state.json", trainer_state)
+            atomic_write_json(partial / STATE_DIR / "trainer_state.json", trainer_state)
         else:
             shutil.rmtree(partial / STATE_DIR)
-        files = {str(p.relative_to(partial)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        files = {str(p.relative_to(partial)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
                  for p in sorted(partial.rglob("*")) if p.is_file()}
-        _fsync_tree(partial)
+        fsync_tree(partial)
         manifest = {"step": step, "tokens": trainer_state["tokens"], "scheduled": scheduled,
                     "train_state": with_train_state, "files": files,
-                    "batch_hashes": trainer_state.get("recent_batch_hashes", {})}
-        write_json_atomic(partial / MANIFEST, manifest)
+                    "batch_hashes": trainer_state.get("recent_batch_hashes", {}),
+                    "schedule": trainer_state.get("schedule")}
+        atomic_write_json(partial / MANIFEST, manifest)
         if final.exists():  # an earlier save of this very step (e.g. a preemption save), same contents
             shutil.rmtree(final)
         os.replace(partial, final)
-        dir_fd = os.open(output_dir, os.O_RDONLY)
-        os.fsync(dir_fd)
-        os.close(dir_fd)
+        fsync_dir(output_dir)
     accelerator.wait_for_everyone()
     return final
+
+
+def weights_only(manifest: Dict) -> Dict:
+    """The manifest of the same checkpoint without its training state (pruned locally, or not published)."""
+    files = {k: v for k, v in manifest["files"].items() if not k.startswith(STATE_DIR + "/")}
+    return {**manifest, "train_state": False, "files": files}
 
 
 def prune_train_states(output_dir: Path, keep: Optional[int], protect: set = frozenset()) -> List[int]:
@@ -160,10 +141,8 @@ def prune_train_states(output_dir: Path, keep: Optional[int], protect: set = fro
         step = step_of(path)
         if step in protect:
             continue
-        manifest = json.loads((path / MANIFEST).read_text())
-        manifest["train_state"] = False
-        manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith(STATE_DIR + "/")}
-        write_json_atomic(path / MANIFEST, manifest)  # first: the manifest never lists missing files
+        manifest = weights_only(json.loads((path / MANIFEST).read_text()))
+        atomic_write_json(path / MANIFEST, manifest)  # first: the manifest never lists missing files
         shutil.rmtree(path / STATE_DIR)
         pruned.append(step)
     return pruned

@@ -78,6 +78,8 @@ class TrainerConfig:
     warmup_steps: int = 100
     lr_schedule: str = "cosine"  # cosine | linear | constant (transformers' schedules)
     grad_clip: float = 1.0
+    loss_normalization: str = "tokens"  # tokens (mean over predicted tokens, transformers 5) | hf4 (see parc.loss)
+    ignore_eos_labels: bool = True  # as Parc's collator (pad = eos): labels equal to eos are not predicted
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     tf32: bool = False
     log_every: int = 1
@@ -102,6 +104,9 @@ class HubConfig:
     push_train_state: bool = True
     queue_size: int = 4
     revision_prefix: str = "checkpoint-"
+    retry_initial_s: float = 1.0  # first wait after a transient failure (5xx, 429, dropped connection)
+    retry_max_s: float = 60.0  # the wait doubles up to this (a 429's Retry-After is honoured beyond it)
+    retry_timeout_s: float = 3600.0  # one push keeps retrying this long before it counts as failed
 
 
 @dataclass
@@ -199,17 +204,20 @@ def validate(cfg: DictConfig) -> None:
         "data.vocab_size": d.vocab_size,
         "trainer.log_every": t.log_every,
         "arch.pad_vocab_multiple": cfg.arch.pad_vocab_multiple,
+        "hub.queue_size": cfg.hub.queue_size,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ParcError(f"{key}={value} must be a positive integer")
-    for key, value in {"trainer.warmup_steps": t.warmup_steps, "data.shard": d.shard, "seed": cfg.seed,
+    for key, value in {"hub.retry_initial_s": cfg.hub.retry_initial_s, "hub.retry_max_s": cfg.hub.retry_max_s,
+                       "hub.retry_timeout_s": cfg.hub.retry_timeout_s, "trainer.warmup_steps": t.warmup_steps, "data.shard": d.shard, "seed": cfg.seed,
                        "trainer.lr": t.lr, "trainer.weight_decay": t.weight_decay, "trainer.grad_clip": t.grad_clip}.items():
         if value < 0:
             raise ParcError(f"{key}={value} must not be negative")
     choices = {
         "trainer.precision": (t.precision, ("fp32", "bf16")),
         "trainer.lr_schedule": (t.lr_schedule, ("cosine", "linear", "constant")),
+        "trainer.loss_normalization": (t.loss_normalization, ("tokens", "hf4")),
         "checkpoint.schedule": (c.schedule, ("parc", "pythia", "list", "every")),
         "data.packing": (d.packing, ("parc", "concat")),
         "arch.size": (cfg.arch.size, ("full", "tiny")),

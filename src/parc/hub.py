@@ -26,7 +26,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.checkpoint import checkpoint_path, write_json_atomic
+from parc.checkpoint import checkpoint_path
+from parc.fileio import atomic_write_json
 from parc.errors import ParcError
 from parc.hubrepo import HubRepo, RetryPolicy, describe, repo_id_for
 
@@ -65,12 +66,7 @@ class Journal:
 
     def _write(self, name: str, data: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.dir / name, data)
-        fd = os.open(self.dir, os.O_RDONLY)  # the rename itself must survive a power cut too
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic_write_json(self.dir / name, data)  # fsyncs the directory too: the rename survives a power cut
 
     def save_target(self, target: dict) -> None:
         self._write(TARGET_FILE, target)
@@ -314,13 +310,3 @@ def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Op
                         "state (pushed with hub.push_train_state=false), so this run cannot continue them: "
                         "set hub.repo_id to another repo, or resume=none to start over and replace them")
     return None
-
-
-def log_to_stderr() -> None:
-    """For the command-line tools: parc's progress messages on stderr, one per line."""
-    logger = logging.getLogger("parc")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)

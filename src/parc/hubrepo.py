@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from parc.checkpoint import MANIFEST, STATE_DIR, _sha256, has_train_state
+from parc.checkpoint import MANIFEST, STATE_DIR, has_train_state, weights_only
+from parc.fileio import sha256_file
 from parc.errors import ParcError
 
 log = logging.getLogger("parc.hub")
@@ -149,8 +150,7 @@ def published_manifest(checkpoint_dir: Path, with_train_state: bool) -> Tuple[di
     manifest = json.loads(raw)
     if with_train_state and has_train_state(checkpoint_dir) and manifest.get("train_state", True):
         return manifest, raw
-    files = {p: meta for p, meta in manifest["files"].items() if not p.startswith(STATE_DIR + "/")}
-    manifest = {**manifest, "train_state": False, "files": files}
+    manifest = weights_only(manifest)
     return manifest, json.dumps(manifest, indent=1, sort_keys=True).encode()
 
 
@@ -175,7 +175,7 @@ def verify_files(directory: Path, manifest: dict, check_sha: bool) -> Optional[s
             return f"{rel} is missing"
         if path.stat().st_size != meta["size"]:
             return f"{rel} has {path.stat().st_size} bytes, the manifest says {meta['size']}"
-        if check_sha and _sha256(path) != meta["sha256"]:
+        if check_sha and sha256_file(path) != meta["sha256"]:
             return f"{rel} does not match the sha256 in the manifest"
     return None
 

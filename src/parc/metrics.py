@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Dict, Optional
@@ -81,3 +82,13 @@ class RunReporter:
 def format_plan(lines: Dict[str, object]) -> str:
     width = max(len(k) for k in lines)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in lines.items())
+
+
+def log_to_stderr() -> None:
+    """For the command-line tools: parc's progress messages on stderr, one per line."""
+    logger = logging.getLogger("parc")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

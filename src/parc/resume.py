@@ -62,8 +62,9 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
 def clear_run(output_dir: Path) -> None:
     """overwrite=true: remove a previous run's checkpoints and metrics (only after every check passed)."""
     output_dir = Path(output_dir)
-    for path in output_dir.glob("*checkpoint-*"):
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in [*output_dir.glob("*checkpoint-*"), output_dir / "hub_journal"]:
+        if path.is_dir():
+            shutil.rmtree(path)
     (output_dir / METRICS_FILE).unlink(missing_ok=True)
 
 

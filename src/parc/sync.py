@@ -19,7 +19,8 @@ def main(argv=None) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list what would be pushed, push nothing")
     args = parser.parse_args(argv)
 
-    from parc.hub import Publisher, log_to_stderr
+    from parc.hub import Publisher
+    from parc.metrics import log_to_stderr
 
     if not args.output_dir.is_dir():
         raise ParcError(f"{args.output_dir} is not a directory: give the output_dir of a run")

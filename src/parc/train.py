@@ -34,8 +34,10 @@ def run(cfg: DictConfig) -> None:
     if cfg.dry_run:
         print(dry_run_report(cfg))
         return
+    from parc.metrics import log_to_stderr
     from parc.trainer import train
 
+    log_to_stderr()  # parc's own messages (Hub pushes, waits, retries) on stderr
     code = train(cfg)
     if code:
         sys.exit(code)

@@ -3,6 +3,7 @@ Hub pushes and preemption. `train(cfg)` is the whole run; `Trainer.train_step` i
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from pathlib import Path
@@ -11,11 +12,13 @@ from typing import Optional
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.utils import broadcast_object_list
 from omegaconf import OmegaConf
 
 from parc import archs, checkpoint, resume
 from parc.config import Plan, portable_config
 from parc.errors import ParcError
+from parc.loss import normalization, step_labels
 from parc.metrics import RunReporter, format_plan
 from parc.optim import build_optimizer, build_scheduler
 
@@ -23,12 +26,15 @@ EXIT_PREEMPTED = 75  # checkpoint written; Slurm requeues and resume=auto contin
 
 
 class PreemptionFlag:
-    """SIGUSR1 (Slurm's warning before the time limit) and SIGTERM (preemption, requeue) ask for a clean stop."""
+    """SIGUSR1 (Slurm's warning before the time limit), SIGUSR2 (submitit's) and SIGTERM (preemption, requeue)
+    ask for a clean stop: finish the step, save, then exit — or hand over to the handler that was there
+    before (submitit's requeues the job), now that nothing will be lost."""
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 
     def __init__(self):
         self.signal: Optional[int] = None
-        for sig in (signal.SIGUSR1, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
     def _handle(self, signum, frame):
         self.signal = signum
@@ -38,6 +44,12 @@ class PreemptionFlag:
             return self.signal is not None
         flag = torch.tensor([1.0 if self.signal is not None else 0.0], device=accelerator.device)
         return bool(accelerator.reduce(flag, "sum").item() > 0)  # every rank stops at the same step
+
+    def hand_over(self) -> None:
+        """Run the handler this signal had before us, if it was a Python one (e.g. submitit's requeue)."""
+        previous = self.previous.get(self.signal)
+        if callable(previous):
+            previous(self.signal, None)
 
 
 def make_accelerator(cfg) -> Accelerator:
@@ -88,13 +100,18 @@ class Trainer:
     def train_step(self, step: int) -> dict:
         """One optimizer update on the global batch of `step` (this rank's share, in micro-batches)."""
         started = time.perf_counter()
-        rows = self.batches.rank_batch(step, self.accelerator.process_index, self.accelerator.num_processes)
+        rows = torch.from_numpy(self.batches.rank_batch(step, self.accelerator.process_index,
+                                                        self.accelerator.num_processes))
+        labels = step_labels(rows, self.batches.stream.manifest["tokenizer"].get("eos_token_id"),
+                             self.cfg.trainer.ignore_eos_labels)
+        norm = normalization(self.cfg.trainer.loss_normalization, self.cfg.arch.name, labels, self.plan.accumulation,
+                             self.accelerator)  # the Trainer's: the mean over the global batch's predicted tokens
         micro_losses, grad_norm = [], None
-        for micro in np.split(rows, self.plan.accumulation):
-            ids = torch.from_numpy(micro).to(self.accelerator.device)
+        for ids, micro_labels in zip(rows.chunk(self.plan.accumulation), labels.chunk(self.plan.accumulation)):
+            ids, micro_labels = ids.to(self.accelerator.device), micro_labels.to(self.accelerator.device)
             with self.accelerator.accumulate(self.model):
-                loss = self.model(input_ids=ids, labels=ids).loss
-                self.accelerator.backward(loss)  # divides by the accumulation: gradients are the batch mean
+                loss = self.model(input_ids=ids, labels=micro_labels, **norm.model_kwargs).loss
+                self.accelerator.backward(loss * norm.backward_scale)  # Accelerate divides by the accumulation
                 if self.accelerator.sync_gradients and self.cfg.trainer.grad_clip > 0:
                     grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
                 self.optimizer.step()  # Accelerate skips it until the last micro-batch
@@ -102,7 +119,7 @@ class Trainer:
             micro_losses.append(loss.detach())
         lr = self.scheduler.get_last_lr()[0]  # the rate this update used (warmup starts at 0, as the Trainer)
         self.scheduler.step()
-        loss = self.accelerator.reduce(torch.stack(micro_losses).mean(), "mean").item()
+        loss = self.accelerator.reduce(torch.stack(micro_losses).sum() * norm.report_scale, "sum").item()
         self.step, self.tokens = step, self.tokens + self.plan.tokens_per_step
         seconds = time.perf_counter() - started
         tokens_per_s = self.plan.tokens_per_step / seconds
@@ -121,7 +138,7 @@ class Trainer:
         state = {"step": self.step, "tokens": self.tokens, "world_size": self.accelerator.num_processes,
                  "micro_batch_size": self.plan.micro_batch_size, "identity": self.identity(),
                  "config": portable_config(self.cfg), "versions": library_versions(),
-                 "recent_batch_hashes": batch_hashes}
+                 "recent_batch_hashes": batch_hashes, "schedule": self.plan.checkpoint_steps}
         return checkpoint.save(self.accelerator, self.output_dir, self.step, self.model, self.optimizer,
                                self.scheduler, self.tokenizer_dir, state, scheduled,
                                with_train_state=self.cfg.checkpoint.save_train_state or not scheduled)
@@ -133,7 +150,7 @@ class Trainer:
         publisher = self._publisher()
         preemption = PreemptionFlag()
         reporter = RunReporter(cfg, self.output_dir, self.step, plan.max_steps) if acc.is_main_process else None
-        hashes = {}
+        hashes, finished = {}, False
         try:
             if self.step in schedule and not checkpoint.is_complete(checkpoint.checkpoint_path(self.output_dir, self.step)):
                 self._checkpoint(publisher, scheduled=True, hashes=hashes)  # the seed checkpoint, step 0
@@ -150,13 +167,27 @@ class Trainer:
                         self._checkpoint(publisher, scheduled=False, hashes=hashes)
                     if reporter:
                         reporter.note(f"signal {preemption.signal}: saved checkpoint-{step}; exiting for requeue")
+                        reporter.close()
+                        reporter = None
+                    preemption.hand_over()
                     return EXIT_PREEMPTED
+            finished = True
         finally:
             if reporter:
                 reporter.close()
             if publisher is not None:
-                publisher.close(final_step=plan.max_steps if self.step == plan.max_steps else None)
+                self._close_publisher(publisher, plan.max_steps if finished else None, raise_errors=finished)
         return 0
+
+    @staticmethod
+    def _close_publisher(publisher, final_step, raise_errors: bool) -> None:
+        """Wait for pending pushes; after a failure or preemption a push error must not hide the first cause."""
+        try:
+            publisher.close(final_step=final_step)
+        except ParcError as exc:
+            if raise_errors:
+                raise
+            logging.getLogger("parc.hub").error("%s", exc)
 
     def _checkpoint(self, publisher, scheduled: bool, hashes: dict) -> None:
         path = self.save(scheduled, hashes)
@@ -222,11 +253,12 @@ def train(cfg) -> int:
     accelerator = make_accelerator(cfg)
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
-    start = resume.find_start(cfg, output_dir, allow_download=accelerator.is_main_process)
-    with accelerator.main_process_first():  # rank 0 prepares the demo data / downloads a revision first
+    if accelerator.is_main_process:
+        resume.find_start(cfg, output_dir, allow_download=False)  # refuse an impossible resume before any write
+    with accelerator.main_process_first():  # rank 0 prepares the demo data first; the others then open it
         stream = ensure_prepared(cfg)
-        if start is None and not accelerator.is_main_process:
-            start = resume.find_start(cfg, output_dir, allow_download=False)
+    start = resume.find_start(cfg, output_dir) if accelerator.is_main_process else None  # may download
+    start = broadcast_object_list([start])[0]  # every rank resumes from what rank 0 found (or fetched)
     batches = BatchPlan(stream, cfg.data.shard, cfg.data.data_seed, cfg.trainer.global_batch_size, cfg.trainer.max_steps)
     if accelerator.is_main_process:
         if cfg.resume == "none" and cfg.overwrite:

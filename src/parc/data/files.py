@@ -1,4 +1,4 @@
-"""Crash-safe files for prepared data: bounded flat arrays, atomic JSON, directories published by rename.
+"""Crash-safe files for prepared data: bounded flat arrays and directories published by rename.
 
 A prepared directory (a part, the tokenizer, a re-cut stream) is built under a private `.tmp-*` name and
 renamed into place only when complete, with its record written inside it first. So after a crash nothing
@@ -18,43 +18,7 @@ from typing import Iterable, List
 
 import numpy as np
 
-HASH_CHUNK = 1 << 24  # bytes read at a time when hashing existing files
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree_files(directory: Path) -> None:
-    """fsync every file directly inside `directory`, then the directory itself."""
-    for path in Path(directory).iterdir():
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    fsync_dir(directory)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    """Write JSON so that `path` is either absent, the old content, or the complete new content."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}-{socket.gethostname()}-{os.getpid()}")
-    with open(tmp, "w") as handle:
-        json.dump(obj, handle, indent=1)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def read_json(path: Path):
-    with open(path) as handle:
-        return json.load(handle)
-
+from parc.fileio import atomic_write_json, fsync_dir, fsync_tree, read_json, sha256_of_files  # noqa: F401 (re-exported)
 
 def private_tmp_dir(final: Path) -> Path:
     """A fresh build directory beside `final`, named after this host and process."""
@@ -87,7 +51,7 @@ def _alive(pid: int) -> bool:
 
 def publish_dir(tmp: Path, final: Path) -> bool:
     """Rename the complete `tmp` to `final`. False (and `tmp` removed) when another process got there first."""
-    fsync_tree_files(tmp)
+    fsync_tree(tmp)
     try:
         os.rename(tmp, final)
     except OSError:
@@ -97,16 +61,6 @@ def publish_dir(tmp: Path, final: Path) -> bool:
         return False
     fsync_dir(Path(final).parent)
     return True
-
-
-def sha256_of_files(paths: Iterable[Path]) -> str:
-    """sha256 of the concatenated bytes of `paths`, in order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(HASH_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ArrayWriter:
