@@ -7,8 +7,9 @@ transformers model exactly as Parc did (`set_seed(seed)` then `from_config`), fr
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable, ContextManager, Dict
 
 import torch
 from omegaconf import OmegaConf
@@ -23,6 +24,7 @@ class ArchSpec:
     model_class: type  # the *ForCausalLM class
     flops_per_token: Callable[[object, int], float]  # (hf_config, seq_len) -> training FLOPs per token
     apply_fast_path: Callable[[torch.nn.Module, str, torch.device], str]  # (model, mode, device) -> chosen path
+    build_context: Callable[[], ContextManager] = contextlib.nullcontext  # held while the model is built
 
 
 def _registry() -> Dict[str, ArchSpec]:
@@ -62,7 +64,7 @@ def build_model(arch_cfg, vocab_size: int, seed: int, device: str | torch.device
     spec = get_spec(arch_cfg.name)
     config = hf_config(arch_cfg, vocab_size)
     set_seed(seed)
-    with torch.device(device):
+    with spec.build_context(), torch.device(device):
         model = spec.model_class(config)
     return model
 
