@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from conftest import run_cli
 from parc import grid
-from parc.checkpoint import MANIFEST, write_json_atomic
+from parc.checkpoint import MANIFEST
+from parc.fileio import atomic_write_json
 from parc.hub import Journal
 
 
@@ -33,7 +34,7 @@ def make_cell(root: Path, arch: str, seed: int, *, max_steps: int, steps: int, c
     (cell / "metrics.jsonl").write_text(text)
     for step in checkpoints:
         (cell / f"checkpoint-{step}").mkdir()
-        write_json_atomic(cell / f"checkpoint-{step}" / MANIFEST, {"step": step, "files": {}})
+        atomic_write_json(cell / f"checkpoint-{step}" / MANIFEST, {"step": step, "files": {}})
     if partial_checkpoint is not None:  # a directory without its manifest is not a checkpoint
         (cell / f"checkpoint-{partial_checkpoint}").mkdir()
     for revision, state in journal:

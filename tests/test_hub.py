@@ -21,7 +21,8 @@ import pytest
 
 from conftest import run_cli
 from hub_server import Faults, hub_server  # noqa: F401  (the fixture)
-from parc.checkpoint import MANIFEST, STATE_DIR, write_json_atomic
+from parc.checkpoint import MANIFEST, STATE_DIR
+from parc.fileio import atomic_write_json
 from parc.errors import ParcError
 
 REPO = "org/parc-pythia-seed0-shard0"  # what hub.repo_id=org derives for run_name=parc
@@ -142,7 +143,7 @@ def rewrite(checkpoint_dir: Path, rel: str, data: bytes) -> None:
     (checkpoint_dir / rel).write_bytes(data)
     manifest = json.loads((checkpoint_dir / MANIFEST).read_text())
     manifest["files"][rel] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    write_json_atomic(checkpoint_dir / MANIFEST, manifest)
+    atomic_write_json(checkpoint_dir / MANIFEST, manifest)
 
 
 # --- tests --------------------------------------------------------------------------------------------
