@@ -44,20 +44,20 @@ def test_demo_trains_with_falling_loss_and_loadable_checkpoints(demo_root, tmp_p
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / arch
-    result = train(*short_run(demo_root, out, f"arch={arch}", steps=30, every=10))
+    result = train(*short_run(demo_root, out, f"arch={arch}", steps=20, every=10))
     assert "world size" in result.stdout and "accumulation" in result.stdout
     rows = metrics(out)
-    assert [r["step"] for r in rows] == list(range(1, 31))
-    assert rows[-1]["tokens"] == 30 * 16 * 128
+    assert [r["step"] for r in rows] == list(range(1, 21))
+    assert rows[-1]["tokens"] == 20 * 16 * 128
     for key in ("loss", "lr", "tokens", "time", "batch_hash", "tokens_per_s"):
         assert key in rows[0]
     first, last = sum(r["loss"] for r in rows[:3]) / 3, sum(r["loss"] for r in rows[-3:]) / 3
     assert last < first - 0.5, (first, last)
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{s}" for s in (0, 10, 20, 30)]
-    model = AutoModelForCausalLM.from_pretrained(out / "checkpoint-30")
-    tokenizer = AutoTokenizer.from_pretrained(out / "checkpoint-30")
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{s}" for s in (0, 10, 20)]
+    model = AutoModelForCausalLM.from_pretrained(out / "checkpoint-20")
+    tokenizer = AutoTokenizer.from_pretrained(out / "checkpoint-20")
     assert model.config.model_type == {"pythia": "gpt_neox", "mamba": "mamba", "rwkv": "rwkv"}[arch]
-    saved = weights(out / "checkpoint-30")
+    saved = weights(out / "checkpoint-20")
     for name, tensor in model.state_dict().items():
         if name in saved:
             assert torch.equal(tensor, saved[name]), name
@@ -94,10 +94,10 @@ def start_train(*overrides):
 @pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
 def test_interrupted_run_resumes_bit_identically(demo_root, tmp_path, how):
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    overrides = dict(steps=24, every=6)
+    overrides = dict(steps=12, every=4)
     train(*short_run(demo_root, reference, **overrides))
     proc = start_train(*short_run(demo_root, interrupted, **overrides))
-    wait_for(lambda: (interrupted / "checkpoint-6" / "parc_checkpoint.json").exists(), proc)
+    wait_for(lambda: (interrupted / "checkpoint-4" / "parc_checkpoint.json").exists(), proc)
     if how == "kill -9":
         proc.kill()
         assert proc.wait() == -signal.SIGKILL
@@ -105,12 +105,12 @@ def test_interrupted_run_resumes_bit_identically(demo_root, tmp_path, how):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 75  # checkpoint written, asking to be requeued
         assert (interrupted / "checkpoint-{}".format(metrics(interrupted)[-1]["step"]) / "parc_checkpoint.json").exists()
-    assert not (interrupted / "checkpoint-24").exists()
+    assert not (interrupted / "checkpoint-12").exists()
     result = train(*short_run(demo_root, interrupted, **overrides))
     assert "resuming from" in result.stdout
     assert losses(interrupted) == losses(reference)
-    assert [r["step"] for r in metrics(interrupted)] == list(range(1, 25))
-    assert_same_weights(interrupted / "checkpoint-24", reference / "checkpoint-24")
+    assert [r["step"] for r in metrics(interrupted)] == list(range(1, 13))
+    assert_same_weights(interrupted / "checkpoint-12", reference / "checkpoint-12")
 
 
 def test_resume_from_a_named_checkpoint_and_refusals(demo_root, tmp_path):

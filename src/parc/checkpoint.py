@@ -114,8 +114,9 @@ def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, 
         fsync_tree(partial)
         manifest = {"step": step, "tokens": trainer_state["tokens"], "scheduled": scheduled,
                     "train_state": with_train_state, "files": files,
-                    "batch_hashes": trainer_state.get("recent_batch_hashes", {}),
-                    "schedule": trainer_state.get("schedule")}
+                    "batch_hashes": trainer_state.get("recent_batch_hashes", {})}
+        if trainer_state.get("schedule") is not None:
+            manifest["schedule"] = trainer_state["schedule"]  # lets `parc.revisions` flag missing revisions
         atomic_write_json(partial / MANIFEST, manifest)
         if final.exists():  # an earlier save of this very step (e.g. a preemption save), same contents
             shutil.rmtree(final)

@@ -307,7 +307,7 @@ class HubRepo:
 
 def schedule_of(repo: HubRepo, remote: RemoteRevision) -> Optional[List[int]]:
     """The run's checkpoint steps: from the manifest if it says, else from the config in its trainer state."""
-    if "schedule" in remote.manifest:
+    if remote.manifest.get("schedule"):
         return sorted(int(s) for s in remote.manifest["schedule"])
     state_file = f"{STATE_DIR}/trainer_state.json"
     if state_file not in remote.manifest["files"]:
