@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from parc.config import compose, validate
+from parc.config import compose, split_own_args, validate
 from parc.data.stream import BatchPlan, batch_hash, open_stream
 from parc.data.tokenizer import load_saved_tokenizer
 from parc.errors import ParcError, exit_on_error
@@ -25,13 +25,7 @@ OWN_ARGS = ("step", "out", "decode")
 
 def split_args(argv: List[str]) -> tuple[dict, List[str]]:
     """(this command's own key=value args, the training overrides left for compose)."""
-    own, overrides = {}, []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key in OWN_ARGS:
-            own[key] = value
-        else:
-            overrides.append(arg)
+    own, overrides = split_own_args(argv, OWN_ARGS)
     if "step" not in own:
         raise ParcError("which batch? pass step=N (1-based: step N is the batch of optimizer update N)")
     try:

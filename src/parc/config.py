@@ -75,6 +75,7 @@ class TrainerConfig:
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.1
+    weight_decay_rule: str = "transformers"  # which tensors decay: transformers (installed) | hf4.50 (parc.optim)
     warmup_steps: int = 100
     lr_schedule: str = "cosine"  # cosine | linear | constant (transformers' schedules)
     grad_clip: float = 1.0
@@ -175,6 +176,18 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
     return cfg
 
 
+def split_own_args(argv: List[str], names) -> tuple[Dict[str, str], List[str]]:
+    """An entry point's own `key=value` arguments (keys in `names`), and the training overrides left for compose."""
+    own, overrides = {}, []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key in names:
+            own[key] = value
+        else:
+            overrides.append(arg)
+    return own, overrides
+
+
 def describe_compose_error(exc: BaseException) -> str:
     """Condense a Hydra/OmegaConf composition error to one line that names the problem and the fix."""
     text = str(exc)
@@ -218,6 +231,7 @@ def validate(cfg: DictConfig) -> None:
         "trainer.precision": (t.precision, ("fp32", "bf16")),
         "trainer.lr_schedule": (t.lr_schedule, ("cosine", "linear", "constant")),
         "trainer.loss_normalization": (t.loss_normalization, ("tokens", "hf4")),
+        "trainer.weight_decay_rule": (t.weight_decay_rule, ("transformers", "hf4.50")),
         "checkpoint.schedule": (c.schedule, ("parc", "pythia", "list", "every")),
         "data.packing": (d.packing, ("parc", "concat")),
         "arch.size": (cfg.arch.size, ("full", "tiny")),

@@ -6,13 +6,23 @@ import torch
 from transformers import Trainer, get_scheduler
 
 
-def decay_parameter_names(model: torch.nn.Module) -> set:
-    """The Trainer's rule, called rather than copied so it stays the same: no decay for biases and norms."""
+def decay_parameter_names(model: torch.nn.Module, rule: str = "transformers") -> set:
+    """The Trainer's rule, called rather than copied so it stays the same: no decay for biases and norms.
+
+    `transformers` is the installed Trainer's (4.53 and later: nn.LayerNorm modules and names matching
+    bias / layernorm / rmsnorm / `norm` patterns). `hf4.50` is transformers 4.50-4.52's, the oldest the Parc
+    script runs on: the same helper with only bias / layernorm / rmsnorm names, under which Mamba's per-layer
+    RMSNorm weights (named `layers.N.norm`) are decayed. Pythia's and RWKV's groups are the same under both.
+    """
+    if rule == "hf4.50":
+        from transformers.trainer_pt_utils import get_parameter_names
+
+        return set(get_parameter_names(model, [torch.nn.LayerNorm], ["bias", "layernorm", "rmsnorm"]))
     return set(Trainer.get_decay_parameter_names(None, model))
 
 
 def build_optimizer(model: torch.nn.Module, trainer_cfg, device: torch.device) -> torch.optim.AdamW:
-    decay = decay_parameter_names(model)
+    decay = decay_parameter_names(model, trainer_cfg.weight_decay_rule)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
         {"params": [p for n, p in params if n in decay], "weight_decay": trainer_cfg.weight_decay},
