@@ -12,8 +12,10 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import psutil
 import pytest
 
 from parc.metrics import read_metrics
@@ -23,18 +25,41 @@ STEPS, EVERY = 6, 3
 
 
 def launch(launcher: list, overrides: list, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run a launcher in its own process group, so a hung rank is killed with it instead of outliving the test."""
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([*launcher, "-m", "parc.train", *overrides], env=env, cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
+    """Run a launcher; on a hang, kill it and every descendant. torch elastic starts each rank in a session of
+    its own, so killing the launcher's process group would leave the ranks alive, holding the output pipes."""
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([*launcher, "-m", "parc.train", *overrides], env=env, cwd=cwd, text=True,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        finally:
+            kill_tree(proc.pid)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if returncode is None:
         pytest.fail(f"{launcher[0]} did not finish in {timeout}s\n{stdout[-3000:]}\n{stderr[-3000:]}")
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert returncode == 0, f"exit {returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    return subprocess.CompletedProcess(proc.args, returncode, stdout, stderr)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGABRT the launcher's descendants first (PYTHONFAULTHANDLER makes each print where it hung into the
+    captured stderr), then SIGKILL them all."""
+    try:
+        root = psutil.Process(pid)
+        family = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for signum, processes in ((signal.SIGABRT, family[:-1]), (signal.SIGKILL, family)):
+        for process in processes:
+            try:
+                process.send_signal(signum)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(processes, timeout=5 if signum == signal.SIGABRT else 30)
 
 
 BIN = Path(sys.executable).parent  # the launchers installed beside this interpreter, as a user runs them
