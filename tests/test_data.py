@@ -17,7 +17,7 @@ from parc import batch as batch_cli
 from parc import prepare as prepare_cli
 from parc.config import compose
 from parc.data import BatchPlan, data_status, ensure_prepared, open_stream, prepare_data
-from parc.data.prepare import cut_full, join_with_eos, pack_parc
+from parc.data.prepare import batch_encoder, cut_full, encode_ahead, join_with_eos, pack_parc
 from parc.data.tokenizer import load_saved_tokenizer, train_bpe
 from parc.errors import ParcError
 
@@ -79,6 +79,24 @@ def test_parc_rule_equals_truncation_with_overflowing_tokens():
     assert len(parc) >= 4
     np.testing.assert_array_equal(ours, np.array(parc))
     assert tokenizer.eos_token_id == 0 and not (ours == 0).any()  # no EOS inserted
+
+
+def test_batch_encoder_gives_the_ids_of_the_tokenizer_call():
+    tokenizer = train_bpe(demo_texts(1), vocab_size=300)
+    texts = [*demo_texts(2), "", "  leading and trailing  ", "naïve café — ünïcödé 😀", "line\nbreaks\r\n\ttabs"]
+    assert batch_encoder(tokenizer)(texts) == tokenizer(texts)["input_ids"]
+
+
+def test_encode_ahead_keeps_the_order_and_raises_the_encoders_error():
+    batches = [["a"], ["b", "c"], [], ["d"]]
+    encode = lambda texts: [[ord(t)] for t in texts]  # noqa: E731
+    assert list(encode_ahead(iter(batches), encode)) == [(b, encode(b)) for b in batches]
+
+    def fail(texts):
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        list(encode_ahead(iter(batches), fail))
 
 
 def test_concat_rule_joins_with_eos_and_keeps_full_pieces():

@@ -27,9 +27,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -65,6 +66,29 @@ def cut_full(tokens: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Concat rule, second half: (full `seq_len` pieces of `tokens`, the remainder to carry on)."""
     full = len(tokens) // seq_len * seq_len
     return tokens[:full].reshape(-1, seq_len), tokens[full:]
+
+
+def batch_encoder(tokenizer) -> Callable[[List[str]], List[List[int]]]:
+    """Token ids of a batch of texts: exactly Parc's `tokenizer(texts)["input_ids"]` (no truncation), but for a
+    fast tokenizer straight from the Rust backend without character offsets (~20 % faster, the same ids)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return lambda texts: tokenizer(texts, return_attention_mask=False, verbose=False)["input_ids"]
+    return lambda texts: [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=True)]
+
+
+def encode_ahead(batches: Iterable[List[str]], encode) -> Iterator[Tuple[List[str], List[List[int]]]]:
+    """(texts, token ids) of each batch in order, encoding the next batch in a thread while the caller packs and
+    writes this one: the tokenizer releases the GIL, so reading and packing no longer leave the cores idle."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parc-tokenize") as pool:
+        pending = None
+        for texts in batches:
+            submitted = (texts, pool.submit(encode, texts))
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = submitted
+        if pending is not None:
+            yield pending[0], pending[1].result()
 
 
 def stream_dtype(vocab_size: int) -> str:
@@ -224,9 +248,9 @@ def _prepare_part(cfg, root: Path, corpus: Corpus, tokenizer, index: int, num_pa
     began = time.perf_counter()
     bar = tqdm(total=None if stop is None else stop - start, unit="doc", disable=not progress,
                desc=f"tokenize part {index + 1}/{num_parts}" if num_parts > 1 else "tokenize")
-    for texts in corpus.batches(start, stop, cfg.prepare.batch_size):
-        # The same call Parc made, without truncation; a fast tokenizer encodes the batch on all cores.
-        token_lists = tokenizer(texts, return_attention_mask=False, verbose=False)["input_ids"]
+    # The ids of the call Parc made, without truncation; a fast tokenizer encodes each batch on all cores.
+    for texts, token_lists in encode_ahead(corpus.batches(start, stop, cfg.prepare.batch_size),
+                                           batch_encoder(tokenizer)):
         writer.write(pack_parc(token_lists, d.seq_len) if d.packing == "parc"
                      else join_with_eos(token_lists, tokenizer.eos_token_id))
         documents += len(texts)
