@@ -27,7 +27,7 @@ MARKER = "PEAK_MB"
 def plan(quick: bool) -> tuple[list, int]:
     """(size, arch) pairs and runs per side. Quick: the real size for Pythia only (RWKV's and Mamba's reference
     forwards at seq 1024 take minutes per step on 2 cores). One run per side: a step's peak memory is
-    deterministic to a few MB, and a real-size Mamba baseline takes ~15 minutes."""
+    deterministic to a few MB, and a real-size Mamba baseline takes 15 to 30+ minutes."""
     return [("demo", arch) for arch in ARCHS] + [("parc", arch) for arch in (("pythia",) if quick else ARCHS)], 1
 
 
