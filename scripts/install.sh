@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import torch" || { echo "installing torch==2.13.0 failed" >&2; exit 1; }
+  .venv/bin/python -W ignore -c "import torch" || { echo "installing torch==2.13.0 failed" >&2; exit 1; }
 fi
 .venv/bin/pip install -q -e ".${extras:+[$extras]}" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import parc, torch, transformers; print(f'parc {parc.__version__} installed (torch {torch.__version__}, transformers {transformers.__version__})')"
