@@ -36,7 +36,8 @@ def launch(launcher: list, overrides: list, cwd: Path, timeout: float = 300) -> 
         except subprocess.TimeoutExpired:
             returncode = None
         finally:
-            kill_tree(proc.pid)
+            if proc.returncode is None:  # still running: a hang, or pytest-timeout interrupted the wait
+                kill_tree(proc.pid)
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
     if returncode is None:
