@@ -89,7 +89,24 @@ def set_rng_state(state: Dict) -> None:
 
 def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, tokenizer_dir: Path,
          trainer_state: Dict, scheduled: bool, with_train_state: bool = True) -> Path:
-    """Collective: every rank calls it. Rank 0 writes weights and optimizer; each rank its own RNG."""
+    """Collective: every rank calls it. Rank 0 writes weights and optimizer; each rank its own RNG.
+
+    A disk fault (full, quota, read-only, vanished) removes the partial directory and raises a one-line
+    parc.iofaults.DiskFault; the checkpoints already there are untouched."""
+    from parc.iofaults import DiskWrites
+
+    partial = Path(output_dir) / f".checkpoint-{step}.partial"
+    with DiskWrites(f"saving checkpoint-{step} to {output_dir}", output_dir,
+                    cleanup=lambda: shutil.rmtree(partial, ignore_errors=True),
+                    elsewhere="choose another output_dir=", then=lambda: resume_hint(output_dir)):
+        return _save(accelerator, output_dir, step, model, optimizer, scheduler, tokenizer_dir, trainer_state,
+                     scheduled, with_train_state)
+
+
+def _save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, tokenizer_dir: Path,
+          trainer_state: Dict, scheduled: bool, with_train_state: bool = True) -> Path:
+    from parc.iofaults import save_torch  # torch.save hides the OSError of a full disk; this keeps it
+
     final = checkpoint_path(output_dir, step)
     partial = Path(output_dir) / f".checkpoint-{step}.partial"
     if accelerator.is_main_process:
@@ -97,15 +114,15 @@ def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, 
         (partial / STATE_DIR).mkdir(parents=True)
     accelerator.wait_for_everyone()
     if with_train_state:
-        torch.save(rng_state(), partial / STATE_DIR / f"rng-rank{accelerator.process_index}.pt")
+        save_torch(rng_state(), partial / STATE_DIR / f"rng-rank{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(partial, safe_serialization=True)
         for item in Path(tokenizer_dir).iterdir():
             shutil.copy2(item, partial / item.name)
         if with_train_state:
-            torch.save(optimizer.state_dict(), partial / STATE_DIR / "optimizer.pt")
-            torch.save(scheduler.state_dict(), partial / STATE_DIR / "scheduler.pt")
+            save_torch(optimizer.state_dict(), partial / STATE_DIR / "optimizer.pt")
+            save_torch(scheduler.state_dict(), partial / STATE_DIR / "scheduler.pt")
             atomic_write_json(partial / STATE_DIR / "trainer_state.json", trainer_state)
         else:
             shutil.rmtree(partial / STATE_DIR)
@@ -117,6 +134,8 @@ def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, 
                     "batch_hashes": trainer_state.get("recent_batch_hashes", {})}
         if trainer_state.get("schedule") is not None:
             manifest["schedule"] = trainer_state["schedule"]  # lets `parc.revisions` flag missing revisions
+        if trainer_state.get("init_from") is not None:
+            manifest["init_from"] = trainer_state["init_from"]  # a branched run: the weights it started from
         atomic_write_json(partial / MANIFEST, manifest)
         if final.exists():  # an earlier save of this very step (e.g. a preemption save), same contents
             shutil.rmtree(final)
@@ -124,6 +143,13 @@ def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, 
         fsync_dir(output_dir)
     accelerator.wait_for_everyone()
     return final
+
+
+def resume_hint(output_dir: Path) -> str:
+    """What the same command does next time, for error messages."""
+    found = newest_resumable(output_dir)
+    where = f"it resumes from {found.name}" if found is not None else "it starts over"
+    return f"run the same command again ({where})"
 
 
 def weights_only(manifest: Dict) -> Dict:
@@ -152,13 +178,29 @@ def prune_train_states(output_dir: Path, keep: Optional[int], protect: set = fro
 # --- reading ------------------------------------------------------------------------------------------
 
 def safe_load(path: Path):
-    """torch.load that can only build tensors and primitives: a checkpoint never runs code."""
+    """torch.load that can only build tensors and primitives: a checkpoint never runs code.
+
+    A file that cannot be read (empty, truncated, not a torch file) is reported as damaged; one that reads
+    but asks for other objects is refused as unsafe."""
+    import pickle
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError, or anything a crafted file provokes
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise ParcError(_damaged(path, exc)) from None
+        reason = str(exc).splitlines()[0]
         raise ParcError(f"refusing to load {path}: it holds objects outside the safe set of tensors and "
                         f"primitives ({reason}); use a checkpoint written by parc") from None
+    except Exception as exc:  # EOFError (empty), RuntimeError (truncated zip), OSError (unreadable) ...
+        raise ParcError(_damaged(path, exc)) from None
+
+
+def _damaged(path: Path, exc: BaseException) -> str:
+    size = Path(path).stat().st_size if Path(path).is_file() else None
+    reason = "it is empty" if size == 0 else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+    return (f"{path} is damaged ({reason}): it cannot be loaded; resume from another checkpoint "
+            f"(python -m parc.verify {Path(path).parents[2]} checks them all)")
 
 
 def load_weights(model: torch.nn.Module, checkpoint_dir: Path) -> None:

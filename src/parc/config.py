@@ -140,6 +140,7 @@ class TrainConfig:
     run_name: str = "parc"
     output_dir: str = "${paths.output_root}/${run_name}/${arch.name}-seed${seed}-shard${data.shard}"
     resume: str = "auto"  # auto | none | checkpoint-N | <path> | hub:<revision>
+    init_from: Optional[str] = None  # a new run from these weights: <checkpoint dir> | hub:<org/name>@<revision>
     overwrite: bool = False  # with resume=none: delete an existing run in output_dir first
     dry_run: bool = False
     device: str = "auto"  # auto | cpu | cuda
@@ -303,6 +304,10 @@ def portable_config(cfg: DictConfig) -> Dict[str, Any]:
     values = OmegaConf.to_container(cfg, resolve=True)
     values.pop("paths", None)
     values["output_dir"] = Path(values["output_dir"]).name
+    if values.get("init_from"):
+        from parc.initfrom import portable
+
+        values["init_from"] = portable(values["init_from"])
     data = values["data"]
     data["dir"] = Path(data["dir"]).name
     if data.get("data_files"):

@@ -16,7 +16,8 @@ class ParcError(Exception):
 
 
 def exit_on_error(func: F) -> F:
-    """Run an entry point; a ParcError becomes `error: <message>` on stderr and exit code 2, no traceback."""
+    """Run an entry point; a ParcError becomes `error: <message>` on stderr and exit code 2 (a disk fault: 74),
+    no traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -25,7 +26,15 @@ def exit_on_error(func: F) -> F:
         except ParcError as exc:
             message = " ".join(str(exc).split())  # one line, whatever the message held
             print(f"error: {message}", file=sys.stderr, flush=True)
-            sys.exit(EXIT_USER_ERROR)
+            sys.exit(getattr(exc, "exit_code", EXIT_USER_ERROR))
+        except OSError as exc:  # a full or failing disk where no parc.iofaults.DiskWrites guarded the write
+            from parc.iofaults import EXIT_IO_ERROR, unguarded_fault
+
+            message = unguarded_fault(exc)
+            if message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_IO_ERROR)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)

@@ -20,15 +20,22 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 
     After a resume the file then reads exactly as an uninterrupted run's would.
     """
+    from parc.iofaults import DiskWrites
+
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    rows = [line for line in text.splitlines() if line.strip()]
+    if rows and not text.endswith("\n"):  # a row cut short by a crash or a full disk: never a complete row
+        rows = rows[:-1]
     kept = [line for line in rows if json.loads(line)["step"] <= last_step]
-    if len(kept) == len(rows):
+    if len(kept) == len(rows) and text.endswith("\n"):
         return
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    with DiskWrites(f"rewriting {path}", path.parent, cleanup=lambda: tmp.unlink(missing_ok=True),
+                    then="run the same command again"):
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
 
 
 def read_metrics(path: Path) -> list:
@@ -42,6 +49,8 @@ class RunReporter:
         self.path = Path(output_dir) / METRICS_FILE
         truncate_metrics(self.path, start_step)
         self.file = open(self.path, "a")
+        self.intact_bytes = self.file.tell()  # the file ends with a complete row here
+        self.run_dir = Path(output_dir)
         self.bar = tqdm(total=max_steps, initial=start_step, unit="step", dynamic_ncols=True,
                         disable=not cfg.trainer.progress, desc=f"{cfg.arch.name} seed {cfg.seed}")
         self.wandb_run = self._start_wandb(cfg, output_dir) if cfg.logger.wandb else None
@@ -57,8 +66,15 @@ class RunReporter:
                           name=Path(output_dir).name, config=OmegaConf.to_container(cfg, resolve=True))
 
     def log(self, row: Dict) -> None:
-        self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
+        from parc.checkpoint import resume_hint
+        from parc.iofaults import DiskWrites
+
+        with DiskWrites(f"appending step {row['step']} to {self.path}", self.path.parent,
+                        cleanup=self._drop_partial_row, elsewhere="choose another output_dir=",
+                        then=lambda: resume_hint(self.run_dir)):
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+        self.intact_bytes = self.file.tell()
         self.bar.update(row["step"] - self.bar.n)
         postfix = {"loss": f"{row['loss']:.4f}", "lr": f"{row['lr']:.2e}", "tok/s": f"{row['tokens_per_s']:.0f}"}
         if row.get("mfu") is not None:
@@ -70,10 +86,20 @@ class RunReporter:
     def note(self, message: str) -> None:
         self.bar.write(message)
 
+    def _drop_partial_row(self) -> None:
+        """After a failed write: close the file (its unwritten buffer is lost) and cut off a partial row."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        self.file = None
+        os.truncate(self.path, self.intact_bytes)
+
     def close(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
         self.bar.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, Optional
 
-from parc import checkpoint
+from parc import checkpoint, integrity
 from parc.errors import ParcError
 from parc.metrics import METRICS_FILE
 
@@ -33,7 +33,9 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
                             f"overwrite=true to delete it and start over, or choose another output_dir=")
         return None
     if resume == "auto":
-        found = checkpoint.newest_resumable(output_dir)
+        if not allow_download:  # the early check: nothing to refuse yet; the real pick verifies (below)
+            return checkpoint.newest_resumable(output_dir)
+        found = integrity.newest_verified(output_dir)  # skips (and names) damaged checkpoints
         if found is None and cfg.hub.repo_id and allow_download:
             from parc.hub import resolve_hub_checkpoint
 
@@ -56,6 +58,7 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
         available = [p.name for p in checkpoint.complete_checkpoints(output_dir) if checkpoint.has_train_state(p)]
         raise ParcError(f"resume target {path} is not a complete checkpoint with training state; "
                         f"resumable here: {', '.join(available) or 'none'} (or use resume=auto)")
+    integrity.require_verified(path, check_sha=allow_download)  # sizes first, before anything is written
     return path
 
 
@@ -77,6 +80,14 @@ def check_compatible(saved: Dict, current: Dict, where: Path) -> None:
     }
     for key, value in current["recipe"].items():
         checks[f"trainer.{key}"] = (saved["recipe"].get(key), value)
+    checks["init_from"] = (saved.get("init_from"), current.get("init_from"))
+    old_steps, new_steps = checks["trainer.max_steps"]
+    if old_steps != new_steps:  # before "data": the data slice changes with it, and this is the cause to name
+        raise ParcError(f"{where} was trained with trainer.max_steps={old_steps}, this run asks for {new_steps}: the "
+                        f"run's data slice (global_batch_size x max_steps sequences of data.shard) and its LR and "
+                        f"checkpoint schedules depend on it, so a resumed run cannot change it; to continue these "
+                        f"weights with a new schedule, start a new run from them: init_from={where} "
+                        f"output_dir=<a new directory>")
     for name, (old, new) in checks.items():
         if old != new:
             detail = _first_difference(old, new)

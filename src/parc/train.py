@@ -47,7 +47,7 @@ def dry_run_report(cfg: DictConfig) -> str:
     """The plan of the run, with the model built on the meta device: no data, network or disk is touched."""
     import os
 
-    from parc import archs
+    from parc import archs, diskplan
     from parc.data.stream import data_status
     from parc.metrics import format_plan
     from parc.trainer import describe_steps
@@ -70,6 +70,7 @@ def dry_run_report(cfg: DictConfig) -> str:
         "checkpoint steps": describe_steps(plan.checkpoint_steps),
         "data": data_status(cfg),
         "output dir": plan.output_dir,
+        **diskplan.dry_run_lines(cfg, model, plan),  # the bytes the checkpoint schedule writes vs free space
     }
     return "parc dry run: nothing trained, nothing written\n" + format_plan(lines)
 

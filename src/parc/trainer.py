@@ -15,9 +15,10 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list
 from omegaconf import OmegaConf
 
-from parc import archs, checkpoint, resume
+from parc import archs, checkpoint, diskplan, initfrom, iofaults, resume
 from parc.config import Plan, portable_config
 from parc.errors import ParcError
+from parc.fileio import atomic_write_text
 from parc.loss import normalization, step_labels
 from parc.metrics import RunReporter, format_plan
 from parc.optim import build_optimizer, build_scheduler
@@ -65,7 +66,8 @@ def make_accelerator(cfg) -> Accelerator:
 
 
 class Trainer:
-    def __init__(self, cfg, accelerator: Accelerator, batches, tokenizer_dir: Path, start: Optional[Path]):
+    def __init__(self, cfg, accelerator: Accelerator, batches, tokenizer_dir: Path, start: Optional[Path],
+                 init: Optional[initfrom.InitSource] = None):
         self.cfg, self.accelerator, self.batches, self.tokenizer_dir = cfg, accelerator, batches, tokenizer_dir
         self.plan = Plan.build(cfg, accelerator.num_processes)
         self.output_dir = Path(self.plan.output_dir)
@@ -75,10 +77,14 @@ class Trainer:
         self.flops_per_token = self.spec.flops_per_token(model.config, cfg.data.seq_len)
         self.n_params = archs.count_parameters(model)
         self.step, self.tokens = 0, 0
+        self.init_record = init.record if init is not None else None  # a branched run: where its weights came from
+        self.output_dir_identity = iofaults.directory_identity(self.output_dir)
         optimizer = build_optimizer(model, cfg.trainer, accelerator.device)
         self.scheduler = build_scheduler(optimizer, cfg.trainer)
         if start is not None:
             self._restore(start, model, optimizer)
+        elif init is not None:  # a new run from another run's weights: optimizer, schedule and step start fresh
+            checkpoint.load_weights(model, init.path)
         if cfg.arch.compile:
             model = torch.compile(model)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
@@ -86,7 +92,8 @@ class Trainer:
     def identity(self) -> dict:
         """What a checkpoint must share with this run to be continued by it."""
         return {"data": self.batches.fingerprint(), "seed": self.cfg.seed, "recipe": resume.recipe(self.cfg.trainer),
-                "model_config": archs.hf_config(self.cfg.arch, self.cfg.data.vocab_size).to_diff_dict()}
+                "model_config": archs.hf_config(self.cfg.arch, self.cfg.data.vocab_size).to_diff_dict(),
+                "init_from": initfrom.portable(self.cfg.init_from)}
 
     def _restore(self, start: Path, model, optimizer) -> None:
         state = checkpoint.load_train_state(start, self.accelerator.process_index)
@@ -96,6 +103,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
         self.step, self.tokens = state["trainer"]["step"], state["trainer"]["tokens"]
+        self.init_record = state["trainer"].get("init_from")
 
     def train_step(self, step: int) -> dict:
         """One optimizer update on the global batch of `step` (this rank's share, in micro-batches)."""
@@ -138,7 +146,10 @@ class Trainer:
         state = {"step": self.step, "tokens": self.tokens, "world_size": self.accelerator.num_processes,
                  "micro_batch_size": self.plan.micro_batch_size, "identity": self.identity(),
                  "config": portable_config(self.cfg), "versions": library_versions(),
-                 "recent_batch_hashes": batch_hashes, "schedule": self.plan.checkpoint_steps}
+                 "recent_batch_hashes": batch_hashes, "schedule": self.plan.checkpoint_steps,
+                 "init_from": self.init_record}
+        iofaults.check_same_directory(self.output_dir, self.output_dir_identity, f"saving checkpoint-{self.step}",
+                                      then=checkpoint.resume_hint(self.output_dir))
         return checkpoint.save(self.accelerator, self.output_dir, self.step, self.model, self.optimizer,
                                self.scheduler, self.tokenizer_dir, state, scheduled,
                                with_train_state=self.cfg.checkpoint.save_train_state or not scheduled)
@@ -157,6 +168,8 @@ class Trainer:
             for step in range(self.step + 1, plan.max_steps + 1):
                 row = self.train_step(step)
                 hashes[step] = row["batch_hash"]
+                if self.init_record is not None:
+                    row["init_from"] = self.init_record["source"]
                 if reporter and (step % cfg.trainer.log_every == 0 or step == plan.max_steps):
                     reporter.log(row)
                 if step in schedule:
@@ -184,7 +197,7 @@ class Trainer:
         """Wait for pending pushes; after a failure or preemption a push error must not hide the first cause."""
         try:
             publisher.close(final_step=final_step)
-        except ParcError as exc:
+        except (ParcError, OSError) as exc:
             if raise_errors:
                 raise
             logging.getLogger("parc.hub").error("%s", exc)
@@ -255,21 +268,28 @@ def train(cfg) -> int:
     check_writable(output_dir)
     if accelerator.is_main_process:
         resume.find_start(cfg, output_dir, allow_download=False)  # refuse an impossible resume before any write
+        initfrom.resolve(cfg, output_dir, download=False)  # and an init_from= that cannot be used
     with accelerator.main_process_first():  # rank 0 prepares the demo data first; the others then open it
         stream = ensure_prepared(cfg)
     start = resume.find_start(cfg, output_dir) if accelerator.is_main_process else None  # may download
     start = broadcast_object_list([start])[0]  # every rank resumes from what rank 0 found (or fetched)
+    init = initfrom.resolve(cfg, output_dir) if start is None and accelerator.is_main_process else None
+    init = broadcast_object_list([init])[0]  # a new run from another run's weights (init_from=), verified
     batches = BatchPlan(stream, cfg.data.shard, cfg.data.data_seed, cfg.trainer.global_batch_size, cfg.trainer.max_steps)
     if accelerator.is_main_process:
         if cfg.resume == "none" and cfg.overwrite:
             resume.clear_run(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(portable_config(cfg)))
+        with iofaults.DiskWrites(f"writing {output_dir / 'config.yaml'}", output_dir, then="run the same command again",
+                                 elsewhere="choose another output_dir="):
+            atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(portable_config(cfg)))
     accelerator.wait_for_everyone()
-    trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start)
+    trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start, init)
     if accelerator.is_main_process:
         origin = f"resuming from {start}" if start is not None else "starting from scratch"
+        origin = f"starting a new run from the weights of {init.record['source']}" if init is not None else origin
         print(f"parc: {origin}\n{trainer.describe()}", flush=True)
+        diskplan.warn_if_short(cfg, accelerator.unwrap_model(trainer.model), trainer.plan, stream.tokenizer_dir, trainer.step)
     code = trainer.fit()
     # Tear down in this order. Without end_training, 2-process gloo runs may abort at exit. And the DDP
     # model must be freed while the process group is still registered: if the wrapper's Reducer holds the

@@ -39,6 +39,15 @@ def remove_dead_tmp_dirs(final: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_own_tmp_files(root: Path) -> None:
+    """Delete what this process left half-written under `root` (build directories, atomic-write temp files)."""
+    for tmp in Path(root).rglob(f".tmp-*-{socket.gethostname()}-{os.getpid()}"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

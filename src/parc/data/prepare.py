@@ -36,7 +36,7 @@ import numpy as np
 
 import parc
 from parc.data.files import (ArrayWriter, atomic_write_json, private_tmp_dir, publish_dir, read_json,
-                             remove_dead_tmp_dirs, sha256_of_files)
+                             remove_dead_tmp_dirs, remove_own_tmp_files, sha256_of_files)
 from parc.data.stream import FORMAT, MANIFEST, check_identity, read_manifest
 from parc.data.tokenizer import obtain_tokenizer, tokenizer_sha256, tokenizer_spec
 from parc.errors import ParcError
@@ -153,7 +153,20 @@ def _streamed_length(ds, split: str) -> Optional[int]:
 
 
 def prepare_data(cfg, progress: bool = True) -> PrepareReport:
-    """Prepare (or finish preparing) the stream `cfg` asks for in `cfg.data.dir`; see the module docstring."""
+    """Prepare (or finish preparing) the stream `cfg` asks for in `cfg.data.dir`; see the module docstring.
+
+    A disk fault (full, quota, read-only) removes this process's partial files and ends with a one-line
+    parc.iofaults.DiskFault; finished parts stay, so the same command continues once space is freed."""
+    from parc.iofaults import DiskWrites
+
+    root = Path(cfg.data.dir)
+    with DiskWrites(f"preparing data in {root}", root, cleanup=lambda: remove_own_tmp_files(root),
+                    elsewhere="choose another data.dir=",
+                    then="run the same command again (finished parts are kept)"):
+        return _prepare_data(cfg, progress)
+
+
+def _prepare_data(cfg, progress: bool) -> PrepareReport:
     d, p = cfg.data, cfg.prepare
     _check_request(cfg)
     root = Path(d.dir)

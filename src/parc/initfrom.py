@@ -1,0 +1,101 @@
+"""`init_from=<checkpoint dir | hub:org/name@revision>`: start a new run from another run's weights.
+
+Only the weights are taken: the optimizer, the LR schedule, the step counter and the data position start
+fresh, as for a run from scratch (e.g. to continue a finished run with a new schedule, or to study data
+ablations from one shared checkpoint). The source is verified first (every file its manifest lists: size
+and sha256; a Hub revision is downloaded with the existing, verified download into
+`<output_dir>/init_from/checkpoint-N`), and recorded in the new run's trainer state, checkpoint manifests,
+config and metrics rows. It is part of the run's identity, so resuming the branched run (the same command
+again) continues it, and a checkpoint of another run is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from parc.errors import ParcError
+
+log = logging.getLogger("parc.initfrom")
+
+DOWNLOAD_DIR = "init_from"  # under output_dir; not named checkpoint-*, so never taken for this run's own
+HUB_SOURCE = re.compile(r"^hub:(?P<repo>[^@\s]+?)(?:@(?P<revision>[^@\s]+))?$")
+
+
+@dataclass(frozen=True)
+class InitSource:
+    path: Path  # a verified local checkpoint directory
+    record: dict  # what the new run records: source, step, tokens, weights sha256 (and the Hub commit)
+
+
+def parse_hub(text: str) -> tuple[str, str]:
+    """'hub:org/name@revision' -> (repo id, revision); the revision defaults to main."""
+    match = HUB_SOURCE.match(text)
+    if not match or "/" not in match["repo"]:
+        raise ParcError(f"init_from={text!r}: write hub:<org/name>@<revision>, e.g. "
+                        "init_from=hub:my-org/parc-pythia-seed0@checkpoint-2000")
+    return match["repo"], match["revision"] or "main"
+
+
+def portable(text: Optional[str]) -> Optional[str]:
+    """The source without local paths, for the config, the identity and published files: a Hub source as
+    given, a local checkpoint as `<run dir name>/<checkpoint name>`."""
+    if text is None or text.startswith("hub:"):
+        return text
+    path = Path(text)
+    return f"{path.parent.name}/{path.name}"
+
+
+def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource]:
+    """The verified source of `cfg.init_from`, or None when it is not set. With download=False (the checks
+    before anything is written) a Hub source is only parsed; a local one is checked (sizes only)."""
+    text = cfg.init_from
+    if text is None:
+        return None
+    if cfg.resume not in ("auto", "none"):
+        raise ParcError(f"init_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them")
+    if text.startswith("hub:"):
+        repo_id, revision = parse_hub(text)
+        return _from_hub(cfg, repo_id, revision, Path(output_dir)) if download else None
+    return _from_local(Path(text), text, portable(text), check_sha=download)
+
+
+def _from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None) -> InitSource:
+    from parc import integrity
+
+    if not path.is_dir():
+        raise ParcError(f"init_from={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
+                        "(python -m parc.verify <output_dir> lists them) or hub:<org/name>@<revision>")
+    verdict = integrity.verify(path, check_sha)
+    if verdict.status != integrity.OK:
+        raise ParcError(f"init_from={text} is not an intact checkpoint: {verdict.problem}; "
+                        "pick another one (python -m parc.verify <its output_dir> lists them)")
+    manifest = verdict.manifest
+    record = {"source": source, "step": manifest["step"],
+              "tokens": manifest.get("tokens"),
+              "weights_sha256": manifest["files"].get("model.safetensors", {}).get("sha256"), **(extra or {})}
+    return InitSource(path, record)
+
+
+def _from_hub(cfg, repo_id: str, revision: str, output_dir: Path) -> InitSource:
+    from parc.hub import refuse_offline_env
+    from parc.hubrepo import HubRepo, RetryPolicy
+
+    refuse_offline_env()
+    repo = HubRepo(repo_id, RetryPolicy.from_config(cfg.hub), cfg.hub.revision_prefix)
+    if not repo.exists():
+        raise ParcError(f"init_from=hub:{repo_id}@{revision}: repository {repo_id} does not exist on the Hub")
+    if revision not in repo.branches():
+        raise ParcError(f"init_from: {revision} is not a revision of {repo_id}; python -m parc.revisions {repo_id} "
+                        "lists them")
+    remote = repo.inspect(revision)
+    if remote.manifest is None:
+        raise ParcError(f"init_from: revision {revision} of {repo_id} is incomplete ({remote.problem}); pick a "
+                        f"complete one: python -m parc.revisions {repo_id}")
+    log.info("parc: downloading the weights to start from: %s of %s", revision, repo_id)
+    path = repo.download(remote, output_dir / DOWNLOAD_DIR)  # verified (sha256) by the download itself
+    source = f"hub:{repo_id}@{revision}"
+    return _from_local(path, source, source, check_sha=False, extra={"commit": remote.commit})
