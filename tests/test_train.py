@@ -132,6 +132,25 @@ def test_resume_from_a_named_checkpoint_and_refusals(demo_root, tmp_path):
     assert losses(out) == reference
 
 
+def test_a_damaged_checkpoint_is_skipped_by_auto_and_refused_by_name(demo_root, tmp_path):
+    out = tmp_path / "run"
+    train(*short_run(demo_root, out))
+    reference, final_weights = losses(out), (out / "checkpoint-8" / "model.safetensors").read_bytes()
+    with open(out / "checkpoint-8" / "model.safetensors", "r+b") as handle:  # an interrupted copy
+        handle.truncate(len(final_weights) // 2)
+    (out / "checkpoint-0" / "training_state" / "optimizer.pt").write_bytes(b"")  # a truncated state file
+    result = train(*short_run(demo_root, out, "resume=checkpoint-8"), expect=2)
+    assert_refused(result, "checkpoint-8 is damaged: model.safetensors is truncated: "
+                           f"{len(final_weights) // 2} of {len(final_weights)} bytes")
+    result = train(*short_run(demo_root, out, "resume=checkpoint-0"), expect=2)
+    assert_refused(result, "checkpoint-0 is damaged: training_state/optimizer.pt is truncated: 0 of")
+    result = train(*short_run(demo_root, out))  # resume=auto: the newest checkpoint that verifies
+    assert "skipping checkpoint-8: model.safetensors is truncated" in result.stderr
+    assert f"resuming from {out / 'checkpoint-4'}" in result.stdout
+    assert losses(out) == reference
+    assert (out / "checkpoint-8" / "model.safetensors").read_bytes() == final_weights
+
+
 def assert_refused(result, *phrases):
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     lines = result.stderr.strip().splitlines()
@@ -148,6 +167,9 @@ def assert_refused(result, *phrases):
     (["trainer.micro_batch_size=5"], "not divisible"),
     (["trainer.lr=fast"], "bad value for trainer.lr"),
     (["checkpoint.evry=5"], "unknown config key 'checkpoint.evry'"),
+    (["init_from=/nonexistent/checkpoint-3"], "init_from=/nonexistent/checkpoint-3: no such checkpoint directory"),
+    (["init_from=hub:parc-pythia"], "write hub:<org/name>@<revision>"),
+    (["init_from=hub:org/parc@checkpoint-4", "resume=checkpoint-4"], "init_from= starts a new run"),
 ])
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, overrides, phrase):
     out = tmp_path / "out"

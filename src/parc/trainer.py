@@ -267,8 +267,8 @@ def train(cfg) -> int:
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
     if accelerator.is_main_process:
-        resume.find_start(cfg, output_dir, allow_download=False)  # refuse an impossible resume before any write
-        initfrom.resolve(cfg, output_dir, download=False)  # and an init_from= that cannot be used
+        initfrom.resolve(cfg, output_dir, download=False)  # refuse an init_from= that cannot be used
+        resume.find_start(cfg, output_dir, allow_download=False)  # and an impossible resume, before any write
     with accelerator.main_process_first():  # rank 0 prepares the demo data first; the others then open it
         stream = ensure_prepared(cfg)
     start = resume.find_start(cfg, output_dir) if accelerator.is_main_process else None  # may download
