@@ -108,6 +108,13 @@ def test_resume_auto_skips_damaged_checkpoints_and_says_which_file(copy, caplog)
     assert checkpoint.newest_resumable(copy) == copy / "checkpoint-2"  # what resume=auto picked before
 
 
+def test_when_every_checkpoint_is_damaged_auto_refuses_rather_than_starting_over(copy):
+    for step in range(3):
+        (copy / f"checkpoint-{step}" / "config.json").write_text("{}")
+    with pytest.raises(ParcError, match=r"every checkpoint .* is damaged \(checkpoint-2, checkpoint-1, checkpoint-0\)"):
+        integrity.newest_verified(copy)
+
+
 def test_a_named_damaged_checkpoint_is_a_one_line_error_naming_the_file(copy):
     (copy / "checkpoint-1" / "config.json").unlink()
     with pytest.raises(ParcError, match=r"checkpoint .*checkpoint-1 is damaged: config.json is missing"):

@@ -120,6 +120,22 @@ def test_a_read_only_filesystem_is_one_line_and_keeps_what_is_there(parts, tmpfs
     assert [p.name for p in out.iterdir()] == ["checkpoint-2"] and integrity.verify(out / "checkpoint-2").ok
 
 
+def test_a_file_size_limit_like_a_quota_is_one_line_too(parts, tmp_path):
+    import resource
+
+    out = tmp_path / "run"
+    out.mkdir()
+    save(parts, out, 2)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))  # a real per-process limit: 1 MB per file (EFBIG)
+    try:
+        with pytest.raises(DiskFault, match="saving checkpoint-4 .* failed: the file exceeds .* file size limit"):
+            save(parts, out, 4)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert [p.name for p in out.iterdir()] == ["checkpoint-2"] and integrity.verify(out / "checkpoint-2").ok
+
+
 @pytest.mark.parametrize("where", ["a directory on it", "the mount point itself"])
 def test_a_vanished_filesystem_is_noticed_before_writing_elsewhere(tmpfs, where):
     point = tmpfs(1 << 20)

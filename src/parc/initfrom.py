@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from parc import checkpoint
 from parc.errors import ParcError
 
 log = logging.getLogger("parc.initfrom")
@@ -57,9 +58,11 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
         return None
     if cfg.resume not in ("auto", "none"):
         raise ParcError(f"init_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them")
-    if text.startswith("hub:"):
-        repo_id, revision = parse_hub(text)
-        return _from_hub(cfg, repo_id, revision, Path(output_dir)) if download else None
+    hub = parse_hub(text) if text.startswith("hub:") else None
+    if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
+        return None  # the branched run continues from its own checkpoints; the source is no longer needed
+    if hub is not None:
+        return _from_hub(cfg, *hub, Path(output_dir)) if download else None
     return _from_local(Path(text), text, portable(text), check_sha=download)
 
 

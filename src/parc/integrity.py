@@ -119,7 +119,9 @@ def checkpoint_dirs(output_dir: Path) -> List[Path]:
 
 def newest_verified(output_dir: Path, check_sha: bool = True) -> Optional[Path]:
     """resume=auto: the newest checkpoint with training state whose files all verify; damaged newer ones are
-    skipped with a warning naming the file and the fault (incomplete ones, interrupted saves, silently)."""
+    skipped with a warning naming the file and the fault (incomplete ones, interrupted saves, silently).
+    None when there is none; when every one is damaged, an error rather than a silent fresh start."""
+    damaged = []
     for path in reversed(checkpoint_dirs(output_dir)):
         if not has_train_state(path):
             continue
@@ -127,8 +129,13 @@ def newest_verified(output_dir: Path, check_sha: bool = True) -> Optional[Path]:
         if verdict.ok and verdict.train_state:
             return path
         if verdict.status == DAMAGED:
+            damaged.append(path.name)
             log.warning("parc: skipping %s: %s; trying an older checkpoint (python -m parc.verify %s lists all)",
                         path.name, verdict.problem, output_dir)
+    if damaged:
+        raise ParcError(f"every checkpoint of {output_dir} with training state is damaged ({', '.join(damaged)}): "
+                        f"python -m parc.verify {output_dir} shows what is wrong; restore them, or start over with "
+                        "resume=none overwrite=true")
     return None
 
 
@@ -142,3 +149,25 @@ def require_verified(path: Path, check_sha: bool = True) -> Verdict:
         raise ParcError(f"checkpoint {path} is incomplete: {verdict.problem}; pick another one "
                         f"(python -m parc.verify {Path(path).parent} lists them)")
     return verdict
+
+
+def runs_under(root: Path) -> List[Path]:
+    """The run directories to check: `root` itself if it holds checkpoints, else every directory below it
+    that does (a grid root, or any tree of runs)."""
+    if checkpoint_dirs(root):
+        return [root]
+    runs = {p.parent for p in root.rglob("checkpoint-*") if p.is_dir() and step_of(p) is not None}
+    return sorted(runs)
+
+
+def check_tree(path: Path, check_sha: bool = True) -> Dict[str, List[Verdict]]:
+    """run directory -> the verdict of each of its checkpoints, by step."""
+    path = Path(path)
+    if not path.exists():
+        raise ParcError(f"{path} does not exist: give a run's output_dir, a grid root or a checkpoint directory")
+    if step_of(path) is not None and path.is_dir():
+        return {str(path.parent): [verify(path, check_sha)]}
+    runs = runs_under(path)
+    if not runs:
+        raise ParcError(f"no checkpoint-N directories under {path}: give a run's output_dir or a grid root")
+    return {str(run): [verify(p, check_sha) for p in checkpoint_dirs(run)] for run in runs}

@@ -125,7 +125,7 @@ def directory_identity(path: Path) -> tuple:
     return stat.st_dev, stat.st_ino
 
 
-def check_same_directory(path: Path, identity: tuple, what: str, then: str = "") -> None:
+def check_same_directory(path: Path, identity: tuple, what: str) -> None:
     """Refuse to write into `path` when it is gone or is no longer the directory it was (its filesystem was
     unmounted: the path now names the empty mount point, and writes would silently fill another disk)."""
     try:
@@ -134,8 +134,8 @@ def check_same_directory(path: Path, identity: tuple, what: str, then: str = "")
         same = False
     if not same:
         raise DiskFault(f"{what} failed: {path} is gone or no longer the directory this run started in (its "
-                        f"filesystem was unmounted or the directory deleted; {free_space(path)}); bring it back"
-                        + (f", then {then}" if then else ""))
+                        f"filesystem was unmounted or the directory deleted; {free_space(path)}); bring it back, "
+                        f"then run the same command again (it resumes from the newest intact checkpoint)")
 
 
 def unguarded_fault(exc: OSError) -> Optional[str]:

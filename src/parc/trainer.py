@@ -78,7 +78,8 @@ class Trainer:
         self.n_params = archs.count_parameters(model)
         self.step, self.tokens = 0, 0
         self.init_record = init.record if init is not None else None  # a branched run: where its weights came from
-        self.output_dir_identity = iofaults.directory_identity(self.output_dir)
+        # Which directory output_dir is: a save refuses to write into the empty mount point of an unmounted disk.
+        self.output_dir_identity = iofaults.directory_identity(self.output_dir) if self.output_dir.is_dir() else None
         optimizer = build_optimizer(model, cfg.trainer, accelerator.device)
         self.scheduler = build_scheduler(optimizer, cfg.trainer)
         if start is not None:
@@ -148,8 +149,8 @@ class Trainer:
                  "config": portable_config(self.cfg), "versions": library_versions(),
                  "recent_batch_hashes": batch_hashes, "schedule": self.plan.checkpoint_steps,
                  "init_from": self.init_record}
-        iofaults.check_same_directory(self.output_dir, self.output_dir_identity, f"saving checkpoint-{self.step}",
-                                      then=checkpoint.resume_hint(self.output_dir))
+        if self.output_dir_identity is not None:
+            iofaults.check_same_directory(self.output_dir, self.output_dir_identity, f"saving checkpoint-{self.step}")
         return checkpoint.save(self.accelerator, self.output_dir, self.step, self.model, self.optimizer,
                                self.scheduler, self.tokenizer_dir, state, scheduled,
                                with_train_state=self.cfg.checkpoint.save_train_state or not scheduled)

@@ -20,35 +20,11 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from parc import integrity
-from parc.checkpoint import step_of
-from parc.errors import ParcError, exit_on_error
+from parc.errors import exit_on_error
 from parc.iofaults import format_bytes
 
 EXIT_DAMAGED = 1
 STYLE = {integrity.OK: "green", integrity.DAMAGED: "bold red", integrity.INCOMPLETE: "yellow"}
-
-
-def runs_under(root: Path) -> List[Path]:
-    """The run directories to check: `root` itself if it holds checkpoints, else every directory below it
-    that does (a grid root, or any tree of runs)."""
-    if integrity.checkpoint_dirs(root):
-        return [root]
-    runs = {p.parent for p in root.rglob("checkpoint-*") if p.is_dir() and step_of(p) is not None}
-    runs = {r for r in runs if r.parent.name != "init_from"} or runs  # an init_from download is a source, not a run
-    return sorted(runs)
-
-
-def check(path: Path, check_sha: bool = True) -> Dict[str, List[integrity.Verdict]]:
-    """run directory -> the verdict of each of its checkpoints, by step."""
-    path = Path(path)
-    if not path.exists():
-        raise ParcError(f"{path} does not exist: give a run's output_dir, a grid root or a checkpoint directory")
-    if step_of(path) is not None and path.is_dir():
-        return {str(path.parent): [integrity.verify(path, check_sha)]}
-    runs = runs_under(path)
-    if not runs:
-        raise ParcError(f"no checkpoint-N directories under {path}: give a run's output_dir or a grid root")
-    return {str(run): [integrity.verify(p, check_sha) for p in integrity.checkpoint_dirs(run)] for run in runs}
 
 
 def render(root: Path, results: Dict[str, List[integrity.Verdict]]) -> None:
@@ -84,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    results = check(args.path, check_sha=not args.size_only)
+    results = integrity.check_tree(args.path, check_sha=not args.size_only)
     if args.json:
         rows = {run: [{k: v for k, v in asdict(verdict).items() if k != "manifest"} for verdict in found]
                 for run, found in results.items()}

@@ -262,15 +262,17 @@ def _prepare_part(cfg, root: Path, corpus: Corpus, tokenizer, index: int, num_pa
     bar = tqdm(total=None if stop is None else stop - start, unit="doc", disable=not progress,
                desc=f"tokenize part {index + 1}/{num_parts}" if num_parts > 1 else "tokenize")
     # The ids of the call Parc made, without truncation; a fast tokenizer encodes each batch on all cores.
-    for texts, token_lists in encode_ahead(corpus.batches(start, stop, cfg.prepare.batch_size),
-                                           batch_encoder(tokenizer)):
-        writer.write(pack_parc(token_lists, d.seq_len) if d.packing == "parc"
-                     else join_with_eos(token_lists, tokenizer.eos_token_id))
-        documents += len(texts)
-        tokens_in += sum(map(len, token_lists))
-        bar.update(len(texts))
-        bar.set_postfix_str(f"{tokens_in / max(time.perf_counter() - began, 1e-9):,.0f} tok/s", refresh=False)
-    bar.close()
+    try:  # the bar is closed either way, so that an error message starts on a line of its own
+        for texts, token_lists in encode_ahead(corpus.batches(start, stop, cfg.prepare.batch_size),
+                                               batch_encoder(tokenizer)):
+            writer.write(pack_parc(token_lists, d.seq_len) if d.packing == "parc"
+                         else join_with_eos(token_lists, tokenizer.eos_token_id))
+            documents += len(texts)
+            tokens_in += sum(map(len, token_lists))
+            bar.update(len(texts))
+            bar.set_postfix_str(f"{tokens_in / max(time.perf_counter() - began, 1e-9):,.0f} tok/s", refresh=False)
+    finally:
+        bar.close()
     record = {
         "format": FORMAT,
         "part": index,
