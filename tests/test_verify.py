@@ -20,7 +20,7 @@ def test_a_grid_is_checked_and_damage_is_reported(run, tmp_path):
 
     damaged = grid / "pythia-seed1-shard0" / "checkpoint-1" / "training_state" / "optimizer.pt"
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"?")  # same size, other bytes
-    result = run_cli("parc.verify", str(grid))
+    result = run_cli("parc.verify", str(grid), env={"COLUMNS": "250"})  # wide enough that no cell wraps
     assert result.returncode == 1
     assert "5 ok, 1 damaged" in result.stdout and "does not match its sha256" in result.stdout
     assert run_cli("parc.verify", str(grid), "--size-only").returncode == 0  # sizes alone cannot see it
