@@ -132,6 +132,7 @@ def test_resume_from_a_named_checkpoint_and_refusals(demo_root, tmp_path):
     assert losses(out) == reference
 
 
+@pytest.mark.timeout(600)  # four training commands
 def test_a_damaged_checkpoint_is_skipped_by_auto_and_refused_by_name(demo_root, tmp_path):
     out = tmp_path / "run"
     train(*short_run(demo_root, out))

@@ -94,7 +94,8 @@ class Trainer:
         """What a checkpoint must share with this run to be continued by it."""
         return {"data": self.batches.fingerprint(), "seed": self.cfg.seed, "recipe": resume.recipe(self.cfg.trainer),
                 "model_config": archs.hf_config(self.cfg.arch, self.cfg.data.vocab_size).to_diff_dict(),
-                "init_from": initfrom.portable(self.cfg.init_from)}
+                # a branched run stays one when resumed without init_from=; another init_from= is refused
+                "init_from": initfrom.portable(self.cfg.init_from) or (self.init_record or {}).get("source")}
 
     def _restore(self, start: Path, model, optimizer) -> None:
         state = checkpoint.load_train_state(start, self.accelerator.process_index)
