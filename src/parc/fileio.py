@@ -38,22 +38,14 @@ def fsync_tree(root: Path) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     """Write JSON so that `path` is either absent, the old content, or the complete new content."""
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text atomically (see atomic_write_json); a failed write (a full disk) leaves no temp file."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{path.name}-{socket.gethostname()}-{os.getpid()}")
-    try:
-        with open(tmp, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with open(tmp, "w") as handle:
+        json.dump(obj, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
     fsync_dir(path.parent)
 
 
