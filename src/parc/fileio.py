@@ -11,7 +11,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 HASH_CHUNK = 1 << 24  # bytes read at a time when hashing existing files
 
@@ -66,3 +66,20 @@ def sha256_of_files(paths: Iterable[Path]) -> str:
 
 def sha256_file(path: Path) -> str:
     return sha256_of_files([path])
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write a file through `write(temp_path)` so that `path` is absent, old, or complete (any format: parquet,
+    CSV, PNG, torch). The temp file sits beside `path`, is fsynced, then renamed over it."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}-{socket.gethostname()}-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fsync_dir(path.parent)
+    return path
