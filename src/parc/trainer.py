@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from parc import archs, checkpoint, diskplan, initfrom, iofaults, resume
 from parc.config import Plan, portable_config
 from parc.errors import ParcError
-from parc.fileio import atomic_write_text
+from parc.fileio import atomic_write
 from parc.loss import normalization, step_labels
 from parc.metrics import RunReporter, format_plan
 from parc.optim import build_optimizer, build_scheduler
@@ -284,7 +284,8 @@ def train(cfg) -> int:
         output_dir.mkdir(parents=True, exist_ok=True)
         with iofaults.DiskWrites(f"writing {output_dir / 'config.yaml'}", output_dir, then="run the same command again",
                                  elsewhere="choose another output_dir="):
-            atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(portable_config(cfg)))
+            text = OmegaConf.to_yaml(portable_config(cfg))
+            atomic_write(output_dir / "config.yaml", lambda tmp: tmp.write_text(text))
     accelerator.wait_for_everyone()
     trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start, init)
     if accelerator.is_main_process:
