@@ -52,7 +52,7 @@ def test_bad_templates_are_refused_in_one_line(template, problem, tmp_path):
 def test_a_run_publishes_step_branches_and_resumes_from_the_newest_by_step(hub_server, demo_root, tmp_path):
     out = tmp_path / "run"
     args = [*short_run(demo_root, out, steps=10, every=5), "hub.repo_id=org/pythia-style", "hub.branch=step{N}",
-            "hub.retry_initial_s=0.05"]
+            "hub.retry_initial_s=0.05", "hub.max_commits_per_hour=360000"]
     first = run_cli("parc.train", *args, env=hub_server.env())
     assert first.returncode == 0, first.stderr[-3000:]
     repo = hub_server.state.repos["org/pythia-style"]

@@ -103,11 +103,15 @@ class HubConfig:
     mode: str = "online"  # online | offline (stage locally; push later with python -m parc.sync)
     private: bool = True
     push_train_state: bool = True
-    queue_size: int = 4
+    queue_size: Optional[int] = None  # revisions waiting before training waits too; None: never (the journal holds them)
     branch: str = "checkpoint-{N}"  # Hub branch of each revision; {N} = the step (Pythia: "step{N}")
     retry_initial_s: float = 1.0  # first wait after a transient failure (5xx, 429, dropped connection)
     retry_max_s: float = 60.0  # the wait doubles up to this (a 429's Retry-After is honoured beyond it)
     retry_timeout_s: float = 3600.0  # one push keeps retrying this long before it counts as failed
+    max_commits_per_hour: float = 100.0  # commits spaced 3600/this s apart (the Hub refuses more than 128/hour)
+    wait_at_end: float = 900.0  # s to wait for pending pushes after training; the rest: python -m parc.sync
+    extra_formats: List[str] = field(default_factory=list)  # also publish e.g. [rwkv]: BlinkDL's .pth
+    step_time_s: Optional[float] = None  # dry run's commit estimate; None: measured (metrics.jsonl) or assumed
 
 
 @dataclass
@@ -226,7 +230,8 @@ def validate(cfg: DictConfig) -> None:
         "data.vocab_size": d.vocab_size,
         "trainer.log_every": t.log_every,
         "arch.pad_vocab_multiple": cfg.arch.pad_vocab_multiple,
-        "hub.queue_size": cfg.hub.queue_size,
+        "hub.queue_size": cfg.hub.queue_size if cfg.hub.queue_size is not None else 1,
+        "hub.max_commits_per_hour": cfg.hub.max_commits_per_hour,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -262,6 +267,13 @@ def validate(cfg: DictConfig) -> None:
     from parc.branches import check as check_branch
 
     check_branch(cfg.hub.branch)
+    if cfg.hub.wait_at_end < 0:
+        raise ParcError(f"hub.wait_at_end={cfg.hub.wait_at_end} must not be negative (seconds; 0 = do not wait)")
+    unknown = sorted(set(cfg.hub.extra_formats) - {"rwkv"})
+    if unknown:
+        raise ParcError(f"hub.extra_formats: unknown format(s) {', '.join(unknown)}; the one available is rwkv")
+    if "rwkv" in cfg.hub.extra_formats and cfg.arch.name != "rwkv":
+        raise ParcError(f"hub.extra_formats=[rwkv] needs arch=rwkv (this run is arch={cfg.arch.name})")
     resume = cfg.resume
     if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:")) or os.sep in resume):
         raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision> or a checkpoint path")
