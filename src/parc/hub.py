@@ -41,6 +41,7 @@ log = logging.getLogger("parc.hub")
 JOURNAL_DIR = "hub_journal"
 TARGET_FILE = "repo.json"  # where the journal's revisions go: what parc.sync needs, no config required
 MAIN = "main"
+PREEMPTED_WAIT_S = 60.0  # at most this long for pending pushes when a run stops before its end (preemption)
 
 
 def refuse_offline_env() -> None:
@@ -208,17 +209,21 @@ class Publisher:
 
     def close(self, final_step: Optional[int] = None) -> int:
         """Wait for the queued pushes (with a final step, `main` = that checkpoint comes last), at most
-        `self.wait_s` seconds (hub.wait_at_end for a training run; None, until done, for parc.sync). Returns how many revisions are left pending: they stay in the
-        journal, for `python -m parc.sync <output_dir>` or the next run's start()."""
+        `self.wait_s` seconds (hub.wait_at_end for a training run; None, until done, for parc.sync).
+        Returns how many revisions are left pending: they stay in the journal, for
+        `python -m parc.sync <output_dir>` or the next run's start()."""
         if final_step is not None:
             self._stage(MAIN, final_step, checkpoint_path(Path("."), final_step).name)
         if self.offline:
             log.info("hub.mode=offline: %d revisions staged; push them with python -m parc.sync %s",
                      len(self.pending_steps()), self.output_dir)
             return len(self._pending)
+        wait_s = self.wait_s
+        if final_step is None and wait_s is not None:  # preempted: little time is left, the requeued run pushes
+            wait_s = min(wait_s, PREEMPTED_WAIT_S)
         if self._thread is not None:
             self._queue.put(None)
-            self._thread.join(self.wait_s)
+            self._thread.join(wait_s)
             if self._thread.is_alive():  # ends a wait at once; a request in flight finishes (or dies with us)
                 self._stop.set()
                 self._thread.join(30)
@@ -226,16 +231,14 @@ class Publisher:
         if self._lock_handle is not None:
             self._lock_handle.close()
             self._lock_handle = None
+        left = self.left()
         if self._failure is not None:
-            with self._lock:
-                left = sorted(self._pending, key=lambda r: (r == MAIN, self._pending[r]["step"]))
             raise ParcError(f"{self._failure} [not pushed: {', '.join(left) or 'none'}; they stay in "
                             f"{self.journal.dir}: fix the cause, then run python -m parc.sync {self.output_dir}]")
-        left = self.left()
         if left:
             log.warning("hub: %d revisions not published yet (%s), waited %.0f s (hub.wait_at_end); they stay in "
                         "%s: python -m parc.sync %s or the next resume=auto start finishes them", len(left),
-                        ", ".join(left), self.wait_s or 0, self.journal.dir, self.output_dir)
+                        ", ".join(left), wait_s or 0, self.journal.dir, self.output_dir)
         return len(left)
 
     def left(self) -> List[str]:

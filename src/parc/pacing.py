@@ -108,3 +108,44 @@ def commit_estimate(steps: List[int], step_time_s: float, max_per_hour: float) -
     commits = ready + ([ready[-1]] if ready else [])  # main gets the final checkpoint, one more commit
     return {"commits": len(commits), "peak_per_hour": peak_per_hour(commits),
             "lag_s": publish_lag(commits, max_per_hour), "train_s": ready[-1] if ready else 0.0}
+
+
+ASSUMED_TOKENS_PER_S = 150_000  # this project's speed target on one GPU, when nothing was measured yet
+
+
+def measured_step_s(metrics_file) -> Optional[float]:
+    """Median seconds per step of a run's metrics.jsonl (wall-clock `time` of consecutive rows)."""
+    import json
+    import statistics
+    from pathlib import Path
+
+    path = Path(metrics_file)
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    gaps = [(b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(rows, rows[1:])
+            if b.get("step", 0) > a.get("step", 0) and "time" in a and "time" in b]
+    return statistics.median(gaps) if gaps else None
+
+
+def commit_budget_line(cfg, steps: List[int], tokens_per_step: int) -> str:
+    """The dry run's line: commits per hour the schedule asks of the Hub, and a warning over the budget."""
+    from pathlib import Path
+
+    if not cfg.hub.repo_id:
+        return "no Hub publishing (hub.repo_id=null)"
+    step_s, source = cfg.hub.step_time_s, "hub.step_time_s"
+    if step_s is None:
+        step_s, source = measured_step_s(Path(str(cfg.output_dir)) / "metrics.jsonl"), "measured"
+    if step_s is None:
+        step_s, source = tokens_per_step / ASSUMED_TOKENS_PER_S, f"assumed at {ASSUMED_TOKENS_PER_S:,} tokens/s"
+    budget = float(cfg.hub.max_commits_per_hour)
+    estimate = commit_estimate(steps, float(step_s), budget)
+    line = (f"{estimate['commits']} commits, {estimate['peak_per_hour']} at peak per hour at {step_s:.3g} s/step "
+            f"({source})")
+    if estimate["peak_per_hour"] <= budget:
+        return f"{line}: within hub.max_commits_per_hour={budget:g}"
+    return (f"{line}: WARNING: exceeds hub.max_commits_per_hour={budget:g}; pushes fall behind and the last "
+            f"revision is published ~{estimate['lag_s'] / 60:.0f} min after training ends (hub.wait_at_end="
+            f"{cfg.hub.wait_at_end:g} s, then python -m parc.sync <output_dir> finishes); publish fewer "
+            "revisions (checkpoint.every) or chain slurm/sync.sbatch")
