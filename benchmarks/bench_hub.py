@@ -10,7 +10,13 @@ the CPU seconds the uploader adds per revision, and that extra CPU against the t
 upper bound of the slowdown, reached only if the uploader had to share the trainer's only core.
 Prints one JSON line: the median step time each way, their ratio, the CPU figures, and the setup.
 
+P-hub (`--limit 5/20`): the server refuses more than 5 commits per 20 s (429 + Retry-After, as the Hub's
+128 per hour, scaled down) and the run publishes under `hub.max_commits_per_hour=--budget`, waiting at the
+end until everything is published. Adds: training wall time (first to last step, from metrics.jsonl) with
+pushes / without, and the seconds from the end of training until the last revision is on the Hub.
+
     .venv/bin/python benchmarks/bench_hub.py [--steps 120] [--every 10] [--repeats 3] [--arch pythia]
+    .venv/bin/python benchmarks/bench_hub.py --limit 5/20 --budget 800 --steps 60 --every 5 --repeats 2
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from hub_server import HubServer  # noqa: E402
+from hub_server import CommitLimit, HubServer  # noqa: E402
 
 
 def run(root: Path, out: Path, args, hub: HubServer | None, cpu: int | None) -> tuple:
@@ -39,7 +45,8 @@ def run(root: Path, out: Path, args, hub: HubServer | None, cpu: int | None) -> 
                  "checkpoint.keep_train_states=2", "trainer.progress=false", "resume=none"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(root / "hf")}
     if hub is not None:
-        overrides.append(f"hub.repo_id=bench/{out.name}")
+        overrides += [f"hub.repo_id=bench/{out.name}", f"hub.max_commits_per_hour={args.budget}",
+                      "hub.wait_at_end=36000", "hub.retry_timeout_s=36000"]
         env.update(hub.env())
     command = [sys.executable, "-m", "parc.train", *overrides]
     if cpu is not None:
@@ -51,7 +58,16 @@ def run(root: Path, out: Path, args, hub: HubServer | None, cpu: int | None) -> 
         raise SystemExit(f"training failed:\n{done.stderr[-3000:]}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     cpu_seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return [row["step_seconds"] for row in rows[5:]], cpu_seconds  # the first steps warm up allocators and caches
+    # the first steps warm up allocators and caches
+    return [row["step_seconds"] for row in rows[5:]], cpu_seconds, rows[-1]["time"] - rows[0]["time"], rows[-1]["time"]
+
+
+def last_commit_wall_time(hub: HubServer, repo_id: str) -> float:
+    """When the server accepted the repo's last commit, as time.time() (it records monotonic times)."""
+    offset = time.time() - time.monotonic()
+    last = max(t for t, method, path, status in hub.state.requests
+               if method == "POST" and f"/{repo_id}/commit/" in path and status == 200)
+    return last + offset
 
 
 def main() -> None:
@@ -61,6 +77,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--arch", default="pythia")
     parser.add_argument("--documents", type=int, default=10, help="demo plays to prepare (16 x steps sequences)")
+    parser.add_argument("--limit", default=None, help="COMMITS/SECONDS: the server's commit limit, e.g. 5/20")
+    parser.add_argument("--budget", type=float, default=100.0, help="hub.max_commits_per_hour of the runs")
     args = parser.parse_args()
 
     cores = sorted(os.sched_getaffinity(0))
@@ -68,6 +86,11 @@ def main() -> None:
     if len(cores) > 1:
         os.sched_setaffinity(0, cores[1:])  # the server (this process) stays off the trainer's core
     hub = HubServer().start()
+    if args.limit:
+        commits, window = args.limit.split("/")
+        hub.state.commit_limit = CommitLimit(int(commits), float(window))
+    walls = {"without": [], "with": []}  # training wall time, first to last step
+    lags = []  # end of training -> last revision published
     times = {"without": [], "with": []}
     run_medians = {"without": [], "with": []}  # one per run: how much the machine's load moved things
     cpu = {"without": [], "with": []}
@@ -78,7 +101,10 @@ def main() -> None:
         for repeat in range(args.repeats):
             for mode in ("without", "with"):
                 out = root / f"{mode}-{repeat}"
-                seconds, cpu_seconds = run(root, out, args, hub if mode == "with" else None, trainer_cpu)
+                seconds, cpu_seconds, wall, ended = run(root, out, args, hub if mode == "with" else None, trainer_cpu)
+                walls[mode].append(round(wall, 2))
+                if mode == "with":
+                    lags.append(round(last_commit_wall_time(hub, f"bench/{out.name}") - ended, 1))
                 times[mode] += seconds
                 cpu[mode].append(cpu_seconds)
                 run_medians[mode].append(round(statistics.median(seconds), 5))
@@ -97,6 +123,10 @@ def main() -> None:
         "run_medians_without": run_medians["without"], "run_medians_with": run_medians["with"],
         "upload_cpu_s_per_revision": round(extra_cpu / (pushes / args.repeats), 4),
         "upload_cpu_vs_step_time": round(extra_cpu / step_cpu, 4),
+        "commit_limit": args.limit, "max_commits_per_hour": args.budget,
+        "train_wall_s_without": walls["without"], "train_wall_s_with": walls["with"],
+        "train_wall_ratio": round(statistics.median(walls["with"]) / statistics.median(walls["without"]), 4),
+        "publish_lag_s": lags, "refused_429": sum(1 for *_, status in hub.state.requests if status == 429),
         "load_average": os.getloadavg()[0], "trainer_cpu": trainer_cpu, "wall_s": round(time.monotonic() - started, 1),
     }))
 

@@ -7,7 +7,8 @@ in the NDJSON commit), repo_info, list_repo_tree, snapshot_download/hf_hub_downl
 Repos, branches and commits live in memory in a `HubState` that outlives `stop()`/`restart()` on the
 same port, so a test can take the Hub down mid-push and bring it back. `Faults` answers a seeded
 fraction of requests with 500/503/429 or a dropped connection (before or after the request took
-effect). Every request is recorded in `state.requests` for assertions.
+effect). `CommitLimit` enforces a commit rate per repo as the Hub does (429 + Retry-After), and each
+commit's parent and title are kept, so `list_repo_commits` shows a branch's history. Every request is recorded in `state.requests` for assertions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import random
 import re
 import socket
@@ -28,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 API = re.compile(r"^/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
-                 r"(?:/(?P<action>branch|refs|preupload|commit|revision|tree)(?:/(?P<rest>.*))?)?$")
+                 r"(?:/(?P<action>branch|refs|preupload|commits|commit|revision|tree)(?:/(?P<rest>.*))?)?$")
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 
 
@@ -43,6 +45,23 @@ class Repo:
     branches: Dict[str, str] = field(default_factory=dict)  # name -> commit oid
     commits: Dict[str, Dict[str, bytes]] = field(default_factory=dict)  # oid -> full snapshot path -> bytes
     history: List[tuple] = field(default_factory=list)  # (branch, paths added or changed, paths deleted)
+    parents: Dict[str, Optional[str]] = field(default_factory=dict)  # commit oid -> parent oid (None: the first)
+    titles: Dict[str, str] = field(default_factory=dict)  # commit oid -> commit message
+
+
+@dataclass
+class CommitLimit:
+    """At most `commits` commits per repo in any `window_s` seconds, as the Hub's 128 per hour: a commit over
+    the limit is answered 429 with Retry-After (and the RateLimit headers) saying when the next one fits."""
+
+    commits: int
+    window_s: float
+    times: Dict[str, List[float]] = field(default_factory=dict)  # repo -> monotonic times of accepted commits
+
+    def wait_s(self, repo_id: str, now: float) -> float:
+        recent = [t for t in self.times.get(repo_id, []) if now - t < self.window_s]
+        self.times[repo_id] = recent
+        return 0.0 if len(recent) < self.commits else recent[0] + self.window_s - now
 
 
 @dataclass
@@ -80,29 +99,42 @@ class HubState:
         self.repos: Dict[str, Repo] = {}
         self.requests: List[tuple] = []  # (monotonic time, method, path, status or "drop")
         self.faults: Optional[Faults] = None
+        self.commit_limit: Optional[CommitLimit] = None
         self.token: Optional[str] = None  # when set, every request must carry it
         self.hold = None  # (method, path, body) -> bool: such a request waits for `release`, then drops
         self.held, self.release = threading.Event(), threading.Event()
+
+    def branch_commits(self, repo_id: str, branch: str) -> List[str]:
+        """The titles of a branch's commits, newest first, down to the repo's first commit (excluded)."""
+        repo, titles = self.repos[repo_id], []
+        oid = repo.branches[branch]
+        while repo.parents.get(oid) is not None:
+            titles.append(repo.titles[oid])
+            oid = repo.parents[oid]
+        return titles
 
     def files(self, repo_id: str, revision: str) -> Dict[str, bytes]:
         repo = self.repos[repo_id]
         return repo.commits[repo.branches.get(revision, revision)]
 
-    def commit(self, repo_id: str, branch: str, snapshot: Dict[str, bytes]) -> str:
+    def commit(self, repo_id: str, branch: str, snapshot: Dict[str, bytes], title: str = "initial commit") -> str:
         repo = self.repos[repo_id]
         before = repo.commits.get(repo.branches.get(branch), {})
         repo.history.append((branch, sorted(p for p in snapshot if snapshot[p] != before.get(p)),
                              sorted(p for p in before if p not in snapshot)))
         oid = hashlib.sha1(f"{repo_id}{branch}{len(repo.commits)}{time.time_ns()}".encode()).hexdigest()
         repo.commits[oid] = snapshot
+        repo.parents[oid], repo.titles[oid] = repo.branches.get(branch), title
+        if self.commit_limit is not None:
+            self.commit_limit.times.setdefault(repo_id, []).append(time.monotonic())
         repo.branches[branch] = oid
         return oid
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str = "", commit: str = ""):
+    def __init__(self, status: int, message: str, code: str = "", commit: str = "", headers=None):
         super().__init__(message)
-        self.status, self.code, self.commit = status, code, commit
+        self.status, self.code, self.commit, self.headers = status, code, commit, headers or {}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -144,7 +176,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise HubError(401, "Invalid credentials in Authorization header")
             status, payload, headers = self._route(url.path, parse_qs(url.query), body)
         except HubError as exc:
-            headers = {"X-Error-Code": exc.code} if exc.code else {}
+            headers = {**({"X-Error-Code": exc.code} if exc.code else {}), **exc.headers}
             if exc.commit:
                 headers["X-Repo-Commit"] = exc.commit
             status, payload = exc.status, {"error": str(exc)}
@@ -185,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
                     blobs = query.get("blobs", ["false"])[0].lower() in ("1", "true")
                     return self._info(repo_id, repo, rest or "main", blobs)
                 handler = {"branch": self._create_branch, "refs": self._refs, "preupload": self._preupload,
-                           "commit": self._commit, "tree": self._tree}[action]
+                           "commit": self._commit, "tree": self._tree, "commits": self._commits}[action]
                 return handler(repo_id, repo, rest, query, body)
             match = RESOLVE.match(path)
             if match and self.command in ("GET", "HEAD"):
@@ -233,13 +265,33 @@ class Handler(BaseHTTPRequestHandler):
                    for f in json.loads(body)["files"]]
         return 200, {"files": answers}, {}
 
+    def _commits(self, repo_id, repo, revision, query, body):
+        """GET .../commits/<rev> (HfApi.list_repo_commits): the history, newest first, in one page."""
+        oid, found = self._oid(repo, revision), []
+        while oid is not None:
+            found.append({"id": oid, "authors": [{"user": "parc-test"}], "date": "2026-01-01T00:00:00.000Z",
+                          "title": repo.titles.get(oid, ""), "message": ""})
+            oid = repo.parents.get(oid)
+        return 200, found, {}
+
     def _commit(self, repo_id, repo, branch, query, body):
         if branch not in repo.branches:
             raise HubError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
+        limit = self.state.commit_limit
+        wait = limit.wait_s(repo_id, time.monotonic()) if limit is not None else 0.0
+        if wait > 0:  # the Hub's wording, with the headers huggingface_hub parses
+            seconds = max(1, math.ceil(wait))
+            raise HubError(429, f"You have exceeded the rate limit for repository commits ({limit.commits} per "
+                           f"{limit.window_s:g} s). You can retry this action in {seconds} seconds.",
+                           headers={"Retry-After": str(seconds), "RateLimit": f'"commits";r=0;t={seconds}',
+                                    "RateLimit-Policy": f'"fixed window";"commits";q={limit.commits};w={limit.window_s:g}'})
         snapshot = dict(repo.commits[repo.branches[branch]])
+        title = ""
         for line in body.splitlines():
             item = json.loads(line)
             key, value = item["key"], item["value"]
+            if key == "header":
+                title = value.get("summary", "")
             if key == "header" and value.get("parentCommit") not in (None, repo.branches[branch]):
                 raise HubError(412, "A commit has happened since: parentCommit is not the branch head")
             elif key == "file":
@@ -251,7 +303,7 @@ class Handler(BaseHTTPRequestHandler):
                 snapshot = {p: d for p, d in snapshot.items() if not p.startswith(prefix)}
             elif key != "header":
                 raise HubError(400, f"this test Hub only takes regular files, not {key}")
-        oid = self.state.commit(repo_id, branch, snapshot)
+        oid = self.state.commit(repo_id, branch, snapshot, title)
         return 200, {"commitUrl": f"{self.server.url}/{repo_id}/commit/{oid}", "commitOid": oid,
                      "pullRequestUrl": None}, {}
 

@@ -96,7 +96,7 @@ def copy_run(template: Path, tmp_path: Path) -> Path:
 def overrides(tmp_path: Path, out: Path, *extra: str) -> list:
     return ["experiment=demo", "arch=pythia", "run_name=parc", f"paths.root={tmp_path}", f"output_dir={out}",
             "hub.repo_id=org", "hub.retry_initial_s=0.05", "hub.retry_max_s=0.2", "hub.retry_timeout_s=90",
-            "trainer.max_steps=10", "checkpoint.every=5", *extra]
+            "hub.max_commits_per_hour=360000", "trainer.max_steps=10", "checkpoint.every=5", *extra]
 
 
 def client(hub, body: str, tmp_path: Path, out: Path, *extra: str, token=None, wait=True, **args):
@@ -148,7 +148,7 @@ def rewrite(checkpoint_dir: Path, rel: str, data: bytes) -> None:
 
 # --- tests --------------------------------------------------------------------------------------------
 
-def test_round_trip_byte_identical_manifest_last_and_loadable(hub_server, template, tmp_path):
+def test_round_trip_byte_identical_one_commit_per_revision_and_loadable(hub_server, template, tmp_path):
     out = copy_run(template, tmp_path)
     # One 429 (Retry-After: 1 s) on the first branch creation: the publisher must wait that long.
     hub_server.state.faults = Faults(rate=1.0, kinds=("429",), only=r"^POST .*/branch/", limit=1, retry_after="1")
@@ -161,7 +161,7 @@ def test_round_trip_byte_identical_manifest_last_and_loadable(hub_server, templa
     for revision, step in [("checkpoint-0", 0), ("checkpoint-5", 5), ("checkpoint-10", 10), ("main", 10)]:
         assert_complete(hub_server, out, revision, step)
         added = [changed for branch, changed, _ in repo.history if branch == revision]
-        assert added[-1] == [MANIFEST] and all(MANIFEST not in a for a in added[:-1]), (revision, added)
+        assert len(added) == 1 and MANIFEST in added[0], (revision, added)  # files and manifest: one commit
     assert set(journal(out).values()) == {"pushed"}
     branch_posts = [(t, s) for t, m, p, s in hub_server.state.requests if m == "POST" and "/branch/" in p]
     assert branch_posts[0][1] == 429 and branch_posts[1][0] - branch_posts[0][0] >= 1.0  # Retry-After honoured
@@ -181,8 +181,14 @@ def test_round_trip_byte_identical_manifest_last_and_loadable(hub_server, templa
         path = resolve_hub_checkpoint(cfg, out, None)
         state = checkpoint.load_train_state(path, 0)
         print("resumable", path.name, state["trainer"]["step"])
+        from huggingface_hub import HfApi
+        print("commits", json.dumps({b: [c.title for c in HfApi().list_repo_commits(args["repo"], revision=b)]
+                                     for b in ("checkpoint-0", "checkpoint-5", "checkpoint-10", "main")}))
     """, tmp_path, fresh, repo=REPO, weights=str(out / "checkpoint-5" / "model.safetensors"))
     assert loaded.returncode == 0, loaded.stderr[-3000:]
+    commits = json.loads(loaded.stdout.split("commits ", 1)[1])  # as the client lists them, newest first
+    for revision, history in commits.items():
+        assert history == [f"{revision}: weights and training state", "initial commit"], (revision, history)
     assert "ids [2, 3, 27]" in loaded.stdout and "resumable checkpoint-10 10" in loaded.stdout
     assert local_files(fresh / "checkpoint-10") == local_files(out / "checkpoint-10")
     assert sorted(p.name for p in fresh.iterdir()) == ["checkpoint-10"]  # no temp dir, no client cache left
@@ -238,7 +244,7 @@ def test_kill_9_mid_push_then_restart_finishes_and_listing_flags_gaps(hub_server
     assert "checkpoint-9, checkpoint-10, main" in restarted.stderr
     for revision, step in [("checkpoint-0", 0), ("checkpoint-9", 9), ("checkpoint-10", 10), ("main", 10)]:
         assert_complete(hub_server, out, revision, step)
-    assert sum(1 for branch, *_ in hub_server.state.repos[REPO].history if branch == "checkpoint-0") == 2  # not re-pushed
+    assert sum(1 for branch, *_ in hub_server.state.repos[REPO].history if branch == "checkpoint-0") == 1  # not re-pushed
 
     table = cli(hub_server, "parc.revisions", REPO)
     assert table.returncode == 0, table.stderr[-3000:]
@@ -365,7 +371,7 @@ def test_training_publishes_every_revision_and_resumes_from_the_hub_bit_identica
     out = tmp_path / "run"
     args = ["experiment=demo", "arch=pythia", f"paths.root={tmp_path}", f"output_dir={out}", "data.max_documents=4",
             "trainer.max_steps=20", "checkpoint.every=5", "trainer.progress=false", "hub.repo_id=org/e2e",
-            "hub.retry_initial_s=0.05", "hub.retry_max_s=0.2"]
+            "hub.retry_initial_s=0.05", "hub.retry_max_s=0.2", "hub.max_commits_per_hour=360000"]
     # The uploader stalls on checkpoint-15's manifest; training goes on to step 20, then waits in close(): kill -9.
     hub_server.state.hold = lambda method, path, body: path.endswith("/commit/checkpoint-15") and MANIFEST.encode() in body
     first = subprocess.Popen([sys.executable, "-m", "parc.train", *args], env={**os.environ, **hub_server.env(TOKEN)},

@@ -103,11 +103,15 @@ class HubConfig:
     mode: str = "online"  # online | offline (stage locally; push later with python -m parc.sync)
     private: bool = True
     push_train_state: bool = True
-    queue_size: int = 4
-    revision_prefix: str = "checkpoint-"
+    queue_size: Optional[int] = None  # revisions waiting before training waits too; None: never (the journal holds them)
+    branch: str = "checkpoint-{N}"  # Hub branch of each revision; {N} = the step (Pythia: "step{N}")
     retry_initial_s: float = 1.0  # first wait after a transient failure (5xx, 429, dropped connection)
     retry_max_s: float = 60.0  # the wait doubles up to this (a 429's Retry-After is honoured beyond it)
     retry_timeout_s: float = 3600.0  # one push keeps retrying this long before it counts as failed
+    max_commits_per_hour: float = 100.0  # commits spaced 3600/this s apart (the Hub refuses more than 128/hour)
+    wait_at_end: float = 900.0  # s to wait for pending pushes after training; the rest: python -m parc.sync
+    extra_formats: List[str] = field(default_factory=list)  # also publish e.g. [rwkv]: BlinkDL's .pth
+    step_time_s: Optional[float] = None  # dry run's commit estimate; None: measured (metrics.jsonl) or assumed
 
 
 @dataclass
@@ -165,6 +169,7 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
         if group == "experiment" and option and not (CONFIG_DIR / "experiment" / f"{option}.yaml").exists():
             known = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
             raise ParcError(f"unknown experiment {option!r}: choose experiment= one of {', '.join(known)}")
+    overrides = [quote_branch_template(o) for o in overrides]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
@@ -175,6 +180,14 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
     finally:
         GlobalHydra.instance().clear()
     return cfg
+
+
+def quote_branch_template(override: str) -> str:
+    """`hub.branch=step{N}` as typed: Hydra's grammar would read `{` as a dict, so the value is quoted for it."""
+    key, sep, value = override.partition("=")
+    if key.lstrip("+~") == "hub.branch" and sep and "{" in value and value[:1] not in "'\"":
+        return f"{key}='{value}'"
+    return override
 
 
 def split_own_args(argv: List[str], names) -> tuple[Dict[str, str], List[str]]:
@@ -218,7 +231,8 @@ def validate(cfg: DictConfig) -> None:
         "data.vocab_size": d.vocab_size,
         "trainer.log_every": t.log_every,
         "arch.pad_vocab_multiple": cfg.arch.pad_vocab_multiple,
-        "hub.queue_size": cfg.hub.queue_size,
+        "hub.queue_size": cfg.hub.queue_size if cfg.hub.queue_size is not None else 1,
+        "hub.max_commits_per_hour": cfg.hub.max_commits_per_hour,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -251,6 +265,16 @@ def validate(cfg: DictConfig) -> None:
         raise ParcError("checkpoint.keep_train_states must be >= 1 (or null to keep all)")
     if len(t.betas) != 2:
         raise ParcError("trainer.betas must be two numbers, e.g. trainer.betas=[0.9,0.999]")
+    from parc.branches import check as check_branch
+
+    check_branch(cfg.hub.branch)
+    if cfg.hub.wait_at_end < 0:
+        raise ParcError(f"hub.wait_at_end={cfg.hub.wait_at_end} must not be negative (seconds; 0 = do not wait)")
+    unknown = sorted(set(cfg.hub.extra_formats) - {"rwkv"})
+    if unknown:
+        raise ParcError(f"hub.extra_formats: unknown format(s) {', '.join(unknown)}; the one available is rwkv")
+    if "rwkv" in cfg.hub.extra_formats and cfg.arch.name != "rwkv":
+        raise ParcError(f"hub.extra_formats=[rwkv] needs arch=rwkv (this run is arch={cfg.arch.name})")
     resume = cfg.resume
     if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:")) or os.sep in resume):
         raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision> or a checkpoint path")

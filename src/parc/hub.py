@@ -5,7 +5,10 @@
 background uploader thread through a bounded queue, so training never waits for the network unless
 uploads fall a whole queue behind. `close(final_step)` waits for the queue, then makes `main` equal the
 final checkpoint. A crash, kill -9 or preemption loses nothing: the next `start()` (or
-`python -m parc.sync <output_dir>`) pushes what the journal left pending. With `hub.mode=offline`
+`python -m parc.sync <output_dir>`) pushes what the journal left pending. Each revision is one commit;
+commits are spaced by `hub.max_commits_per_hour` and a 429 is waited out in the uploader thread (see
+`parc.pacing`), so training never waits for the Hub's commit limit; `close()` waits `hub.wait_at_end` at
+most and leaves the rest pending in the journal. With `hub.mode=offline`
 nothing is sent; the journal stages the revisions for `parc.sync` to push later from a login node.
 
 `resolve_hub_checkpoint` finds the newest complete revision (by step number) that holds the training
@@ -26,16 +29,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from parc.branches import BranchTemplate
 from parc.checkpoint import checkpoint_path
 from parc.fileio import atomic_write_json
 from parc.errors import ParcError
 from parc.hubrepo import HubRepo, RetryPolicy, describe, repo_id_for
+from parc.pacing import HUB_LIMIT_PER_HOUR, CommitPacer, PushInterrupted
 
 log = logging.getLogger("parc.hub")
 
 JOURNAL_DIR = "hub_journal"
 TARGET_FILE = "repo.json"  # where the journal's revisions go: what parc.sync needs, no config required
 MAIN = "main"
+PREEMPTED_WAIT_S = 60.0  # at most this long for pending pushes when a run stops before its end (preemption)
 
 
 def refuse_offline_env() -> None:
@@ -83,6 +89,11 @@ class Journal:
         found = [json.loads(p.read_text()) for p in self.dir.glob("*.json") if p.name != TARGET_FILE]
         return sorted(found, key=lambda e: (e["revision"] == MAIN, e["step"]))
 
+    def last_push(self) -> Optional[float]:
+        """When the newest confirmed push happened (time.time()), so a new process keeps the commit pace."""
+        times = [e.get("pushed_at") for e in self.entries() if e.get("state") == "pushed"]
+        return max((t for t in times if t is not None), default=None)
+
     def lock(self):
         """An exclusive lock held while pushing, so a run and parc.sync never push the same revisions at once.
         The kernel drops it when the process dies, kill -9 included."""
@@ -100,11 +111,15 @@ class Journal:
 class Publisher:
     """Pushes checkpoints to the Hub in the background, journaled; see the module docstring."""
 
-    def __init__(self, output_dir: Path, target: dict, offline: bool, queue_size: int = 4):
+    def __init__(self, output_dir: Path, target: dict, offline: bool, queue_size: Optional[int] = None):
         self.output_dir = Path(output_dir)
         self.journal = Journal(output_dir)
         self.target, self.offline = target, offline
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        # Unbounded by default: a queued revision is a small dict (and a journal entry), so waiting out the
+        # Hub's commit limit never blocks training; hub.queue_size=N restores the old back-pressure.
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size) if queue_size else 0)
+        self._stop = threading.Event()  # set when hub.wait_at_end is over: every wait of the uploader ends
+        self.wait_s: Optional[float] = None  # how long close() waits; None: until every push is done
         self._pending: Dict[str, dict] = {}  # revision -> its newest entry, until that push is confirmed
         self._lock = threading.Lock()
         self._failure: Optional[ParcError] = None
@@ -119,10 +134,14 @@ class Publisher:
         if hub.repo_id is None or not is_main_process:
             return None
         target = {"repo_id": repo_id_for(cfg), "private": bool(hub.private),
-                  "push_train_state": bool(hub.push_train_state), "prefix": str(hub.revision_prefix),
-                  "queue_size": int(hub.queue_size), "retry": asdict(RetryPolicy.from_config(hub)),
-                  "local_paths": local_paths(cfg, Path(output_dir))}
-        return cls(output_dir, target, offline=hub.mode == "offline", queue_size=int(hub.queue_size))
+                  "push_train_state": bool(hub.push_train_state), "branch": str(hub.branch),
+                  "queue_size": hub.queue_size, "retry": asdict(RetryPolicy.from_config(hub)),
+                  "local_paths": local_paths(cfg, Path(output_dir)),
+                  "max_commits_per_hour": float(hub.max_commits_per_hour), "wait_at_end": float(hub.wait_at_end),
+                  "extra_formats": list(hub.extra_formats)}
+        publisher = cls(output_dir, target, offline=hub.mode == "offline", queue_size=hub.queue_size)
+        publisher.wait_s = float(hub.wait_at_end)
+        return publisher
 
     @classmethod
     def from_journal(cls, output_dir: Path) -> "Publisher":
@@ -131,14 +150,19 @@ class Publisher:
         if target is None:
             raise ParcError(f"{output_dir} has no {JOURNAL_DIR}/: nothing was staged there; train with "
                             "hub.repo_id=<org/name> (hub.mode=offline to stage without network) first")
-        return cls(output_dir, target, offline=False, queue_size=target["queue_size"])
+        return cls(output_dir, target, offline=False, queue_size=target.get("queue_size"))
 
     @property
     def repo_id(self) -> str:
         return self.target["repo_id"]
 
+    @property
+    def branch_template(self) -> str:
+        # A journal written before hub.branch existed names a prefix instead
+        return self.target.get("branch") or f"{self.target['prefix']}{{N}}"
+
     def revision(self, step: int) -> str:
-        return f"{self.target['prefix']}{step}"
+        return BranchTemplate(self.branch_template).name(step)
 
     # --- the trainer's side -----------------------------------------------------------------------
 
@@ -154,7 +178,10 @@ class Publisher:
             return
         refuse_offline_env()
         self._lock_handle = self.journal.lock()
-        self.repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.target["prefix"])
+        self.repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.branch_template)
+        self.repo.stop = self._stop
+        self.repo.pacer = CommitPacer(self.target.get("max_commits_per_hour", HUB_LIMIT_PER_HOUR),
+                                      self.journal.last_push(), self._stop)
         self.repo.ensure(private=self.target["private"])
         self._thread = threading.Thread(target=self._upload_loop, name="parc-hub-uploader", daemon=True)
         self._thread.start()
@@ -168,38 +195,63 @@ class Publisher:
         """Journal the push of checkpoint `step` (durable before returning), then queue it."""
         self._stage(self.revision(step), step, os.path.relpath(checkpoint_dir, self.output_dir))
 
+    def requeue(self, step: int, main: bool = False) -> str:
+        """Journal a push of local checkpoint `step` again (to its revision, or to main), made even where the
+        revision looks complete: an audit found it wrong (parc.revisions --repair). Returns the revision."""
+        revision = MAIN if main else self.revision(step)
+        self._stage(revision, step, checkpoint_path(Path("."), step).name, force=True)
+        return revision
+
     def pending_steps(self) -> set:
         """Steps whose push is not confirmed yet: their local files must stay."""
         with self._lock:
             return {entry["step"] for entry in self._pending.values()}
 
-    def close(self, final_step: Optional[int] = None) -> None:
-        """Wait for every queued push; with a final step, then make `main` equal that checkpoint."""
+    def close(self, final_step: Optional[int] = None) -> int:
+        """Wait for the queued pushes (with a final step, `main` = that checkpoint comes last), at most
+        `self.wait_s` seconds (hub.wait_at_end for a training run; None, until done, for parc.sync).
+        Returns how many revisions are left pending: they stay in the journal, for
+        `python -m parc.sync <output_dir>` or the next run's start()."""
         if final_step is not None:
             self._stage(MAIN, final_step, checkpoint_path(Path("."), final_step).name)
         if self.offline:
             log.info("hub.mode=offline: %d revisions staged; push them with python -m parc.sync %s",
                      len(self.pending_steps()), self.output_dir)
-            return
+            return len(self._pending)
+        wait_s = self.wait_s
+        if final_step is None and wait_s is not None:  # preempted: little time is left, the requeued run pushes
+            wait_s = min(wait_s, PREEMPTED_WAIT_S)
         if self._thread is not None:
             self._queue.put(None)
-            self._thread.join()
+            self._thread.join(wait_s)
+            if self._thread.is_alive():  # ends a wait at once; a request in flight finishes (or dies with us)
+                self._stop.set()
+                self._thread.join(30)
             self._thread = None
         if self._lock_handle is not None:
             self._lock_handle.close()
             self._lock_handle = None
+        left = self.left()
         if self._failure is not None:
-            with self._lock:
-                left = sorted(self._pending, key=lambda r: (r == MAIN, self._pending[r]["step"]))
             raise ParcError(f"{self._failure} [not pushed: {', '.join(left) or 'none'}; they stay in "
                             f"{self.journal.dir}: fix the cause, then run python -m parc.sync {self.output_dir}]")
+        if left:
+            log.warning("hub: %d revisions not published yet (%s), waited %.0f s (hub.wait_at_end); they stay in "
+                        "%s: python -m parc.sync %s or the next resume=auto start finishes them", len(left),
+                        ", ".join(left), wait_s or 0, self.journal.dir, self.output_dir)
+        return len(left)
+
+    def left(self) -> List[str]:
+        """The revisions not pushed yet, in push order."""
+        with self._lock:
+            return sorted(self._pending, key=lambda r: (r == MAIN, self._pending[r]["step"]))
 
     # --- internals ----------------------------------------------------------------------------------
 
-    def _stage(self, revision: str, step: int, checkpoint: str) -> None:
+    def _stage(self, revision: str, step: int, checkpoint: str, force: bool = False) -> None:
         # The id tells this push from an older one of the same revision still in the queue (a re-saved step).
         entry = {"revision": revision, "step": int(step), "checkpoint": checkpoint, "state": "pending",
-                 "id": f"{time.time_ns():x}"}
+                 "id": f"{time.time_ns():x}", **({"force": True} if force else {})}
         with self._lock:  # journal and pending map change together (see _settle)
             self.journal.record(entry)
             self._pending[revision] = entry
@@ -230,10 +282,12 @@ class Publisher:
             entry = self._queue.get()
             if entry is None:
                 return
-            if self._failure is not None:
+            if self._failure is not None or self._stop.is_set():
                 continue  # keep draining so submit() never blocks; the journal keeps the entry pending
             try:
                 self._push(entry)
+            except PushInterrupted:
+                log.info("hub: stopped waiting to push %s (it stays pending in the journal)", entry["revision"])
             except ParcError as exc:
                 self._fail(exc)
             except Exception as exc:  # a bug here must not kill the thread silently and leave submit() blocked
@@ -258,7 +312,9 @@ class Publisher:
         secrets = {f"the local path {p}": p for p in self.target["local_paths"]}
         secrets["the Hugging Face token"] = get_token() or ""
         started = time.monotonic()
-        pushed = self.repo.push(revision, directory, self.target["push_train_state"], secrets)
+        extra = extra_files(self.target.get("extra_formats", []), directory, self.journal.dir / "extra")
+        pushed = self.repo.push(revision, directory, self.target["push_train_state"], secrets, extra,
+                                force=bool(entry.get("force")))
         self._settle(entry, "pushed")
         log.info("hub: %s %s of %s (%.1f s)", "pushed" if pushed else "already complete:", revision, self.repo_id,
                  time.monotonic() - started)
@@ -268,7 +324,19 @@ class Publisher:
             if self._pending.get(entry["revision"], {}).get("id") != entry.get("id"):
                 return
             del self._pending[entry["revision"]]
-            self.journal.record({**entry, "state": state})
+            self.journal.record({**entry, "state": state, **({"pushed_at": time.time()} if state == "pushed" else {})})
+
+
+def extra_files(formats: List[str], checkpoint_dir: Path, work_dir: Path) -> Dict[str, Path]:
+    """hub.extra_formats: the files published beside the checkpoint (path in repo -> local file), made
+    by the uploader thread just before the push (deterministic, so a re-push is recognised as done)."""
+    found = {}
+    if "rwkv" in formats:
+        from parc.rwkvformat import RWKV_FILE, export_rwkv
+
+        work_dir.mkdir(parents=True, exist_ok=True)
+        found[RWKV_FILE] = export_rwkv(checkpoint_dir, work_dir / RWKV_FILE)
+    return found
 
 
 def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Optional[Path]:
@@ -281,7 +349,7 @@ def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Op
             raise ParcError(f"resume=hub:{revision} reads the Hub: set hub.repo_id=<org/name> and hub.mode=online")
         return None
     refuse_offline_env()
-    repo = HubRepo(repo_id_for(cfg), RetryPolicy.from_config(hub), hub.revision_prefix)
+    repo = HubRepo(repo_id_for(cfg), RetryPolicy.from_config(hub), hub.branch)
     if not repo.exists():
         if revision:
             raise ParcError(f"resume=hub:{revision}: repository {repo.repo_id} does not exist on the Hub")
@@ -296,7 +364,7 @@ def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Op
                             f"pick a complete one: python -m parc.revisions {repo.repo_id}")
         return repo.download(remote, output_dir)
     weights_only = None
-    for step, name in sorted(repo.revisions().items(), reverse=True):  # by step: checkpoint-10 after -9
+    for step, name in sorted(repo.revisions().items(), reverse=True):  # by step (step10 after step9), never as text
         remote = repo.inspect(name)
         if remote.manifest is None:
             log.warning("hub: skipping %s of %s: incomplete (%s)", name, repo.repo_id, remote.problem)

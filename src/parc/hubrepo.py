@@ -1,15 +1,14 @@
 """One Hub model repo seen through the real `huggingface_hub` client: push a checkpoint directory to a
 `checkpoint-N` branch, tell whether a revision is complete, download one, and retry what is transient.
 
-A revision is *complete* when its `parc_checkpoint.json` (uploaded last, in a commit of its own, because
-`upload_folder` may split a large folder into several commits) is present and every file it lists is
-on the branch with the listed size. Pushes are idempotent: a revision already complete with the same
+Each revision is ONE commit holding the files and `parc_checkpoint.json` together; the Hub applies a commit
+atomically, so a revision is complete or absent. A revision is *complete* when its `parc_checkpoint.json`
+is present and every file it lists is on the branch with the listed size. Pushes are idempotent: a revision already complete with the same
 manifest is left alone, and a re-push replaces whatever a crashed push left on the branch.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
+from parc.branches import DEFAULT as DEFAULT_BRANCH, BranchTemplate
 from parc.checkpoint import MANIFEST, STATE_DIR, has_train_state, weights_only
 from parc.fileio import sha256_file
 from parc.errors import ParcError
@@ -89,17 +89,11 @@ def describe(exc: BaseException, repo_id: str) -> str:
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}" + (f" (HTTP {status})" if status else "")
 
 
-def _retry_after(exc: BaseException) -> float:
-    for link in _chain(exc):
-        value = getattr(getattr(link, "response", None), "headers", {}).get("Retry-After")
-        if value is not None and str(value).strip().isdigit():
-            return float(value)
-    return 0.0
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter for transient failures, honouring Retry-After, for at most `timeout_s`."""
+    """Exponential backoff with jitter for transient failures, for at most `timeout_s`. A rate limit (429)
+    is waited out as the server says (`Retry-After` / `RateLimit`, possibly tens of minutes); that wait is
+    the limit working, not the Hub failing, so it does not count against `timeout_s`."""
 
     initial_s: float = 1.0
     max_s: float = 60.0
@@ -110,6 +104,12 @@ class RetryPolicy:
         return cls(float(hub_cfg.retry_initial_s), float(hub_cfg.retry_max_s), float(hub_cfg.retry_timeout_s))
 
     def call(self, what: str, repo_id: str, fn: Callable, /, *args, **kwargs):
+        return self.call_until(None, what, repo_id, fn, *args, **kwargs)
+
+    def call_until(self, stop, what: str, repo_id: str, fn: Callable, /, *args, **kwargs):
+        """`call`, whose waits end with PushInterrupted as soon as the event `stop` is set."""
+        from parc.pacing import rate_limit_wait, wait_or_stop
+
         # A private generator: the uploader thread must not advance the global `random` stream, which the
         # trainer saves and restores for bit-identical resumes.
         jitter = random.Random()
@@ -122,11 +122,18 @@ class RetryPolicy:
                 cause = describe(exc, repo_id)
                 if not is_transient(exc):
                     raise ParcError(f"{what}: {cause}") from None
-                wait = max(delay * jitter.uniform(1.0, 1.25), _retry_after(exc))
-                if time.monotonic() + wait > deadline:
+                told = rate_limit_wait(exc)
+                limited = told > 0 and any(_status(link) == 429 for link in _chain(exc))
+                wait = max(delay * jitter.uniform(1.0, 1.25), told)
+                if limited:
+                    deadline += wait
+                    log.warning("%s: the Hub's commit limit (HTTP 429); waiting %.0f s as it asks (training "
+                                "continues; queued revisions stay in the journal)", what, wait)
+                elif time.monotonic() + wait > deadline:
                     raise ParcError(f"{what}: still failing after {self.timeout_s:.0f} s ({cause})") from None
-                log.warning("%s: %s; retrying in %.1f s", what, cause, wait)
-                time.sleep(wait)
+                else:
+                    log.warning("%s: %s; retrying in %.1f s", what, cause, wait)
+                wait_or_stop(stop, wait)
                 delay = min(delay * 2, self.max_s)
 
 
@@ -143,22 +150,30 @@ def repo_id_for(cfg) -> str:
     return repo_id
 
 
-def published_manifest(checkpoint_dir: Path, with_train_state: bool) -> Tuple[dict, bytes]:
-    """The manifest a revision carries: the local one, byte for byte, unless the training state stays home;
-    then it lists the weights only and says `"train_state": false` (as a pruned local checkpoint does)."""
+def published_manifest(checkpoint_dir: Path, with_train_state: bool,
+                       extra: Optional[Dict[str, Path]] = None) -> Tuple[dict, bytes]:
+    """The manifest a revision carries: the local one, byte for byte, unless the training state stays home
+    (then it lists the weights only and says `"train_state": false`, as a pruned local checkpoint does) or
+    extra files are published beside the checkpoint (hub.extra_formats: they are listed too)."""
     raw = (Path(checkpoint_dir) / MANIFEST).read_bytes()
     manifest = json.loads(raw)
-    if with_train_state and has_train_state(checkpoint_dir) and manifest.get("train_state", True):
+    if with_train_state and has_train_state(checkpoint_dir) and manifest.get("train_state", True) and not extra:
         return manifest, raw
-    manifest = weights_only(manifest)
+    if not (with_train_state and has_train_state(checkpoint_dir) and manifest.get("train_state", True)):
+        manifest = weights_only(manifest)
+    if extra:
+        listed = {rel: {"size": path.stat().st_size, "sha256": sha256_file(path)} for rel, path in extra.items()}
+        manifest = {**manifest, "files": {**manifest["files"], **listed}}
     return manifest, json.dumps(manifest, indent=1, sort_keys=True).encode()
 
 
-def refuse_secrets(checkpoint_dir: Path, paths: Iterable[str], secrets: Dict[str, str]) -> None:
-    """Refuse to publish a file holding the HF token or a local absolute path (label -> string to find)."""
+def refuse_secrets(checkpoint_dir: Path, paths: Iterable[str], secrets: Dict[str, str],
+                   located: Optional[Dict[str, Path]] = None) -> None:
+    """Refuse to publish a file holding the HF token or a local absolute path (label -> string to find).
+    `located`: where a path lives when not in checkpoint_dir (extra formats)."""
     needles = {label: text.encode() for label, text in secrets.items() if text and len(text) > 1}
     for rel in paths:
-        with open(Path(checkpoint_dir) / rel, "rb") as f:
+        with open((located or {}).get(rel, Path(checkpoint_dir) / rel), "rb") as f:
             size = os.fstat(f.fileno()).st_size
             data = f.read(size if size <= SCANNED_WHOLE else SCANNED_HEAD)
         for label, needle in needles.items():
@@ -169,8 +184,13 @@ def refuse_secrets(checkpoint_dir: Path, paths: Iterable[str], secrets: Dict[str
 
 def verify_files(directory: Path, manifest: dict, check_sha: bool) -> Optional[str]:
     """None if every file the manifest lists is there with its size (and sha256); else what is wrong."""
+    return verify_files_at({rel: Path(directory) / rel for rel in manifest["files"]}, manifest, check_sha)
+
+
+def verify_files_at(located: Dict[str, Path], manifest: dict, check_sha: bool) -> Optional[str]:
+    """verify_files with each listed file's local path given (path in repo -> local file)."""
     for rel, meta in sorted(manifest["files"].items()):
-        path = Path(directory) / rel
+        path = located[rel]
         if not path.is_file():
             return f"{rel} is missing"
         if path.stat().st_size != meta["size"]:
@@ -193,18 +213,20 @@ class RemoteRevision:
 class HubRepo:
     """Pushes and pulls checkpoint revisions of one repo; every call goes through the retry policy."""
 
-    def __init__(self, repo_id: str, retry: RetryPolicy = RetryPolicy(), prefix: str = "checkpoint-"):
+    def __init__(self, repo_id: str, retry: RetryPolicy = RetryPolicy(), branch: str = DEFAULT_BRANCH):
         from huggingface_hub import HfApi
 
-        self.repo_id, self.retry, self.prefix = repo_id, retry, prefix
+        self.repo_id, self.retry = repo_id, retry
+        self.template = branch if isinstance(branch, BranchTemplate) else BranchTemplate(branch)
         self.api = HfApi()
-        self.branch = re.compile(rf"^{re.escape(prefix)}(\d+)$")
+        self.pacer = None  # parc.pacing.CommitPacer when commits are budgeted (hub.max_commits_per_hour)
+        self.stop = None  # a threading.Event that cuts every wait short (the publisher is closing)
 
     def _call(self, what: str, fn: Callable, /, *args, **kwargs):
-        return self.retry.call(what, self.repo_id, fn, *args, **kwargs)
+        return self.retry.call_until(self.stop, what, self.repo_id, fn, *args, **kwargs)
 
     def revision(self, step: int) -> str:
-        return f"{self.prefix}{step}"
+        return self.template.name(step)
 
     def ensure(self, private: bool) -> None:
         self._call(f"create repo {self.repo_id}", self.api.create_repo, self.repo_id, private=private, exist_ok=True)
@@ -218,8 +240,8 @@ class HubRepo:
         return {ref.name: ref.target_commit for ref in refs.branches}
 
     def revisions(self) -> Dict[int, str]:
-        """step -> checkpoint branch, for branches named <prefix>N."""
-        return {int(m.group(1)): name for name in self.branches() if (m := self.branch.match(name))}
+        """step -> checkpoint branch, for the branches that follow the template (hub.branch)."""
+        return self.template.revisions(self.branches())
 
     def read_json(self, commit: str, path: str):
         from huggingface_hub import hf_hub_download
@@ -243,34 +265,49 @@ class HubRepo:
             return RemoteRevision(revision, info.sha, None, f"{len(wrong)} listed files missing, e.g. {wrong[0]}")
         return RemoteRevision(revision, info.sha, manifest, None)
 
-    def push(self, revision: str, checkpoint_dir: Path, with_train_state: bool, secrets: Dict[str, str]) -> bool:
-        """Make `revision` hold exactly this checkpoint, manifest last. False if it already did."""
-        manifest, manifest_bytes = published_manifest(checkpoint_dir, with_train_state)
-        problem = verify_files(checkpoint_dir, manifest, check_sha=False)
+    def push(self, revision: str, checkpoint_dir: Path, with_train_state: bool, secrets: Dict[str, str],
+             extra: Optional[Dict[str, Path]] = None, force: bool = False) -> bool:
+        """Make `revision` hold exactly this checkpoint, in ONE commit (the Hub applies a commit atomically, so
+        the revision is complete or absent, and the commit limit is spent once). `extra`: more files to
+        publish beside it (path in repo -> local file), listed in the published manifest. False if the
+        revision already held exactly this (by its manifest; `force`: push anyway, a repair)."""
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+        manifest, manifest_bytes = published_manifest(checkpoint_dir, with_train_state, extra)
+        local = {rel: Path(checkpoint_dir) / rel for rel in manifest["files"]}
+        local.update(extra or {})
+        problem = verify_files_at(local, manifest, check_sha=False)
         if problem:
             raise ParcError(f"local {Path(checkpoint_dir).name} is damaged ({problem}); it cannot be published")
-        files = sorted(manifest["files"])
-        refuse_secrets(checkpoint_dir, [*files, MANIFEST], secrets)
+        refuse_secrets(checkpoint_dir, [*manifest["files"], MANIFEST], secrets, local)
         if revision in self.branches():
-            if self.inspect(revision).manifest == manifest:
+            if not force and self.inspect(revision).manifest == manifest:
                 return False
         else:
             self._call(f"create branch {revision}", self.api.create_branch, self.repo_id, branch=revision,
                        exist_ok=True)
-        # delete_patterns="*": whatever the branch held before (its starting point, a crashed push, an older
-        # run's files) goes in the first commit, so the branch ends with exactly this checkpoint.
+        # Whatever the branch held before (its starting point, an older run's files) goes in the same
+        # commit, so the branch ends with exactly this checkpoint.
+        before = self._call(f"list {revision}", self.api.list_repo_files, self.repo_id, revision=revision)
+        operations = [CommitOperationDelete(path) for path in before
+                      if path not in manifest["files"] and path not in (MANIFEST, ".gitattributes")]
+        operations += [CommitOperationAdd(path, str(local[path])) for path in sorted(manifest["files"])]
+        operations.append(CommitOperationAdd(MANIFEST, manifest_bytes))
         contents = "weights and training state" if manifest.get("train_state") else "weights"
-        self._call(f"upload {revision}", self.api.upload_folder, repo_id=self.repo_id,
-                   folder_path=str(checkpoint_dir), revision=revision, allow_patterns=[glob.escape(f) for f in files],
-                   delete_patterns=["*"], commit_message=f"{revision}: {contents}")
-        self._call(f"upload {revision}/{MANIFEST}", self.api.upload_file, repo_id=self.repo_id,
-                   path_or_fileobj=manifest_bytes, path_in_repo=MANIFEST, revision=revision,
-                   commit_message=f"{revision}: completion manifest")
+        self._call(f"commit {revision}", self._commit, operations, revision, f"{revision}: {contents}")
         remote = self.inspect(revision)
         if remote.manifest != manifest:
             raise ParcError(f"{revision} of {self.repo_id} is not complete right after pushing it "
                             f"({remote.problem or 'another manifest'}): is another process pushing to this repo?")
         return True
+
+    def _commit(self, operations: list, revision: str, message: str) -> None:
+        """One commit; the pacer (hub.max_commits_per_hour) is asked first, on every try."""
+        if self.pacer is not None:
+            self.pacer.before_commit()
+        self.api.create_commit(self.repo_id, operations, commit_message=message, revision=revision)
+        if self.pacer is not None:
+            self.pacer.after_commit()
 
     def download(self, remote: RemoteRevision, output_dir: Path) -> Path:
         """Fetch a complete revision into output_dir/checkpoint-N, atomically and verified (sha256)."""

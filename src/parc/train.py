@@ -50,6 +50,7 @@ def dry_run_report(cfg: DictConfig) -> str:
     from parc import archs, diskplan
     from parc.data.stream import data_status
     from parc.metrics import format_plan
+    from parc.pacing import commit_budget_line
     from parc.trainer import describe_steps
 
     plan = Plan.build(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1")))
@@ -68,6 +69,7 @@ def dry_run_report(cfg: DictConfig) -> str:
         "total tokens": plan.total_tokens,
         "FLOPs per token": f"{spec.flops_per_token(model.config, cfg.data.seq_len):.4g}",
         "checkpoint steps": describe_steps(plan.checkpoint_steps),
+        "hub commits": commit_budget_line(cfg, plan.checkpoint_steps, plan.tokens_per_step),
         "data": data_status(cfg),
         "output dir": plan.output_dir,
         **diskplan.dry_run_lines(cfg, model, plan),  # the bytes the checkpoint schedule writes vs free space
