@@ -1,8 +1,11 @@
 """E1: evaluating a demo grid's checkpoints on the same lm-eval tasks: `python -m parc.evaluate` vs the Parc way.
 
-- the Parc way: one fresh `lm_eval --model hf --model_args pretrained=<checkpoint> --tasks ... --batch_size auto`
-  process per checkpoint (revision), as the Parc authors ran it (here on the local checkpoint directories, so
-  no download is timed on either side);
+- the Parc way: one fresh `lm_eval --model hf --model_args pretrained=<checkpoint> --tasks ...` process per
+  checkpoint (revision), as the Parc authors ran it (here on the local checkpoint directories, so no download is
+  timed on either side). They passed `--batch_size auto`; on CPU that probes at the maximum batch (64) and
+  length (2048 for Mamba, whose config names none) and never backs off: a tiny Mamba checkpoint was still
+  probing after 20 minutes at 9 GB here. So this side runs `--batch_size 8` (BASELINE_BATCH), which only makes
+  it faster than the Parc way was;
 - ours: one `python -m parc.evaluate runs=<grid> eval.evaluations=[] eval.tasks=[...]` process for the whole grid
   (one module per architecture, weights loaded in place, tasks indexed once, integer batch size).
 Both read the same three local tasks built from the demo corpus (minimal pairs = multiple choice, rolling
@@ -26,16 +29,7 @@ from typing import Dict, List
 import common
 
 TASKS = ["e1_pairs", "e1_ppl", "e1_cloze"]
-TASK_YAML = """task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files: {{test: {data}}}
-test_split: test
-output_type: {output_type}
-{body}
-metadata:
-  version: 1.0
-"""
+BASELINE_BATCH = "8"  # not "auto": see the module docstring
 
 
 def sizes(quick: bool) -> dict:
@@ -71,12 +65,10 @@ def write_tasks(directory: Path, docs: int) -> Path:
         "e1_cloze": ("loglikelihood", cloze, 'doc_to_text: "{{context}}"\ndoc_to_target: "{{target}}"\n'
                      'target_delimiter: ""\nmetric_list:\n  - metric: acc\n  - metric: perplexity'),
     }
-    directory.mkdir(parents=True, exist_ok=True)
+    from parc.study.evaluations.lmeval import write_local_task
+
     for name, (output_type, records, body) in specs.items():
-        data = directory / f"{name}.jsonl"
-        data.write_text("".join(json.dumps(r) + "\n" for r in records))
-        (directory / f"{name}.yaml").write_text(TASK_YAML.format(name=name, data=data, output_type=output_type,
-                                                                 body=body))
+        write_local_task(directory, name, output_type, records, body)
     return directory
 
 
@@ -120,7 +112,7 @@ def parc_way(grid: Path, tasks: Path, out: Path) -> float:
     began = time.monotonic()
     for index, checkpoint in enumerate(checkpoints(grid)):  # what the `lm_eval` console script runs
         common.child(["-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={checkpoint}", "--tasks",
-                      ",".join(TASKS), "--include_path", str(tasks), "--batch_size", "auto", "--device", "cpu",
+                      ",".join(TASKS), "--include_path", str(tasks), "--batch_size", BASELINE_BATCH, "--device", "cpu",
                       "--num_fewshot", "0", "--output_path", str(out / str(index))])
         (out / str(index) / "checkpoint.txt").write_text(str(checkpoint))
     return time.monotonic() - began

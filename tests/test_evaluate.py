@@ -20,6 +20,7 @@ import torch
 
 from conftest import run_cli
 from hub_server import Repo, hub_server  # noqa: F401  (the fixture)
+from parc.study.evaluations.lmeval import write_local_task
 
 pytestmark = pytest.mark.timeout(900)  # the first test trains the session's demo grid (conftest eval_grid)
 
@@ -29,21 +30,10 @@ TEXTS = ["To be, or not to be, that is the question.", "Now is the winter of our
          "All the world's a stage, and all the men and women merely players."]
 CLOZE = [("What light through yonder window", " breaks"), ("Friends, Romans, countrymen, lend me your", " ears"),
          ("A horse! a horse! my kingdom for a", " horse"), ("O Romeo, Romeo! wherefore art thou", " Romeo")]
-TASK_YAML = """task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files: {{test: {data}}}
-test_split: test
-output_type: {output_type}
-{body}
-metadata:
-  version: 1.0
-"""
 
 
 def write_tasks(directory: Path) -> Path:
     """Three local lm-eval tasks: minimal pairs (multiple choice), rolling perplexity, cloze."""
-    directory.mkdir(parents=True, exist_ok=True)
     specs = {
         "tiny_pairs": ("multiple_choice", [{"good": g, "bad": b} for g, b in PAIRS],
                        'doc_to_text: ""\ndoc_to_choice: "{{[good, bad]}}"\ndoc_to_target: 0\ntarget_delimiter: ""\n'
@@ -55,9 +45,7 @@ def write_tasks(directory: Path) -> Path:
                        "metric_list:\n  - metric: acc"),
     }
     for name, (output_type, docs, body) in specs.items():
-        data = directory / f"{name}.jsonl"
-        data.write_text("".join(json.dumps(d) + "\n" for d in docs))
-        (directory / f"{name}.yaml").write_text(TASK_YAML.format(name=name, data=data, output_type=output_type, body=body))
+        write_local_task(directory, name, output_type, docs, body)
     return directory
 
 

@@ -85,6 +85,9 @@ def result_frame(ref: CheckpointRef, evaluation: Evaluation, result: EvalResult)
 def example_frame(ref: CheckpointRef, evaluation: Evaluation, examples):
     frame = examples.copy()
     identity = {**ref.columns(), "evaluation": evaluation.name}
+    clash = sorted(set(identity) & set(frame.columns))
+    if clash:
+        raise ValueError(f"evaluation {evaluation.name}: per-example columns {clash} are identity columns; rename them")
     for position, (column, value) in enumerate(identity.items()):
         frame.insert(position, column, [value] * len(frame))
     return frame

@@ -57,6 +57,33 @@ def task_manager(tasks: List[str], include_path):
     return manager
 
 
+LOCAL_TASK_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files: {{test: {data}}}
+test_split: test
+output_type: {output_type}
+{body}
+metadata:
+  version: {version}
+"""
+
+
+def write_local_task(directory: Path, name: str, output_type: str, records: List[dict], body: str,
+                     version: str = "1.0") -> Path:
+    """A local lm-eval task for `eval.include_path=<directory>`: `<name>.jsonl` (the documents) and
+    `<name>.yaml` (`body` holds the doc_to_* and metric_list lines of the task config)."""
+    import json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(record) + "\n" for record in records))
+    path = directory / f"{name}.yaml"
+    path.write_text(LOCAL_TASK_YAML.format(name=name, data=data, output_type=output_type, body=body, version=version))
+    return path
+
+
 def stderr_value(value) -> float:
     return float(value) if isinstance(value, (int, float)) else float("nan")
 
