@@ -34,10 +34,10 @@ BASELINE_BATCH = "8"  # not "auto": see the module docstring
 
 def sizes(quick: bool) -> dict:
     if quick:
-        return {"runs": [("pythia", 0), ("pythia", 1), ("mamba", 0)], "steps": 8, "every": 4, "docs": 40, "repeats": 1,
-                "grid": False}
-    return {"runs": [("pythia", 0), ("pythia", 1), ("mamba", 0)], "steps": 8, "every": 4, "docs": 100, "repeats": 2,
-            "grid": True}
+        return {"runs": [("pythia", 0), ("pythia", 1), ("mamba", 0)], "steps": 8, "every": 4, "evaluate": [8],
+                "docs": 20, "repeats": 1, "grid": False}
+    return {"runs": [("pythia", 0), ("pythia", 1), ("mamba", 0)], "steps": 8, "every": 4, "evaluate": [0, 4, 8],
+            "docs": 100, "repeats": 2, "grid": True}
 
 
 def demo_lines(count: int) -> List[str]:
@@ -92,30 +92,51 @@ def train_grid(root: Path, runs, steps: int, every: int) -> Path:
     return grid
 
 
-def checkpoints(grid: Path) -> List[Path]:
-    from parc.checkpoint import complete_checkpoints
+def checkpoints(grid: Path, steps: List[int]) -> List[Path]:
+    from parc.checkpoint import complete_checkpoints, step_of
 
-    return [c for run in sorted(grid.iterdir()) if run.is_dir() for c in complete_checkpoints(run)]
+    return [c for run in sorted(grid.iterdir()) if run.is_dir() for c in complete_checkpoints(run) if step_of(c) in steps]
 
 
-def ours(grid: Path, tasks: Path, out: Path, evaluations: str = "[]") -> float:
+class Clock:
+    """Wall seconds, and CPU seconds of the children that ended meanwhile (the machine is shared: CPU seconds
+    say how much work each side did whatever the others running beside it)."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.monotonic(), self._children_cpu()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.monotonic() - self.wall, self._children_cpu() - self.cpu
+
+    @staticmethod
+    def _children_cpu() -> float:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+
+def ours(grid: Path, steps: List[int], tasks: Path, out: Path, cpu: List[float], evaluations: str = "[]") -> float:
     shutil.rmtree(out, ignore_errors=True)
-    began = time.monotonic()
-    common.child(["-m", "parc.evaluate", f"runs={grid}", f"eval.evaluations={evaluations}",
-                  f"eval.tasks=[{','.join(TASKS)}]", f"eval.include_path={tasks}", "eval.batch_size=8",
-                  "progress=false", f"out={out}"])
-    return time.monotonic() - began
+    with Clock() as clock:
+        common.child(["-m", "parc.evaluate", f"runs={grid}", f"steps={','.join(map(str, steps))}",
+                      f"eval.evaluations={evaluations}", f"eval.tasks=[{','.join(TASKS)}]",
+                      f"eval.include_path={tasks}", "eval.batch_size=8", "progress=false", f"out={out}"])
+    cpu.append(clock.cpu)
+    return clock.wall
 
 
-def parc_way(grid: Path, tasks: Path, out: Path) -> float:
+def parc_way(grid: Path, steps: List[int], tasks: Path, out: Path, cpu: List[float]) -> float:
     shutil.rmtree(out, ignore_errors=True)
-    began = time.monotonic()
-    for index, checkpoint in enumerate(checkpoints(grid)):  # what the `lm_eval` console script runs
-        common.child(["-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={checkpoint}", "--tasks",
-                      ",".join(TASKS), "--include_path", str(tasks), "--batch_size", BASELINE_BATCH, "--device", "cpu",
-                      "--num_fewshot", "0", "--output_path", str(out / str(index))])
-        (out / str(index) / "checkpoint.txt").write_text(str(checkpoint))
-    return time.monotonic() - began
+    with Clock() as clock:
+        for index, checkpoint in enumerate(checkpoints(grid, steps)):  # what the `lm_eval` console script runs
+            common.child(["-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={checkpoint}", "--tasks",
+                          ",".join(TASKS), "--include_path", str(tasks), "--batch_size", BASELINE_BATCH, "--device",
+                          "cpu", "--num_fewshot", "0", "--output_path", str(out / str(index))])
+            (out / str(index) / "checkpoint.txt").write_text(str(checkpoint))
+    cpu.append(clock.cpu)
+    return clock.wall
 
 
 def baseline_numbers(out: Path) -> Dict[tuple, float]:
@@ -148,9 +169,12 @@ def run(args) -> List[dict]:
         common.demo_root(work)
     grid = train_grid(root, size["runs"], size["steps"], size["every"])
     tasks = write_tasks(work / "tasks", size["docs"])
-    n_checkpoints = len(checkpoints(grid))
-    runs = common.alternate({"ours": lambda: ours(grid, tasks, work / "ours"),
-                             "baseline": lambda: parc_way(grid, tasks, work / "parc-way")}, size["repeats"])
+    steps = size["evaluate"]
+    n_checkpoints = len(checkpoints(grid, steps))
+    cpu = {"ours": [], "baseline": []}
+    runs = common.alternate({"ours": lambda: ours(grid, steps, tasks, work / "ours", cpu["ours"]),
+                             "baseline": lambda: parc_way(grid, steps, tasks, work / "parc-way", cpu["baseline"])},
+                            size["repeats"])
     mine, theirs = our_numbers(work / "ours"), baseline_numbers(work / "parc-way")
     shared = sorted(set(mine) & set(theirs))
     worst = max((abs(mine[k] - theirs[k]) / max(1.0, abs(theirs[k])) for k in shared), default=float("nan"))
@@ -158,16 +182,18 @@ def run(args) -> List[dict]:
     lines = [common.emit(common.compare("E1", "s", runs, better="lower", checkpoints=n_checkpoints,
                                         tasks=TASKS, docs_per_task=size["docs"], numbers_compared=len(shared),
                                         numbers_expected=len(theirs), max_rel_difference=worst,
-                                        acc_identical=acc_equal))]
+                                        acc_identical=acc_equal)),
+             common.emit(common.compare("E1-cpu", "cpu s", cpu, better="lower", checkpoints=n_checkpoints))]
     if size["grid"]:
         if not (work / "grid3x3" / "data").exists():  # the same prepared stream: no second tokenization
             shutil.copytree(root / "data", work / "grid3x3" / "data")
         grid9 = train_grid(work / "grid3x3", [(a, s) for a in ("pythia", "mamba", "rwkv") for s in (0, 1, 2)],
                            size["steps"], size["every"])
-        seconds = ours(grid9, tasks, work / "grid3x3-evals", evaluations="[heldout]")
-        lines.append(common.emit({"bench": "E1-grid", "unit": "s", "ours": round(seconds, 1),
-                                  "checkpoints": len(checkpoints(grid9)), "evaluations": ["heldout", "lm_eval"],
-                                  "tasks": TASKS}))
+        grid_cpu: List[float] = []
+        seconds = ours(grid9, [0, 4, 8], tasks, work / "grid3x3-evals", grid_cpu, evaluations="[heldout]")
+        lines.append(common.emit({"bench": "E1-grid", "unit": "s", "ours": round(seconds, 1), "cpu_s": round(grid_cpu[0], 1),
+                                  "checkpoints": len(checkpoints(grid9, [0, 4, 8])),
+                                  "evaluations": ["heldout", "lm_eval"], "tasks": TASKS}))
     return lines
 
 

@@ -22,7 +22,7 @@ from conftest import run_cli
 from hub_server import Repo, hub_server  # noqa: F401  (the fixture)
 from parc.study.evaluations.lmeval import write_local_task
 
-pytestmark = pytest.mark.timeout(900)  # the first test trains the session's demo grid (conftest eval_grid)
+pytestmark = pytest.mark.timeout(1800)  # the first test trains the session's demo grid (conftest eval_grid)
 
 PAIRS = [("The king is dead.", "The king are dead."), ("My lord, I am here.", "My lord, I are here."),
          ("She loves him well.", "She love him well."), ("We go to the tower.", "We goes to the tower.")]

@@ -14,7 +14,7 @@ from parc.errors import ParcError
 from parc.fileio import sha256_file
 from parc.study.sources import ModelCache, default_out, parse_name, resolve_runs, run_config
 
-pytestmark = pytest.mark.timeout(900)  # the first test trains the session's demo grid (conftest eval_grid)
+pytestmark = pytest.mark.timeout(1800)  # the first test trains the session's demo grid (conftest eval_grid)
 
 
 def test_grid_root_and_run_dirs_resolve_to_every_checkpoint(eval_grid):
