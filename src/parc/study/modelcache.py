@@ -158,7 +158,9 @@ class ModelCache:
 
     def build(self, directory: Path):
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # per-load bars would interleave with the evaluation's own
         try:
             model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
         except (OSError, ValueError) as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from parc.errors import ParcError
 from parc.fileio import atomic_write
@@ -64,10 +64,13 @@ class TidyTable:
         table = table.sort_values(order, kind="mergesort", na_position="first").reset_index(drop=True)
         return table if with_key else table.drop(columns=[KEY_COLUMN])
 
-    def publish(self) -> Tuple[Path, Path]:
-        """Write `<name>.parquet` and `<name>.csv` (atomically) from the parts."""
+    def publish(self, csv: bool = True) -> Tuple[Path, Optional[Path]]:
+        """Write `<name>.parquet` and (unless csv=False, e.g. for large per-example tables) `<name>.csv`,
+        atomically, from the parts."""
         table = self.frame()
         self.directory.mkdir(parents=True, exist_ok=True)
         parquet = atomic_write(self.directory / f"{self.name}.parquet", lambda tmp: table.to_parquet(tmp, index=False))
-        csv = atomic_write(self.directory / f"{self.name}.csv", lambda tmp: table.to_csv(tmp, index=False))
-        return parquet, csv
+        if not csv:
+            return parquet, None
+        csv_path = atomic_write(self.directory / f"{self.name}.csv", lambda tmp: table.to_csv(tmp, index=False))
+        return parquet, csv_path
