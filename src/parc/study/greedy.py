@@ -8,17 +8,17 @@ greedy tokens without decoding token by token:
    many leading continuation tokens greedy decoding reproduces: the argmax after the prompt and the first j
    true tokens *is* greedy's token j as long as tokens 0..j-1 matched. A fully memorized sequence is finished
    here, and every other one has its greedy tokens up to and including its first mismatch.
-2. The rest are decoded by Jacobi iteration from that point on: a forward over prompt + current guess gives,
-   at every position, the argmax after the guess's prefix; positions up to the first one whose token changed
-   are final (their prefix is greedy's), so each pass fixes at least one more token, often many. Finished
-   sequences leave the batch.
+2. The rest are decoded with the model's cache, in lockstep from the smallest first mismatch of the batch:
+   one forward over prompt + the known prefix, then one cached single-token step per remaining position
+   (a row keeps its known tokens where it has them). That is greedy decoding as `generate` does it, minus its
+   per-step machinery, and minus everything for sequences the first pass settled.
 
-Only full-sequence forwards are used, never a single-token cached step (transformers' RWKV step is wrong at
-batch size > 1), so every architecture runs batched. Causal models make the logits at a position depend only
-on the tokens up to it; tokens further right in the window are ignored by the function, though they can move
-the last bits of the floating-point result (e.g. RWKV's chunked WKV scales a chunk by its largest key). A
-greedy token can therefore differ from `model.generate`'s (a cached, incremental computation) only where the
-two best logits tie to within rounding; tests check that every difference is such a tie.
+transformers' RWKV single-token step is wrong at batch size > 1 (its shifted state broadcasts to (B, B, V)
+logits), so RWKV rows take their cached steps one row at a time; the batched teacher-forced pass, where most
+of the memorized work is, uses full-sequence forwards, which are right. EOS is an ordinary token: nothing is
+suppressed and nothing stops early. Teacher-forced and incremental logits are the same function computed in
+different orders, so a greedy token can differ from `model.generate`'s only where the two best logits tie to
+within rounding; the tests check that every difference is such a tie.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from parc.data.stream import BatchPlan, open_stream
 from parc.errors import ParcError
 from parc.fileio import read_json
 from parc.study.evaluations import EvalResult, Evaluation, register
+from parc.study.evaluations.heldout import find_stream_dir
 from parc.study.greedy import greedy_continuations
 from parc.study.sources import CheckpointRef, run_config
 
@@ -48,17 +49,6 @@ def sample_order(total: int) -> np.ndarray:
     return np.random.default_rng(SAMPLE_SEED).permutation(total).astype(np.int64)
 
 
-def find_stream(ref: CheckpointRef, config: dict) -> Path:
-    """`<ancestor>/data/<data.dir name>` of a local run, as parc.train lays out paths.root/data and paths.root/runs."""
-    name = Path(config["data"]["dir"]).name
-    for ancestor in Path(ref.source).parents:
-        for candidate in (ancestor / "data" / name, ancestor / name):
-            if (candidate / "manifest.json").is_file():
-                return candidate
-    raise ParcError(f"memorization: cannot find the stream {ref.run} trained on (data.dir={name}) beside the runs: "
-                    f"keep the prepared data under <root>/data as parc.train lays it out")
-
-
 class RunData:
     """The batch plan of one run: which stream sequence each training-order position is."""
 
@@ -66,7 +56,7 @@ class RunData:
         from omegaconf import OmegaConf
 
         cfg = OmegaConf.create(config)
-        cfg.data.dir = str(find_stream(ref, config))
+        cfg.data.dir = str(find_stream_dir([ref], {ref.source: config}))
         self.plan = BatchPlan.from_config(cfg, open_stream(cfg))
         self.batch_size = self.plan.global_batch_size
         self.total = self.plan.sequences_per_shard
