@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 
+import bench_evaluate
 import bench_gpu
 import bench_memory
 import bench_prepare
@@ -18,7 +19,7 @@ import bench_throughput
 import common
 
 BENCHMARKS = {"B1": bench_throughput, "B2": bench_resume, "B3": bench_prepare, "B4": bench_memory,
-              "GPU": bench_gpu}
+              "GPU": bench_gpu, "E1": bench_evaluate}
 
 
 def main() -> None:

@@ -1,0 +1,183 @@
+"""E1: evaluating a demo grid's checkpoints on the same lm-eval tasks: `python -m parc.evaluate` vs the Parc way.
+
+- the Parc way: one fresh `lm_eval --model hf --model_args pretrained=<checkpoint> --tasks ... --batch_size auto`
+  process per checkpoint (revision), as the Parc authors ran it (here on the local checkpoint directories, so
+  no download is timed on either side);
+- ours: one `python -m parc.evaluate runs=<grid> eval.evaluations=[] eval.tasks=[...]` process for the whole grid
+  (one module per architecture, weights loaded in place, tasks indexed once, integer batch size).
+Both read the same three local tasks built from the demo corpus (minimal pairs = multiple choice, rolling
+perplexity, cloze), zero-shot. Reported: wall seconds for the whole grid on each side, alternating, and the
+largest difference between the two sides' numbers for the same (checkpoint, task, metric).
+
+E1-grid (closing note): the time to evaluate a 3 archs x 3 seeds demo grid end to end with the default
+evaluation (held-out loss) plus the same tasks, one `parc.evaluate` process.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import common
+
+TASKS = ["e1_pairs", "e1_ppl", "e1_cloze"]
+TASK_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files: {{test: {data}}}
+test_split: test
+output_type: {output_type}
+{body}
+metadata:
+  version: 1.0
+"""
+
+
+def sizes(quick: bool) -> dict:
+    if quick:
+        return {"runs": [("pythia", 0), ("pythia", 1), ("mamba", 0)], "steps": 8, "every": 4, "docs": 40, "repeats": 1,
+                "grid": False}
+    return {"runs": [("pythia", 0), ("pythia", 1), ("mamba", 0)], "steps": 8, "every": 4, "docs": 100, "repeats": 2,
+            "grid": True}
+
+
+def demo_lines(count: int) -> List[str]:
+    """Verse lines of 6-14 words from the demo plays, in order: a deterministic source of task documents."""
+    lines = []
+    for play in gzip.open(common.DEMO_CORPUS, "rt"):
+        for line in json.loads(play)["text"].splitlines():
+            words = line.strip().split()
+            if 6 <= len(words) <= 14 and re.fullmatch(r"[A-Za-z ,;:'.!?-]+", line.strip()):
+                lines.append(" ".join(words))
+    step = max(1, len(lines) // count)
+    return lines[::step][:count]
+
+
+def write_tasks(directory: Path, docs: int) -> Path:
+    lines = demo_lines(3 * docs)
+    pairs = [{"good": ln, "bad": " ".join(_swap(ln.split()))} for ln in lines[:docs]]
+    texts = [{"text": ln} for ln in lines[docs:2 * docs]]
+    cloze = [{"context": " ".join(ln.split()[:-1]), "target": " " + ln.split()[-1]} for ln in lines[2 * docs:]]
+    specs = {
+        "e1_pairs": ("multiple_choice", pairs, 'doc_to_text: ""\ndoc_to_choice: "{{[good, bad]}}"\ndoc_to_target: 0\n'
+                     'target_delimiter: ""\nmetric_list:\n  - metric: acc'),
+        "e1_ppl": ("loglikelihood_rolling", texts, 'doc_to_text: ""\ndoc_to_target: "{{text}}"\nmetric_list:\n'
+                   "  - metric: word_perplexity\n  - metric: bits_per_byte"),
+        "e1_cloze": ("loglikelihood", cloze, 'doc_to_text: "{{context}}"\ndoc_to_target: "{{target}}"\n'
+                     'target_delimiter: ""\nmetric_list:\n  - metric: acc\n  - metric: perplexity'),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, (output_type, records, body) in specs.items():
+        data = directory / f"{name}.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in records))
+        (directory / f"{name}.yaml").write_text(TASK_YAML.format(name=name, data=data, output_type=output_type,
+                                                                 body=body))
+    return directory
+
+
+def _swap(words: List[str]) -> List[str]:
+    """The minimal pair's bad sentence: the two middle words exchanged."""
+    i = len(words) // 2
+    return words[:i - 1] + [words[i], words[i - 1]] + words[i + 1:]
+
+
+def train_grid(root: Path, runs, steps: int, every: int) -> Path:
+    """The demo runs, trained once (parc.train's own entry, in one interpreter) and reused between benchmarks."""
+    grid = root / "runs" / "demo"
+    todo = [r for r in runs if not (grid / f"{r[0]}-seed{r[1]}-shard0" / f"checkpoint-{steps}" / "parc_checkpoint.json").exists()]
+    if todo:
+        overrides = [["experiment=demo", f"paths.root={root}", f"arch={arch}", f"seed={seed}",
+                      f"trainer.max_steps={steps}", f"checkpoint.every={every}", "trainer.progress=false"]
+                     for arch, seed in todo]
+        script = ("import json, sys\nfrom parc.config import compose\nfrom parc.train import run\n"
+                  "for o in json.loads(sys.argv[1]):\n    run(compose(o))\n")
+        common.child(["-c", script, json.dumps(overrides)], timeout=7200)
+    return grid
+
+
+def checkpoints(grid: Path) -> List[Path]:
+    from parc.checkpoint import complete_checkpoints
+
+    return [c for run in sorted(grid.iterdir()) if run.is_dir() for c in complete_checkpoints(run)]
+
+
+def ours(grid: Path, tasks: Path, out: Path, evaluations: str = "[]") -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    began = time.monotonic()
+    common.child(["-m", "parc.evaluate", f"runs={grid}", f"eval.evaluations={evaluations}",
+                  f"eval.tasks=[{','.join(TASKS)}]", f"eval.include_path={tasks}", "eval.batch_size=8",
+                  "progress=false", f"out={out}"])
+    return time.monotonic() - began
+
+
+def parc_way(grid: Path, tasks: Path, out: Path) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    began = time.monotonic()
+    for index, checkpoint in enumerate(checkpoints(grid)):  # what the `lm_eval` console script runs
+        common.child(["-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={checkpoint}", "--tasks",
+                      ",".join(TASKS), "--include_path", str(tasks), "--batch_size", "auto", "--device", "cpu",
+                      "--num_fewshot", "0", "--output_path", str(out / str(index))])
+        (out / str(index) / "checkpoint.txt").write_text(str(checkpoint))
+    return time.monotonic() - began
+
+
+def baseline_numbers(out: Path) -> Dict[tuple, float]:
+    numbers = {}
+    for marker in out.glob("*/checkpoint.txt"):
+        checkpoint = Path(marker.read_text())
+        (results_file,) = list(marker.parent.rglob("results_*.json"))
+        results = json.loads(results_file.read_text())["results"]
+        for task, metrics in results.items():
+            for key, value in metrics.items():
+                if "," in key and "_stderr" not in key and isinstance(value, (int, float)):
+                    numbers[(str(checkpoint.parent), checkpoint.name, task, key.split(",")[0])] = float(value)
+    return numbers
+
+
+def our_numbers(out: Path) -> Dict[tuple, float]:
+    import pandas as pd
+
+    frame = pd.read_parquet(out / "results.parquet")
+    frame = frame[frame.evaluation == "lm_eval"]
+    return {(s, r, t, m): float(v) for s, r, t, m, v in zip(frame.source, frame.revision, frame.task, frame.metric,
+                                                            frame.value)}
+
+
+def run(args) -> List[dict]:
+    size = sizes(args.quick)
+    work = args.work / "e1"
+    root = work / "demo"
+    if not (root / "data" / "demo-parc-128" / "manifest.json").exists():
+        common.demo_root(work)
+    grid = train_grid(root, size["runs"], size["steps"], size["every"])
+    tasks = write_tasks(work / "tasks", size["docs"])
+    n_checkpoints = len(checkpoints(grid))
+    runs = common.alternate({"ours": lambda: ours(grid, tasks, work / "ours"),
+                             "baseline": lambda: parc_way(grid, tasks, work / "parc-way")}, size["repeats"])
+    mine, theirs = our_numbers(work / "ours"), baseline_numbers(work / "parc-way")
+    shared = sorted(set(mine) & set(theirs))
+    worst = max((abs(mine[k] - theirs[k]) / max(1.0, abs(theirs[k])) for k in shared), default=float("nan"))
+    acc_equal = all(mine[k] == theirs[k] for k in shared if k[3] == "acc")
+    lines = [common.emit(common.compare("E1", "s", runs, better="lower", checkpoints=n_checkpoints,
+                                        tasks=TASKS, docs_per_task=size["docs"], numbers_compared=len(shared),
+                                        numbers_expected=len(theirs), max_rel_difference=worst,
+                                        acc_identical=acc_equal))]
+    if size["grid"]:
+        if not (work / "grid3x3" / "data").exists():  # the same prepared stream: no second tokenization
+            shutil.copytree(root / "data", work / "grid3x3" / "data")
+        grid9 = train_grid(work / "grid3x3", [(a, s) for a in ("pythia", "mamba", "rwkv") for s in (0, 1, 2)],
+                           size["steps"], size["every"])
+        seconds = ours(grid9, tasks, work / "grid3x3-evals", evaluations="[heldout]")
+        lines.append(common.emit({"bench": "E1-grid", "unit": "s", "ours": round(seconds, 1),
+                                  "checkpoints": len(checkpoints(grid9)), "evaluations": ["heldout", "lm_eval"],
+                                  "tasks": TASKS}))
+    return lines
+
+
+if __name__ == "__main__":
+    common.standalone(run, __doc__.splitlines()[0])
