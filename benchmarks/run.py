@@ -12,6 +12,7 @@ import time
 
 import bench_evaluate
 import bench_gpu
+import bench_memorization
 import bench_memory
 import bench_prepare
 import bench_resume
@@ -19,7 +20,7 @@ import bench_throughput
 import common
 
 BENCHMARKS = {"B1": bench_throughput, "B2": bench_resume, "B3": bench_prepare, "B4": bench_memory,
-              "GPU": bench_gpu, "E1": bench_evaluate}
+              "GPU": bench_gpu, "E1": bench_evaluate, "E2": bench_memorization}
 
 
 def main() -> None:

@@ -64,9 +64,10 @@ def cuda_kernels_missing() -> str | None:
 class TorchScanMambaMixer(MambaMixer):
     """MambaMixer whose full-sequence forward uses `parc.kernels.selective_scan`; same parameters and function."""
 
-    def forward(self, hidden_states, cache_params=None, attention_mask=None, **kwargs):
-        if cache_params is not None:  # generation: the cache bookkeeping is transformers' job
-            return super().forward(hidden_states, cache_params=cache_params, attention_mask=attention_mask, **kwargs)
+    def forward(self, hidden_states, cache=None, attention_mask=None, **kwargs):
+        cache = cache if cache is not None else kwargs.pop("cache_params", None)  # transformers < 5.x named it so
+        if cache is not None:  # generation: the cache bookkeeping is transformers' job
+            return super().forward(hidden_states, cache=cache, attention_mask=attention_mask, **kwargs)
         seq_len, dtype = hidden_states.shape[1], hidden_states.dtype
         hidden_states = apply_mask_to_padding_states(hidden_states, attention_mask)
         x, gate = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
