@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import run_cli, short_run, train
+from conftest import run_cli
 from parc.study.paper_loop import loop_all
 from parc.study.stimuli import parse_marked
 from parc.study.surprisal import StimulusEncoder, batches_by_length, score
@@ -70,48 +70,42 @@ def test_batched_equals_the_papers_per_token_loop(arch, demo_tokenizer, stimuli)
     assert np.max(np.abs(one_by_one - batched)) <= 1e-5
 
 
-@pytest.fixture(scope="module")
-def trained_run(demo_root, tmp_path_factory):
-    run = tmp_path_factory.mktemp("surprisal") / "runs" / "demo" / "pythia-seed0-shard0"
-    train(*short_run(demo_root, run, "arch=pythia", steps=4, every=2))
-    return run
-
-
-def test_cli_writes_the_papers_tsvs_and_the_table_incrementally(trained_run, tmp_path):
+def test_cli_writes_the_papers_tsvs_and_the_table_incrementally(eval_grid, tmp_path):
     import pandas as pd
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run = trained_run
     stims = tmp_path / "stimuli" / "set1.stims"
     stims.parent.mkdir()
     stims.write_text("\n".join(LINES))
-    args = ["parc.surprisal", f"stimuli={stims}", f"runs={run}", "steps=2,4"]
-    out = run.parent / "analysis"  # default: <root of the first run>/analysis
-    assert not out.exists()
+    out = tmp_path / "analysis"
+    runs = f"{eval_grid / 'pythia-seed0-shard0'},{eval_grid / 'mamba-seed0-shard0'}"
+    args = ["parc.surprisal", f"stimuli={stims}", f"runs={runs}", "steps=4,8", f"out={out}"]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr[-3000:]
 
     table = pd.read_parquet(out / "surprisal.parquet")
-    assert sorted(set(table["step"])) == [2, 4] and len(table) == 2 * len(LINES)
+    assert len(table) == 4 * len(LINES)
+    assert sorted(set(zip(table["arch"], table["step"]))) == [("mamba", 4), ("mamba", 8), ("pythia", 4), ("pythia", 8)]
     assert {"arch", "seed", "step", "stimulus_id", "surprisal", "num_tokens", "surprisal_bits"} <= set(table.columns)
-    for step in (2, 4):
-        tsv = next(out.glob(f"set1.surprisal.*___checkpoint-{step}.causal.output"))
-        lines = tsv.read_text().splitlines()
-        assert lines[0] == "FullSentence\tSentence\tTargetWords\tSurprisal\tNumTokens"
-        rows = [line.split("\t") for line in lines[1:]]
-        assert [r[0] for r in rows] == [line.replace("*", "") for line in LINES]  # file order, escapes kept
-        # independent reference: the checkpoint loaded as the paper loaded it, scored token by token
-        checkpoint = run / f"checkpoint-{step}"
-        model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype="float32").eval()
-        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-        stimuli = [parse_marked(line, "test", i) for i, line in enumerate(LINES)]
-        encoded = StimulusEncoder(tokenizer).encode_all(stimuli)
-        reference = np.array(loop_all(model, encoded))
-        assert np.max(np.abs(np.array([float(r[3]) for r in rows]) - reference)) <= 1e-4
-        assert [int(r[4]) for r in rows] == [len(e.target) for e in encoded]
-        mine = table[table["step"] == step].sort_values("stimulus_id")
-        assert np.allclose(mine["surprisal"], [float(r[3]) for r in rows], atol=0, rtol=0)
-        assert np.allclose(mine["surprisal_bits"], mine["surprisal"] / math.log(2))
+    stimuli = [parse_marked(line, "test", i) for i, line in enumerate(LINES)]
+    for arch in ("pythia", "mamba"):
+        for step in (4, 8):
+            tsv = out / f"set1.surprisal.{arch}-seed0-shard0___checkpoint-{step}.causal.output"
+            lines = tsv.read_text().splitlines()
+            assert lines[0] == "FullSentence\tSentence\tTargetWords\tSurprisal\tNumTokens"
+            rows = [line.split("\t") for line in lines[1:]]
+            assert [r[0] for r in rows] == [line.replace("*", "") for line in LINES]  # file order, escapes kept
+            # independent reference: the checkpoint loaded as the paper loaded it, scored token by token
+            checkpoint = eval_grid / f"{arch}-seed0-shard0" / f"checkpoint-{step}"
+            model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype="float32").eval()
+            encoded = StimulusEncoder(AutoTokenizer.from_pretrained(str(checkpoint))).encode_all(stimuli)
+            reference = np.array(loop_all(model, encoded))
+            assert np.max(np.abs(np.array([float(r[3]) for r in rows]) - reference)) <= 1e-4
+            assert [int(r[4]) for r in rows] == [len(e.target) for e in encoded]
+            assert [r[2] for r in rows] == [e.target_text for e in encoded]
+            mine = table[(table["arch"] == arch) & (table["step"] == step)].sort_values("stimulus_id")
+            assert mine["surprisal"].tolist() == [float(r[3]) for r in rows]
+            assert np.allclose(mine["surprisal_bits"], mine["surprisal"] / math.log(2))
 
     # a rerun scores nothing; losing one unit (as a kill would) redoes only that one
     parts = sorted((out / "parts" / "surprisal").glob("*.parquet"))
@@ -134,11 +128,11 @@ def test_bad_stimuli_are_refused_before_anything_is_written(tmp_path, content, e
     assert not out.exists()
 
 
-def test_a_missing_checkpoint_is_refused_before_anything_is_written(trained_run, tmp_path):
-    run = trained_run
+def test_a_missing_checkpoint_is_refused_before_anything_is_written(eval_grid, tmp_path):
+    run = eval_grid / "pythia-seed0-shard0"
     stims = tmp_path / "ok.stims"
     stims.write_text("\n".join(LINES))
     out = tmp_path / "out"
-    result = run_cli("parc.surprisal", f"stimuli={stims}", f"runs={run}", "steps=2,40", f"out={out}")
+    result = run_cli("parc.surprisal", f"stimuli={stims}", f"runs={run}", "steps=4,40", f"out={out}")
     assert result.returncode == 2 and "40" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()

@@ -22,7 +22,8 @@ def loop_surprisal(model, item: Encoded) -> float:
     total = 0.0
     for token in item.target:
         with torch.no_grad():
-            logits = model(input_ids=torch.tensor([context], device=device), use_cache=False).logits[:, -1, :]
+            # the paper's call: the model's default use_cache, but nothing is reused from one call to the next
+            logits = model(torch.tensor([context], device=device), return_dict=True).logits[:, -1, :]
         probabilities = torch.softmax(logits.float(), dim=-1)
         total += -torch.log(probabilities[0, token]).item()
         context.append(token)
