@@ -2,9 +2,10 @@
 
 Both sides score the same stimuli (the demo NaWoCo set, built by parc.stimuli into --work) with the same
 model and weights, and must give the same numbers (each record carries the largest difference, nats).
-Ours: `StimulusEncoder.encode_all` + `surprisal.score` (one forward per batch of equal-length stimuli).
-Baseline: `paper_loop.loop_all` on the same ids (calculate_surprisal.py: one full forward per target token,
-batch 1, no cache). Sizes: the demo models (tiny, vocab 2048: the loop is bound by per-call overhead) for
+Ours: `StimulusEncoder.encode_all` + `surprisal.score` (one forward per batch of equal-length stimuli) on
+the model as parc.surprisal loads it (ModelCache: Parc's fast path). Baseline: `paper_loop.loop_all` on the
+same ids and the same seeded weights on transformers' own forward (calculate_surprisal.py: one full
+forward per target token, batch 1, no cache). Sizes: the demo models (tiny, vocab 2048: the loop is bound by per-call overhead) for
 all three architectures, and a Parc-size Pythia-160m (arch.size=full, vocab 50277; compute-bound on CPU; the
 demo tokenizer's ids are valid in it), where the record also gives the forward FLOPs, the FLOP rate reached
 and its fraction of this machine's measured fp32 matmul peak (a 2048^3 torch matmul). Weights are a seeded
@@ -76,10 +77,16 @@ def measure(arch: str, size: str, count: int, pairs: int, work) -> dict:
     from parc.study.stimuli import read_stimuli
     from parc.study.surprisal import StimulusEncoder, score
     from parc.data.tokenizer import load_saved_tokenizer
+    import parc.study.sources  # noqa: F401  (loads modelcache in the order its circular import needs)
+    from parc.study.modelcache import install_fast_path
 
     overrides = ["experiment=demo", f"arch={arch}"] + (["arch.size=full", "data.vocab_size=50277"] if size == "parc" else [])
     cfg = compose(overrides)
+    # The same seeded weights on both sides; ours on Parc's fast path, as ModelCache loads it for parc.surprisal,
+    # the baseline on transformers' own forward, as the paper ran (Mamba's reference scan, RWKV's WKV loop).
     model = build_model(cfg.arch, cfg.data.vocab_size, seed=0).eval()
+    install_fast_path(model, "auto")
+    paper_model = build_model(cfg.arch, cfg.data.vocab_size, seed=0).eval()
     tokenizer = load_saved_tokenizer(common.demo_tokenizer_dir(work))
     stimuli = read_stimuli(stimuli_file(work))[:count]
     results = {}
@@ -91,7 +98,7 @@ def measure(arch: str, size: str, count: int, pairs: int, work) -> dict:
 
     def baseline() -> float:
         started = time.perf_counter()
-        results["baseline"] = np.array(loop_all(model, StimulusEncoder(tokenizer).encode_all(stimuli)))
+        results["baseline"] = np.array(loop_all(paper_model, StimulusEncoder(tokenizer).encode_all(stimuli)))
         return len(stimuli) / (time.perf_counter() - started)
 
     with torch.inference_mode():
@@ -103,7 +110,7 @@ def measure(arch: str, size: str, count: int, pairs: int, work) -> dict:
     else:
         encoded = StimulusEncoder(tokenizer).encode_all(stimuli)
         peak = matmul_peak()
-        ours_flops, loop_flops = forward_flops(model, encoded, False), forward_flops(model, encoded, True)
+        ours_flops, loop_flops = forward_flops(model, encoded, False), forward_flops(paper_model, encoded, True)
         ours_rate, loop_rate = record["ours"] * ours_flops / len(stimuli), record["baseline"] * loop_flops / len(stimuli)
         record.update(matmul_peak_gflops=round(peak / 1e9, 2),
                       ours_gflops=round(ours_rate / 1e9, 2), ours_peak_fraction=round(ours_rate / peak, 3),
@@ -121,7 +128,7 @@ def measure(arch: str, size: str, count: int, pairs: int, work) -> dict:
 
 def run(args) -> list:
     quick = args.quick
-    plan = [(arch, "demo", 300 if quick else 2000, 2 if quick else 3) for arch in ARCHS]
+    plan = [(arch, "demo", 600 if quick else 2000, 2 if quick else 3) for arch in ARCHS]
     plan.append(("pythia", "parc", 24 if quick else 64, 2))
     return [common.emit(measure(arch, size, count, pairs, args.work)) for arch, size, count, pairs in plan]
 
