@@ -16,11 +16,12 @@ import bench_memorization
 import bench_memory
 import bench_prepare
 import bench_resume
+import bench_surprisal
 import bench_throughput
 import common
 
 BENCHMARKS = {"B1": bench_throughput, "B2": bench_resume, "B3": bench_prepare, "B4": bench_memory,
-              "GPU": bench_gpu, "E1": bench_evaluate, "E2": bench_memorization}
+              "GPU": bench_gpu, "E1": bench_evaluate, "E2": bench_memorization, "S1": bench_surprisal}
 
 
 def main() -> None:
