@@ -149,7 +149,7 @@ def run_ngrams(argv: List[str], log=print) -> Path:
         check_tokenizers(refs, selection.fingerprint["tokenizer_sha256"], f"the data at {selection.stream.dir}")
     index = open_index(selection, out, own.get("index"), log)
     check_tokenizers(refs, index.tokenizer_sha256, f"the n-gram index at {index.directory}")
-    return compute_ngrams(stimulus_words(stimuli), sha256_file(paths[0]), out, index, word_end, log)
+    return compute_ngrams(stimulus_words(stimuli), paths[0], out, index, word_end, log)
 
 
 def open_index(selection: Optional[StreamSelection], out: Path, index_dir: Optional[str], log) -> NgramIndex:
@@ -164,12 +164,13 @@ def open_index(selection: Optional[StreamSelection], out: Path, index_dir: Optio
     return index
 
 
-def compute_ngrams(stimuli: List[Tuple[int, List[str]]], stimuli_sha: str, out: Path, index: NgramIndex,
+def compute_ngrams(stimuli: List[Tuple[int, List[str]]], stimuli_path: Path, out: Path, index: NgramIndex,
                    word_end: bool, log=print) -> Path:
     """Write `<out>/ngrams.parquet` (+ `ngrams.json`); a no-op when the recorded inputs already match."""
     import pandas as pd
 
-    record = {"stimuli_sha256": stimuli_sha, "word_end": word_end, "orders": list(ORDERS), "alpha": ALPHA,
+    record = {"stimuli": str(Path(stimuli_path).resolve()), "stimuli_sha256": sha256_file(stimuli_path),
+              "word_end": word_end, "orders": list(ORDERS), "alpha": ALPHA,
               "index": {k: index.meta[k] for k in ("stream", "tokenizer_sha256", "selection", "num_tokens")}}
     table, sidecar = out / "ngrams.parquet", out / "ngrams.json"
     if table.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == record:
