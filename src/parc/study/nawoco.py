@@ -1,0 +1,143 @@
+"""Building a NaWoCo-style stimulus set from text the runs never train on, with the Parc paper's rules.
+
+The paper (dataset_construction/construct_dataset{1,2,3}.py) took web sentences and kept those that:
+- split from a document by line, then by ".", have more than 5 whitespace-separated words, start with an
+  upper-case character (tested on the fragment as split, so a sentence after ". " - which starts with the
+  space - is not taken, as in the paper), and whose first word is letters/apostrophes and every later word
+  only lower-case letters/apostrophes;
+- after de-duplication, get a random word at index >= 4 as the target, the sentence cut after it;
+- are not found verbatim in the training corpus (the paper asked an infini-gram index of OpenWebText);
+- are split at random into train / val / test, duplicates across splits removed (the paper: 100k / 50k /
+  50k; defaults here are 1/100 of that, `train= val= test=` change them). The toxicity filter of the paper
+  (a RoBERTa classifier) is not applied.
+
+Held-out text. The paper drew sentences from another corpus (FineWeb-edu); here they come from the training
+corpus itself (`data=` composes exactly as for training), from the documents that no run of the grid reads:
+a run reads the slice of the packed stream of its shard (`trainer.global_batch_size x trainer.max_steps`
+sequences; `shards=` lists the grid's shards, default `data.shard`). Each document is re-tokenized with the
+stream's tokenizer to find which sequences it became (its first one is checked against the stream); a
+document none of whose sequences lies in a read slice is held out, every other one is training text, and
+the verbatim check runs against the text of those. For the bundled demo (`experiment=demo`: shard 0 = the
+first 3200 of 14504 sequences) that holds out 33 of the 42 plays. `data=demo` without an experiment means
+the demo grid's settings (experiment=demo), since no run can read the demo data with the default trainer.
+
+Deterministic: the same config, sizes and `sample_seed` give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from parc.errors import ParcError
+from parc.study.stimuli import Stimulus, write_stimuli
+
+PAPER_SEED = 1001010  # np.random.seed of construct_dataset2.py
+DEFAULT_SIZES = {"train": 1000, "val": 500, "test": 500}  # the paper's 100k / 50k / 50k, scaled by 1/100
+MIN_WORDS = 6  # "more than 5 words"
+FIRST_TARGET_INDEX = 4
+DOCUMENTS_PER_CALL = 4  # small, so that documents past the read slices are never tokenized
+FIRST_WORD = re.compile(r"[A-Za-z'\u2019]*$")
+LATER_WORD = re.compile(r"[a-z'\u2019]*$")
+
+
+@dataclass
+class BuildReport:
+    paths: List[Path]
+    counts: dict
+    summary: str
+
+
+def candidate_sentences(text: str) -> Iterator[str]:
+    """The sentences of one document that pass the paper's filter, words joined by single spaces."""
+    for line in text.split("\n"):
+        for fragment in line.split("."):
+            words = fragment.split()
+            if (len(words) >= MIN_WORDS and fragment[0].isupper() and FIRST_WORD.match(words[0])
+                    and all(LATER_WORD.match(word) for word in words[1:])):
+                yield " ".join(words)
+
+
+def cut_at_random_word(sentence: str, rng: np.random.Generator) -> Tuple[str, str]:
+    """(context, target): a uniformly chosen word at index >= 4 becomes the target; the rest is dropped."""
+    words = sentence.split(" ")
+    index = int(rng.integers(FIRST_TARGET_INDEX, len(words)))
+    return " ".join(words[:index]), words[index]
+
+
+def split_documents(cfg, shards: Sequence[int]) -> Tuple[List[str], List[str]]:
+    """(held-out documents, training documents) of the configured corpus; see the module docstring."""
+    from parc.data.prepare import Corpus, batch_encoder
+    from parc.data.stream import BatchPlan, ensure_prepared
+    from parc.data.tokenizer import load_saved_tokenizer
+
+    stream = ensure_prepared(cfg)
+    t, d = cfg.trainer, cfg.data
+    slices = []
+    for shard in shards:  # BatchPlan refuses a shard beyond the data, with the fix
+        plan = BatchPlan(stream, shard, None, t.global_batch_size, t.max_steps)
+        slices.append((plan.first * d.seq_len, (plan.first + plan.sequences_per_shard) * d.seq_len))
+    read_until = max(end for _, end in slices)
+    encode = batch_encoder(load_saved_tokenizer(stream.tokenizer_dir))
+    corpus = Corpus(d, stream.dir)
+    held_out, training, position = [], [], 0  # position: stream token offset where the next document starts
+    for texts in corpus.batches(0, corpus.total, DOCUMENTS_PER_CALL):
+        # Documents past everything any run reads need no tokenizing.
+        token_lists = encode(texts) if position < read_until else [None] * len(texts)
+        for text, ids in zip(texts, token_lists):
+            if ids is None:
+                held_out.append(text)
+                continue
+            span = (len(ids) // d.seq_len * d.seq_len) if d.packing == "parc" else len(ids) + 1
+            if span and d.packing == "parc":
+                _check_alignment(stream, ids, position // d.seq_len, d.seq_len)
+            start, position = position, position + span
+            read = span > 0 and any(start < end and position > begin for begin, end in slices)
+            (training if read else held_out).append(text)
+    return held_out, training
+
+
+def _check_alignment(stream, ids: List[int], row: int, seq_len: int) -> None:
+    if row >= len(stream) or not np.array_equal(stream.sequences([row])[0], np.asarray(ids[:seq_len])):
+        raise ParcError(f"the documents of the data config no longer match the prepared stream at {stream.dir} "
+                        f"(sequence {row} differs): prepare the data again, or pass the data= your runs trained on")
+
+
+def build_stimuli(cfg, out: Path, sizes: dict, sample_seed: int = PAPER_SEED, shards: Sequence[int] = (),
+                  progress=print) -> BuildReport:
+    """Build the set and write `out` (.stims) and its split sidecar (.tsv); nothing is written on error."""
+    out = Path(out)
+    if out.suffix != ".stims":
+        raise ParcError(f"out={out}: the stimuli file must end in .stims (its splits go beside it in .tsv)")
+    bad = {name: size for name, size in sizes.items() if size < 0}
+    if bad:
+        raise ParcError(f"split sizes must not be negative: {bad}")
+    held_out, training = split_documents(cfg, list(shards) or [cfg.data.shard])
+    progress(f"stimuli: {len(held_out)} held-out documents, {len(training)} training documents")
+    sentences = list(dict.fromkeys(s for text in held_out for s in candidate_sentences(text)))
+    rng = np.random.default_rng(sample_seed)
+    cut = list(dict.fromkeys(cut_at_random_word(sentence, rng) for sentence in sentences))
+    training_text = " ".join(" ".join(text.split()) for text in training)
+    kept = [(context, target) for context, target in cut if f"{context} {target}" not in training_text]
+    wanted = sum(sizes.values())
+    if len(kept) < wanted:
+        raise ParcError(f"only {len(kept)} stimuli can be built from the held-out documents ({len(sentences)} "
+                        f"sentences pass the filter, {len(cut) - len(kept)} occur in the training text), "
+                        f"{wanted} were asked for: lower {' '.join(f'{k}=' for k in sizes)} or hold out more data")
+    order = rng.permutation(len(kept))[:wanted]
+    stimuli, start = [], 0
+    for split, size in sizes.items():
+        for index in order[start:start + size]:
+            context, target = kept[index]
+            stimuli.append(Stimulus(len(stimuli), context, target, f"{context} {target}", split))
+        start += size
+    paths = write_stimuli(out, stimuli)
+    counts = {"candidates": len(sentences), "in_training_text": len(cut) - len(kept), **sizes}
+    summary = (f"wrote {paths[0]} and {paths[1]}: " + ", ".join(f"{size} {split}" for split, size in sizes.items())
+               + f" from {len(held_out)} held-out documents ({len(sentences)} sentences pass the paper's filter, "
+               f"{counts['in_training_text']} removed as verbatim in the training text)")
+    return BuildReport(paths, counts, summary)
