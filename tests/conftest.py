@@ -56,3 +56,22 @@ def train(*overrides, expect=0):
     result = run_cli("parc.train", *overrides)
     assert result.returncode == expect, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
+
+
+@pytest.fixture(scope="session")
+def eval_grid(demo_root):
+    """A small demo grid under <demo_root>/runs/demo for the study layer: pythia seeds 0 and 1, mamba seed 0,
+    8 steps each with checkpoints 0, 4, 8 (trained once per session by the real CLI)."""
+    import json
+    import subprocess
+
+    grid = demo_root / "runs" / "demo"
+    runs = [short_run(demo_root, grid / f"{arch}-seed{seed}-shard0", f"arch={arch}", f"seed={seed}")
+            for arch, seed in (("pythia", 0), ("pythia", 1), ("mamba", 0))]
+    # One interpreter trains all three (parc.train's own entry, in turn): imports dominate a tiny run.
+    script = ("import json, sys\nfrom parc.config import compose\nfrom parc.train import run\n"
+              "for overrides in json.loads(sys.argv[1]):\n    run(compose(overrides))\n")
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(runs)], stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return grid
