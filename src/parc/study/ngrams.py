@@ -95,7 +95,9 @@ def run_stream(refs, overrides: List[str], upto_step: Optional[int]) -> StreamSe
                         f"run parc.ngrams once per data shard, with out= for each")
     (data_json, batch, max_steps), _ = next(iter(plans.items()))
     data = json.loads(data_json)
-    cfg = compose([*overrides, f"data={data['name']}"])  # where the data lives on this machine
+    # Where the data lives on this machine: the data group as the run composed it (its dir may interpolate
+    # any data key), under this machine's paths; the user's overrides come last and win.
+    cfg = compose([f"data={data['name']}", *run_data_overrides(data), *overrides])
     location = {"dir": cfg.data.dir, "data_files": cfg.data.data_files}
     cfg.data = OmegaConf.merge(cfg.data, {k: v for k, v in data.items() if k not in location})
     cfg.trainer.global_batch_size, cfg.trainer.max_steps = batch, max_steps
@@ -106,6 +108,23 @@ def run_stream(refs, overrides: List[str], upto_step: Optional[int]) -> StreamSe
         raise ParcError(f"upto_step={last} is beyond the runs' {max_steps} steps: choose upto_step<={max_steps}")
     rows = np.concatenate([plan.indices(step) for step in range(1, last + 1)])
     return StreamSelection(stream, rows, stream_fingerprint(stream, {**plan.fingerprint(), "upto_step": last}))
+
+
+def run_data_overrides(data: dict) -> List[str]:
+    """`data.<key>=<value>` for the run's plain values (locations excluded), as Hydra override strings."""
+    import re
+
+    out = []
+    for key, value in data.items():
+        if key in ("name", "dir", "data_files"):
+            continue
+        if value is None:
+            out.append(f"data.{key}=null")
+        elif isinstance(value, bool):
+            out.append(f"data.{key}={str(value).lower()}")
+        elif isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"[\w.-]+", value)):
+            out.append(f"data.{key}={value}")
+    return out
 
 
 def stream_fingerprint(stream, selection: dict) -> dict:
