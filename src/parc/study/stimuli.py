@@ -64,13 +64,12 @@ def unescape(line: str) -> str:
 
 def parse_marked(line: str, where: str, index: int, split: str = UNSPLIT) -> Stimulus:
     """One `.stims` line -> Stimulus; a line without a marked final target is refused, naming `where`."""
-    text = unescape(line)
-    match = MARKED_TARGET.search(text)
-    context = text[:max(match.start() - 1, 0)] if match else ""  # drop the one space before the marker
-    if match is None or "*" in context or not text.strip():
+    match = MARKED_TARGET.search(line)  # on the raw line: an escaped \\n in a target is still one word
+    context = line[:max(match.start() - 1, 0)] if match else ""  # drop the one space before the marker
+    if match is None or "*" in context:
         raise ParcError(f"{where}: {line.strip()[:80]!r} has no marked final target: write the target as the "
                         "last word between asterisks, e.g. 'The cat sat on the *mat*'")
-    target = match.group(1)
+    context, target = unescape(context), unescape(match.group(1))
     return Stimulus(index, context, target, f"{context} {target}" if context else target, split)
 
 
