@@ -9,7 +9,7 @@ Stages, each printed as one progress line and each skipping what is already fini
   3. score them at the chosen checkpoints (`python -m parc.surprisal`, incremental per checkpoint);
   4. n-grams from the cells' own training stream (parc.study.ngrams, index built once);
   5. statistics and figures (parc.study.phases, incremental per checkpoint).
-Every argument that is not one of `seeds= archs= steps= out=` is a training override, given to every stage
+`train= val= test=` set the stimulus-set sizes (as for parc.stimuli). Every other argument is a training override, given to every stage
 that composes the training config, so the stages agree on the data, the shard and the checkpoints.
 """
 
@@ -25,6 +25,7 @@ from parc.config import compose, split_own_args, validate
 from parc.errors import ParcError
 
 OWN_ARGS = ("seeds", "archs", "steps", "out")
+STIMULI_ARGS = ("train", "val", "test")  # stimulus-set sizes, passed to python -m parc.stimuli
 ARCHS = ("pythia", "mamba", "rwkv")
 
 
@@ -48,7 +49,8 @@ class Study:
     def __init__(self, argv: List[str]):
         from parc.schedule import checkpoint_steps
 
-        own, self.overrides = split_own_args(argv, OWN_ARGS)
+        own, self.overrides = split_own_args(argv, OWN_ARGS + STIMULI_ARGS)
+        self.stimuli_sizes = [f"{key}={own[key]}" for key in STIMULI_ARGS if key in own]
         self.cfg = compose(self.overrides)
         validate(self.cfg)
         self.seeds = parse_ints("seeds", own.get("seeds", "0"))
@@ -79,7 +81,7 @@ class Study:
         say(f"parc.study [{number}/5] {name}: done in {self.timings[name]:.0f} s")
 
     def run(self) -> Dict[str, float]:
-        cells = [(arch, seed) for arch in self.archs for seed in self.seeds]
+        cells = [(arch, seed) for seed in self.seeds for arch in self.archs]  # seed 0 of every arch first
         self.stage(1, "train", f"{len(cells)} cells x {self.cfg.trainer.max_steps} steps under {self.out}",
                    lambda: [self.train(arch, seed) for arch, seed in cells])
         self.stage(2, "stimuli", str(self.stimuli), self.build_stimuli)
@@ -103,17 +105,19 @@ class Study:
         if self.stimuli.is_file():
             say(f"parc.study   {self.stimuli} exists")
             return
-        self.command("parc.stimuli", *self.overrides, f"out={self.stimuli}")
+        self.command("parc.stimuli", *self.overrides, *self.stimuli_sizes, f"out={self.stimuli}")
+
+    def runs(self) -> str:
+        return ",".join(str(self.cell_dir(arch, seed)) for arch in self.archs for seed in self.seeds)
 
     def score(self) -> None:
-        runs = ",".join(str(self.cell_dir(arch, seed)) for arch in self.archs for seed in self.seeds)
-        self.command("parc.surprisal", f"stimuli={self.stimuli}", f"runs={runs}",
+        self.command("parc.surprisal", f"stimuli={self.stimuli}", f"runs={self.runs()}",
                      f"steps={','.join(map(str, self.steps))}", f"out={self.analysis}")
 
     def ngrams(self) -> None:
         from parc.study.ngrams import run_ngrams
 
-        run_ngrams([f"stimuli={self.stimuli}", f"runs={self.cell_dir(self.archs[0], self.seeds[0])}",
+        run_ngrams([f"stimuli={self.stimuli}", f"runs={self.runs()}",
                     f"out={self.analysis}", *self.overrides], log=lambda line: say(f"  {line}"))
 
     def phases(self) -> None:
@@ -125,6 +129,9 @@ class Study:
     def command(self, module: str, *args: str) -> None:
         """Run `python -m module args` with its output passed through; a failure stops the study (one line)."""
         result = subprocess.run([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL)
+        if result.returncode == 75:  # the trainer saved a checkpoint on SIGTERM/SIGUSR1 (preemption)
+            raise ParcError(f"python -m {module} was interrupted after saving a checkpoint: run the same parc.study "
+                            f"command again to continue (finished work is kept)")
         if result.returncode:
             raise ParcError(f"python -m {module} failed (exit {result.returncode}; its message is above): fix "
                             f"that and run the same parc.study command again (finished work is kept)")

@@ -118,21 +118,23 @@ class NgramIndex:
 
 
 def build_index(directory: Path, row_batches: Iterable[np.ndarray], meta: dict, tokenizer_dir: Path,
-                vocab_size: int, cpus: int = 1, mem_gib: float = 4.0, log=print) -> NgramIndex:
+                vocab_size: int, cpus: int = 1, mem_gib: float = 4.0, log=print,
+                continuation: Optional[np.ndarray] = None) -> NgramIndex:
     """Write the rows of `row_batches` (int arrays [rows, seq_len]) as an index in `directory` (published by
     rename when complete) and open it. `meta` (the stream's fingerprint) is stored in the index's record, and
-    the stream's tokenizer in `tokenizer/`, so an index is usable on its own."""
-    from parc.data.tokenizer import load_saved_tokenizer
+    the stream's tokenizer in `tokenizer/`, so an index is usable on its own. `continuation` (which ids
+    continue a word) is read from the tokenizer unless given."""
+    from parc.data.tokenizer import load_saved_tokenizer, tokenizer_sha256
 
     binary, _ = infini_gram()
-    tokenizer = load_saved_tokenizer(tokenizer_dir)
+    if continuation is None:
+        continuation = continuation_tokens(load_saved_tokenizer(tokenizer_dir), vocab_size)
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_tmp_dirs(directory)
     tmp = private_tmp_dir(directory)
     started = time.perf_counter()
     width = token_width(vocab_size)
-    continuation = continuation_tokens(tokenizer, vocab_size)
     order = np.concatenate([np.flatnonzero(~continuation), np.flatnonzero(continuation)])
     ranks = np.empty(vocab_size, dtype=np.int64)
     ranks[order] = np.arange(vocab_size)
@@ -158,7 +160,7 @@ def build_index(directory: Path, row_batches: Iterable[np.ndarray], meta: dict, 
     shutil.copytree(tokenizer_dir, tmp / TOKENIZER)
     _suffix_array(binary, tmp, width, cpus, mem_gib)
     build_s = time.perf_counter() - started
-    record = {"format": FORMAT, **meta, "token_width": width, "rows": rows, "num_tokens": tokens,
+    record = {"format": FORMAT, **meta, "tokenizer_sha256": tokenizer_sha256(tokenizer_dir), "token_width": width, "rows": rows, "num_tokens": tokens,
               "continuation_tokens": int(continuation.sum()), "build_seconds": round(build_s, 3),
               "bytes": sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())}
     atomic_write_json(tmp / META, record)

@@ -190,7 +190,7 @@ def compute_ngrams(stimuli: List[Tuple[int, List[str]]], stimuli_path: Path, out
 
     record = {"stimuli": str(Path(stimuli_path).resolve()), "stimuli_sha256": sha256_file(stimuli_path),
               "word_end": word_end, "orders": list(ORDERS), "alpha": ALPHA,
-              "index": {k: index.meta[k] for k in ("stream", "tokenizer_sha256", "selection", "num_tokens")}}
+              "index": {k: index.meta.get(k) for k in ("stream", "tokenizer_sha256", "selection", "num_tokens")}}
     table, sidecar = out / "ngrams.parquet", out / "ngrams.json"
     if table.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == record:
         log(f"parc.ngrams: {table} is up to date")
