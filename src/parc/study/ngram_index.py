@@ -18,7 +18,6 @@ big-endian bytes; byte order then equals rank order.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -35,7 +34,6 @@ FORMAT = "parc-ngram-index/1"
 META = "parc_ngram_index.json"
 TOKENIZER = "tokenizer"  # a copy of the stream's tokenizer: word n-grams are tokenized with it
 RANKS = "ranks.npy"  # ranks[token_id] = the token's rank in the index's sort order
-ROWS_PER_WRITE = 1 << 14
 HACK = 100_000  # bytes of overlap between suffix-array parts, as infini-gram's indexing.py uses
 
 
@@ -210,7 +208,3 @@ def _wait(processes: List[subprocess.Popen], stage: str) -> None:
 
 def open_or_none(directory: Optional[Path]) -> Optional[NgramIndex]:
     return NgramIndex(directory) if directory is not None and (Path(directory) / META).is_file() else None
-
-
-def cpu_count() -> int:
-    return max(1, len(os.sched_getaffinity(0)))
