@@ -169,3 +169,16 @@ def test_cli_missing_inputs_are_one_line_errors(analysis, tmp_path):
         assert result.returncode == 2 and result.stderr.startswith("error: "), (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (out / "correlations.csv").exists() and not (tmp_path / "nothing").exists()
+
+
+def test_a_checkpoint_scored_twice_counts_once():
+    from parc.study.phases import one_score_per_checkpoint
+
+    first = pd.DataFrame({"arch": "pythia", "seed": 0, "step": 16, "stimulus_id": [0, 1, 2], "surprisal": [1.0, 2.0, 3.0],
+                          "commit": "old"})
+    second = first.assign(surprisal=[4.0, 5.0, 6.0], commit="new")
+    other = first.assign(step=32)
+    kept = one_score_per_checkpoint(pd.concat([first, other, second], ignore_index=True), log=lambda line: None)
+    assert len(kept) == 6
+    assert kept[kept.step == 16].surprisal.tolist() == [4.0, 5.0, 6.0]
+    assert kept[kept.step == 32].surprisal.tolist() == [1.0, 2.0, 3.0]

@@ -227,6 +227,18 @@ def read_inputs(out: Path, stimuli_arg: Optional[str]):
     return surprisal, pd.read_parquet(ngrams_path), stimuli, path
 
 
+def one_score_per_checkpoint(surprisal, log=print):
+    """A checkpoint scored twice (its manifest changed, e.g. when its training state was pruned) keeps the
+    rows of its last-listed version, so every (arch, seed, step) has one surprisal per stimulus."""
+    duplicated = surprisal.duplicated([*CHECKPOINT, "stimulus_id"], keep="last")
+    if duplicated.any():
+        twice = surprisal[duplicated][CHECKPOINT].drop_duplicates()
+        log(f"parc.phases: {len(twice)} checkpoint(s) scored more than once (e.g. {twice.iloc[0].to_dict()}): "
+            f"using the last-listed scores of each")
+        surprisal = surprisal[~duplicated]
+    return surprisal
+
+
 def run_phases(own: Dict[str, str], log=print) -> Dict[str, Path]:
     """The whole `python -m parc.phases` command: tables, figures and the phase peaks under `out`."""
     from parc.fileio import atomic_write
@@ -242,6 +254,7 @@ def run_phases(own: Dict[str, str], log=print) -> Dict[str, Path]:
 
         out = default_out(own["runs"], "analysis")
     surprisal, ngrams, stimuli, _ = read_inputs(out, own.get("stimuli"))
+    surprisal = one_score_per_checkpoint(surprisal, log)
     similarity, formulas = None, [NGRAM_FORMULA]
     if own.get("phases.vectors"):
         from parc.study.context_similarity import context_similarities, read_vectors
