@@ -131,7 +131,7 @@ def compute_tables(out: Path, surprisal, heuristics, formulas: List[str], log=pr
     ids = heuristics["stimulus_id"].to_numpy()
     wanted, done = set(), 0
     aligned = {}
-    for (arch, seed, step), group in surprisal.groupby(CHECKPOINT, sort=True):
+    for (arch, seed, step), group in surprisal.groupby(CHECKPOINT, sort=True, dropna=False):
         by_id = group.set_index("stimulus_id")["surprisal"]
         missing = np.setdiff1d(ids, by_id.index.to_numpy())
         if len(missing):
