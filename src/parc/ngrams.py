@@ -1,0 +1,22 @@
+"""`python -m parc.ngrams stimuli=<set> [runs=...] [upto_step=N] [out=] [index=] [word_end=true] <data overrides>`:
+word n-gram (1..5, stupid backoff) log-probabilities of every stimulus target from the training data.
+
+See parc.study.ngrams for what is counted and parc.study.ngram_index for the index."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+from parc.errors import exit_on_error
+
+
+@exit_on_error
+def main(argv: Optional[List[str]] = None) -> None:
+    from parc.study.ngrams import run_ngrams
+
+    run_ngrams(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""mini-Parc: the whole Parc study on a grid Parc trains itself, in one resumable command.
+
+    python -m parc.study experiment=demo seeds=0,1,2 [archs=pythia,mamba,rwkv] [steps=0,1,2,...] [out=runs/demo]
+
+Stages, each printed as one progress line and each skipping what is already finished:
+  1. train every cell (arch x seed) under `<out>/<arch>-seed<S>-shard<K>/` with `python -m parc.train`
+     (one process per cell; a finished cell is skipped, an interrupted one continues through resume=auto);
+  2. build the stimuli from text no cell trains on (`python -m parc.stimuli`) -> `<out>/analysis/<data>.stims`;
+  3. score them at the chosen checkpoints (`python -m parc.surprisal`, incremental per checkpoint);
+  4. n-grams from the cells' own training stream (parc.study.ngrams, index built once);
+  5. statistics and figures (parc.study.phases, incremental per checkpoint).
+`train= val= test=` set the stimulus-set sizes (as for parc.stimuli). Every other argument is a training override, given to every stage
+that composes the training config, so the stages agree on the data, the shard and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from parc.config import compose, split_own_args, validate
+from parc.errors import ParcError
+
+OWN_ARGS = ("seeds", "archs", "steps", "out")
+STIMULI_ARGS = ("train", "val", "test")  # stimulus-set sizes, passed to python -m parc.stimuli
+ARCHS = ("pythia", "mamba", "rwkv")
+
+
+def parse_ints(name: str, text: str) -> List[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ParcError(f"{name}={text!r} must be comma-separated integers, e.g. {name}=0,1,2") from None
+    if not values:
+        raise ParcError(f"{name}= is empty: give comma-separated integers, e.g. {name}=0,1,2")
+    return values
+
+
+def log_spaced_steps(saved: Sequence[int], max_steps: int) -> List[int]:
+    """Step 0, the powers of two and the final step, among the steps the runs checkpoint."""
+    wanted = {0, max_steps} | {2 ** k for k in range(max_steps.bit_length()) if 2 ** k <= max_steps}
+    return sorted(wanted & set(saved))
+
+
+class Study:
+    def __init__(self, argv: List[str]):
+        from parc.schedule import checkpoint_steps
+
+        own, self.overrides = split_own_args(argv, OWN_ARGS + STIMULI_ARGS)
+        self.stimuli_sizes = [f"{key}={own[key]}" for key in STIMULI_ARGS if key in own]
+        self.cfg = compose(self.overrides)
+        validate(self.cfg)
+        self.seeds = parse_ints("seeds", own.get("seeds", "0"))
+        self.archs = [a.strip() for a in own.get("archs", ",".join(ARCHS)).split(",") if a.strip()]
+        unknown = sorted(set(self.archs) - set(ARCHS))
+        if unknown:
+            raise ParcError(f"archs= names {unknown[0]!r}: choose from {', '.join(ARCHS)}")
+        max_steps = self.cfg.trainer.max_steps
+        saved = checkpoint_steps(self.cfg.checkpoint, max_steps)
+        self.steps = parse_ints("steps", own["steps"]) if own.get("steps") else log_spaced_steps(saved, max_steps)
+        missing = sorted(set(self.steps) - set(saved))
+        if missing:
+            raise ParcError(f"steps= asks for step {missing[0]}, which the runs do not checkpoint "
+                            f"(they save {', '.join(map(str, saved))}): choose steps among those")
+        self.out = Path(own.get("out") or Path(self.cfg.paths.output_root) / self.cfg.run_name)
+        self.analysis = self.out / "analysis"
+        self.stimuli = self.analysis / f"{self.cfg.data.name}.stims"
+        self.timings: Dict[str, float] = {}
+
+    def cell_dir(self, arch: str, seed: int) -> Path:
+        return self.out / f"{arch}-seed{seed}-shard{self.cfg.data.shard}"
+
+    def stage(self, number: int, name: str, detail: str, work) -> None:
+        say(f"parc.study [{number}/5] {name}: {detail}")
+        started = time.perf_counter()
+        work()
+        self.timings[name] = time.perf_counter() - started
+        say(f"parc.study [{number}/5] {name}: done in {self.timings[name]:.0f} s")
+
+    def run(self) -> Dict[str, float]:
+        cells = [(arch, seed) for seed in self.seeds for arch in self.archs]  # seed 0 of every arch first
+        self.stage(1, "train", f"{len(cells)} cells x {self.cfg.trainer.max_steps} steps under {self.out}",
+                   lambda: [self.train(arch, seed) for arch, seed in cells])
+        self.stage(2, "stimuli", str(self.stimuli), self.build_stimuli)
+        self.stage(3, "surprisal", f"{len(cells)} runs at steps {','.join(map(str, self.steps))}", self.score)
+        self.stage(4, "ngrams", "orders 1-5 from the cells' training stream", self.ngrams)
+        self.stage(5, "phases", f"statistics and figures in {self.analysis}", self.phases)
+        return self.timings
+
+    def train(self, arch: str, seed: int) -> None:
+        from parc.checkpoint import complete_checkpoints, step_of
+
+        directory = self.cell_dir(arch, seed)
+        if self.cfg.trainer.max_steps in {step_of(p) for p in complete_checkpoints(directory)}:
+            say(f"parc.study   {directory.name}: already trained")
+            return
+        say(f"parc.study   {directory.name}: training")
+        self.command("parc.train", *self.overrides, f"arch={arch}", f"seed={seed}", f"output_dir={directory}",
+                     "trainer.progress=false", "resume=auto")
+
+    def build_stimuli(self) -> None:
+        if self.stimuli.is_file():
+            say(f"parc.study   {self.stimuli} exists")
+            return
+        self.command("parc.stimuli", *self.overrides, *self.stimuli_sizes, f"out={self.stimuli}")
+
+    def runs(self) -> str:
+        return ",".join(str(self.cell_dir(arch, seed)) for arch in self.archs for seed in self.seeds)
+
+    def score(self) -> None:
+        self.command("parc.surprisal", f"stimuli={self.stimuli}", f"runs={self.runs()}",
+                     f"steps={','.join(map(str, self.steps))}", f"out={self.analysis}")
+
+    def ngrams(self) -> None:
+        from parc.study.ngrams import run_ngrams
+
+        run_ngrams([f"stimuli={self.stimuli}", f"runs={self.runs()}",
+                    f"out={self.analysis}", *self.overrides], log=lambda line: say(f"  {line}"))
+
+    def phases(self) -> None:
+        from parc.study.phases import run_phases
+
+        run_phases({"out": str(self.analysis), "stimuli": str(self.stimuli)},
+                   log=lambda line: say(f"  {line}"))
+
+    def command(self, module: str, *args: str) -> None:
+        """Run `python -m module args` with its output passed through; a failure stops the study (one line)."""
+        result = subprocess.run([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL)
+        if result.returncode == 75:  # the trainer saved a checkpoint on SIGTERM/SIGUSR1 (preemption)
+            raise ParcError(f"python -m {module} was interrupted after saving a checkpoint: run the same parc.study "
+                            f"command again to continue (finished work is kept)")
+        if result.returncode:
+            raise ParcError(f"python -m {module} failed (exit {result.returncode}; its message is above): fix "
+                            f"that and run the same parc.study command again (finished work is kept)")
+
+
+def say(line: str) -> None:
+    print(line, flush=True)  # before a child process writes its own lines
+
+
+def run_study(argv: List[str]) -> Dict[str, float]:
+    return Study(argv).run()

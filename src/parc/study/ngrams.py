@@ -1,0 +1,217 @@
+"""`python -m parc.ngrams`: n-gram log-probabilities of every stimulus target, from the data the model saw.
+
+    python -m parc.ngrams stimuli=all_stims.stims data=openwebtext          # the whole prepared stream
+    python -m parc.ngrams stimuli=demo.stims runs=runs/demo [upto_step=N]   # exactly the runs' training batches
+
+Counts come from the run's own packed token stream: with `runs=`, the sequences of training steps 1..N of
+that run's shard and order (`BatchPlan`; N = `upto_step`, default the run's last step), so "matched" means
+exactly the training data; with `data=` only, every sequence of that prepared stream. Every other argument is
+a training override (`data=`, `experiment=`, `paths.root=`, ...) that says where the prepared data lives.
+The index (`ngram_index.py`) is built once per stream selection under `<out>/ngram_index/<fingerprint>/`
+(or `index=<dir>`, an index built before) and reused; a run whose tokenizer is not the index's is refused.
+Writes `<out>/ngrams.parquet` (stimulus_id, order, logprob) and `<out>/ngrams.json` (the index fingerprint),
+and skips the work when both already match the stimuli and the stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from parc.config import compose, split_own_args
+from parc.data.stream import BatchPlan, open_stream
+from parc.data.tokenizer import tokenizer_sha256
+from parc.errors import ParcError
+from parc.fileio import atomic_write, atomic_write_json, sha256_file
+from parc.study.backoff import ALPHA, ORDERS, WordCounter, ngram_rows
+from parc.study.ngram_index import NgramIndex, build_index, open_or_none
+
+OWN_ARGS = ("stimuli", "runs", "out", "index", "upto_step", "word_end")
+ROWS_PER_READ = 4096
+
+
+def parse_flag(own: Dict[str, str], key: str, default: bool) -> bool:
+    value = own.get(key, str(default)).lower()
+    if value not in ("true", "false"):
+        raise ParcError(f"{key}={own[key]!r}: use {key}=true or {key}=false")
+    return value == "true"
+
+
+def parse_step(own: Dict[str, str]) -> Optional[int]:
+    if own.get("upto_step") in (None, "", "null"):
+        return None
+    try:
+        step = int(own["upto_step"])
+    except ValueError:
+        raise ParcError(f"upto_step={own['upto_step']!r} is not an integer: pass upto_step=N") from None
+    if step < 1:
+        raise ParcError(f"upto_step={step}: steps are 1-based (the batch of update N); pass upto_step>=1")
+    return step
+
+
+class StreamSelection:
+    """Which packed sequences to count: a stream, and a row selection with its fingerprint."""
+
+    def __init__(self, stream, rows: np.ndarray, fingerprint: dict):
+        self.stream, self.rows, self.fingerprint = stream, rows, fingerprint
+
+    def batches(self):
+        for start in range(0, len(self.rows), ROWS_PER_READ):
+            yield self.stream.sequences(self.rows[start:start + ROWS_PER_READ])
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def whole_stream(overrides: List[str]) -> StreamSelection:
+    cfg = compose(overrides)
+    stream = open_stream(cfg)
+    return StreamSelection(stream, np.arange(len(stream), dtype=np.int64),
+                           stream_fingerprint(stream, {"rows": "all"}))
+
+
+def run_stream(refs, overrides: List[str], upto_step: Optional[int]) -> StreamSelection:
+    """The training sequences of the runs (they must share one data shard and order), found via `overrides`."""
+    from omegaconf import OmegaConf
+
+    from parc.study.sources import run_config
+
+    plans = {}
+    for ref in refs:
+        config = run_config(ref)
+        if not config:
+            raise ParcError(f"{ref.source} has no Parc training config, so its training stream is unknown: "
+                            f"pass data=<prepared data> without runs= to count a whole stream")
+        data, trainer = config["data"], config["trainer"]
+        plans.setdefault((json.dumps(data, sort_keys=True), trainer["global_batch_size"], trainer["max_steps"]),
+                         []).append(ref.run)
+    if len(plans) > 1:
+        raise ParcError(f"the runs trained on different data ({'; '.join(', '.join(r) for r in plans.values())}): "
+                        f"run parc.ngrams once per data shard, with out= for each")
+    (data_json, batch, max_steps), _ = next(iter(plans.items()))
+    data = json.loads(data_json)
+    # Where the data lives on this machine: the data group as the run composed it (its dir may interpolate
+    # any data key), under this machine's paths; the user's overrides come last and win.
+    cfg = compose([f"data={data['name']}", *run_data_overrides(data), *overrides])
+    location = {"dir": cfg.data.dir, "data_files": cfg.data.data_files}
+    cfg.data = OmegaConf.merge(cfg.data, {k: v for k, v in data.items() if k not in location})
+    cfg.trainer.global_batch_size, cfg.trainer.max_steps = batch, max_steps
+    stream = open_stream(cfg)
+    plan = BatchPlan.from_config(cfg, stream)
+    last = max_steps if upto_step is None else upto_step
+    if last > max_steps:
+        raise ParcError(f"upto_step={last} is beyond the runs' {max_steps} steps: choose upto_step<={max_steps}")
+    rows = np.concatenate([plan.indices(step) for step in range(1, last + 1)])
+    return StreamSelection(stream, rows, stream_fingerprint(stream, {**plan.fingerprint(), "upto_step": last}))
+
+
+def run_data_overrides(data: dict) -> List[str]:
+    """`data.<key>=<value>` for the run's plain values (locations excluded), as Hydra override strings."""
+    import re
+
+    out = []
+    for key, value in data.items():
+        if key in ("name", "dir", "data_files"):
+            continue
+        if value is None:
+            out.append(f"data.{key}=null")
+        elif isinstance(value, bool):
+            out.append(f"data.{key}={str(value).lower()}")
+        elif isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"[\w.-]+", value)):
+            out.append(f"data.{key}={value}")
+    return out
+
+
+def stream_fingerprint(stream, selection: dict) -> dict:
+    return {"stream": stream.content_hash, "tokenizer_sha256": tokenizer_sha256(stream.tokenizer_dir),
+            "vocab_size": int(stream.manifest["tokenizer"]["len"]), "selection": selection}
+
+
+def check_tokenizers(refs, tokenizer_sha: str, where: str) -> None:
+    """Every run must tokenize as the counted stream does, or its word n-grams are other token sequences."""
+    for ref in refs:
+        path = None if ref.is_hub else ref.local_dir / "tokenizer.json"
+        if path is not None and path.is_file() and sha256_file(path) != tokenizer_sha:
+            raise ParcError(f"{ref.run}'s tokenizer ({path}) differs from the tokenizer of {where}: count n-grams "
+                            f"of that run's own data (runs=<run>, without index=)")
+
+
+def stimulus_words(stimuli) -> List[Tuple[int, List[str]]]:
+    """(id, context words + target) of each stimulus; words are what the paper splits on spaces."""
+    return [(s.id, [*s.context.split(), s.target]) for s in stimuli]
+
+
+def run_ngrams(argv: List[str], log=print) -> Path:
+    """The whole command; every check (stimuli, runs, tokenizers) passes before anything is written."""
+    from parc.study.sources import default_out, resolve_runs
+    from parc.study.stimuli import parse_stimuli_arg, read_stimuli
+
+    own, overrides = split_args(argv)
+    paths = parse_stimuli_arg(own["stimuli"])
+    if len(paths) > 1:
+        raise ParcError("parc.ngrams takes one stimulus set: run it once per set (with out= for each)")
+    stimuli = read_stimuli(paths[0])
+    word_end, upto_step = parse_flag(own, "word_end", True), parse_step(own)
+    refs = resolve_runs(own["runs"]) if own.get("runs") else []
+    if own.get("runs"):
+        out = Path(own.get("out") or default_out(own["runs"], "analysis"))
+        selection = None if own.get("index") else run_stream(refs, overrides, upto_step)
+    else:
+        out = Path(own.get("out") or paths[0].parent)
+        selection = None if own.get("index") else whole_stream(overrides)
+    if selection is not None:
+        check_tokenizers(refs, selection.fingerprint["tokenizer_sha256"], f"the data at {selection.stream.dir}")
+    index = open_index(selection, out, own.get("index"), log)
+    check_tokenizers(refs, index.tokenizer_sha256, f"the n-gram index at {index.directory}")
+    return compute_ngrams(stimulus_words(stimuli), paths[0], out, index, word_end, log)
+
+
+def open_index(selection: Optional[StreamSelection], out: Path, index_dir: Optional[str], log) -> NgramIndex:
+    if index_dir:
+        return NgramIndex(Path(index_dir))
+    directory = out / "ngram_index" / selection.key()
+    index = open_or_none(directory)
+    if index is None:
+        log(f"parc.ngrams: building the index of {len(selection.rows)} training sequences at {directory}")
+        index = build_index(directory, selection.batches(), selection.fingerprint, selection.stream.tokenizer_dir,
+                            selection.fingerprint["vocab_size"], log=log)
+    return index
+
+
+def compute_ngrams(stimuli: List[Tuple[int, List[str]]], stimuli_path: Path, out: Path, index: NgramIndex,
+                   word_end: bool, log=print) -> Path:
+    """Write `<out>/ngrams.parquet` (+ `ngrams.json`); a no-op when the recorded inputs already match."""
+    import pandas as pd
+
+    record = {"stimuli": str(Path(stimuli_path).resolve()), "stimuli_sha256": sha256_file(stimuli_path),
+              "word_end": word_end, "orders": list(ORDERS), "alpha": ALPHA,
+              "index": {k: index.meta.get(k) for k in ("stream", "tokenizer_sha256", "selection", "num_tokens")}}
+    table, sidecar = out / "ngrams.parquet", out / "ngrams.json"
+    if table.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == record:
+        log(f"parc.ngrams: {table} is up to date")
+        return table
+    counter = WordCounter(index, index.tokenizer(), word_end=word_end)
+    started = time.perf_counter()
+    frame = pd.DataFrame(ngram_rows(stimuli, counter), columns=["stimulus_id", "order", "logprob"])
+    seconds = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(table, lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write_json(sidecar, record)
+    counts = counter.count.cache_info().misses
+    log(f"parc.ngrams: {len(stimuli)} stimuli x {len(ORDERS)} orders in {seconds:.1f} s "
+        f"({counts} index counts, {counts / max(seconds, 1e-9):.0f}/s) -> {table}")
+    return table
+
+
+def split_args(argv: List[str]) -> Tuple[Dict[str, str], List[str]]:
+    own, overrides = split_own_args(argv, OWN_ARGS)
+    if not own.get("stimuli"):
+        raise ParcError("which stimuli? pass stimuli=<file.stims or the paper's TSV>")
+    if own.get("index") and not (Path(own["index"]) / "parc_ngram_index.json").is_file():
+        raise ParcError(f"index={own['index']} is not an n-gram index: leave index= unset to build one")
+    return own, overrides

@@ -1,0 +1,282 @@
+"""The Parc paper's statistics (calculate_results.py): how well n-grams predict a model's word probabilities.
+
+Per checkpoint (arch, seed, step) of `<out>/surprisal.parquet`, joined by stimulus id with
+`<out>/ngrams.parquet` and the stimuli's splits:
+
+- every LM and heuristic column is z-scored over the stimuli (of log-probabilities: the LM column is
+  -surprisal, the n-gram columns are stupid-backoff log-probabilities);
+- Pearson and Spearman correlations (scipy) of the LM column with each n-gram order, on the train split
+  (and on the val split, as extra rows) -> `correlations.csv` (arch, seed, step, predictor, split, pearson_r,
+  spearman_rho);
+- OLS (statsmodels) `LM ~ 1-gram + 5-gram` (and `+ context similarity` when fastText vectors are given),
+  fitted on train; R^2 on train, and on val as 1 - SS_res/SS_tot of the train fit's predictions
+  -> `regressions.csv` (arch, seed, step, formula, r2_train, r2_val);
+- agreement between models: at each step, the Pearson correlation of the surprisals of every pair of runs
+  -> `agreement.csv` (step, run_a, run_b, arch_a, arch_b, pearson_r).
+
+Tables are TidyTables with one part per checkpoint, keyed by a hash of that checkpoint's inputs, so a rerun
+recomputes only what changed. Seeds are aggregated (mean, 95 % t-interval) where the tables are drawn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from parc.errors import ParcError
+from parc.study.results import TidyTable
+
+CHECKPOINT = ["arch", "seed", "step"]
+NGRAM_FORMULA = "lm ~ gram1 + gram5"
+CONTEXT_FORMULA = "lm ~ gram1 + gram5 + context_similarity"
+SPLITS = ("train", "val")
+CORRELATION_COLUMNS = [*CHECKPOINT, "predictor", "split", "pearson_r", "spearman_rho"]
+REGRESSION_COLUMNS = [*CHECKPOINT, "formula", "r2_train", "r2_val"]
+AGREEMENT_COLUMNS = ["step", "run_a", "run_b", "arch_a", "arch_b", "pearson_r"]
+
+
+def zscore(values) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    std = values.std()
+    return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+
+
+def heuristics_frame(ngrams, splits, context_similarity=None):
+    """One row per stimulus: split, gram1..gram5 (z-scored), context_similarity (z-scored) when given."""
+    import pandas as pd
+
+    wide = ngrams.pivot(index="stimulus_id", columns="order", values="logprob")
+    wide.columns = [f"gram{order}" for order in wide.columns]
+    frame = splits.set_index("stimulus_id").join(wide, how="inner")
+    if context_similarity is not None:
+        frame = frame.join(context_similarity.set_index("stimulus_id"), how="inner")
+    for column in frame.columns:
+        if column != "split":
+            frame[column] = zscore(frame[column])
+    return frame.reset_index().sort_values("stimulus_id", kind="mergesort").reset_index(drop=True)
+
+
+def checkpoint_statistics(lm_logprob: np.ndarray, heuristics, formulas: List[str]):
+    """Correlation and regression rows (without the checkpoint columns) of one checkpoint.
+
+    `lm_logprob` is aligned with the rows of `heuristics` (-surprisal of each stimulus)."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+    from scipy import stats
+
+    data = heuristics.assign(lm=zscore(lm_logprob))
+    grams = sorted(c for c in data.columns if c.startswith("gram"))
+    correlations = []
+    for split in SPLITS:
+        part = data[data["split"] == split]
+        if len(part) < 3:
+            continue
+        for gram in grams:
+            correlations.append({"predictor": f"{gram[4:]}gram", "split": split,
+                                 "pearson_r": float(stats.pearsonr(part["lm"], part[gram])[0]),
+                                 "spearman_rho": float(stats.spearmanr(part["lm"], part[gram])[0])})
+    train, val = data[data["split"] == "train"], data[data["split"] == "val"]
+    regressions = []
+    for formula in formulas:
+        if len(train) < 4:
+            break
+        fit = smf.ols(formula, data=train).fit()
+        regressions.append({"formula": formula, "r2_train": float(fit.rsquared),
+                            "r2_val": r2_score(val["lm"].to_numpy(), fit.predict(val).to_numpy()) if len(val) > 1
+                            else float("nan")})
+    return pd.DataFrame(correlations), pd.DataFrame(regressions)
+
+
+def r2_score(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Out-of-sample R^2: 1 - SS_res / SS_tot around the held-out mean."""
+    residual = float(((actual - predicted) ** 2).sum())
+    total = float(((actual - actual.mean()) ** 2).sum())
+    return 1.0 - residual / total if total > 0 else float("nan")
+
+
+def stimulus_splits(stimuli):
+    import pandas as pd
+
+    return pd.DataFrame({"stimulus_id": [s.id for s in stimuli], "split": [s.split for s in stimuli]})
+
+
+def training_splits(splits):
+    """Stimuli read without split information count as train (correlations only; no val R^2)."""
+    from parc.study.stimuli import UNSPLIT
+
+    if (splits["split"] == UNSPLIT).all():
+        return splits.assign(split="train")
+    return splits
+
+
+def checkpoint_key(arch: str, seed, step: int, lm_logprob: np.ndarray, inputs: str) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(lm_logprob, dtype="<f8").tobytes() + inputs.encode()).hexdigest()
+    return f"{arch}|{seed}|{step}|{digest[:24]}"
+
+
+def run_label(arch: str, seed) -> str:
+    return f"{arch}-seed{seed}"
+
+
+def compute_tables(out: Path, surprisal, heuristics, formulas: List[str], log=print) -> Dict[str, Path]:
+    """Fill and publish correlations / regressions / agreement under `out`; parts already there are reused."""
+    heuristics_digest = hashlib.sha256(heuristics.to_csv(index=False).encode()).hexdigest()
+    inputs = json.dumps({"heuristics": heuristics_digest, "formulas": formulas})
+    correlations = TidyTable(out, "correlations", CORRELATION_COLUMNS)
+    regressions = TidyTable(out, "regressions", REGRESSION_COLUMNS)
+    ids = heuristics["stimulus_id"].to_numpy()
+    wanted, done = set(), 0
+    aligned = {}
+    for (arch, seed, step), group in surprisal.groupby(CHECKPOINT, sort=True, dropna=False):
+        by_id = group.set_index("stimulus_id")["surprisal"]
+        missing = np.setdiff1d(ids, by_id.index.to_numpy())
+        if len(missing):
+            raise ParcError(f"surprisal.parquet has no surprisal of stimulus {missing[0]} for {arch} seed {seed} "
+                            f"step {step}: score the same stimuli as the n-grams (python -m parc.surprisal)")
+        lm = -by_id.loc[ids].to_numpy(dtype=float)
+        aligned[(arch, seed, step)] = lm
+        key = checkpoint_key(arch, seed, step, lm, inputs)
+        wanted.add(key)
+        if correlations.done(key) and regressions.done(key):
+            done += 1
+            continue
+        corr, reg = checkpoint_statistics(lm, heuristics, formulas)
+        identity = {"arch": arch, "seed": seed, "step": step}
+        correlations.write(key, corr.assign(**identity)[CORRELATION_COLUMNS])
+        regressions.write(key, reg.assign(**identity)[REGRESSION_COLUMNS])
+    for table in (correlations, regressions):
+        for stale in set(table.keys()) - wanted:  # inputs changed: the old part describes other numbers
+            table.part_path(stale).unlink()
+    log(f"parc.phases: {len(wanted)} checkpoints ({done} already done)")
+    agreement = agreement_table(aligned)
+    paths = {"correlations": correlations.publish()[1], "regressions": regressions.publish()[1]}
+    table = TidyTable(out, "agreement", AGREEMENT_COLUMNS)
+    table.write("all", agreement)  # cheap to recompute whole: one correlation matrix per step
+    paths["agreement"] = table.publish()[1]
+    return paths
+
+
+def agreement_table(aligned: Dict[tuple, np.ndarray]):
+    """Pearson r between the surprisals of every pair of runs at each step both have."""
+    import pandas as pd
+
+    rows = []
+    for step in sorted({key[2] for key in aligned}):
+        runs = sorted((arch, seed) for arch, seed, s in aligned if s == step)
+        if len(runs) < 2:
+            continue
+        matrix = np.corrcoef(np.stack([aligned[(arch, seed, step)] for arch, seed in runs]))
+        for i, (arch_a, seed_a) in enumerate(runs):
+            for j, (arch_b, seed_b) in enumerate(runs):
+                if i < j:
+                    rows.append({"step": step, "run_a": run_label(arch_a, seed_a), "run_b": run_label(arch_b, seed_b),
+                                 "arch_a": arch_a, "arch_b": arch_b, "pearson_r": float(matrix[i, j])})
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+
+def phase_peaks(correlations):
+    """Per arch and n-gram order: the step where the seed-mean train Pearson r peaks, and that r."""
+    import pandas as pd
+
+    train = correlations[correlations["split"] == "train"]
+    mean = train.groupby(["arch", "predictor", "step"], as_index=False)["pearson_r"].mean()
+    rows = [group.loc[group["pearson_r"].idxmax()] for _, group in mean.groupby(["arch", "predictor"], sort=True)]
+    return pd.DataFrame(rows).rename(columns={"step": "peak_step", "pearson_r": "peak_r"}).reset_index(drop=True)
+
+
+def phase_order_holds(peaks, arch: str) -> Optional[bool]:
+    """Does `arch` peak on the 1-gram strictly before the 2-gram, and on the 2-gram strictly before the 3-gram?"""
+    steps = peaks[peaks["arch"] == arch].set_index("predictor")["peak_step"]
+    if not {"1gram", "2gram", "3gram"} <= set(steps.index):
+        return None
+    return bool(steps["1gram"] < steps["2gram"] < steps["3gram"])
+
+
+def read_inputs(out: Path, stimuli_arg: Optional[str]):
+    """surprisal.parquet, ngrams.parquet and the stimuli they were computed for; one-line errors when absent."""
+    import pandas as pd
+
+    from parc.fileio import sha256_file
+    from parc.study.stimuli import parse_stimuli_arg, read_stimuli, set_name
+
+    surprisal_path, ngrams_path, record_path = out / "surprisal.parquet", out / "ngrams.parquet", out / "ngrams.json"
+    if not surprisal_path.is_file():
+        raise ParcError(f"{surprisal_path} does not exist: score the stimuli first (python -m parc.surprisal "
+                        f"stimuli=... runs=... out={out})")
+    if not (ngrams_path.is_file() and record_path.is_file()):
+        raise ParcError(f"{ngrams_path} does not exist: compute the n-grams first (python -m parc.ngrams "
+                        f"stimuli=... runs=... out={out})")
+    record = json.loads(record_path.read_text())
+    if not stimuli_arg and not record.get("stimuli"):
+        raise ParcError(f"which stimuli? pass stimuli= (the set {ngrams_path} was computed for)")
+    (path,) = parse_stimuli_arg(stimuli_arg or record["stimuli"])[:1]
+    stimuli = read_stimuli(path)
+    if sha256_file(path) != record["stimuli_sha256"]:
+        raise ParcError(f"{ngrams_path} was computed for other stimuli than {path}: rerun python -m parc.ngrams "
+                        f"stimuli={path} out={out}")
+    surprisal = pd.read_parquet(surprisal_path)
+    for column in ("stimuli", "set"):  # a table holding several stimulus sets: keep this one
+        if column in surprisal.columns:
+            surprisal = surprisal[surprisal[column] == set_name(path)]
+    if surprisal.empty:
+        raise ParcError(f"{surprisal_path} holds no surprisal of {path}: run python -m parc.surprisal stimuli={path}")
+    return surprisal, pd.read_parquet(ngrams_path), stimuli, path
+
+
+def one_score_per_checkpoint(surprisal, log=print):
+    """A checkpoint scored twice (its manifest changed, e.g. when its training state was pruned) keeps the
+    rows of its last-listed version, so every (arch, seed, step) has one surprisal per stimulus."""
+    duplicated = surprisal.duplicated([*CHECKPOINT, "stimulus_id"], keep="last")
+    if duplicated.any():
+        twice = surprisal[duplicated][CHECKPOINT].drop_duplicates()
+        log(f"parc.phases: {len(twice)} checkpoint(s) scored more than once (e.g. {twice.iloc[0].to_dict()}): "
+            f"using the last-listed scores of each")
+        surprisal = surprisal[~duplicated]
+    return surprisal
+
+
+def run_phases(own: Dict[str, str], log=print) -> Dict[str, Path]:
+    """The whole `python -m parc.phases` command: tables, figures and the phase peaks under `out`."""
+    from parc.fileio import atomic_write
+    from parc.study.ngrams import stimulus_words
+    from parc.study.phase_figures import draw_all
+
+    if not own.get("out") and not own.get("runs"):
+        raise ParcError("where are the results? pass runs=<runs or grid root> (reads <root>/analysis) or out=<dir>")
+    if own.get("out"):
+        out = Path(own["out"])
+    else:
+        from parc.study.sources import default_out
+
+        out = default_out(own["runs"], "analysis")
+    surprisal, ngrams, stimuli, _ = read_inputs(out, own.get("stimuli"))
+    surprisal = one_score_per_checkpoint(surprisal, log)
+    similarity, formulas = None, [NGRAM_FORMULA]
+    if own.get("phases.vectors"):
+        from parc.study.context_similarity import context_similarities, read_vectors
+
+        words = stimulus_words(stimuli)
+        vectors = read_vectors(Path(own["phases.vectors"]), {w for _, ws in words for w in ws})
+        similarity, formulas = context_similarities(words, vectors), [NGRAM_FORMULA, CONTEXT_FORMULA]
+    else:
+        log("parc.phases: no phases.vectors=<fastText .vec> given: the context-similarity regression is skipped")
+    heuristics = heuristics_frame(ngrams, training_splits(stimulus_splits(stimuli)), similarity)
+    paths = compute_tables(out, surprisal, heuristics, formulas, log=log)
+    import pandas as pd
+
+    tables = {name: pd.read_csv(path) for name, path in paths.items()}
+    peaks = phase_peaks(tables["correlations"])
+    paths["phase_peaks"] = atomic_write(out / "phase_peaks.csv", lambda tmp: peaks.to_csv(tmp, index=False))
+    figures = draw_all(out, tables["correlations"], tables["regressions"], tables["agreement"])
+    for arch in sorted(peaks["arch"].unique()):
+        row = peaks[peaks["arch"] == arch].set_index("predictor")
+        order = phase_order_holds(peaks, arch)
+        log(f"parc.phases: {arch}: peaks " + ", ".join(f"{p} at step {int(row.loc[p, 'peak_step'])} "
+                                                        f"(r={row.loc[p, 'peak_r']:.2f})" for p in row.index)
+            + ("" if order is None else f"; 1-gram < 2-gram < 3-gram peak order {'holds' if order else 'does not hold'}"))
+    log(f"parc.phases: tables and figures ({', '.join(sorted(figures))}) in {out}")
+    return {**paths, **{f"figure:{k}": v[0] for k, v in figures.items()}}

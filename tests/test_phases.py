@@ -1,0 +1,184 @@
+"""parc.phases against independent computations: numpy z-scores, Pearson, ranks, least squares, corrcoef."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from parc.fileio import sha256_file
+from parc.study.context_similarity import context_similarities, read_vectors
+from parc.study.phases import phase_order_holds, phase_peaks, run_phases
+from parc.study.stimuli import Stimulus, write_stimuli
+
+N_STIMULI = 60
+STEPS = (0, 1, 4, 16)
+SEEDS = (0, 1)
+
+
+def rank(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    return ranks  # continuous data: no ties
+
+
+def pearson(a, b) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def z(values) -> np.ndarray:
+    return (values - values.mean()) / values.std()
+
+
+@pytest.fixture
+def analysis(tmp_path):
+    """An analysis directory as parc.surprisal and parc.ngrams leave it, with synthetic numbers."""
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa"]
+    stimuli = []
+    for i in range(N_STIMULI):
+        chosen = list(rng.choice(words, size=6))
+        stimuli.append(Stimulus(i, " ".join(["The", *chosen[:-1]]), chosen[-1], "", "train" if i % 3 else "val"))
+    stimuli = [Stimulus(s.id, s.context, s.target, f"{s.context} {s.target}", s.split) for s in stimuli]
+    path = tmp_path / "set.stims"
+    write_stimuli(path, stimuli)
+    grams = rng.normal(size=(N_STIMULI, 5)).cumsum(axis=1)  # correlated orders, like real n-grams
+    ngrams = pd.DataFrame([{"stimulus_id": i, "order": o + 1, "logprob": grams[i, o] - 10}
+                           for i in range(N_STIMULI) for o in range(5)])
+    rows = []
+    for arch in ("mamba", "pythia"):
+        for seed in SEEDS:
+            for step in STEPS:
+                weights = np.exp(-(np.log2(step + 1) - np.array([0.5, 1.5, 2.5, 3.0, 3.5])) ** 2)
+                lm = grams @ weights + rng.normal(scale=0.5, size=N_STIMULI)
+                rows += [{"arch": arch, "seed": seed, "step": step, "stimulus_id": i, "surprisal": -lm[i],
+                          "num_tokens": 1} for i in range(N_STIMULI)]
+    out = tmp_path / "analysis"
+    out.mkdir()
+    surprisal = pd.DataFrame(rows)
+    surprisal.to_parquet(out / "surprisal.parquet")
+    ngrams.to_parquet(out / "ngrams.parquet")
+    (out / "ngrams.json").write_text(json.dumps({"stimuli": str(path), "stimuli_sha256": sha256_file(path)}))
+    return out, path, stimuli, grams, surprisal
+
+
+def test_tables_match_numpy(analysis):
+    out, path, stimuli, grams, surprisal = analysis
+    run_phases({"out": str(out)}, log=lambda line: None)
+    correlations = pd.read_csv(out / "correlations.csv")
+    regressions = pd.read_csv(out / "regressions.csv")
+    assert list(correlations.columns) == ["arch", "seed", "step", "predictor", "split", "pearson_r", "spearman_rho"]
+    assert list(regressions.columns) == ["arch", "seed", "step", "formula", "r2_train", "r2_val"]
+    assert len(correlations) == 2 * len(SEEDS) * len(STEPS) * 5 * 2 and len(regressions) == 2 * len(SEEDS) * len(STEPS)
+    split = np.array([s.split for s in stimuli])
+    train, val = split == "train", split == "val"
+    zgrams = np.stack([z(grams[:, o]) for o in range(5)], axis=1)
+    for (arch, seed, step), group in surprisal.groupby(["arch", "seed", "step"]):
+        lm = z(-group.sort_values("stimulus_id")["surprisal"].to_numpy())
+        for order in range(1, 6):
+            row = correlations[(correlations.arch == arch) & (correlations.seed == seed) & (correlations.step == step)
+                               & (correlations.predictor == f"{order}gram") & (correlations.split == "train")].iloc[0]
+            assert row.pearson_r == pytest.approx(pearson(lm[train], zgrams[train, order - 1]), abs=1e-10)
+            assert row.spearman_rho == pytest.approx(
+                pearson(rank(lm[train]), rank(zgrams[train, order - 1])), abs=1e-10)
+        design = np.column_stack([np.ones(train.sum()), zgrams[train, 0], zgrams[train, 4]])
+        coef, *_ = np.linalg.lstsq(design, lm[train], rcond=None)
+        fitted = design @ coef
+        r2_train = 1 - ((lm[train] - fitted) ** 2).sum() / ((lm[train] - lm[train].mean()) ** 2).sum()
+        predicted = np.column_stack([np.ones(val.sum()), zgrams[val, 0], zgrams[val, 4]]) @ coef
+        r2_val = 1 - ((lm[val] - predicted) ** 2).sum() / ((lm[val] - lm[val].mean()) ** 2).sum()
+        row = regressions[(regressions.arch == arch) & (regressions.seed == seed) & (regressions.step == step)].iloc[0]
+        assert row.formula == "lm ~ gram1 + gram5"
+        assert row.r2_train == pytest.approx(r2_train, abs=1e-10) and row.r2_val == pytest.approx(r2_val, abs=1e-10)
+    agreement = pd.read_csv(out / "agreement.csv")
+    assert len(agreement) == len(STEPS) * 6  # 4 runs: 6 pairs per step
+    final = surprisal[surprisal.step == STEPS[-1]]
+    a = final[(final.arch == "mamba") & (final.seed == 0)].sort_values("stimulus_id")["surprisal"].to_numpy()
+    b = final[(final.arch == "pythia") & (final.seed == 1)].sort_values("stimulus_id")["surprisal"].to_numpy()
+    row = agreement[(agreement.step == STEPS[-1]) & (agreement.run_a == "mamba-seed0") & (agreement.run_b == "pythia-seed1")]
+    assert row.pearson_r.iloc[0] == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-12)
+    for name in ("phases", "r2", "agreement", "agreement_final"):
+        assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.pdf").is_file()
+
+
+def test_rerun_reuses_parts_and_replaces_changed_ones(analysis):
+    out, *_ = analysis
+    run_phases({"out": str(out)}, log=lambda line: None)
+    parts = {p: p.stat().st_mtime_ns for p in (out / "parts" / "correlations").glob("*.parquet")}
+    lines = []
+    run_phases({"out": str(out)}, log=lines.append)
+    assert any(f"({len(parts)} already done)" in line for line in lines)
+    assert {p: p.stat().st_mtime_ns for p in parts} == parts
+    surprisal = pd.read_parquet(out / "surprisal.parquet")
+    changed = (surprisal.arch == "pythia") & (surprisal.seed == 1) & (surprisal.step == 4)
+    surprisal.loc[changed, "surprisal"] = surprisal.loc[changed, "surprisal"].to_numpy()[::-1]
+    surprisal.to_parquet(out / "surprisal.parquet")
+    run_phases({"out": str(out)}, log=lambda line: None)
+    correlations = pd.read_csv(out / "correlations.csv")
+    assert len(correlations) == 2 * len(SEEDS) * len(STEPS) * 10  # the changed checkpoint's old rows are gone
+    assert len(list((out / "parts" / "correlations").glob("*.parquet"))) == len(parts)
+
+
+def test_phase_peaks_and_order():
+    rows = [{"arch": "a", "seed": s, "step": step, "predictor": p, "split": "train", "pearson_r": r}
+            for s in (0, 1) for p, curve in {"1gram": [0.2, 0.9, 0.5, 0.3], "2gram": [0.1, 0.5, 0.8, 0.4],
+                                             "3gram": [0.0, 0.2, 0.4, 0.9]}.items()
+            for step, r in zip((0, 10, 20, 40), curve)]
+    peaks = phase_peaks(pd.DataFrame(rows))
+    assert dict(zip(peaks.predictor, peaks.peak_step)) == {"1gram": 10, "2gram": 20, "3gram": 40}
+    assert phase_order_holds(peaks, "a") is True
+
+
+def test_context_similarity_is_cosine_of_mean_context(tmp_path):
+    vectors = {"the": [1.0, 0.0, 0.0], "cat": [0.0, 2.0, 0.0], "sat": [1.0, 1.0, 1.0]}
+    path = tmp_path / "v.vec"
+    path.write_text("4 3\n" + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in vectors.items()) + "dog 0 0 1\n")
+    found = read_vectors(path, {"the", "cat", "sat", "unknown"})
+    assert set(found) == {"the", "cat", "sat"}
+    table = context_similarities([(0, ["the", "cat", "sat"]), (1, ["unknown", "the"])], found)
+    mean = (np.array(vectors["the"]) + np.array(vectors["cat"])) / 2
+    target = np.array(vectors["sat"])
+    expected = mean @ target / np.linalg.norm(mean) / np.linalg.norm(target)
+    assert table.context_similarity.iloc[0] == pytest.approx(expected)
+    assert table.context_similarity.iloc[1] == pytest.approx(expected)  # no context vector: the mean
+
+
+def test_context_regression_when_vectors_given(analysis, tmp_path):
+    out, path, stimuli, *_ = analysis
+    rng = np.random.default_rng(3)
+    words = sorted({w for s in stimuli for w in [*s.context.split(), s.target]})
+    (tmp_path / "v.vec").write_text(f"{len(words)} 4\n" + "".join(
+        f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=4))}\n" for w in words))
+    run_phases({"out": str(out), "phases.vectors": str(tmp_path / "v.vec")}, log=lambda line: None)
+    regressions = pd.read_csv(out / "regressions.csv")
+    assert set(regressions.formula) == {"lm ~ gram1 + gram5", "lm ~ gram1 + gram5 + context_similarity"}
+    wide = regressions.pivot_table(index=["arch", "seed", "step"], columns="formula", values="r2_train")
+    assert (wide["lm ~ gram1 + gram5 + context_similarity"] >= wide["lm ~ gram1 + gram5"] - 1e-12).all()
+
+
+def test_cli_missing_inputs_are_one_line_errors(analysis, tmp_path):
+    out, *_ = analysis
+    (out / "surprisal.parquet").unlink()
+    for args in ([f"out={out}"], [f"out={tmp_path / 'nothing'}"], ["bogus=1"], []):
+        result = run_cli("parc.phases", *args)
+        assert result.returncode == 2 and result.stderr.startswith("error: "), (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (out / "correlations.csv").exists() and not (tmp_path / "nothing").exists()
+
+
+def test_a_checkpoint_scored_twice_counts_once():
+    from parc.study.phases import one_score_per_checkpoint
+
+    first = pd.DataFrame({"arch": "pythia", "seed": 0, "step": 16, "stimulus_id": [0, 1, 2], "surprisal": [1.0, 2.0, 3.0],
+                          "commit": "old"})
+    second = first.assign(surprisal=[4.0, 5.0, 6.0], commit="new")
+    other = first.assign(step=32)
+    kept = one_score_per_checkpoint(pd.concat([first, other, second], ignore_index=True), log=lambda line: None)
+    assert len(kept) == 6
+    assert kept[kept.step == 16].surprisal.tolist() == [4.0, 5.0, 6.0]
+    assert kept[kept.step == 32].surprisal.tolist() == [1.0, 2.0, 3.0]

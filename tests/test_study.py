@@ -1,0 +1,51 @@
+"""mini-Parc end to end on a very small grid: every stage's output, then a rerun that redoes nothing."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_mini_parc_small_grid_and_rerun(demo_root, tmp_path):
+    out = tmp_path / "grid"
+    args = ["parc.study", "experiment=demo", "seeds=0", "archs=pythia,mamba", "trainer.max_steps=8",
+            "checkpoint.every=4", f"paths.root={demo_root}", f"out={out}", "train=40", "val=20", "test=0"]
+    first = run_cli(*args, timeout=1700)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for stage in range(1, 6):
+        assert f"parc.study [{stage}/5]" in first.stdout
+    for arch in ("pythia", "mamba"):
+        assert (out / f"{arch}-seed0-shard0" / "checkpoint-8" / "parc_checkpoint.json").is_file()
+    analysis = out / "analysis"
+    surprisal = pd.read_parquet(analysis / "surprisal.parquet")
+    assert sorted(surprisal["step"].unique()) == [0, 4, 8] and set(surprisal["arch"]) == {"pythia", "mamba"}
+    ngrams = pd.read_parquet(analysis / "ngrams.parquet")
+    assert set(ngrams["order"]) == {1, 2, 3, 4, 5}
+    assert set(ngrams["stimulus_id"]) == set(surprisal["stimulus_id"])
+    correlations = pd.read_csv(analysis / "correlations.csv")
+    assert len(correlations[correlations.split == "train"]) == 2 * 3 * 5
+    regressions = pd.read_csv(analysis / "regressions.csv")
+    assert len(regressions) == 2 * 3 and regressions["r2_train"].between(0, 1).all()
+    for figure in ("phases", "r2", "agreement"):
+        assert (analysis / f"{figure}.png").is_file() and (analysis / f"{figure}.pdf").is_file()
+    parts = {p: p.stat().st_mtime_ns for p in analysis.rglob("parts/**/*.parquet")}
+    tables = {name: (analysis / name).read_bytes() for name in ("ngrams.parquet", "correlations.csv")}
+
+    second = run_cli(*args, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("already trained") == 2 and "is up to date" in second.stdout
+    assert "(6 already done)" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in parts} == parts
+    assert all((analysis / name).read_bytes() == data for name, data in tables.items())
+
+
+def test_bad_study_arguments_are_one_line_errors(tmp_path):
+    for bad in (["seeds=a"], ["archs=gpt"], ["trainer.max_steps=8", "checkpoint.every=4", "steps=3"]):
+        result = run_cli("parc.study", "experiment=demo", f"paths.root={tmp_path}", *bad)
+        assert result.returncode == 2 and result.stderr.startswith("error: "), (bad, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
