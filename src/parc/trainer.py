@@ -210,7 +210,9 @@ class Trainer:
             if publisher is not None and scheduled:
                 publisher.submit(self.step, path)
             protect = publisher.pending_steps() if publisher is not None else set()
-            checkpoint.prune_train_states(self.output_dir, self.cfg.checkpoint.keep_train_states, protect)
+            with iofaults.DiskWrites(f"pruning old training states in {self.output_dir}", self.output_dir,
+                                     then=lambda: checkpoint.resume_hint(self.output_dir)):
+                checkpoint.prune_train_states(self.output_dir, self.cfg.checkpoint.keep_train_states, protect)
         self.accelerator.wait_for_everyone()
 
     def _publisher(self):
