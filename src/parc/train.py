@@ -51,6 +51,7 @@ def dry_run_report(cfg: DictConfig) -> str:
     from parc.data.stream import data_status
     from parc.metrics import format_plan
     from parc.trainer import describe_steps
+    from parc.memory import describe as describe_memory
 
     plan = Plan.build(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     model = archs.build_model(cfg.arch, cfg.data.vocab_size, cfg.seed, device="meta")
@@ -67,6 +68,7 @@ def dry_run_report(cfg: DictConfig) -> str:
         "steps": plan.max_steps,
         "total tokens": plan.total_tokens,
         "FLOPs per token": f"{spec.flops_per_token(model.config, cfg.data.seq_len):.4g}",
+        "memory per device": describe_memory(cfg, model, plan.world_size),
         "checkpoint steps": describe_steps(plan.checkpoint_steps),
         "data": data_status(cfg),
         "output dir": plan.output_dir,

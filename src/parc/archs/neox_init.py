@@ -22,7 +22,8 @@ import torch
 
 from parc.errors import ParcError
 
-INPUT_FAMILY = ("attention.query_key_value.weight", "mlp.dense_h_to_4h.weight", "embed_in.weight", "embed_out.weight")
+INPUT_FAMILY = ("attention.query_key_value.weight", "mlp.dense_h_to_4h.weight", "embed_in.weight",
+                "lm_head.weight")  # NeoX's embed_out (transformers 5 names it lm_head; saves it as embed_out)
 OUTPUT_FAMILY = ("attention.dense.weight", "mlp.dense_4h_to_h.weight")
 
 
