@@ -111,7 +111,7 @@ class HubConfig:
     private: bool = True
     push_train_state: bool = True
     queue_size: int = 4
-    revision_prefix: str = "checkpoint-"
+    branch: str = "checkpoint-{N}"  # Hub branch of each revision; {N} = the step (Pythia: "step{N}")
     retry_initial_s: float = 1.0  # first wait after a transient failure (5xx, 429, dropped connection)
     retry_max_s: float = 60.0  # the wait doubles up to this (a 429's Retry-After is honoured beyond it)
     retry_timeout_s: float = 3600.0  # one push keeps retrying this long before it counts as failed
@@ -171,6 +171,7 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
         if group == "experiment" and option and not (CONFIG_DIR / "experiment" / f"{option}.yaml").exists():
             known = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
             raise ParcError(f"unknown experiment {option!r}: choose experiment= one of {', '.join(known)}")
+    overrides = [quote_branch_template(o) for o in overrides]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
@@ -181,6 +182,14 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
     finally:
         GlobalHydra.instance().clear()
     return cfg
+
+
+def quote_branch_template(override: str) -> str:
+    """`hub.branch=step{N}` as typed: Hydra's grammar would read `{` as a dict, so the value is quoted for it."""
+    key, sep, value = override.partition("=")
+    if key.lstrip("+~") == "hub.branch" and sep and "{" in value and value[:1] not in "'\"":
+        return f"{key}='{value}'"
+    return override
 
 
 def split_own_args(argv: List[str], names) -> tuple[Dict[str, str], List[str]]:
@@ -260,6 +269,9 @@ def validate(cfg: DictConfig) -> None:
         raise ParcError("checkpoint.keep_train_states must be >= 1 (or null to keep all)")
     if len(t.betas) != 2:
         raise ParcError("trainer.betas must be two numbers, e.g. trainer.betas=[0.9,0.999]")
+    from parc.branches import check as check_branch
+
+    check_branch(cfg.hub.branch)
     resume = cfg.resume
     if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:")) or os.sep in resume):
         raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision> or a checkpoint path")

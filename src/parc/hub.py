@@ -26,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from parc.branches import BranchTemplate
 from parc.checkpoint import checkpoint_path
 from parc.fileio import atomic_write_json
 from parc.errors import ParcError
@@ -119,7 +120,7 @@ class Publisher:
         if hub.repo_id is None or not is_main_process:
             return None
         target = {"repo_id": repo_id_for(cfg), "private": bool(hub.private),
-                  "push_train_state": bool(hub.push_train_state), "prefix": str(hub.revision_prefix),
+                  "push_train_state": bool(hub.push_train_state), "branch": str(hub.branch),
                   "queue_size": int(hub.queue_size), "retry": asdict(RetryPolicy.from_config(hub)),
                   "local_paths": local_paths(cfg, Path(output_dir))}
         return cls(output_dir, target, offline=hub.mode == "offline", queue_size=int(hub.queue_size))
@@ -137,8 +138,13 @@ class Publisher:
     def repo_id(self) -> str:
         return self.target["repo_id"]
 
+    @property
+    def branch_template(self) -> str:
+        # A journal written before hub.branch existed names a prefix instead
+        return self.target.get("branch") or f"{self.target['prefix']}{{N}}"
+
     def revision(self, step: int) -> str:
-        return f"{self.target['prefix']}{step}"
+        return BranchTemplate(self.branch_template).name(step)
 
     # --- the trainer's side -----------------------------------------------------------------------
 
@@ -154,7 +160,7 @@ class Publisher:
             return
         refuse_offline_env()
         self._lock_handle = self.journal.lock()
-        self.repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.target["prefix"])
+        self.repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.branch_template)
         self.repo.ensure(private=self.target["private"])
         self._thread = threading.Thread(target=self._upload_loop, name="parc-hub-uploader", daemon=True)
         self._thread.start()
@@ -281,7 +287,7 @@ def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Op
             raise ParcError(f"resume=hub:{revision} reads the Hub: set hub.repo_id=<org/name> and hub.mode=online")
         return None
     refuse_offline_env()
-    repo = HubRepo(repo_id_for(cfg), RetryPolicy.from_config(hub), hub.revision_prefix)
+    repo = HubRepo(repo_id_for(cfg), RetryPolicy.from_config(hub), hub.branch)
     if not repo.exists():
         if revision:
             raise ParcError(f"resume=hub:{revision}: repository {repo.repo_id} does not exist on the Hub")
@@ -296,7 +302,7 @@ def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Op
                             f"pick a complete one: python -m parc.revisions {repo.repo_id}")
         return repo.download(remote, output_dir)
     weights_only = None
-    for step, name in sorted(repo.revisions().items(), reverse=True):  # by step: checkpoint-10 after -9
+    for step, name in sorted(repo.revisions().items(), reverse=True):  # by step (step10 after step9), never as text
         remote = repo.inspect(name)
         if remote.manifest is None:
             log.warning("hub: skipping %s of %s: incomplete (%s)", name, repo.repo_id, remote.problem)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
+from parc.branches import DEFAULT as DEFAULT_BRANCH, BranchTemplate
 from parc.checkpoint import MANIFEST, STATE_DIR, has_train_state, weights_only
 from parc.fileio import sha256_file
 from parc.errors import ParcError
@@ -193,18 +194,18 @@ class RemoteRevision:
 class HubRepo:
     """Pushes and pulls checkpoint revisions of one repo; every call goes through the retry policy."""
 
-    def __init__(self, repo_id: str, retry: RetryPolicy = RetryPolicy(), prefix: str = "checkpoint-"):
+    def __init__(self, repo_id: str, retry: RetryPolicy = RetryPolicy(), branch: str = DEFAULT_BRANCH):
         from huggingface_hub import HfApi
 
-        self.repo_id, self.retry, self.prefix = repo_id, retry, prefix
+        self.repo_id, self.retry = repo_id, retry
+        self.template = branch if isinstance(branch, BranchTemplate) else BranchTemplate(branch)
         self.api = HfApi()
-        self.branch = re.compile(rf"^{re.escape(prefix)}(\d+)$")
 
     def _call(self, what: str, fn: Callable, /, *args, **kwargs):
         return self.retry.call(what, self.repo_id, fn, *args, **kwargs)
 
     def revision(self, step: int) -> str:
-        return f"{self.prefix}{step}"
+        return self.template.name(step)
 
     def ensure(self, private: bool) -> None:
         self._call(f"create repo {self.repo_id}", self.api.create_repo, self.repo_id, private=private, exist_ok=True)
@@ -218,8 +219,8 @@ class HubRepo:
         return {ref.name: ref.target_commit for ref in refs.branches}
 
     def revisions(self) -> Dict[int, str]:
-        """step -> checkpoint branch, for branches named <prefix>N."""
-        return {int(m.group(1)): name for name in self.branches() if (m := self.branch.match(name))}
+        """step -> checkpoint branch, for the branches that follow the template (hub.branch)."""
+        return self.template.revisions(self.branches())
 
     def read_json(self, commit: str, path: str):
         from huggingface_hub import hf_hub_download

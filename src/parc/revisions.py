@@ -1,5 +1,5 @@
-"""`python -m parc.revisions <repo_id> [--json]`: a repo's checkpoint revisions sorted by step (checkpoint-10
-after checkpoint-9), flagging incomplete ones (no valid completion manifest) and missing ones (scheduled,
+"""`python -m parc.revisions <repo_id> [--json] [--branch TEMPLATE]`: a repo's checkpoint revisions sorted by
+step (checkpoint-10 after checkpoint-9, step10 after step9), flagging incomplete ones (no valid completion manifest) and missing ones (scheduled,
 per the run's own manifest or config, but absent). Endpoint and token: huggingface_hub's usual settings.
 """
 
@@ -34,17 +34,23 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m parc.revisions", description=__doc__.split("\n\n")[0])
     parser.add_argument("repo_id", help="org/name")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    parser.add_argument("--branch", default=None, help="branch name template, e.g. 'step{N}' (default: the one "
+                        "the repo's numbered branches follow)")
     args = parser.parse_args(argv)
 
+    from parc.branches import BranchTemplate, guess
     from parc.hub import refuse_offline_env
     from parc.hubrepo import REPO_ID, HubRepo, survey
 
     if not REPO_ID.match(args.repo_id):
         raise ParcError(f"{args.repo_id!r} is not a repo id: give org/name")
     refuse_offline_env()
+    if args.branch is not None:
+        BranchTemplate(args.branch)  # a bad template fails before any request
     repo = HubRepo(args.repo_id)
     if not repo.exists():
         raise ParcError(f"repository {args.repo_id} not found on the Hub (check the name and HF_TOKEN)")
+    repo.template = BranchTemplate(args.branch) if args.branch is not None else guess(repo.branches())
     report = survey(repo)
     print(json.dumps(report) if args.json else render(report))
 
