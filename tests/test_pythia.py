@@ -14,7 +14,8 @@ from parc import archs
 from parc.config import compose, validate
 from parc.errors import ParcError
 from parc.metrics import read_metrics
-from conftest import train
+from conftest import run_cli
+from hub_server import hub_server  # noqa: F401  (the fixture)
 
 # The issue's table (Pythia NeoX configs; 14m/31m computed), vocab = 50277 padded by NeoX's rule.
 PYTHIA = {"14m": 14_067_712, "31m": 30_494_720, "70m": 70_426_624, "160m": 162_322_944, "410m": 405_334_016,
@@ -195,25 +196,38 @@ def losses(out):
     return [(r["step"], r["loss"], r["lr"]) for r in read_metrics(out / "metrics.jsonl")]
 
 
-def test_pythia_experiment_on_the_demo_trains_checkpoints_and_resumes_bit_exactly(demo_root, tmp_path):
+@pytest.mark.timeout(900)  # two CLI runs with Hub pushes; slow on a loaded 2-core machine
+def test_pythia_experiment_on_the_demo_trains_publishes_step_branches_and_resumes_bit_exactly(demo_root, tmp_path,
+                                                                                           hub_server):
+    """experiment=pythia arch.size=14m on the demo corpus (seq/batch overridden): NeoX schedule and init, step{N}
+    branches on the (local) Hub with main = the final step, and a resume from hub:step2 on a fresh node."""
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    out = tmp_path / "run"
+    out, repo = tmp_path / "run", "org/pythia-14m"
     args = ["experiment=pythia", "arch.size=14m", "data=demo", f"paths.root={demo_root}", f"output_dir={out}",
-            "trainer.precision=fp32", "trainer.max_steps=8", "trainer.warmup_steps=2", "trainer.global_batch_size=8",
-            "trainer.micro_batch_size=4", "trainer.progress=false"]
-    train(*args)
+            "trainer.precision=fp32", "trainer.max_steps=4", "trainer.warmup_steps=2", "trainer.global_batch_size=8",
+            "trainer.micro_batch_size=4", "trainer.progress=false", f"hub.repo_id={repo}", "hub.retry_initial_s=0.05"]
+    result = run_cli("parc.train", *args, env=hub_server.env())
+    assert result.returncode == 0, result.stderr[-3000:]
     rows = losses(out)
-    assert [r[0] for r in rows] == list(range(1, 9))
-    for step, _, lr in rows:  # update k used NeoX's lr(k - 1), W = 2, T = 8
-        assert lr == pytest.approx(reference_neox_lr(step - 1, 1e-3, 1e-4, 2, 8), rel=1e-9, abs=1e-15)
+    assert [r[0] for r in rows] == list(range(1, 5))
+    for step, _, lr in rows:  # update k used NeoX's lr(k - 1), W = 2, T = 4
+        assert lr == pytest.approx(reference_neox_lr(step - 1, 1e-3, 1e-4, 2, 4), rel=1e-9, abs=1e-15)
     assert rows[-1][1] < rows[0][1]
-    assert sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*")) == [0, 1, 2, 4, 8]
+    assert sorted(hub_server.state.repos[repo].branches) == ["main", "step0", "step1", "step2", "step4"]
+    final = (out / "checkpoint-4" / "model.safetensors").read_bytes()
+    assert hub_server.state.files(repo, "step4")["model.safetensors"] == final
+    assert hub_server.state.files(repo, "main")["model.safetensors"] == final
     init = AutoModelForCausalLM.from_pretrained(out / "checkpoint-0")
     assert init.config.hidden_act == "gelu_pytorch_tanh" and init.config.vocab_size == 2048
     assert_neox_init(init, math.sqrt(2 / (5 * 128)), 2 / 6 / math.sqrt(128))  # small_init, wang_init at d 128, L 6
-    final = load_file(out / "checkpoint-8" / "model.safetensors")
-    train(*args, "resume=checkpoint-4")
-    assert losses(out) == rows
-    assert all(torch.equal(final[k], v) for k, v in load_file(out / "checkpoint-8" / "model.safetensors").items())
+
+    fresh = tmp_path / "fresh"  # another node: only the Hub's step2 is there
+    resumed = run_cli("parc.train", *[a.replace(str(out), str(fresh)) for a in args], "resume=hub:step2",
+                      env=hub_server.env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert losses(fresh) == [r for r in rows if r[0] > 2]
+    resumed_weights, original = (load_file(d / "checkpoint-4" / "model.safetensors") for d in (fresh, out))
+    assert resumed_weights.keys() == original.keys()
+    assert all(torch.equal(resumed_weights[k], original[k]) for k in original)

@@ -94,7 +94,7 @@ def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, 
 
     final = checkpoint_path(output_dir, step)
     partial = Path(output_dir) / f".checkpoint-{step}.partial"
-    model_state, optimizer_state = gathered_states(accelerator, model, optimizer, with_train_state)  # FSDP: collective
+    full_model, optimizer_state = gathered_states(accelerator, model, optimizer, with_train_state)  # FSDP: collective
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)  # leftovers of a crash mid-write
         (partial / STATE_DIR).mkdir(parents=True)
@@ -103,12 +103,13 @@ def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, 
         torch.save(rng_state(), partial / STATE_DIR / f"rng-rank{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(partial, safe_serialization=True,
-                                                        **({"state_dict": model_state} if model_state else {}))
+        (full_model if full_model is not None else accelerator.unwrap_model(model)).save_pretrained(
+            partial, safe_serialization=True)
         for item in Path(tokenizer_dir).iterdir():
             shutil.copy2(item, partial / item.name)
         if with_train_state:
-            torch.save(optimizer_state or optimizer.state_dict(), partial / STATE_DIR / "optimizer.pt")
+            torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state,
+                       partial / STATE_DIR / "optimizer.pt")
             torch.save(scheduler.state_dict(), partial / STATE_DIR / "scheduler.pt")
             atomic_write_json(partial / STATE_DIR / "trainer_state.json", trainer_state)
         else:

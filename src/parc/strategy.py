@@ -62,6 +62,7 @@ def fsdp_plugin():
 
 def enable_fsdp(accelerator, trainer_cfg) -> None:
     """Make Accelerate shard with FSDP on CPU (gloo) processes too, where it would silently use DDP."""
+    from accelerate import PartialState
     from accelerate.utils import DistributedType
 
     state = accelerator.state
@@ -73,7 +74,9 @@ def enable_fsdp(accelerator, trainer_cfg) -> None:
     plugin = fsdp_plugin()
     if state.mixed_precision != "no":
         plugin.set_mixed_precision(state.mixed_precision)
-    state.distributed_type, state.fsdp_plugin = DistributedType.FSDP, plugin
+    # AcceleratorState re-reads the distributed type from PartialState (e.g. in prepare): set it in both
+    PartialState().distributed_type = state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = plugin
 
 
 def is_fsdp(accelerator) -> bool:
@@ -82,20 +85,36 @@ def is_fsdp(accelerator) -> bool:
     return accelerator.state.distributed_type == DistributedType.FSDP
 
 
-def gathered_states(accelerator, model, optimizer, with_optimizer: bool) -> Tuple[Optional[dict], Optional[dict]]:
-    """Collective under FSDP: (full model state dict, full optimizer state dict) on rank 0, None elsewhere.
-    (None, None) for the other strategies, whose rank 0 holds both whole."""
+def gathered_states(accelerator, model, optimizer, with_optimizer: bool) -> Tuple[Optional[torch.nn.Module], Optional[dict]]:
+    """Collective under FSDP: (an unsharded copy of the model to save, the full optimizer state dict) on rank 0,
+    None elsewhere. (None, None) for the other strategies, whose rank 0 holds both whole."""
     if not is_fsdp(accelerator):
         return None, None
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
-    model_state = accelerator.get_state_dict(model)
+    # torch's own gatherers: Accelerate 1.15's get_state_dict hands back FSDP2's DTensor shards here
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # full tensors, on rank 0 only
+    model_state = get_model_state_dict(model, options=options)
     optimizer_state = None
     if with_optimizer:
         inner = getattr(optimizer, "optimizer", optimizer)
-        full = get_optimizer_state_dict(model, inner, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        optimizer_state = numbered(full) if accelerator.is_main_process else None
-    return (model_state, optimizer_state) if accelerator.is_main_process else (None, None)
+        optimizer_state = get_optimizer_state_dict(model, inner, options=options)
+    if not accelerator.is_main_process:
+        return None, None
+    plain = unsharded_copy(accelerator.unwrap_model(model), model_state)
+    return plain, optimizer_state and numbered(optimizer_state)
+
+
+def unsharded_copy(model: torch.nn.Module, full_state: dict) -> torch.nn.Module:
+    """The same architecture as a plain transformers model holding `full_state` (no copy of the tensors):
+    save_pretrained of the FSDP2 module itself trips over its DTensor parameters."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(model.config)
+    plain.load_state_dict(full_state, strict=True, assign=True)
+    plain.tie_weights()
+    return plain
 
 
 def numbered(full: dict) -> dict:

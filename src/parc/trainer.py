@@ -220,6 +220,7 @@ class Trainer:
             "architecture": f"{self.cfg.arch.name} ({self.cfg.arch.size}), {self.n_params} parameters",
             "fast path": self.fast_path,
             "world size": plan.world_size,
+            "strategy": f"{self.cfg.trainer.strategy} ({type(self.model).__name__})",
             "batch": f"{plan.global_batch_size} sequences = {plan.micro_batch_size} micro-batch x "
                      f"{plan.accumulation} accumulation x {plan.world_size} processes",
             "tokens per step": plan.tokens_per_step,
