@@ -231,3 +231,27 @@ def test_pythia_experiment_on_the_demo_trains_publishes_step_branches_and_resume
     resumed_weights, original = (load_file(d / "checkpoint-4" / "model.safetensors") for d in (fresh, out))
     assert resumed_weights.keys() == original.keys()
     assert all(torch.equal(resumed_weights[k], original[k]) for k in original)
+
+
+def test_slurm_array_covers_the_polypythias_grid(tmp_path):
+    """slurm/train_array.sbatch with SIZES: task i -> one (size, seed) cell; 5 sizes x 9 seeds = tasks 0..44."""
+    import itertools
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "slurm" / "train_array.sbatch"
+    env = dict(os.environ, ARCHS="pythia", SIZES="14m 31m 70m 160m 410m", SEEDS="1 2 3 4 5 6 7 8 9",
+               PARC_TRAIN_CMD="echo TRAIN", SLURM_SUBMIT_DIR=str(tmp_path))
+    cells = []
+    for task in range(46):
+        result = subprocess.run(["bash", str(script), "experiment=pythia"], env={**env, "SLURM_ARRAY_TASK_ID": str(task)},
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if task == 45:
+            assert result.returncode == 2 and "--array=0-44" in result.stderr
+            break
+        assert result.returncode == 0, result.stderr
+        line = next(ln for ln in result.stdout.splitlines() if ln.startswith("TRAIN "))
+        args = dict(a.split("=", 1) for a in line.split()[1:])
+        cells.append((args["arch.size"], args["seed"]))
+    assert cells == [(size, seed) for size, seed in itertools.product("14m 31m 70m 160m 410m".split(), "123456789")]

@@ -329,4 +329,7 @@ def portable_config(cfg: DictConfig) -> Dict[str, Any]:
     data["dir"] = Path(data["dir"]).name
     if data.get("data_files"):
         data["data_files"] = Path(data["data_files"]).name
+    for key in ("path", "index_maps"):  # data.format=megatron: where the indexed dataset lies on this machine
+        if data.get(key):
+            data[key] = Path(data[key]).name
     return values
