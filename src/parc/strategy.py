@@ -95,14 +95,15 @@ def gathered_states(accelerator, model, optimizer, with_optimizer: bool) -> Tupl
     # torch's own gatherers: Accelerate 1.15's get_state_dict hands back FSDP2's DTensor shards here
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # full tensors, on rank 0 only
     model_state = get_model_state_dict(model, options=options)
-    optimizer_state = None
-    if with_optimizer:
-        inner = getattr(optimizer, "optimizer", optimizer)
-        optimizer_state = get_optimizer_state_dict(model, inner, options=options)
+    optimizer_state, inner = None, getattr(optimizer, "optimizer", optimizer)
+    if with_optimizer and inner.state:
+        full = get_optimizer_state_dict(model, inner, options=options)
+        optimizer_state = numbered(full) if accelerator.is_main_process else None
+    elif with_optimizer:  # before the first update torch would create the state with a zero-gradient step,
+        optimizer_state = inner.state_dict()  # advancing Adam's step count; an empty state is the same anywhere
     if not accelerator.is_main_process:
         return None, None
-    plain = unsharded_copy(accelerator.unwrap_model(model), model_state)
-    return plain, optimizer_state and numbered(optimizer_state)
+    return unsharded_copy(accelerator.unwrap_model(model), model_state), optimizer_state
 
 
 def unsharded_copy(model: torch.nn.Module, full_state: dict) -> torch.nn.Module:
@@ -134,6 +135,8 @@ def load_optimizer_state(accelerator, model, optimizer, state: dict) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     inner = getattr(optimizer, "optimizer", optimizer)
+    if not state["state"]:  # saved before the first update: nothing to restore
+        return
     names = {id(param): name for name, param in model.named_parameters()}
     order = [names[id(param)] for group in inner.param_groups for param in group["params"]]
     by_name = {"state": {order[i]: value for i, value in state["state"].items()},
