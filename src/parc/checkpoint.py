@@ -106,9 +106,11 @@ def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, 
 def _save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, tokenizer_dir: Path,
           trainer_state: Dict, scheduled: bool, with_train_state: bool = True) -> Path:
     from parc.iofaults import save_torch  # torch.save hides the OSError of a full disk; this keeps it
+    from parc.strategy import gathered_states
 
     final = checkpoint_path(output_dir, step)
     partial = Path(output_dir) / f".checkpoint-{step}.partial"
+    full_model, optimizer_state = gathered_states(accelerator, model, optimizer, with_train_state)  # FSDP: collective
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)  # leftovers of a crash mid-write
         (partial / STATE_DIR).mkdir(parents=True)
@@ -117,11 +119,13 @@ def _save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler,
         save_torch(rng_state(), partial / STATE_DIR / f"rng-rank{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(partial, safe_serialization=True)
+        (full_model if full_model is not None else accelerator.unwrap_model(model)).save_pretrained(
+            partial, safe_serialization=True)
         for item in Path(tokenizer_dir).iterdir():
             shutil.copy2(item, partial / item.name)
         if with_train_state:
-            save_torch(optimizer.state_dict(), partial / STATE_DIR / "optimizer.pt")
+            save_torch(optimizer.state_dict() if optimizer_state is None else optimizer_state,
+                       partial / STATE_DIR / "optimizer.pt")
             save_torch(scheduler.state_dict(), partial / STATE_DIR / "scheduler.pt")
             atomic_write_json(partial / STATE_DIR / "trainer_state.json", trainer_state)
         else:

@@ -30,7 +30,9 @@ class ArchConfig:
     model_type: str = MISSING  # transformers model_type of the config class
     hf: Dict[str, Any] = field(default_factory=dict)  # config values of the published model
     tiny: Dict[str, Any] = field(default_factory=dict)  # overrides of `hf` used when size=tiny
-    size: str = "full"  # full | tiny
+    size: str = "full"  # full | tiny | a key of `sizes`
+    sizes: Dict[str, Any] = field(default_factory=dict)  # published size presets: {hf: {...}, pad_vocab_multiple, ...}
+    init: str = "hf"  # hf (from_config, as Parc) | neox (Pythia's small_init/wang_init; per size) | neox-normal
     pad_vocab_multiple: int = 1  # 1 = len(tokenizer) as Parc did; 128 gives 50304 for Pythia
     fast_path: str = "auto"  # auto | reference | <arch-specific name>; see parc.archs
     compile: bool = False  # torch.compile the model
@@ -56,6 +58,9 @@ class DataConfig:
     data_seed: Optional[int] = None  # None: stream order (as Parc); an int permutes within the slice
     max_file_bytes: int = 1 << 30  # bound on each packed array file
     auto_prepare: bool = False  # prepare on first use (the bundled demo); else refuse and say how
+    format: str = "parc"  # parc (prepared by parc.prepare) | megatron (an MMIDIDX indexed dataset read in place)
+    path: Optional[str] = None  # megatron: the dataset prefix (without .bin/.idx), e.g. .../document
+    index_maps: Optional[str] = None  # megatron: NeoX index-map prefix (<prefix>_{doc,sample,shuffle}_idx.npy)
 
 
 @dataclass
@@ -77,11 +82,13 @@ class TrainerConfig:
     weight_decay: float = 0.1
     weight_decay_rule: str = "transformers"  # which tensors decay: transformers (installed) | hf4.50 (parc.optim)
     warmup_steps: int = 100
-    lr_schedule: str = "cosine"  # cosine | linear | constant (transformers' schedules)
+    lr_schedule: str = "cosine"  # cosine | linear | constant (transformers' schedules) | neox (GPT-NeoX v1.0)
+    min_lr: float = 0.0  # the floor of lr_schedule=neox
     grad_clip: float = 1.0
     loss_normalization: str = "tokens"  # tokens (mean over predicted tokens, transformers 5) | hf4 (see parc.loss)
     ignore_eos_labels: bool = True  # as Parc's collator (pad = eos): labels equal to eos are not predicted
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + dynamic loss scaling; CUDA only)
+    strategy: str = "ddp"  # ddp (replicated) | fsdp (FSDP2 full shard through Accelerate)
     tf32: bool = False
     log_every: int = 1
     progress: bool = True  # console progress bar (rank 0)
@@ -239,17 +246,20 @@ def validate(cfg: DictConfig) -> None:
             raise ParcError(f"{key}={value} must be a positive integer")
     for key, value in {"hub.retry_initial_s": cfg.hub.retry_initial_s, "hub.retry_max_s": cfg.hub.retry_max_s,
                        "hub.retry_timeout_s": cfg.hub.retry_timeout_s, "trainer.warmup_steps": t.warmup_steps, "data.shard": d.shard, "seed": cfg.seed,
-                       "trainer.lr": t.lr, "trainer.weight_decay": t.weight_decay, "trainer.grad_clip": t.grad_clip}.items():
+                       "trainer.lr": t.lr, "trainer.min_lr": t.min_lr, "trainer.weight_decay": t.weight_decay, "trainer.grad_clip": t.grad_clip}.items():
         if value < 0:
             raise ParcError(f"{key}={value} must not be negative")
     choices = {
-        "trainer.precision": (t.precision, ("fp32", "bf16")),
-        "trainer.lr_schedule": (t.lr_schedule, ("cosine", "linear", "constant")),
+        "trainer.precision": (t.precision, ("fp32", "bf16", "fp16")),
+        "trainer.lr_schedule": (t.lr_schedule, ("cosine", "linear", "constant", "neox")),
+        "trainer.strategy": (t.strategy, ("ddp", "fsdp")),
+        "arch.init": (cfg.arch.init, ("hf", "neox", "neox-normal")),
+        "data.format": (d.format, ("parc", "megatron")),
         "trainer.loss_normalization": (t.loss_normalization, ("tokens", "hf4")),
-        "trainer.weight_decay_rule": (t.weight_decay_rule, ("transformers", "hf4.50")),
+        "trainer.weight_decay_rule": (t.weight_decay_rule, ("transformers", "hf4.50", "neox")),
         "checkpoint.schedule": (c.schedule, ("parc", "pythia", "list", "every")),
         "data.packing": (d.packing, ("parc", "concat")),
-        "arch.size": (cfg.arch.size, ("full", "tiny")),
+        "arch.size": (cfg.arch.size, ("full", "tiny", *cfg.arch.sizes)),
         "hub.mode": (cfg.hub.mode, ("online", "offline")),
         "logger.mode": (cfg.logger.mode, ("offline", "online", "disabled")),
         "device": (cfg.device, ("auto", "cpu", "cuda")),
@@ -336,4 +346,7 @@ def portable_config(cfg: DictConfig) -> Dict[str, Any]:
     data["dir"] = Path(data["dir"]).name
     if data.get("data_files"):
         data["data_files"] = Path(data["data_files"]).name
+    for key in ("path", "index_maps"):  # data.format=megatron: where the indexed dataset lies on this machine
+        if data.get(key):
+            data[key] = Path(data[key]).name
     return values

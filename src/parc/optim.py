@@ -14,11 +14,24 @@ def decay_parameter_names(model: torch.nn.Module, rule: str = "transformers") ->
     script runs on: the same helper with only bias / layernorm / rmsnorm names, under which Mamba's per-layer
     RMSNorm weights (named `layers.N.norm`) are decayed. Pythia's and RWKV's groups are the same under both.
     """
+    if rule == "neox":
+        return neox_decay_parameter_names(model)
     if rule == "hf4.50":
         from transformers.trainer_pt_utils import get_parameter_names
 
         return set(get_parameter_names(model, [torch.nn.LayerNorm], ["bias", "layernorm", "rmsnorm"]))
     return set(Trainer.get_decay_parameter_names(None, model))
+
+
+def neox_decay_parameter_names(model: torch.nn.Module) -> set:
+    """GPT-NeoX v1.0's `get_params_for_weight_decay_optimization`: every parameter decays except LayerNorm
+    parameters and biases (so the embeddings decay). For GPT-NeoX models it selects what the Trainer's rule does."""
+    no_decay = set()
+    for module_name, module in model.named_modules():
+        for name, _ in module.named_parameters(recurse=False):
+            if isinstance(module, torch.nn.LayerNorm) or name == "bias":
+                no_decay.add(f"{module_name}.{name}" if module_name else name)
+    return {name for name, _ in model.named_parameters()} - no_decay
 
 
 def build_optimizer(model: torch.nn.Module, trainer_cfg, device: torch.device) -> torch.optim.AdamW:
@@ -38,7 +51,11 @@ def build_optimizer(model: torch.nn.Module, trainer_cfg, device: torch.device) -
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, trainer_cfg) -> torch.optim.lr_scheduler.LambdaLR:
-    """transformers' own schedules: linear warmup from 0, then cosine/linear decay to 0 at max_steps."""
+    """transformers' own schedules: linear warmup from 0, then cosine/linear decay to 0 at max_steps; or NeoX's."""
+    if trainer_cfg.lr_schedule == "neox":
+        from parc.lr_neox import neox_scheduler
+
+        return neox_scheduler(optimizer, trainer_cfg)
     name = {"constant": "constant_with_warmup"}.get(trainer_cfg.lr_schedule, trainer_cfg.lr_schedule)
     return get_scheduler(name, optimizer, num_warmup_steps=trainer_cfg.warmup_steps,
                          num_training_steps=trainer_cfg.max_steps)

@@ -12,7 +12,7 @@ from parc.errors import ParcError
 from parc.metrics import METRICS_FILE
 
 # Trainer settings a resumed run may change (they do not change what is computed, only how it is split).
-ADJUSTABLE_TRAINER_KEYS = {"micro_batch_size", "log_every", "progress"}
+ADJUSTABLE_TRAINER_KEYS = {"micro_batch_size", "log_every", "progress", "strategy"}
 
 
 def holds_run(output_dir: Path) -> bool:

@@ -52,6 +52,7 @@ def dry_run_report(cfg: DictConfig) -> str:
     from parc.metrics import format_plan
     from parc.pacing import commit_budget_line
     from parc.trainer import describe_steps
+    from parc.memory import describe as describe_memory
 
     plan = Plan.build(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     model = archs.build_model(cfg.arch, cfg.data.vocab_size, cfg.seed, device="meta")
@@ -68,6 +69,7 @@ def dry_run_report(cfg: DictConfig) -> str:
         "steps": plan.max_steps,
         "total tokens": plan.total_tokens,
         "FLOPs per token": f"{spec.flops_per_token(model.config, cfg.data.seq_len):.4g}",
+        "memory per device": describe_memory(cfg, model, plan.world_size),
         "checkpoint steps": describe_steps(plan.checkpoint_steps),
         "hub commits": commit_budget_line(cfg, plan.checkpoint_steps, plan.tokens_per_step),
         "data": data_status(cfg),

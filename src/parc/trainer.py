@@ -15,7 +15,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list
 from omegaconf import OmegaConf
 
-from parc import archs, checkpoint, diskplan, initfrom, iofaults, resume
+from parc import archs, checkpoint, diskplan, initfrom, iofaults, resume, strategy
 from parc.config import Plan, portable_config
 from parc.errors import ParcError
 from parc.fileio import atomic_write
@@ -61,8 +61,10 @@ def make_accelerator(cfg) -> Accelerator:
     plan = Plan.build(cfg, world_size=state.num_processes)
     if cfg.trainer.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    return Accelerator(cpu=use_cpu, gradient_accumulation_steps=plan.accumulation,
-                       mixed_precision="bf16" if cfg.trainer.precision == "bf16" else "no")
+    accelerator = Accelerator(cpu=use_cpu, gradient_accumulation_steps=plan.accumulation,
+                              **strategy.accelerator_options(cfg.trainer, use_cpu))
+    strategy.enable_fsdp(accelerator, cfg.trainer)
+    return accelerator
 
 
 class Trainer:
@@ -76,19 +78,21 @@ class Trainer:
         self.fast_path = self.spec.apply_fast_path(model, cfg.arch.fast_path, accelerator.device)
         self.flops_per_token = self.spec.flops_per_token(model.config, cfg.data.seq_len)
         self.n_params = archs.count_parameters(model)
-        self.step, self.tokens = 0, 0
+        self.step, self.tokens, optimizer_state = 0, 0, None
         self.init_record = init.record if init is not None else None  # a branched run: where its weights came from
         # Which directory output_dir is: a save refuses to write into the empty mount point of an unmounted disk.
         self.output_dir_identity = iofaults.directory_identity(self.output_dir) if self.output_dir.is_dir() else None
         optimizer = build_optimizer(model, cfg.trainer, accelerator.device)
         self.scheduler = build_scheduler(optimizer, cfg.trainer)
         if start is not None:
-            self._restore(start, model, optimizer)
+            optimizer_state = self._restore(start, model)
         elif init is not None:  # a new run from another run's weights: optimizer, schedule and step start fresh
             checkpoint.load_weights(model, init.path)
         if cfg.arch.compile:
             model = torch.compile(model)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        if optimizer_state is not None:  # after prepare: under FSDP the optimizer holds the shards
+            strategy.load_optimizer_state(accelerator, self.model, self.optimizer, optimizer_state)
 
     def identity(self) -> dict:
         """What a checkpoint must share with this run to be continued by it."""
@@ -97,15 +101,16 @@ class Trainer:
                 # a branched run stays one when resumed without init_from=; another init_from= is refused
                 "init_from": initfrom.portable(self.cfg.init_from) or (self.init_record or {}).get("source")}
 
-    def _restore(self, start: Path, model, optimizer) -> None:
+    def _restore(self, start: Path, model) -> dict:
+        """Weights, schedule, RNG and counters from `start`; returns the optimizer state to load after prepare."""
         state = checkpoint.load_train_state(start, self.accelerator.process_index)
         resume.check_compatible(state["trainer"]["identity"], self.identity(), start)
         checkpoint.load_weights(model, start)
-        optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
         self.step, self.tokens = state["trainer"]["step"], state["trainer"]["tokens"]
         self.init_record = state["trainer"].get("init_from")
+        return state["optimizer"]
 
     def train_step(self, step: int) -> dict:
         """One optimizer update on the global batch of `step` (this rank's share, in micro-batches)."""
@@ -128,7 +133,8 @@ class Trainer:
                 self.optimizer.zero_grad()
             micro_losses.append(loss.detach())
         lr = self.scheduler.get_last_lr()[0]  # the rate this update used (warmup starts at 0, as the Trainer)
-        self.scheduler.step()
+        if not self.accelerator.optimizer_step_was_skipped:  # fp16 overflow: DeepSpeed keeps the LR too
+            self.scheduler.step()
         loss = self.accelerator.reduce(torch.stack(micro_losses).sum() * norm.report_scale, "sum").item()
         self.step, self.tokens = step, self.tokens + self.plan.tokens_per_step
         seconds = time.perf_counter() - started
@@ -231,6 +237,7 @@ class Trainer:
             "architecture": f"{self.cfg.arch.name} ({self.cfg.arch.size}), {self.n_params} parameters",
             "fast path": self.fast_path,
             "world size": plan.world_size,
+            "strategy": f"{self.cfg.trainer.strategy} ({type(self.model).__name__})",
             "batch": f"{plan.global_batch_size} sequences = {plan.micro_batch_size} micro-batch x "
                      f"{plan.accumulation} accumulation x {plan.world_size} processes",
             "tokens per step": plan.tokens_per_step,

@@ -8,6 +8,7 @@ transformers model exactly as Parc did (`set_seed(seed)` then `from_config`), fr
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Dict
 
@@ -44,13 +45,30 @@ def padded_vocab(vocab_size: int, multiple: int) -> int:
     return -(-vocab_size // multiple) * multiple
 
 
+def size_preset(arch_cfg) -> dict:
+    """The published size `arch.size` names (`arch.sizes[size]`), or {} for Parc's own full and tiny."""
+    if arch_cfg.size in ("full", "tiny"):
+        return {}
+    presets = arch_cfg.get("sizes") or {}
+    if arch_cfg.size not in presets:
+        raise ParcError(f"arch {arch_cfg.name} has no size {arch_cfg.size!r}: choose arch.size= one of "
+                        f"{', '.join(['full', 'tiny', *presets])}")
+    return OmegaConf.to_container(presets[arch_cfg.size], resolve=True)
+
+
+def vocab_multiple(arch_cfg) -> int:
+    """What len(tokenizer) is padded to: arch.pad_vocab_multiple combined (lcm) with the size preset's own."""
+    return math.lcm(arch_cfg.pad_vocab_multiple, size_preset(arch_cfg).get("pad_vocab_multiple", 1))
+
+
 def hf_config(arch_cfg, vocab_size: int):
     """The transformers config for this arch and size, with Parc's vocab rule (len(tokenizer), optionally padded)."""
     spec = get_spec(arch_cfg.name)
     values = dict(OmegaConf.to_container(arch_cfg.hf, resolve=True))
     if arch_cfg.size == "tiny":
         values.update(OmegaConf.to_container(arch_cfg.tiny, resolve=True))
-    values["vocab_size"] = padded_vocab(vocab_size, arch_cfg.pad_vocab_multiple)
+    values.update(size_preset(arch_cfg).get("hf", {}))
+    values["vocab_size"] = padded_vocab(vocab_size, vocab_multiple(arch_cfg))
     try:
         return spec.config_class(**values)
     except (TypeError, ValueError) as exc:
@@ -66,6 +84,10 @@ def build_model(arch_cfg, vocab_size: int, seed: int, device: str | torch.device
     set_seed(seed)
     with spec.build_context(), torch.device(device):
         model = spec.model_class(config)
+    if arch_cfg.get("init", "hf") != "hf":
+        from parc.archs.neox_init import apply_neox_init
+
+        apply_neox_init(model, arch_cfg)  # draws from the generator set_seed(seed) just seeded
     return model
 
 

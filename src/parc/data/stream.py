@@ -84,6 +84,10 @@ def _data_group_defaults(name: str) -> dict:
 
 def data_status(cfg) -> str:
     """One line for the dry-run plan: is this run's data prepared and usable? Reads manifest.json only."""
+    if cfg.data.format == "megatron":
+        from parc.data.megatron import megatron_status
+
+        return megatron_status(cfg)
     root = Path(cfg.data.dir)
     manifest = read_manifest(root)
     if manifest is None:
@@ -147,6 +151,10 @@ def read_manifest(root: Path) -> Optional[dict]:
 
 def open_stream(cfg) -> PackedStream:
     """Open `cfg.data.dir` after checking it against `cfg`; missing or mismatching data is a ParcError."""
+    if cfg.data.format == "megatron":  # an indexed dataset read in place (Pythia's), see parc.data.megatron
+        from parc.data.megatron import open_megatron
+
+        return open_megatron(cfg)
     root = Path(cfg.data.dir)
     manifest = read_manifest(root)
     if manifest is None:
@@ -168,7 +176,7 @@ def ensure_prepared(cfg) -> PackedStream:
     With several processes, call it on the main process first: preparation is atomic and concurrent calls
     are safe, but each would tokenize the corpus.
     """
-    if read_manifest(cfg.data.dir) is None and cfg.data.auto_prepare:
+    if read_manifest(cfg.data.dir) is None and cfg.data.auto_prepare and cfg.data.format == "parc":
         from parc.data.prepare import prepare_data
 
         print(prepare_data(cfg).summary, flush=True)
