@@ -37,7 +37,7 @@ def memorizing_model(arch: str, sequences: np.ndarray, steps: int):
     model = archs.build_model(cfg.arch, cfg.data.vocab_size, seed=0)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     archs.get_spec(arch).apply_fast_path(model, "auto", "cpu")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     batch = torch.from_numpy(sequences)
     for _ in range(steps):
         model(input_ids=batch, labels=batch).loss.backward()
@@ -49,13 +49,13 @@ def memorizing_model(arch: str, sequences: np.ndarray, steps: int):
 def run(args) -> list:
     from parc.study.greedy import generate_continuations, greedy_continuations
 
-    count = 128 if args.quick else 512
+    count = 64 if args.quick else 256
     batch_size = 64
     sequences = demo_sequences(args.work, count)
     prompts, truth = sequences[:, :PROMPT], sequences[:, PROMPT:]
     records = []
     for arch in (["pythia"] if args.quick else ["pythia", "mamba", "rwkv"]):
-        model, initial = memorizing_model(arch, sequences, 60 if args.quick else 150)
+        model, initial = memorizing_model(arch, sequences, 200 if args.quick else 300)
         trained = {k: v.clone() for k, v in model.state_dict().items()}
         for regime, weights in (("memorizing", trained), ("random init", initial)):
             model.load_state_dict(weights)

@@ -4,7 +4,6 @@ examples), checked against a straightforward re-implementation on tables with kn
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pandas as pd

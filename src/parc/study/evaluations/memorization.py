@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -136,11 +136,3 @@ def metric_row(metric: str, values: np.ndarray) -> dict:
     stderr = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     return {"task": TASK, "metric": metric, "value": value, "stderr": stderr, "n": n}
 
-
-def memorization_scores(model, sequences: np.ndarray, prompt_len: int = 32, continuation_len: int = 32,
-                        batch_size: int = 64) -> List[float]:
-    """Pythia's score of each row of `sequences` [N, >= prompt_len + continuation_len] (a convenience for
-    benchmarks and notebooks; the evaluation above adds the bookkeeping)."""
-    truth = sequences[:, prompt_len:prompt_len + continuation_len]
-    tokens = greedy_continuations(model, sequences[:, :prompt_len], truth, batch_size).tokens
-    return list((tokens == truth).mean(axis=1))
