@@ -109,11 +109,12 @@ def test_tables_match_numpy(analysis):
 def test_rerun_reuses_parts_and_replaces_changed_ones(analysis):
     out, *_ = analysis
     run_phases({"out": str(out)}, log=lambda line: None)
-    parts = {p: p.stat().st_mtime_ns for p in (out / "parts" / "correlations").glob("*.parquet")}
+    parts = {p: p.stat().st_mtime_ns for p in (out / "parts").rglob("*.parquet")}
     lines = []
     run_phases({"out": str(out)}, log=lines.append)
-    assert any(f"({len(parts)} already done)" in line for line in lines)
-    assert {p: p.stat().st_mtime_ns for p in parts} == parts
+    assert any(f"({len(list((out / 'parts' / 'correlations').glob('*.parquet')))} already done)" in line
+               for line in lines)
+    assert {p: p.stat().st_mtime_ns for p in parts} == parts  # correlations, regressions and agreement alike
     surprisal = pd.read_parquet(out / "surprisal.parquet")
     changed = (surprisal.arch == "pythia") & (surprisal.seed == 1) & (surprisal.step == 4)
     surprisal.loc[changed, "surprisal"] = surprisal.loc[changed, "surprisal"].to_numpy()[::-1]
@@ -121,7 +122,8 @@ def test_rerun_reuses_parts_and_replaces_changed_ones(analysis):
     run_phases({"out": str(out)}, log=lambda line: None)
     correlations = pd.read_csv(out / "correlations.csv")
     assert len(correlations) == 2 * len(SEEDS) * len(STEPS) * 10  # the changed checkpoint's old rows are gone
-    assert len(list((out / "parts" / "correlations").glob("*.parquet"))) == len(parts)
+    assert len(list((out / "parts" / "correlations").glob("*.parquet"))) == 2 * len(SEEDS) * len(STEPS)
+    assert len(list((out / "parts" / "agreement").glob("*.parquet"))) == 1
 
 
 def test_phase_peaks_and_order():

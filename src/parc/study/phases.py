@@ -155,7 +155,11 @@ def compute_tables(out: Path, surprisal, heuristics, formulas: List[str], log=pr
     agreement = agreement_table(aligned)
     paths = {"correlations": correlations.publish()[1], "regressions": regressions.publish()[1]}
     table = TidyTable(out, "agreement", AGREEMENT_COLUMNS)
-    table.write("all", agreement)  # cheap to recompute whole: one correlation matrix per step
+    key = hashlib.sha256("\n".join(sorted(wanted)).encode()).hexdigest()  # the same checkpoints, same inputs
+    if not table.done(key):  # one part for all steps: cheap to recompute whole when anything changed
+        for stale in table.keys():
+            table.part_path(stale).unlink()
+        table.write(key, agreement)
     paths["agreement"] = table.publish()[1]
     return paths
 
