@@ -3,6 +3,7 @@ with one module per architecture (weights equal to a fresh from_pretrained). Hub
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -11,7 +12,6 @@ import torch
 
 from parc.checkpoint import MANIFEST
 from parc.errors import ParcError
-from parc.fileio import sha256_file
 from parc.study.sources import ModelCache, default_out, parse_name, resolve_runs, run_config
 
 pytestmark = pytest.mark.timeout(1800)  # the first test trains the session's demo grid (conftest eval_grid)
@@ -26,13 +26,26 @@ def test_grid_root_and_run_dirs_resolve_to_every_checkpoint(eval_grid):
     manifest_file = eval_grid / "pythia-seed1-shard0" / "checkpoint-8" / MANIFEST
     manifest = json.loads(manifest_file.read_text())
     assert (ref.arch, ref.size, ref.seed, ref.shard, ref.data_seed) == ("pythia", "tiny", 1, 0, None)
-    assert ref.tokens == manifest["tokens"] and ref.commit == sha256_file(manifest_file)
+    assert ref.tokens == manifest["tokens"]
+    weights = {k: v["sha256"] for k, v in manifest["files"].items() if not k.startswith("training_state/")}
+    assert weights and ref.commit == hashlib.sha256(json.dumps({"step": 8, "files": weights}, sort_keys=True).encode()).hexdigest()
     assert run_config(ref)["trainer"]["max_steps"] == 8
     # A run dir and a repeated name: the same refs, once; steps= filters.
     some = resolve_runs(f"{eval_grid}/pythia-seed0-shard0,{eval_grid}/pythia-seed0-shard0", steps=[8, 4])
     assert [(r.run, r.step) for r in some] == [("pythia-seed0-shard0", 4), ("pythia-seed0-shard0", 8)]
     assert default_out(str(eval_grid), "evals") == eval_grid / "evals"
     assert default_out(f"{eval_grid}/pythia-seed0-shard0", "evals") == eval_grid / "evals"
+
+
+def test_pruning_the_training_state_keeps_the_identity(eval_grid, tmp_path):
+    from parc.checkpoint import has_train_state, prune_train_states
+
+    run = tmp_path / "pythia-seed0-shard0"
+    shutil.copytree(eval_grid / "pythia-seed0-shard0", run)
+    before = {r.step: r.commit for r in resolve_runs(str(run))}
+    pruned = prune_train_states(run, keep=1)
+    assert pruned and not has_train_state(run / f"checkpoint-{pruned[0]}")  # the manifests were rewritten
+    assert {r.step: r.commit for r in resolve_runs(str(run))} == before
 
 
 def test_bad_sources_are_one_line_errors(eval_grid, tmp_path):

@@ -50,7 +50,7 @@ class CheckpointRef:
     tokens: Optional[int]
     source: str               # absolute local run directory, or "hub:<repo_id>"
     revision: str             # "checkpoint-40" (local dir name or Hub branch), "step40", "main", ...
-    commit: str               # Hub commit sha, or sha256 of the local completion manifest: what the weights are
+    commit: str               # Hub commit sha, or sources.weights_identity of the local manifest: what the weights are
     run: str                  # stable label of the run, e.g. "pythia-seed0-shard0" or the repo id
 
     def key(self) -> str:
@@ -158,6 +158,18 @@ def local_run_config(run_dir: Path) -> Optional[Dict[str, Any]]:
     return None
 
 
+def weights_identity(manifest: Dict[str, Any]) -> str:
+    """sha256 over the step and the sha256 of every file but the training state: what the weights are.
+
+    Not the manifest file's own hash: the trainer rewrites the manifest when it prunes a checkpoint's training
+    state, and the same weights must keep the same identity (or every result would be computed again)."""
+    import hashlib
+
+    files = {name: entry["sha256"] for name, entry in manifest.get("files", {}).items()
+             if not name.startswith(STATE_DIR + "/")}
+    return hashlib.sha256(json.dumps({"step": manifest.get("step"), "files": files}, sort_keys=True).encode()).hexdigest()
+
+
 def local_refs(run_dir: Path, pattern: Optional[str]) -> List[CheckpointRef]:
     run_dir = Path(run_dir).resolve()
     checkpoints = complete_checkpoints(run_dir)
@@ -171,7 +183,7 @@ def local_refs(run_dir: Path, pattern: Optional[str]) -> List[CheckpointRef]:
         manifest = json.loads((path / MANIFEST).read_text())
         refs.append(make_ref(identity, parse_name(f"{run_dir.name}@{path.name}", pattern), model_type,
                              step_of(path), manifest.get("tokens"), str(run_dir), path.name,
-                             sha256_file(path / MANIFEST), run_dir.name))
+                             weights_identity(manifest), run_dir.name))
     return refs
 
 
@@ -183,7 +195,7 @@ def single_checkpoint_ref(directory: Path, pattern: Optional[str]) -> Checkpoint
     state = directory / TRAINER_STATE
     config = json.loads(state.read_text()).get("config") if state.is_file() else None
     weights = sorted(directory.glob("*.safetensors")) or sorted(directory.glob("*.bin"))
-    commit = sha256_file(manifest_file if manifest else weights[0]) if (manifest or weights) else ""
+    commit = weights_identity(manifest) if manifest else (sha256_file(weights[0]) if weights else "")
     return make_ref(identity_from_config(config), parse_name(f"{directory.parent.name}@{directory.name}", pattern),
                     _model_type(directory / "config.json"), manifest.get("step"), manifest.get("tokens"),
                     str(directory), directory.name, commit, directory.name)
