@@ -207,7 +207,7 @@ def test_hub_revisions_parc_and_foreign_match_local_and_are_dropped(hub_server, 
     hub_rows, local_rows = table(out), table(local)
     parc_rows = hub_rows[hub_rows.source == "hub:org/demo-pythia-seed1-shard0"]
     assert sorted(set(parc_rows.revision)) == ["checkpoint-0", "checkpoint-4", "checkpoint-8"]  # sorted by step, not main
-    assert set(parc_rows.arch) == {"pythia"} and set(parc_rows.seed) == {1} and set(parc_rows.size) == {"tiny"}
+    assert set(parc_rows.arch) == {"pythia"} and set(parc_rows.seed) == {1} and set(parc_rows["size"]) == {"tiny"}
     branches = hub_server.state.repos["org/demo-pythia-seed1-shard0"].branches
     assert set(parc_rows.commit) == {branches[f"checkpoint-{s}"] for s in (0, 4, 8)}
     key = ["step", "metric"]

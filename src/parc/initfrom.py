@@ -88,7 +88,7 @@ def _from_hub(cfg, repo_id: str, revision: str, output_dir: Path) -> InitSource:
     from parc.hubrepo import HubRepo, RetryPolicy
 
     refuse_offline_env()
-    repo = HubRepo(repo_id, RetryPolicy.from_config(cfg.hub), cfg.hub.revision_prefix)
+    repo = HubRepo(repo_id, RetryPolicy.from_config(cfg.hub), cfg.hub.branch)
     if not repo.exists():
         raise ParcError(f"init_from=hub:{repo_id}@{revision}: repository {repo_id} does not exist on the Hub")
     if revision not in repo.branches():
