@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fresh machine -> test results: installs Parc with its dev extras into .venv, starts the local Slurm
-# cluster when running as root (the slurm-marked tests need it), runs the whole suite, stops the cluster.
+# cluster when running as root (the slurm-marked tests need it), runs the whole suite (the slow end-to-end
+# tests included, which a plain `pytest` leaves out), stops the cluster. Arguments go to pytest after ours,
+# so `scripts/test.sh -m "not slow"` or `scripts/test.sh -k resume -n 0` narrow it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh dev
@@ -9,6 +11,6 @@ if [ "$(id -u)" = 0 ] && [ -x scripts/slurm-cluster.sh ]; then
   if eval "$(scripts/slurm-cluster.sh start)"; then started_slurm=1; fi
 fi
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+.venv/bin/python -m pytest -m "slow or not slow" "$@" || status=$?
 if [ "$started_slurm" = 1 ]; then scripts/slurm-cluster.sh stop || true; fi
 exit "$status"

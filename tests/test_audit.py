@@ -19,6 +19,7 @@ def audited(hub, *args):
     return done.returncode, json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_planted_faults_are_each_found_and_repaired(hub_server, template, tmp_path):
     out = copy_run(template, tmp_path)
     published = client(hub_server, PUBLISH, tmp_path, out, steps=[0, 5, 9, 10], final=10)

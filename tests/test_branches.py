@@ -49,6 +49,7 @@ def test_bad_templates_are_refused_in_one_line(template, problem, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.slow
 def test_a_run_publishes_step_branches_and_resumes_from_the_newest_by_step(hub_server, demo_root, tmp_path):
     out = tmp_path / "run"
     args = [*short_run(demo_root, out, steps=10, every=5), "hub.repo_id=org/pythia-style", "hub.branch=step{N}",

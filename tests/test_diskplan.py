@@ -42,6 +42,7 @@ def test_the_parc_schedule_needs_about_260_gb_of_weights(tmp_path):
     assert est.state_bytes == pytest.approx(2 * est.weights_bytes, rel=0.02)  # AdamW: two moments per weight
 
 
+@pytest.mark.slow
 def test_dry_run_warns_when_the_schedule_will_not_fit(tmp_path):
     point = tmp_path / "small"
     point.mkdir()

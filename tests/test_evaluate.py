@@ -144,6 +144,7 @@ def test_table_equals_direct_computation_and_names_every_checkpoint(eval_grid, t
     assert sorted(set(heldout.example_id)) == list(range(first, first + 12))
 
 
+@pytest.mark.slow
 def test_rerun_adds_nothing_and_a_kill_then_rerun_gives_the_uninterrupted_table(eval_grid, tmp_path):
     args = [f"runs={eval_grid}", "steps=4,8", "eval.heldout.sequences=48", "eval.batch_size=4"]
     whole = tmp_path / "whole"

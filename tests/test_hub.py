@@ -366,6 +366,7 @@ def test_a_planted_pickle_is_refused_and_never_runs(hub_server, template, tmp_pa
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_training_publishes_every_revision_and_resumes_from_the_hub_bit_identically(hub_server, tmp_path):
     hub_server.state.token = TOKEN
     out = tmp_path / "run"

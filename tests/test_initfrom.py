@@ -44,6 +44,7 @@ def first_step_loss(checkpoint_dir, demo_root, overrides):
         return model(input_ids=ids, labels=labels).loss.item()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # six training commands: minutes on a shared 2-core machine
 def test_resume_refuses_a_new_max_steps_and_init_from_continues_the_weights(demo_root, tmp_path, source):
     # "continue the finished run for longer": resume refuses, and says why and what to do instead

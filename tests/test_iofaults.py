@@ -189,6 +189,7 @@ def test_a_row_cut_short_by_a_crash_is_dropped_on_resume(tmp_path):
 
 # --- whole commands -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # five training commands: minutes on a shared 2-core machine
 def test_training_on_a_small_disk_fails_in_one_line_and_the_same_command_resumes(demo_root, tmp_path, tmpfs):
     reference = tmp_path / "reference" / "run"
@@ -222,6 +223,7 @@ def test_training_on_a_small_disk_fails_in_one_line_and_the_same_command_resumes
         (reference / "checkpoint-8" / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_prepare_on_a_full_disk_fails_in_one_line_and_the_same_command_finishes(tmp_path, tmpfs):
     overrides = ["experiment=demo", "data.max_documents=4"]
     reference = tmp_path / "reference"

@@ -108,11 +108,13 @@ def test_torchrun_two_processes_train_what_one_process_trains(torchrun_two, one_
     assert sorted(p.name for p in state.glob("rng-rank*.pt")) == ["rng-rank0.pt", "rng-rank1.pt"]
 
 
+@pytest.mark.slow
 def test_accelerate_launch_two_processes_train_what_one_process_trains(demo_root, one_process, tmp_path):  # noqa: F811
     launch_two(ACCELERATE, demo_root, tmp_path / "run")
     assert_same_training(tmp_path / "run", one_process)
 
 
+@pytest.mark.slow
 def test_two_process_checkpoint_resumes_on_one_process(demo_root, torchrun_two, one_process, tmp_path):  # noqa: F811
     resumed = tmp_path / "resumed"
     start = torchrun_two / f"checkpoint-{EVERY}"

@@ -35,6 +35,7 @@ def refused(hub) -> list:
     return [t for t, method, path, status in hub.state.requests if status == 429 and "/commit/" in path]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_training_outpaces_the_limit_unblocked_and_sync_finishes_across_kill_9(hub_server, demo_root, tmp_path):
     # 2 commits an hour (creating the repo is one): refused from checkpoint-4 on, long before step 20, however
@@ -141,6 +142,7 @@ def test_the_dry_run_estimate_matches_a_direct_count(schedule):
     assert estimate["lag_s"] == pytest.approx(published - times[-1])
 
 
+@pytest.mark.slow
 def test_dry_run_warns_when_the_schedule_exceeds_the_budget(demo_root, tmp_path):
     base = ["experiment=demo", f"paths.root={demo_root}", f"output_dir={tmp_path / 'dry'}", "dry_run=true",
             "hub.repo_id=org/x", "trainer.max_steps=40000", "checkpoint.every=10"]

@@ -32,7 +32,7 @@ def max_difference(stdout: str) -> float:
     return float(match.group(1))
 
 
-@pytest.mark.parametrize("arch", ["pythia", "mamba", "rwkv"])
+@pytest.mark.parametrize("arch", ["pythia", *(pytest.param(a, marks=pytest.mark.slow) for a in ("mamba", "rwkv"))])
 def test_losses_match_the_hf_trainer(demo_root, arch):  # noqa: F811
     result, printed = parity(f"arch={arch}", f"steps={STEPS}", f"paths.root={demo_root}")
     assert result.returncode == 0, printed[-3000:]

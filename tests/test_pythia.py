@@ -196,6 +196,7 @@ def losses(out):
     return [(r["step"], r["loss"], r["lr"]) for r in read_metrics(out / "metrics.jsonl")]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # two CLI runs with Hub pushes; slow on a loaded 2-core machine
 def test_pythia_experiment_on_the_demo_trains_publishes_step_branches_and_resumes_bit_exactly(demo_root, tmp_path,
                                                                                            hub_server):
@@ -207,7 +208,8 @@ def test_pythia_experiment_on_the_demo_trains_publishes_step_branches_and_resume
     out, repo = tmp_path / "run", "org/pythia-14m"
     args = ["experiment=pythia", "arch.size=14m", "data=demo", f"paths.root={demo_root}", f"output_dir={out}",
             "trainer.precision=fp32", "trainer.max_steps=4", "trainer.warmup_steps=2", "trainer.global_batch_size=8",
-            "trainer.micro_batch_size=4", "trainer.progress=false", f"hub.repo_id={repo}", "hub.retry_initial_s=0.05"]
+            "trainer.micro_batch_size=4", "trainer.progress=false", f"hub.repo_id={repo}", "hub.retry_initial_s=0.05",
+            "hub.max_commits_per_hour=360000"]  # the default spaces commits 36 s apart
     result = run_cli("parc.train", *args, env=hub_server.env())
     assert result.returncode == 0, result.stderr[-3000:]
     rows = losses(out)

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from conftest import REPO, run_cli
 from parc.metrics import read_metrics
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CLUSTER = REPO / "scripts" / "slurm-cluster.sh"
 TRAIN = REPO / "slurm" / "train_array.sbatch"

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, run_cli
 from test_slurm import Cluster, slurm_conf, submit  # noqa: F401  (slurm_conf is the session fixture)
 
-pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 EVAL = REPO / "slurm" / "eval_array.sbatch"
 

@@ -108,6 +108,7 @@ def fragments(text: str):
         yield from line.split(".")
 
 
+@pytest.mark.slow
 def test_builds_a_deterministic_nawoco_set_from_held_out_plays(demo_root, tmp_path):
     out = tmp_path / "stimuli" / "demo.stims"
     args = ["parc.stimuli", "data=demo", f"paths.root={demo_root}", "train=40", "val=20", "test=10"]

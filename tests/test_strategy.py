@@ -12,7 +12,7 @@ from parc.metrics import read_metrics
 from conftest import short_run, train
 from test_multiprocess import EVERY, STEPS, TORCHRUN, launch, torchrun_two  # noqa: F401  (torchrun_two: DDP, 2 processes)
 
-pytestmark = pytest.mark.timeout(900)  # several 2-process launches on a 2-core machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # several 2-process launches on a 2-core machine
 
 
 def fsdp_launch(demo_root, out, *extra):

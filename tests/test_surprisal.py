@@ -70,6 +70,7 @@ def test_batched_equals_the_papers_per_token_loop(arch, demo_tokenizer, stimuli)
     assert np.max(np.abs(one_by_one - batched)) <= 1e-5
 
 
+@pytest.mark.slow
 def test_cli_writes_the_papers_tsvs_and_the_table_incrementally(eval_grid, tmp_path):
     import pandas as pd
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -91,7 +91,7 @@ def start_train(*overrides):
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ))
 
 
-@pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
+@pytest.mark.parametrize("how", ["kill -9", pytest.param("SIGTERM", marks=pytest.mark.slow)])
 def test_interrupted_run_resumes_bit_identically(demo_root, tmp_path, how):
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     overrides = dict(steps=12, every=4)
@@ -113,6 +113,7 @@ def test_interrupted_run_resumes_bit_identically(demo_root, tmp_path, how):
     assert_same_weights(interrupted / "checkpoint-12", reference / "checkpoint-12")
 
 
+@pytest.mark.slow
 def test_resume_from_a_named_checkpoint_and_refusals(demo_root, tmp_path):
     out = tmp_path / "run"
     train(*short_run(demo_root, out))
@@ -132,6 +133,7 @@ def test_resume_from_a_named_checkpoint_and_refusals(demo_root, tmp_path):
     assert losses(out) == reference
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # four training commands
 def test_a_damaged_checkpoint_is_skipped_by_auto_and_refused_by_name(demo_root, tmp_path):
     out = tmp_path / "run"
@@ -214,6 +216,7 @@ def test_keep_train_states_prunes_optimizer_state_but_keeps_weights(demo_root, t
         assert all((out / f"checkpoint-{s}" / f).exists() for f in manifest["files"])
 
 
+@pytest.mark.slow
 def test_wandb_offline_logs_the_run(demo_root, tmp_path):
     out = tmp_path / "run"
     train(*short_run(demo_root, out, "logger=wandb", steps=3, every=3), )
