@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import run_cli, short_run, train
-from parc import checkpoint, integrity
+from parc import integrity
 from parc.iofaults import EXIT_IO_ERROR, DiskFault, check_same_directory, directory_identity
 from test_checkpoint import parts, save  # noqa: F401  (the fixture)
 

@@ -5,7 +5,6 @@ estimate against a direct count."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

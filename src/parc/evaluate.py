@@ -24,22 +24,17 @@ from parc.errors import ParcError, exit_on_error
 OWN_ARGS = ("runs", "steps", "out", "pattern", "part", "num_parts")
 
 
-def parse_int(name: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ParcError(f"{name}={text!r} is not an integer") from None
-
-
 def parse_steps(text: Optional[str]) -> Optional[List[int]]:
+    from parc.config import own_ints
+
     if text is None or text.strip() in ("", "all", "null"):
         return None
-    return [parse_int("steps", s.strip()) for s in text.strip("[]").split(",") if s.strip()]
+    return own_ints("steps", text, example="10,20,40")
 
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    from parc.config import compose, split_own_args
+    from parc.config import compose, own_int, split_own_args
     from parc.study.evalconfig import evaluation_names, register_evaluate_schema, validate_eval
 
     own, overrides = split_own_args(list(sys.argv[1:] if argv is None else argv), OWN_ARGS)
@@ -49,7 +44,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ParcError(f"{bad[0]!r} is not an argument: write key=value, e.g. eval=parc or eval.batch_size=16")
-    part, num_parts = parse_int("part", own.get("part", "0")), parse_int("num_parts", own.get("num_parts", "1"))
+    part, num_parts = own_int("part", own.get("part", "0")), own_int("num_parts", own.get("num_parts", "1"))
     if num_parts < 1 or not 0 <= part < num_parts:
         raise ParcError(f"part={part} num_parts={num_parts}: need 0 <= part < num_parts")
     register_evaluate_schema()

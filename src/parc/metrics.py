@@ -7,7 +7,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm

@@ -11,17 +11,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from parc.config import compose, split_own_args, validate
-from parc.errors import ParcError, exit_on_error
+from parc.config import compose, own_int, own_ints, split_own_args, validate
+from parc.errors import exit_on_error
 
 OWN_ARGS = ("out", "train", "val", "test", "sample_seed", "shards")
-
-
-def integer(name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ParcError(f"{name}={value!r} must be an integer") from None
 
 
 def demo_defaults(overrides: List[str]) -> List[str]:
@@ -37,10 +30,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     own, overrides = split_own_args(sys.argv[1:] if argv is None else argv, OWN_ARGS)
     cfg = compose(demo_defaults(overrides))
     validate(cfg)
-    sizes = {split: integer(split, own.get(split, str(size))) for split, size in DEFAULT_SIZES.items()}
-    shards = [integer("shards", s) for s in own.get("shards", "").split(",") if s.strip()]
+    sizes = {split: own_int(split, own.get(split, str(size))) for split, size in DEFAULT_SIZES.items()}
+    shards = own_ints("shards", own["shards"]) if own.get("shards", "").strip() else []
     out = Path(own.get("out", f"stimuli/{cfg.data.name}.stims"))
-    report = build_stimuli(cfg, out, sizes, integer("sample_seed", own.get("sample_seed", str(PAPER_SEED))), shards)
+    report = build_stimuli(cfg, out, sizes, own_int("sample_seed", own.get("sample_seed", str(PAPER_SEED))), shards)
     print(report.summary, flush=True)
 
 

@@ -10,17 +10,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from parc.config import split_own_args
+from parc.config import own_ints, split_own_args
 from parc.errors import ParcError, exit_on_error
 
 OWN_ARGS = ("stimuli", "runs", "steps", "out", "batch_tokens", "device")
-
-
-def parse_ints(name: str, value: str) -> List[int]:
-    try:
-        return [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise ParcError(f"{name}={value!r}: give comma-separated integers, e.g. {name}=10,20,40") from None
 
 
 @exit_on_error
@@ -34,8 +27,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                             "runs=runs/demo")
     from parc.study.surprisal_run import run_surprisal
 
-    steps = parse_ints("steps", own["steps"]) if own.get("steps") else None
-    budget = parse_ints("batch_tokens", own.get("batch_tokens", "8192"))
+    steps = own_ints("steps", own["steps"], example="10,20,40") if own.get("steps") else None
+    budget = own_ints("batch_tokens", own.get("batch_tokens", "8192"), example="8192")
     if len(budget) != 1 or budget[0] < 1:
         raise ParcError("batch_tokens= must be one positive integer (tokens per forward pass)")
     device = own.get("device", "auto")

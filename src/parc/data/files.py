@@ -9,12 +9,11 @@ wins and the loser discards its copy (the content is deterministic, so nothing i
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import socket
 from pathlib import Path
-from typing import Iterable, List
+from typing import List
 
 import numpy as np
 

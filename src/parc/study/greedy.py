@@ -50,7 +50,7 @@ def first_true(mask: torch.Tensor, default: int) -> torch.Tensor:
 
 def _decode_batch(model, prompts: torch.Tensor, targets: torch.Tensor) -> tuple:
     """Greedy tokens [B, C], leading matches [B] and the number of forwards for one batch."""
-    prompt_len, count = prompts.shape[1], targets.shape[1]
+    count = targets.shape[1]
     window = torch.cat([prompts, targets[:, :-1]], dim=1)  # the last continuation token is never an input
     tokens = tail_argmax(model, window, count)
     first_mismatch = first_true(tokens != targets, count)

@@ -21,22 +21,12 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from parc.config import compose, split_own_args, validate
+from parc.config import compose, own_ints, split_own_args, validate
 from parc.errors import ParcError
 
 OWN_ARGS = ("seeds", "archs", "steps", "out")
 STIMULI_ARGS = ("train", "val", "test")  # stimulus-set sizes, passed to python -m parc.stimuli
 ARCHS = ("pythia", "mamba", "rwkv")
-
-
-def parse_ints(name: str, text: str) -> List[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ParcError(f"{name}={text!r} must be comma-separated integers, e.g. {name}=0,1,2") from None
-    if not values:
-        raise ParcError(f"{name}= is empty: give comma-separated integers, e.g. {name}=0,1,2")
-    return values
 
 
 def log_spaced_steps(saved: Sequence[int], max_steps: int) -> List[int]:
@@ -53,14 +43,14 @@ class Study:
         self.stimuli_sizes = [f"{key}={own[key]}" for key in STIMULI_ARGS if key in own]
         self.cfg = compose(self.overrides)
         validate(self.cfg)
-        self.seeds = parse_ints("seeds", own.get("seeds", "0"))
+        self.seeds = own_ints("seeds", own.get("seeds", "0"))
         self.archs = [a.strip() for a in own.get("archs", ",".join(ARCHS)).split(",") if a.strip()]
         unknown = sorted(set(self.archs) - set(ARCHS))
         if unknown:
             raise ParcError(f"archs= names {unknown[0]!r}: choose from {', '.join(ARCHS)}")
         max_steps = self.cfg.trainer.max_steps
         saved = checkpoint_steps(self.cfg.checkpoint, max_steps)
-        self.steps = parse_ints("steps", own["steps"]) if own.get("steps") else log_spaced_steps(saved, max_steps)
+        self.steps = own_ints("steps", own["steps"]) if own.get("steps") else log_spaced_steps(saved, max_steps)
         missing = sorted(set(self.steps) - set(saved))
         if missing:
             raise ParcError(f"steps= asks for step {missing[0]}, which the runs do not checkpoint "

@@ -47,8 +47,6 @@ def zscore(values) -> np.ndarray:
 
 def heuristics_frame(ngrams, splits, context_similarity=None):
     """One row per stimulus: split, gram1..gram5 (z-scored), context_similarity (z-scored) when given."""
-    import pandas as pd
-
     wide = ngrams.pivot(index="stimulus_id", columns="order", values="logprob")
     wide.columns = [f"gram{order}" for order in wide.columns]
     frame = splits.set_index("stimulus_id").join(wide, how="inner")
