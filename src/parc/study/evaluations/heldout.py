@@ -137,7 +137,8 @@ class HeldoutLoss(Evaluation):
         sums = []
         for begin in range(0, len(self.indices), self.batch_size):
             ids = torch.from_numpy(self.stream.sequences(self.indices[begin:begin + self.batch_size]))
-            logits = model(input_ids=ids).logits.float()
+            # use_cache=False: with a cache Mamba leaves Parc's fast path for transformers' sequential scan
+            logits = model(input_ids=ids, use_cache=False).logits.float()
             losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
             sums.append(losses.double().sum(dim=1).numpy())
         return np.concatenate(sums)
