@@ -167,6 +167,9 @@ class ModelCache:
             raise ParcError(f"cannot load the causal LM in {directory} ({str(exc).splitlines()[0]})") from None
         self.builds += 1
         install_fast_path(model, self.fast_path)
+        # Scoring calls (held-out loss, lm-eval's `model(inps)`) use the config's default, and a cache takes Mamba
+        # off Parc's fast path onto transformers' sequential scan; decoding asks for the cache explicitly.
+        model.config.use_cache = False
         return model.eval()
 
     def tokenizer(self, directory: Path):

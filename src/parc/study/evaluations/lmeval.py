@@ -151,9 +151,6 @@ class LmEvalTasks(Evaluation):
     def wrapper(self, loaded):
         from lm_eval.models.huggingface import HFLM
 
-        # HFLM scores with `model(inps)`, i.e. the config's use_cache; a cache takes Mamba off Parc's fast path
-        # onto transformers' sequential scan. Its generate calls pass use_cache=True themselves.
-        loaded.model.config.use_cache = False
         key = id(loaded.model)
         held = self.wrappers.get(key)
         if held is None or held.tokenizer is not loaded.tokenizer or held.max_length != loaded.max_length:
