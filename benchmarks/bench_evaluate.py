@@ -93,7 +93,7 @@ def train_grid(root: Path, runs, steps: int, every: int) -> Path:
 
 
 def checkpoints(grid: Path, steps: List[int]) -> List[Path]:
-    from parc.checkpoint import complete_checkpoints, step_of
+    from parc.store.checkpoint import complete_checkpoints, step_of
 
     return [c for run in sorted(grid.iterdir()) if run.is_dir() for c in complete_checkpoints(run) if step_of(c) in steps]
 

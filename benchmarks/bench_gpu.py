@@ -3,7 +3,7 @@
 Per architecture, the Parc model (vocab 50277, seq 1024) trains on one random micro-batch, fp32 as Parc
 trained; the first steps are warm-up (CUDA context, kernel selection) and not timed. Ours installs its fast
 path (Mamba: the mamba_ssm kernels when installed, else Parc's scan; RWKV: the chunked WKV) and uses fused
-AdamW; the baseline is transformers' own forward with the same AdamW groups. MFU comes from `parc.perf.mfu`
+AdamW; the baseline is transformers' own forward with the same AdamW groups. MFU comes from `parc.training.perf.mfu`
 (model FLOPs per token from `parc.archs`, over the device's peak). Without CUDA it prints one line saying
 so; `--device cpu` runs it at the demo size on CPU, only to check that the benchmark itself works.
 """
@@ -40,7 +40,7 @@ def run(args) -> list:
 
     from parc import archs
     from parc.config import compose
-    from parc.perf import mfu
+    from parc.training.perf import mfu
 
     on_cpu = getattr(args, "device", "cuda") == "cpu"
     if not torch.cuda.is_available() and not on_cpu:

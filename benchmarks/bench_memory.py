@@ -2,7 +2,7 @@
 real (Parc) size with micro-batch 1 and seq 1024.
 
 Each measurement is a child process that builds the model (`parc.archs.build_model`, as Parc: set_seed then
-from_config), the AdamW of `parc.optim`, and runs two optimizer steps (forward, backward, clipping, update;
+from_config), the AdamW of `parc.training.optim`, and runs two optimizer steps (forward, backward, clipping, update;
 the second with Adam's moments allocated) on one micro-batch. Ours installs its fast path
 (`arch.fast_path=auto`); the baseline keeps transformers' own forward, as the original script ran.
 On CPU the number is the child's peak resident memory (VmHWM: weights, gradients, Adam state, activations,

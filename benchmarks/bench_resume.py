@@ -87,9 +87,11 @@ def child_ours_checkpoint(k: int, args: list) -> None:
     """Write checkpoint-k of the run (k = 0: weights only, the fresh run's seed checkpoint)."""
     import torch
 
-    from parc.config import compose, validate
+    from parc.config import compose
+
+    from parc.training.runconfig import validate
     from parc.data.stream import BatchPlan, open_stream
-    from parc.trainer import Trainer, make_accelerator
+    from parc.training.trainer import Trainer, make_accelerator
 
     cfg = compose(args + (["checkpoint.save_train_state=false"] if k == 0 else []))
     validate(cfg)
@@ -110,13 +112,13 @@ def child_ours_checkpoint(k: int, args: list) -> None:
 
 def child_ours_run(args: list) -> None:
     """`python -m parc.train <args>`, stopped as its first new step begins."""
-    import parc.trainer
+    import parc.training.trainer
 
     def first_step(self, step):
         print(f"{MARKER} {time.time()} {step}", flush=True)
         os._exit(0)
 
-    parc.trainer.Trainer.train_step = first_step
+    parc.training.trainer.Trainer.train_step = first_step
     from parc.train import main
 
     main(args)

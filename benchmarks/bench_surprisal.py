@@ -77,7 +77,6 @@ def measure(arch: str, size: str, count: int, pairs: int, work) -> dict:
     from parc.study.stimuli import read_stimuli
     from parc.study.surprisal import StimulusEncoder, score
     from parc.data.tokenizer import load_saved_tokenizer
-    import parc.study.sources  # noqa: F401  (loads modelcache in the order its circular import needs)
     from parc.study.modelcache import install_fast_path
 
     overrides = ["experiment=demo", f"arch={arch}"] + (["arch.size=full", "data.vocab_size=50277"] if size == "parc" else [])

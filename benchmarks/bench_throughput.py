@@ -1,7 +1,7 @@
 """B1: training throughput in tokens/s, ours vs the original recipe (transformers.Trainer), per architecture.
 
 Both sides train the demo's tiny model on the same prepared demo batches (micro-batch 8 x accumulation 2,
-seq 128) from the same initial weights, through `parc.parity`: ours is `parc.trainer.Trainer.train_step`
+seq 128) from the same initial weights, through `parc.parity`: ours is `parc.training.trainer.Trainer.train_step`
 with its fast paths, the baseline `transformers.Trainer` configured as the Parc script (transformers' own
 forward: Mamba's sequential scan, RWKV's per-step WKV loop). The first step of each run is not timed.
 Each record also carries the largest relative loss difference between the two, to show the work was the same.
@@ -44,9 +44,10 @@ def sizes(quick: bool) -> dict:
 
 def measure_pair(arch: str, root, steps: int, overrides: list) -> tuple[float, float, float]:
     """One alternation: (ours tokens/s, baseline tokens/s, max relative loss difference)."""
-    from parc import parity
-    from parc.config import Plan
-    from parc.data.stream import BatchPlan, ensure_prepared
+    from parc.training import parity
+    from parc.training.runconfig import Plan
+    from parc.data.prepare import ensure_prepared
+    from parc.data.stream import BatchPlan
 
     cfg = parity.parity_config(["experiment=demo", f"arch={arch}", f"paths.root={root}", *overrides], steps)
     stream = ensure_prepared(cfg)

@@ -1,7 +1,7 @@
-"""Cost of verifying a Parc-size checkpoint before resuming (parc.integrity.verify): sha256 of every listed file.
+"""Cost of verifying a Parc-size checkpoint before resuming (parc.store.integrity.verify): sha256 of every listed file.
 
 A Pythia-160M checkpoint (162M parameters, vocab 50277) with its AdamW state is written once by
-parc.checkpoint.save (~2 GB). Then, alternating, medians: ours = `verify(check_sha=True)` (size + streamed
+parc.store.checkpoint.save (~2 GB). Then, alternating, medians: ours = `verify(check_sha=True)` (size + streamed
 sha256 of every file), against the floor of reading the same bytes once (16 MB blocks, no hashing), and the
 size-only check. With --cold the page cache is dropped before every measurement (needs root), so the
 numbers include reading from the disk, as on a fresh node.
@@ -25,9 +25,11 @@ def make_checkpoint(work: Path) -> Path:
     import torch
     from accelerate import Accelerator
 
-    from parc import archs, checkpoint
+    from parc import archs
+
+    from parc.store import checkpoint
     from parc.config import compose
-    from parc.optim import build_optimizer, build_scheduler
+    from parc.training.optim import build_optimizer, build_scheduler
 
     path = work / "run" / "checkpoint-10"
     if checkpoint.is_complete(path):
@@ -65,7 +67,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cold", action="store_true")
     args = parser.parse_args()
-    from parc import integrity
+    from parc.store import integrity
 
     path = make_checkpoint(args.work)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -135,13 +135,13 @@ def train_on_random_tokens(overrides: List[str], side: str, steps: int) -> List[
 
     The model is built as Parc built it (`parc.archs.build_model`); "ours" installs its fast path
     (`arch.fast_path=auto`), "baseline" keeps transformers' own forward, as the original script ran. Both use
-    `parc.optim`'s AdamW (the Trainer's decay groups; fused on CUDA) and clip at the recipe's norm.
+    `parc.training.optim`'s AdamW (the Trainer's decay groups; fused on CUDA) and clip at the recipe's norm.
     """
     import torch
 
     from parc import archs
     from parc.config import compose
-    from parc.optim import build_optimizer
+    from parc.training.optim import build_optimizer
 
     cfg = compose(overrides)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")

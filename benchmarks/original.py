@@ -4,7 +4,7 @@ The script (`train_models/train_model.py`, see shared/notes/parc-recipe.md) stre
 this `tokenize` over it in batches: each document cut into 1024-token pieces by the tokenizer's overflow,
 only full pieces kept. Here the stream is generated in memory from the demo corpus instead of read from
 the Hub, which only makes the baseline faster than the original (no download, no parquet decoding).
-Its TrainingArguments are `parc.parity.reference_arguments`.
+Its TrainingArguments are `parc.training.parity.reference_arguments`.
 """
 
 from __future__ import annotations

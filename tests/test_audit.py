@@ -10,7 +10,7 @@ import pytest
 
 from hub_server import Repo, hub_server  # noqa: F401  (the fixture)
 from test_hub import PUBLISH, REPO, cli, client, copy_run, local_files, hub_files, template  # noqa: F401
-from parc.checkpoint import STATE_DIR
+from parc.store.checkpoint import STATE_DIR
 
 
 def audited(hub, *args):

@@ -14,7 +14,7 @@ from parc.errors import ParcError
 
 
 def test_names_and_steps_round_trip_and_other_branches_are_ignored():
-    from parc.branches import BranchTemplate
+    from parc.hub.branches import BranchTemplate
 
     pythia = BranchTemplate("step{N}")
     assert [pythia.name(s) for s in (0, 9, 10, 143000)] == ["step0", "step9", "step10", "step143000"]
@@ -25,7 +25,7 @@ def test_names_and_steps_round_trip_and_other_branches_are_ignored():
 
 
 def test_the_template_of_an_unknown_repo_is_guessed_from_its_branches():
-    from parc.branches import guess
+    from parc.hub.branches import guess
 
     assert guess(["main", "step0", "step1000", "step143000", "v1"]).template == "step{N}"
     assert guess(["main", "checkpoint-0", "checkpoint-10"]).template == "checkpoint-{N}"
@@ -38,7 +38,8 @@ def test_the_template_of_an_unknown_repo_is_guessed_from_its_branches():
     ("step{N}:x", "valid git branch"), ("runs/step{N}", "must not contain '/'"),
 ])
 def test_bad_templates_are_refused_in_one_line(template, problem, tmp_path):
-    from parc.config import compose, validate
+    from parc.config import compose
+    from parc.training.runconfig import validate
 
     with pytest.raises(ParcError, match=problem) as caught:
         validate(compose(["experiment=demo", f"hub.branch={template}"]))

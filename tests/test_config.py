@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from parc.config import CONFIG_DIR, Plan, compose, portable_config, validate
+from parc.config import CONFIG_DIR, compose
+
+from parc.training.runconfig import Plan, portable_config, validate
 from parc.errors import ParcError
-from parc.schedule import checkpoint_steps
+from parc.store.steps import checkpoint_steps
 
 GROUPS = ["arch", "data", "trainer", "checkpoint", "hub", "logger", "experiment"]
 

@@ -9,8 +9,10 @@ import subprocess
 import pytest
 
 from conftest import run_cli, short_run, train
-from parc import archs, diskplan
-from parc.config import Plan, compose
+from parc import archs
+from parc.store import diskplan
+from parc.config import compose
+from parc.training.runconfig import Plan
 
 
 def estimate_for(overrides):

@@ -14,10 +14,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import run_cli
-from parc import grid
-from parc.checkpoint import MANIFEST
-from parc.fileio import atomic_write_json
-from parc.hub import Journal
+from parc.training import grid
+from parc.store.checkpoint import MANIFEST
+from parc.store.fileio import atomic_write_json
+from parc.hub.publisher import Journal
 
 
 def make_cell(root: Path, arch: str, seed: int, *, max_steps: int, steps: int, checkpoints=(),

@@ -21,8 +21,8 @@ import pytest
 
 from conftest import run_cli
 from hub_server import Faults, hub_server  # noqa: F401  (the fixture)
-from parc.checkpoint import MANIFEST, STATE_DIR
-from parc.fileio import atomic_write_json
+from parc.store.checkpoint import MANIFEST, STATE_DIR
+from parc.store.fileio import atomic_write_json
 from parc.errors import ParcError
 
 REPO = "org/parc-pythia-seed0-shard0"  # what hub.repo_id=org derives for run_name=parc
@@ -34,8 +34,8 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from parc.config import compose
-from parc.hub import Publisher, resolve_hub_checkpoint
-from parc.metrics import log_to_stderr
+from parc.hub.publisher import Publisher, resolve_hub_checkpoint
+from parc.training.metrics import log_to_stderr
 log_to_stderr()
 args = json.loads(sys.argv[1])
 out = Path(args["out"])
@@ -56,13 +56,13 @@ print("pending after close:", sorted(publisher.pending_steps()))
 
 @pytest.fixture(scope="session")
 def template(tmp_path_factory):
-    """A run directory with complete checkpoints 0, 5, 9 and 10 of a tiny GPT-NeoX, written by parc.checkpoint."""
+    """A run directory with complete checkpoints 0, 5, 9 and 10 of a tiny GPT-NeoX, written by parc.store.checkpoint."""
     import torch
     from accelerate import Accelerator
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
-    from parc import checkpoint
+    from parc.store import checkpoint
 
     root = tmp_path_factory.mktemp("hub-template")
     words = ["<unk>", "<eos>"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
@@ -171,7 +171,7 @@ def test_round_trip_byte_identical_one_commit_per_revision_and_loadable(hub_serv
         import torch
         from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from parc import checkpoint
+        from parc.store import checkpoint
         model = AutoModelForCausalLM.from_pretrained(args["repo"], revision="checkpoint-5")
         tokenizer = AutoTokenizer.from_pretrained(args["repo"], revision="checkpoint-5")
         saved, loaded = load_file(args["weights"]), model.state_dict()
@@ -353,7 +353,7 @@ def test_a_planted_pickle_is_refused_and_never_runs(hub_server, template, tmp_pa
     assert pushed.returncode == 0, pushed.stderr[-3000:]
 
     resumed = client(hub_server, """
-        from parc import checkpoint
+        from parc.store import checkpoint
         from parc.errors import ParcError
         path = resolve_hub_checkpoint(cfg, out, None)
         try:
@@ -396,7 +396,7 @@ def test_training_publishes_every_revision_and_resumes_from_the_hub_bit_identica
 
     loaded = client(hub_server, """
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from parc.hubrepo import HubRepo, survey
+        from parc.hub.repo import HubRepo, survey
         for step in (0, 5, 10, 15, 20):
             AutoModelForCausalLM.from_pretrained("org/e2e", revision=f"checkpoint-{step}")
         print(AutoTokenizer.from_pretrained("org/e2e", revision="checkpoint-20").vocab_size)
@@ -421,7 +421,7 @@ def test_training_publishes_every_revision_and_resumes_from_the_hub_bit_identica
 
 def test_repo_naming_and_bad_ids():
     from parc.config import compose
-    from parc.hubrepo import repo_id_for
+    from parc.hub.repo import repo_id_for
 
     cfg = compose(["experiment=demo", "arch=rwkv", "seed=3", "data.shard=2", "hub.repo_id=org"])
     assert repo_id_for(cfg) == "org/demo-rwkv-seed3-shard2"
@@ -434,7 +434,7 @@ def test_repo_naming_and_bad_ids():
 
 
 def test_secrets_are_found_in_any_published_file(tmp_path):
-    from parc.hubrepo import refuse_secrets
+    from parc.hub.repo import refuse_secrets
 
     (tmp_path / "config.json").write_text('{"note": "fine"}')
     (tmp_path / "weights.bin").write_bytes(b"\0\1" + TOKEN.encode() + b"\2")
@@ -445,7 +445,7 @@ def test_secrets_are_found_in_any_published_file(tmp_path):
 
 
 def test_transient_and_permanent_failures_are_told_apart():
-    from parc.hubrepo import RetryPolicy, is_transient
+    from parc.hub.repo import RetryPolicy, is_transient
 
     class Response:
         def __init__(self, status, headers=None):

@@ -87,7 +87,7 @@ def test_resume_refuses_a_new_max_steps_and_init_from_continues_the_weights(demo
 def test_init_from_a_hub_revision(hub_server, demo_root, tmp_path, source):
     hub_server.state.token = TOKEN
     env = {**os.environ, **hub_server.env(TOKEN)}
-    push = ("import sys; from pathlib import Path; from parc.hubrepo import HubRepo; repo = HubRepo('org/src'); "
+    push = ("import sys; from pathlib import Path; from parc.hub.repo import HubRepo; repo = HubRepo('org/src'); "
             "repo.ensure(private=True); repo.push('checkpoint-4', Path(sys.argv[1]), True, {})")
     pushed = subprocess.run([sys.executable, "-c", push, str(source / "checkpoint-4")], env=env,
                             capture_output=True, text=True, timeout=240)

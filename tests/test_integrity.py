@@ -10,10 +10,12 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from parc import archs, checkpoint, integrity
+from parc import archs
+
+from parc.store import checkpoint, integrity
 from parc.config import compose
 from parc.errors import ParcError
-from parc.optim import build_optimizer, build_scheduler
+from parc.training.optim import build_optimizer, build_scheduler
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""parc.loss: the labels and the normalisations give the gradients transformers' Trainers give."""
+"""parc.training.loss: the labels and the normalisations give the gradients transformers' Trainers give."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from parc import archs
 from parc.config import compose
-from parc.loss import IGNORE_INDEX, normalization, step_labels
+from parc.training.loss import IGNORE_INDEX, normalization, step_labels
 
 ONE_PROCESS = SimpleNamespace(num_processes=1, device=torch.device("cpu"))
 ACCUMULATION, ROWS, SEQ = 2, 4, 16
@@ -74,7 +74,7 @@ def test_hf4_scales_the_gradient_as_transformers_4_5x(ids, arch, factor):
 
 
 def test_the_recipe_defaults_and_a_bad_choice():
-    from parc.config import validate
+    from parc.training.runconfig import validate
     from parc.errors import ParcError
 
     cfg = compose([])

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from parc.errors import ParcError
-from parc.metrics import read_metrics
+from parc.training.metrics import read_metrics
 from conftest import run_cli
 
 IndexedDatasetBuilder = pytest.importorskip("megatron.core.datasets.indexed_dataset").IndexedDatasetBuilder
@@ -51,7 +51,7 @@ def overrides(root, tokenizer, *extra):
 
 def show_batch(root, tokenizer, step, *extra):
     """`python -m parc.batch step=N out=...`, in this process (the CLI's own function; saves the start-up)."""
-    from parc.batch import show_batch as parc_batch
+    from parc.training.batch_view import show_batch as parc_batch
 
     out = root / f"batch-{step}.npy"
     parc_batch([f"step={step}", f"out={out}", *overrides(root, tokenizer, *extra)])

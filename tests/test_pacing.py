@@ -100,7 +100,7 @@ def test_the_commit_budget_spaces_commits_under_the_limit(hub_server, template, 
 
 
 def test_rate_limit_headers_say_how_long_to_wait():
-    from parc.pacing import rate_limit_wait
+    from parc.hub.pacing import rate_limit_wait
 
     class Response:
         def __init__(self, headers):
@@ -127,8 +127,8 @@ def reference_peak(times):
 @pytest.mark.parametrize("schedule", ["parc", "pythia"])
 def test_the_dry_run_estimate_matches_a_direct_count(schedule):
     from parc.config import compose
-    from parc.pacing import commit_estimate
-    from parc.schedule import checkpoint_steps
+    from parc.hub.pacing import commit_estimate
+    from parc.store.steps import checkpoint_steps
 
     cfg = compose(["experiment=demo", f"checkpoint={schedule}", "trainer.max_steps=4000"])
     steps = checkpoint_steps(cfg.checkpoint, 4000)

@@ -70,9 +70,10 @@ def test_eos_labels_are_ignored_as_the_scripts_collator_does(eos_root):
 
 def test_the_harness_sees_a_recipe_difference(eos_root):
     """Ours predicting eos labels (which the script's collator ignores) is caught, well above the tolerance."""
-    from parc import parity as harness
+    from parc.training import parity as harness
     from parc.config import compose
-    from parc.data.stream import BatchPlan, ensure_prepared
+    from parc.data.prepare import ensure_prepared
+    from parc.data.stream import BatchPlan
 
     cfg = compose(["experiment=demo", "arch=pythia", f"paths.root={eos_root}", "trainer.max_steps=3",
                    "trainer.warmup_steps=1"])

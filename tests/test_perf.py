@@ -7,7 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from parc import archs, perf
+from parc import archs
+
+from parc.training import perf
 from parc.config import compose
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from parc.fileio import sha256_file
+from parc.store.fileio import sha256_file
 from parc.study.context_similarity import context_similarities, read_vectors
 from parc.study.phases import phase_order_holds, phase_peaks, run_phases
 from parc.study.stimuli import Stimulus, write_stimuli

@@ -11,9 +11,10 @@ import torch
 from omegaconf import OmegaConf
 
 from parc import archs
-from parc.config import compose, validate
+from parc.config import compose
+from parc.training.runconfig import validate
 from parc.errors import ParcError
-from parc.metrics import read_metrics
+from parc.training.metrics import read_metrics
 from conftest import run_cli
 from hub_server import hub_server  # noqa: F401  (the fixture)
 
@@ -81,7 +82,7 @@ def test_experiment_takes_per_size_values():
     t = small.trainer
     assert (t.betas, t.eps, t.weight_decay, t.grad_clip, t.warmup_steps, t.max_steps) == ([0.9, 0.95], 1e-8, 0.1, 1.0, 1430, 143000)
     assert small.seed == 1234 and small.trainer.ignore_eos_labels is False
-    from parc.schedule import checkpoint_steps
+    from parc.store.steps import checkpoint_steps
 
     expected = [0] + [2**i for i in range(10)] + list(range(1000, 143001, 1000))
     assert checkpoint_steps(small.checkpoint, small.trainer.max_steps) == expected and len(expected) == 154
@@ -97,7 +98,7 @@ def reference_neox_lr(n, lr0=6e-4, min_lr=6e-5, warmup=1430, total=143000):
 
 
 def test_neox_schedule_matches_the_formula():
-    from parc.optim import build_scheduler
+    from parc.training.optim import build_scheduler
 
     cfg = compose(["experiment=pythia", "arch.size=160m"])
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.trainer.lr)
@@ -117,7 +118,7 @@ def test_neox_schedule_matches_the_formula():
 
 
 def test_neox_decay_rule_decays_everything_but_layernorms_and_biases():
-    from parc.optim import decay_parameter_names
+    from parc.training.optim import decay_parameter_names
 
     cfg = compose(["experiment=pythia", "data=demo", "arch.size=14m"])
     model = archs.build_model(cfg.arch, cfg.data.vocab_size, seed=0, device="meta")
@@ -162,7 +163,7 @@ def test_neox_normal_init_is_neox_default():
 
 
 def test_fp16_is_refused_on_cpu_and_init_neox_off_pythia():
-    from parc.strategy import accelerator_options
+    from parc.training.strategy import accelerator_options
 
     cfg = compose(["experiment=pythia", "arch.size=14m"])
     with pytest.raises(ParcError, match="trainer.precision=fp16 needs a CUDA device"):
@@ -173,8 +174,8 @@ def test_fp16_is_refused_on_cpu_and_init_neox_off_pythia():
 
 
 def test_memory_plan_counts_adam_state_and_advises_fsdp():
-    from parc.memory import estimate
-    from parc.train import dry_run_report
+    from parc.training.memory import estimate
+    from parc.training.dryrun import dry_run_report
 
     model = torch.nn.Linear(64, 32)
     optimizer = torch.optim.AdamW(model.parameters())

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, run_cli
-from parc.metrics import read_metrics
+from parc.training.metrics import read_metrics
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from parc.metrics import read_metrics
+from parc.training.metrics import read_metrics
 from conftest import short_run, train
 from test_multiprocess import EVERY, STEPS, TORCHRUN, launch, torchrun_two  # noqa: F401  (torchrun_two: DDP, 2 processes)
 

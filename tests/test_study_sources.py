@@ -10,9 +10,10 @@ import shutil
 import pytest
 import torch
 
-from parc.checkpoint import MANIFEST
+from parc.store.checkpoint import MANIFEST
 from parc.errors import ParcError
-from parc.study.sources import ModelCache, default_out, parse_name, resolve_runs, run_config
+from parc.study.modelcache import ModelCache
+from parc.study.sources import default_out, parse_name, resolve_runs, run_config
 
 pytestmark = pytest.mark.timeout(1800)  # the first test trains the session's demo grid (conftest eval_grid)
 
@@ -38,7 +39,7 @@ def test_grid_root_and_run_dirs_resolve_to_every_checkpoint(eval_grid):
 
 
 def test_pruning_the_training_state_keeps_the_identity(eval_grid, tmp_path):
-    from parc.checkpoint import has_train_state, prune_train_states
+    from parc.store.checkpoint import has_train_state, prune_train_states
 
     run = tmp_path / "pythia-seed0-shard0"
     shutil.copytree(eval_grid / "pythia-seed0-shard0", run)

@@ -10,72 +10,19 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
-
-from parc.config import compose, split_own_args, validate
-from parc.data.stream import BatchPlan, batch_hash, open_stream
-from parc.data.tokenizer import load_saved_tokenizer
-from parc.errors import ParcError, exit_on_error
-
-OWN_ARGS = ("step", "out", "decode")
-
-
-def split_args(argv: List[str]) -> tuple[dict, List[str]]:
-    """(this command's own key=value args, the training overrides left for compose)."""
-    own, overrides = split_own_args(argv, OWN_ARGS)
-    if "step" not in own:
-        raise ParcError("which batch? pass step=N (1-based: step N is the batch of optimizer update N)")
-    try:
-        own["step"] = int(own["step"])
-    except ValueError:
-        raise ParcError(f"step={own['step']!r} is not an integer: pass step=N") from None
-    decode = own.get("decode", "false").lower()
-    if decode not in ("true", "false"):
-        raise ParcError(f"decode={own['decode']!r}: use decode=true or decode=false")
-    own["decode"] = decode == "true"
-    return own, overrides
+from parc.errors import exit_on_error
 
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
     try:
+        from parc.training import show_batch
+
         show_batch(sys.argv[1:] if argv is None else argv)
     except BrokenPipeError:  # `python -m parc.batch ... | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def show_batch(argv: List[str]) -> None:
-    own, overrides = split_args(argv)
-    cfg = compose(overrides)
-    validate(cfg)
-    plan = BatchPlan.from_config(cfg, open_stream(cfg))
-    step = own["step"]
-    batch = plan.batch(step)
-    header = (f"# step {step} of {plan.max_steps}: batch hash {batch_hash(batch)}, {batch.shape[0]} x {batch.shape[1]} "
-              f"tokens, shard {plan.shard}, data_seed {plan.data_seed}, data {plan.stream.dir}")
-    if own.get("out"):
-        out = Path(own["out"])
-        if not out.parent.is_dir():
-            raise ParcError(f"out={out}: directory {out.parent} does not exist; create it or choose another path")
-        tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
-        with open(tmp, "wb") as handle:  # atomic: a half-written .npy never carries the final name
-            np.save(handle, batch)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-        print(f"{header}; saved to {out}")
-    elif own["decode"]:
-        tokenizer = load_saved_tokenizer(plan.stream.tokenizer_dir)
-        print(header)
-        for row, ids in enumerate(batch):
-            print(f"# sequence {row}")
-            print(tokenizer.decode(ids.tolist()))
-    else:
-        print(header)
-        np.savetxt(sys.stdout, batch, fmt="%d")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from parc.errors import exit_on_error
 
 @exit_on_error
 def main(argv=None) -> None:
-    from parc.study.compare import compare, describe, parse_filters
+    from parc.study import compare_evals as compare, describe_comparison as describe, parse_filters
 
     parser = argparse.ArgumentParser(prog="python -m parc.compare", description=__doc__.splitlines()[0])
     parser.add_argument("evals", help="the out= directory of python -m parc.evaluate")

@@ -2,15 +2,14 @@
 
 The dataclasses below are registered with Hydra's ConfigStore as the base of
 ``configs/train.yaml``, so an unknown key or a wrong type is refused while the
-config is composed. ``validate`` adds the checks a type cannot express
-(positive step counts, a divisible batch, a known schedule) and ``Plan``
-derives, in one place, every quantity the run prints and uses: accumulation,
-tokens per step, checkpoint steps, output directory.
+config is composed. What a composed config means for a run (the checks a type
+cannot express, the derived plan, the portable copy stored with checkpoints)
+is parc.training.runconfig. This module imports nothing of Parc but its errors:
+every layer may use it.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,12 +79,12 @@ class TrainerConfig:
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.1
-    weight_decay_rule: str = "transformers"  # which tensors decay: transformers (installed) | hf4.50 (parc.optim)
+    weight_decay_rule: str = "transformers"  # which tensors decay: transformers (installed) | hf4.50 (parc.training.optim)
     warmup_steps: int = 100
     lr_schedule: str = "cosine"  # cosine | linear | constant (transformers' schedules) | neox (GPT-NeoX v1.0)
     min_lr: float = 0.0  # the floor of lr_schedule=neox
     grad_clip: float = 1.0
-    loss_normalization: str = "tokens"  # tokens (mean over predicted tokens, transformers 5) | hf4 (see parc.loss)
+    loss_normalization: str = "tokens"  # tokens (mean over predicted tokens, transformers 5) | hf4 (see parc.training.loss)
     ignore_eos_labels: bool = True  # as Parc's collator (pad = eos): labels equal to eos are not predicted
     precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + dynamic loss scaling; CUDA only)
     strategy: str = "ddp"  # ddp (replicated) | fsdp (FSDP2 full shard through Accelerate)
@@ -244,128 +243,3 @@ def describe_compose_error(exc: BaseException) -> str:
         reason = cause.splitlines()[0].strip()
         return f"bad value for {full_key}: {reason}"
     return " ".join(text.split())
-
-
-def validate(cfg: DictConfig) -> None:
-    """Checks a type cannot express. Raises ParcError naming the problem and the fix."""
-    t, d, c = cfg.trainer, cfg.data, cfg.checkpoint
-    positive = {
-        "trainer.max_steps": t.max_steps,
-        "trainer.global_batch_size": t.global_batch_size,
-        "trainer.micro_batch_size": t.micro_batch_size,
-        "data.seq_len": d.seq_len,
-        "data.vocab_size": d.vocab_size,
-        "trainer.log_every": t.log_every,
-        "arch.pad_vocab_multiple": cfg.arch.pad_vocab_multiple,
-        "hub.queue_size": cfg.hub.queue_size if cfg.hub.queue_size is not None else 1,
-        "hub.max_commits_per_hour": cfg.hub.max_commits_per_hour,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ParcError(f"{key}={value} must be a positive integer")
-    for key, value in {"hub.retry_initial_s": cfg.hub.retry_initial_s, "hub.retry_max_s": cfg.hub.retry_max_s,
-                       "hub.retry_timeout_s": cfg.hub.retry_timeout_s, "trainer.warmup_steps": t.warmup_steps, "data.shard": d.shard, "seed": cfg.seed,
-                       "trainer.lr": t.lr, "trainer.min_lr": t.min_lr, "trainer.weight_decay": t.weight_decay, "trainer.grad_clip": t.grad_clip}.items():
-        if value < 0:
-            raise ParcError(f"{key}={value} must not be negative")
-    choices = {
-        "trainer.precision": (t.precision, ("fp32", "bf16", "fp16")),
-        "trainer.lr_schedule": (t.lr_schedule, ("cosine", "linear", "constant", "neox")),
-        "trainer.strategy": (t.strategy, ("ddp", "fsdp")),
-        "arch.init": (cfg.arch.init, ("hf", "neox", "neox-normal")),
-        "data.format": (d.format, ("parc", "megatron")),
-        "trainer.loss_normalization": (t.loss_normalization, ("tokens", "hf4")),
-        "trainer.weight_decay_rule": (t.weight_decay_rule, ("transformers", "hf4.50", "neox")),
-        "checkpoint.schedule": (c.schedule, ("parc", "pythia", "list", "every")),
-        "data.packing": (d.packing, ("parc", "concat")),
-        "arch.size": (cfg.arch.size, ("full", "tiny", *cfg.arch.sizes)),
-        "hub.mode": (cfg.hub.mode, ("online", "offline")),
-        "logger.mode": (cfg.logger.mode, ("offline", "online", "disabled")),
-        "device": (cfg.device, ("auto", "cpu", "cuda")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ParcError(f"{key}={value!r} is not one of {', '.join(allowed)}")
-    if c.every is not None and c.every <= 0:
-        raise ParcError(f"checkpoint.every={c.every} must be a positive integer")
-    if c.schedule == "list" and any(s < 0 or s > t.max_steps for s in c.steps):
-        raise ParcError(f"checkpoint.steps must lie in 0..{t.max_steps} (trainer.max_steps)")
-    if c.keep_train_states is not None and c.keep_train_states < 1:
-        raise ParcError("checkpoint.keep_train_states must be >= 1 (or null to keep all)")
-    if len(t.betas) != 2:
-        raise ParcError("trainer.betas must be two numbers, e.g. trainer.betas=[0.9,0.999]")
-    from parc.branches import check as check_branch
-
-    check_branch(cfg.hub.branch)
-    if cfg.hub.wait_at_end < 0:
-        raise ParcError(f"hub.wait_at_end={cfg.hub.wait_at_end} must not be negative (seconds; 0 = do not wait)")
-    unknown = sorted(set(cfg.hub.extra_formats) - {"rwkv"})
-    if unknown:
-        raise ParcError(f"hub.extra_formats: unknown format(s) {', '.join(unknown)}; the one available is rwkv")
-    if "rwkv" in cfg.hub.extra_formats and cfg.arch.name != "rwkv":
-        raise ParcError(f"hub.extra_formats=[rwkv] needs arch=rwkv (this run is arch={cfg.arch.name})")
-    resume = cfg.resume
-    if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:")) or os.sep in resume):
-        raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision> or a checkpoint path")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Every derived quantity of a run, computed once and printed at start."""
-
-    world_size: int
-    micro_batch_size: int
-    global_batch_size: int
-    accumulation: int
-    seq_len: int
-    max_steps: int
-    tokens_per_step: int
-    total_tokens: int
-    sequences_per_shard: int
-    checkpoint_steps: List[int]
-    output_dir: str
-
-    @classmethod
-    def build(cls, cfg: DictConfig, world_size: int = 1) -> "Plan":
-        from parc.schedule import checkpoint_steps
-
-        t = cfg.trainer
-        per_step = t.micro_batch_size * world_size
-        if t.global_batch_size % per_step:
-            raise ParcError(
-                f"trainer.global_batch_size={t.global_batch_size} is not divisible by "
-                f"trainer.micro_batch_size={t.micro_batch_size} x world size {world_size}; "
-                f"pick a micro-batch size that divides {t.global_batch_size // world_size if t.global_batch_size % world_size == 0 else t.global_batch_size}"
-            )
-        return cls(
-            world_size=world_size,
-            micro_batch_size=t.micro_batch_size,
-            global_batch_size=t.global_batch_size,
-            accumulation=t.global_batch_size // per_step,
-            seq_len=cfg.data.seq_len,
-            max_steps=t.max_steps,
-            tokens_per_step=t.global_batch_size * cfg.data.seq_len,
-            total_tokens=t.global_batch_size * cfg.data.seq_len * t.max_steps,
-            sequences_per_shard=t.global_batch_size * t.max_steps,
-            checkpoint_steps=checkpoint_steps(cfg.checkpoint, t.max_steps),
-            output_dir=str(cfg.output_dir),
-        )
-
-
-def portable_config(cfg: DictConfig) -> Dict[str, Any]:
-    """The resolved config without local paths: safe to store in checkpoints and to publish."""
-    values = OmegaConf.to_container(cfg, resolve=True)
-    values.pop("paths", None)
-    values["output_dir"] = Path(values["output_dir"]).name
-    if values.get("init_from"):
-        from parc.initfrom import portable
-
-        values["init_from"] = portable(values["init_from"])
-    data = values["data"]
-    data["dir"] = Path(data["dir"]).name
-    if data.get("data_files"):
-        data["data_files"] = Path(data["data_files"]).name
-    for key in ("path", "index_maps"):  # data.format=megatron: where the indexed dataset lies on this machine
-        if data.get(key):
-            data[key] = Path(data[key]).name
-    return values

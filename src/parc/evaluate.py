@@ -16,60 +16,17 @@ and its `eval/` group (parc.study.evalconfig lists the keys). Reruns evaluate on
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import List, Optional
 
-from parc.errors import ParcError, exit_on_error
-
-OWN_ARGS = ("runs", "steps", "out", "pattern", "part", "num_parts")
-
-
-def parse_steps(text: Optional[str]) -> Optional[List[int]]:
-    from parc.config import own_ints
-
-    if text is None or text.strip() in ("", "all", "null"):
-        return None
-    return own_ints("steps", text, example="10,20,40")
+from parc.errors import exit_on_error
 
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    from parc.config import compose, own_int, split_own_args
-    from parc.study.evalconfig import evaluation_names, register_evaluate_schema, validate_eval
+    from parc.config import split_own_args
+    from parc.study import OWN_EVALUATE_ARGS, run_evaluate
 
-    own, overrides = split_own_args(list(sys.argv[1:] if argv is None else argv), OWN_ARGS)
-    if "runs" not in own:
-        raise ParcError("runs= is required: pass run directories, grid roots or hub:<repo>[@<revision>], e.g. "
-                        "python -m parc.evaluate runs=runs/demo")
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ParcError(f"{bad[0]!r} is not an argument: write key=value, e.g. eval=parc or eval.batch_size=16")
-    part, num_parts = own_int("part", own.get("part", "0")), own_int("num_parts", own.get("num_parts", "1"))
-    if num_parts < 1 or not 0 <= part < num_parts:
-        raise ParcError(f"part={part} num_parts={num_parts}: need 0 <= part < num_parts")
-    register_evaluate_schema()
-    cfg = compose(overrides, config_name="evaluate")
-    validate_eval(cfg.eval)
-
-    from parc.study.evaluations import build_evaluations
-    from parc.study.runner import check_writable, run_evaluations
-    from parc.study.sources import ModelCache, default_out, resolve_runs
-
-    refs = resolve_runs(own["runs"], parse_steps(own.get("steps")), own.get("pattern"))
-    out = Path(own["out"]) if own.get("out") else default_out(own["runs"], "evals")
-    check_writable(out)
-    evaluations = build_evaluations(evaluation_names(cfg.eval), cfg.eval, refs)  # bad input is refused here
-    cache = ModelCache(keep_downloads=cfg.eval.keep_downloads,
-                       cache_dir=Path(cfg.eval.cache_dir) if cfg.eval.cache_dir else None,
-                       fast_path=cfg.eval.fast_path)
-    try:
-        summary = run_evaluations(refs, evaluations, out, cache, part=part, num_parts=num_parts,
-                                  progress=cfg.progress)
-    finally:
-        for evaluation in evaluations:
-            evaluation.close()
-    print(f"parc.evaluate: {summary.evaluated} evaluated, {summary.skipped} already done, "
-          f"{summary.checkpoints} checkpoints loaded in {summary.seconds:.1f} s -> {summary.table}", flush=True)
+    run_evaluate(*split_own_args(list(sys.argv[1:] if argv is None else argv), OWN_EVALUATE_ARGS))
 
 
 if __name__ == "__main__":

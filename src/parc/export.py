@@ -7,37 +7,9 @@ first; endpoint and token are huggingface_hub's usual settings.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from parc.errors import ParcError, exit_on_error
-
-
-def checkpoint_source(source: str, work_dir: Path) -> Path:
-    """A local checkpoint directory, or a complete Hub revision downloaded into work_dir."""
-    if not source.startswith("hub:"):
-        path = Path(source)
-        if not path.is_dir():
-            raise ParcError(f"{source} is not a directory: give a checkpoint-N directory or hub:<org/name>@<revision>")
-        return path
-    repo_id, sep, revision = source[len("hub:"):].partition("@")
-    if not sep or not revision:
-        raise ParcError(f"{source}: name the revision, e.g. hub:{repo_id or 'org/name'}@checkpoint-100")
-    from parc.hub import refuse_offline_env
-    from parc.hubrepo import REPO_ID, HubRepo
-
-    if not REPO_ID.match(repo_id):
-        raise ParcError(f"{repo_id!r} is not a repo id: give hub:org/name@revision")
-    refuse_offline_env()
-    repo = HubRepo(repo_id)
-    if not repo.exists():
-        raise ParcError(f"repository {repo_id} not found on the Hub (check the name and HF_TOKEN)")
-    if revision not in repo.branches():
-        raise ParcError(f"{revision} is not a revision of {repo_id}; python -m parc.revisions {repo_id} lists them")
-    remote = repo.inspect(revision)
-    if remote.manifest is None:
-        raise ParcError(f"revision {revision} of {repo_id} is incomplete ({remote.problem}); pick a complete one")
-    return repo.download(remote, work_dir)
+from parc.errors import exit_on_error
 
 
 @exit_on_error
@@ -51,12 +23,9 @@ def main(argv=None) -> None:
                       help="cast the weights (default: as trained)")
     args = parser.parse_args(argv)
 
-    from parc.rwkvformat import export_rwkv
+    from parc.hub import export_rwkv_from
 
-    if args.out.is_dir():
-        raise ParcError(f"{args.out} is a directory: give the path of the .pth file to write")
-    with tempfile.TemporaryDirectory(prefix="parc-export-") as work:
-        written = export_rwkv(checkpoint_source(args.source, Path(work)), args.out, args.dtype)
+    written = export_rwkv_from(args.source, args.out, args.dtype)
     print(f"wrote {written} (BlinkDL RWKV-4; load with rwkv.model.RWKV(model={str(written)!r}, strategy='cpu fp32'))")
 
 

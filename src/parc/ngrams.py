@@ -13,7 +13,7 @@ from parc.errors import exit_on_error
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    from parc.study.ngrams import run_ngrams
+    from parc.study import run_ngrams
 
     run_ngrams(sys.argv[1:] if argv is None else argv)
 

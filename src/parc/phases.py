@@ -15,7 +15,7 @@ OWN_ARGS = ("runs", "out", "stimuli", "phases.vectors")
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
     from parc.config import split_own_args
-    from parc.study.phases import run_phases
+    from parc.study import run_phases
 
     own, unknown = split_own_args(sys.argv[1:] if argv is None else argv, OWN_ARGS)
     if unknown:

@@ -33,14 +33,14 @@ def banded_parser(command: str, what: str) -> argparse.ArgumentParser:
 
 @exit_on_error
 def main(argv=None) -> None:
-    from parc.study import plots
+    from parc.study import find_runs, plot_curves, plot_evals, plot_runs
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         command = argv.pop(0)
         what = "run output dirs or grid roots" if command == "curves" else "the out= directory of parc.evaluate"
         args = banded_parser(command, what).parse_args(argv)
-        draw = plots.plot_curves if command == "curves" else lambda paths, *rest: plots.plot_evals(paths[0], *rest)
+        draw = plot_curves if command == "curves" else lambda paths, *rest: plot_evals(paths[0], *rest)
         for path in draw(args.paths, Path(args.out), args.band, args.x):
             print(f"wrote {path}")
         return
@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     parser.add_argument("runs", nargs="+", help="output dirs of runs, or dirs holding several runs")
     parser.add_argument("--out", default="loss.png", help="image file to write (default: loss.png)")
     args = parser.parse_args(argv)
-    print(f"wrote {plots.plot_runs(plots.find_runs(args.runs), Path(args.out))}")
+    print(f"wrote {plot_runs(find_runs(args.runs), Path(args.out))}")
 
 
 if __name__ == "__main__":

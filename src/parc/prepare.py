@@ -8,8 +8,10 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-from parc.config import compose, validate
-from parc.data.prepare import prepare_data
+from parc.config import compose
+
+from parc.data import prepare_data
+from parc.training import validate
 from parc.errors import exit_on_error
 
 

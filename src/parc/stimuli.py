@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from parc.config import compose, own_int, own_ints, split_own_args, validate
+from parc.config import compose, own_int, own_ints, split_own_args
+
+from parc.training import validate
 from parc.errors import exit_on_error
 
 OWN_ARGS = ("out", "train", "val", "test", "sample_seed", "shards")
@@ -25,7 +27,7 @@ def demo_defaults(overrides: List[str]) -> List[str]:
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    from parc.study.nawoco import DEFAULT_SIZES, PAPER_SEED, build_stimuli
+    from parc.study import DEFAULT_SIZES, PAPER_SEED, build_stimuli
 
     own, overrides = split_own_args(sys.argv[1:] if argv is None else argv, OWN_ARGS)
     cfg = compose(demo_defaults(overrides))

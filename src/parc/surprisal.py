@@ -25,7 +25,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if not own.get(required):
             raise ParcError(f"{required}= is required, e.g. python -m parc.surprisal stimuli=stimuli/demo.stims "
                             "runs=runs/demo")
-    from parc.study.surprisal_run import run_surprisal
+    from parc.study import run_surprisal
 
     steps = own_ints("steps", own["steps"], example="10,20,40") if own.get("steps") else None
     budget = own_ints("batch_tokens", own.get("batch_tokens", "8192"), example="8192")

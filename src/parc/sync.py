@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from parc.errors import ParcError, exit_on_error
+from parc.errors import exit_on_error
 
 
 @exit_on_error
@@ -19,25 +19,11 @@ def main(argv=None) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list what would be pushed, push nothing")
     args = parser.parse_args(argv)
 
-    from parc.hub import Publisher
-    from parc.metrics import log_to_stderr
+    from parc.hub import sync_pending
+    from parc.training import log_to_stderr
 
-    if not args.output_dir.is_dir():
-        raise ParcError(f"{args.output_dir} is not a directory: give the output_dir of a run")
     log_to_stderr()
-    publisher = Publisher.from_journal(args.output_dir)
-    pending = [e["revision"] for e in publisher.journal.entries() if e["state"] == "pending"]
-    if not pending:
-        print(f"nothing to push: every revision staged in {publisher.journal.dir} is on the Hub")
-        return
-    print(f"{'would push' if args.dry_run else 'pushing'} {len(pending)} revisions to {publisher.repo_id}: "
-          f"{', '.join(pending)}", flush=True)
-    if args.dry_run:
-        return
-    publisher.start()
-    publisher.close()
-    print(f"pushed {len(pending)} revisions to {publisher.repo_id}")
-
+    sync_pending(args.output_dir, args.dry_run)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from parc.config import CONFIG_DIR, Plan, compose, register_schema, validate
+from parc.config import CONFIG_DIR, compose, register_schema
 from parc.errors import exit_on_error
 
 
@@ -30,53 +30,17 @@ def run_composed(overrides: List[str]) -> None:
 
 @exit_on_error
 def run(cfg: DictConfig) -> None:
+    from parc.training import dry_run_report, log_to_stderr, train, validate
+
     validate(cfg)
     if cfg.dry_run:
         print(dry_run_report(cfg))
         return
-    from parc.metrics import log_to_stderr
-    from parc.trainer import train
 
     log_to_stderr()  # parc's own messages (Hub pushes, waits, retries) on stderr
     code = train(cfg)
     if code:
         sys.exit(code)
-
-
-def dry_run_report(cfg: DictConfig) -> str:
-    """The plan of the run, with the model built on the meta device: no data, network or disk is touched."""
-    import os
-
-    from parc import archs, diskplan
-    from parc.data.stream import data_status
-    from parc.metrics import format_plan
-    from parc.pacing import commit_budget_line
-    from parc.trainer import describe_steps
-    from parc.memory import describe as describe_memory
-
-    plan = Plan.build(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1")))
-    model = archs.build_model(cfg.arch, cfg.data.vocab_size, cfg.seed, device="meta")
-    spec = archs.get_spec(cfg.arch.name)
-    lines = {
-        "architecture": f"{cfg.arch.name} ({cfg.arch.size})",
-        "parameters": archs.count_parameters(model),
-        "seed": cfg.seed,
-        "world size": plan.world_size,
-        "micro-batch": plan.micro_batch_size,
-        "accumulation": plan.accumulation,
-        "global batch": plan.global_batch_size,
-        "tokens per step": plan.tokens_per_step,
-        "steps": plan.max_steps,
-        "total tokens": plan.total_tokens,
-        "FLOPs per token": f"{spec.flops_per_token(model.config, cfg.data.seq_len):.4g}",
-        "memory per device": describe_memory(cfg, model, plan.world_size),
-        "checkpoint steps": describe_steps(plan.checkpoint_steps),
-        "hub commits": commit_budget_line(cfg, plan.checkpoint_steps, plan.tokens_per_step),
-        "data": data_status(cfg),
-        "output dir": plan.output_dir,
-        **diskplan.dry_run_lines(cfg, model, plan),  # the bytes the checkpoint schedule writes vs free space
-    }
-    return "parc dry run: nothing trained, nothing written\n" + format_plan(lines)
 
 
 def hydra_cli() -> None:

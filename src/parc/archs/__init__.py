@@ -2,36 +2,30 @@
 
 `get_spec(name)` returns the spec; `build_model(arch_cfg, vocab_size, seed)` builds a randomly initialised
 transformers model exactly as Parc did (`set_seed(seed)` then `from_config`), from values held in
-`configs/arch/*.yaml` — nothing is downloaded.
+`configs/arch/*.yaml` — nothing is downloaded. Imports kernels and the shared bottom only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import dataclass
-from typing import Callable, ContextManager, Dict
+from typing import Dict
 
 import torch
 from omegaconf import OmegaConf
 
+from parc.archs.spec import ArchSpec, size_preset  # noqa: F401  (public here)
 from parc.errors import ParcError
 
-
-@dataclass(frozen=True)
-class ArchSpec:
-    name: str
-    config_class: type  # a transformers PretrainedConfig subclass
-    model_class: type  # the *ForCausalLM class
-    flops_per_token: Callable[[object, int], float]  # (hf_config, seq_len) -> training FLOPs per token
-    apply_fast_path: Callable[[torch.nn.Module, str, torch.device], str]  # (model, mode, device) -> chosen path
-    build_context: Callable[[], ContextManager] = contextlib.nullcontext  # held while the model is built
+__all__ = ["NAMES", "ArchSpec", "build_model", "count_parameters", "get_spec", "hf_config", "padded_vocab", "size_preset",
+           "vocab_multiple"]
+NAMES = ("pythia", "mamba", "rwkv")  # the grid's order, as slurm/train_array.sbatch numbers its tasks
 
 
 def _registry() -> Dict[str, ArchSpec]:
     from parc.archs import mamba, pythia, rwkv
 
-    return {spec.name: spec for spec in (pythia.SPEC, mamba.SPEC, rwkv.SPEC)}
+    specs = {spec.name: spec for spec in (pythia.SPEC, mamba.SPEC, rwkv.SPEC)}
+    return {name: specs[name] for name in NAMES}
 
 
 def get_spec(name: str) -> ArchSpec:
@@ -43,17 +37,6 @@ def get_spec(name: str) -> ArchSpec:
 
 def padded_vocab(vocab_size: int, multiple: int) -> int:
     return -(-vocab_size // multiple) * multiple
-
-
-def size_preset(arch_cfg) -> dict:
-    """The published size `arch.size` names (`arch.sizes[size]`), or {} for Parc's own full and tiny."""
-    if arch_cfg.size in ("full", "tiny"):
-        return {}
-    presets = arch_cfg.get("sizes") or {}
-    if arch_cfg.size not in presets:
-        raise ParcError(f"arch {arch_cfg.name} has no size {arch_cfg.size!r}: choose arch.size= one of "
-                        f"{', '.join(['full', 'tiny', *presets])}")
-    return OmegaConf.to_container(presets[arch_cfg.size], resolve=True)
 
 
 def vocab_multiple(arch_cfg) -> int:

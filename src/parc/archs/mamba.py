@@ -22,7 +22,7 @@ import torch
 from transformers import MambaConfig, MambaForCausalLM
 from transformers.models.mamba.modeling_mamba import MambaMixer, apply_mask_to_padding_states
 
-from parc.archs import ArchSpec
+from parc.archs.spec import ArchSpec
 from parc.errors import ParcError
 from parc.kernels import check_mode, install_class
 from parc.kernels.selective_scan import selective_scan

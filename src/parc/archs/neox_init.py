@@ -29,7 +29,7 @@ OUTPUT_FAMILY = ("attention.dense.weight", "mlp.dense_4h_to_h.weight")
 
 def variant(arch_cfg) -> str:
     """small (small_init + wang_init) or normal (NeoX's defaults) for this arch config."""
-    from parc.archs import size_preset
+    from parc.archs.spec import size_preset
 
     if arch_cfg.init == "neox-normal":
         return "normal"

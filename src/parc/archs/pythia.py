@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from parc.archs import ArchSpec
+from parc.archs.spec import ArchSpec
 from parc.kernels import check_mode
 
 MODES = ("auto", "reference", "sdpa")

@@ -21,7 +21,7 @@ from transformers import RwkvConfig, RwkvForCausalLM
 from transformers.models.rwkv import modeling_rwkv
 from transformers.models.rwkv.modeling_rwkv import RwkvSelfAttention
 
-from parc.archs import ArchSpec
+from parc.archs.spec import ArchSpec
 from parc.kernels import check_mode, install_class
 from parc.kernels.wkv import wkv
 

@@ -4,7 +4,7 @@ See parc.data.prepare for the packing rules, parts and manifest, and parc.data.s
 checks, shards and step numbering.
 """
 
-from parc.data.prepare import PrepareReport, prepare_data
-from parc.data.stream import BatchPlan, PackedStream, batch_hash, data_status, ensure_prepared, open_stream
+from parc.data.prepare import PrepareReport, ensure_prepared, prepare_data
+from parc.data.stream import BatchPlan, PackedStream, batch_hash, data_status, open_stream
 
 __all__ = ["BatchPlan", "PackedStream", "PrepareReport", "batch_hash", "data_status", "ensure_prepared", "open_stream", "prepare_data"]

@@ -17,7 +17,7 @@ from typing import List
 
 import numpy as np
 
-from parc.fileio import atomic_write_json, fsync_dir, fsync_tree, read_json, sha256_of_files  # noqa: F401 (re-exported)
+from parc.store.fileio import atomic_write_json, fsync_dir, fsync_tree, read_json, sha256_of_files  # noqa: F401 (re-exported)
 
 def private_tmp_dir(final: Path) -> Path:
     """A fresh build directory beside `final`, named after this host and process."""

@@ -32,7 +32,7 @@ from typing import List, Optional
 import numpy as np
 
 from parc.errors import ParcError
-from parc.fileio import atomic_write_json, read_json, sha256_file
+from parc.store.fileio import atomic_write_json, read_json, sha256_file
 
 MAGIC = b"MMIDIDX\x00\x00"
 HEADER_BYTES = len(MAGIC) + 8 + 1 + 8 + 8

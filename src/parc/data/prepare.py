@@ -37,7 +37,7 @@ import numpy as np
 import parc
 from parc.data.files import (ArrayWriter, atomic_write_json, private_tmp_dir, publish_dir, read_json,
                              remove_dead_tmp_dirs, remove_own_tmp_files, sha256_of_files)
-from parc.data.stream import FORMAT, MANIFEST, check_identity, read_manifest
+from parc.data.stream import FORMAT, MANIFEST, PackedStream, check_identity, open_stream, read_manifest
 from parc.data.tokenizer import obtain_tokenizer, tokenizer_sha256, tokenizer_spec
 from parc.errors import ParcError
 
@@ -156,8 +156,8 @@ def prepare_data(cfg, progress: bool = True) -> PrepareReport:
     """Prepare (or finish preparing) the stream `cfg` asks for in `cfg.data.dir`; see the module docstring.
 
     A disk fault (full, quota, read-only) removes this process's partial files and ends with a one-line
-    parc.iofaults.DiskFault; finished parts stay, so the same command continues once space is freed."""
-    from parc.iofaults import DiskWrites
+    parc.store.iofaults.DiskFault; finished parts stay, so the same command continues once space is freed."""
+    from parc.store.iofaults import DiskWrites
 
     root = Path(cfg.data.dir)
     with DiskWrites(f"preparing data in {root}", root, cleanup=lambda: remove_own_tmp_files(root),
@@ -384,3 +384,14 @@ def _part_summary(root: Path, part: int, num_parts: int, ran: List[dict], missin
             f"{'sequences' if ran[0]['packing'] == 'parc' else 'tokens'}; {_rate(ran)}") if ran else \
         f"part {part} of {num_parts} at {root / PARTS} is already prepared: nothing to do"
     return f"{what}; parts still missing: {', '.join(map(str, missing))} (the last part to finish writes the manifest)"
+
+
+def ensure_prepared(cfg) -> PackedStream:
+    """The trainer's entry: open the data, preparing it in-process first if missing and `data.auto_prepare`.
+
+    With several processes, call it on the main process first: preparation is atomic and concurrent calls
+    are safe, but each would tokenize the corpus.
+    """
+    if read_manifest(cfg.data.dir) is None and cfg.data.auto_prepare and cfg.data.format == "parc":
+        print(prepare_data(cfg).summary, flush=True)
+    return open_stream(cfg)

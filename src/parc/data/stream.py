@@ -2,8 +2,8 @@
 
 `open_stream(cfg)` memory-maps the packed sequences in `cfg.data.dir` after checking that they are what the
 config asks for (seq_len, packing, tokenizer, vocab size, source); any mismatch or missing data is refused
-with a one-line ParcError saying how to prepare the right data. `ensure_prepared(cfg)` is what the trainer
-calls: it prepares the data in-process first when `data.auto_prepare` is set (the bundled demo).
+with a one-line ParcError saying how to prepare the right data (parc.data.prepare's `ensure_prepared` is
+what the trainer calls: it prepares the data in-process first when `data.auto_prepare` is set).
 
 `BatchPlan` fixes which sequences each optimizer step sees: shard k is the k-th disjoint slice of
 `global_batch_size * max_steps` sequences of the stream; `data_seed=None` keeps stream order (as Parc did),
@@ -168,19 +168,6 @@ def open_stream(cfg) -> PackedStream:
         raise ParcError(f"{stream.tokenizer_dir}/tokenizer.json changed after the data was prepared: "
                         f"delete {root} and run {prepare_command(cfg)}")
     return stream
-
-
-def ensure_prepared(cfg) -> PackedStream:
-    """The trainer's entry: open the data, preparing it in-process first if missing and `data.auto_prepare`.
-
-    With several processes, call it on the main process first: preparation is atomic and concurrent calls
-    are safe, but each would tokenize the corpus.
-    """
-    if read_manifest(cfg.data.dir) is None and cfg.data.auto_prepare and cfg.data.format == "parc":
-        from parc.data.prepare import prepare_data
-
-        print(prepare_data(cfg).summary, flush=True)
-    return open_stream(cfg)
 
 
 class BatchPlan:

@@ -3,7 +3,8 @@
 `selective_scan` (Mamba) and `wkv` (RWKV-4) are plain PyTorch: they run on CPU and GPU, autograd
 differentiates them, and tests/test_fast_paths.py holds them to the transformers reference.
 `install_class` swaps the class of matching submodules: the forward changes, the parameters,
-buffers and state_dict keys do not, so checkpoints stay standard HF checkpoints.
+buffers and state_dict keys do not, so checkpoints stay standard HF checkpoints. Imports nothing of Parc
+but its errors (archs builds on it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from parc.errors import ParcError
 
 
+__all__ = ["check_mode", "fp32_math", "install_class"]
 F = TypeVar("F", bound=Callable)
 
 

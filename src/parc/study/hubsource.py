@@ -12,10 +12,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional
 
-from parc.checkpoint import MANIFEST
+from parc.store.checkpoint import MANIFEST
 from parc.errors import ParcError
-from parc.study.sources import (HUB_PREFIX, REVISION_STEP, TRAINER_STATE, CheckpointRef, describe_steps,
-                                identity_from_config, make_ref, parse_name)
+from parc.study.refs import (HUB_PREFIX, REVISION_STEP, TRAINER_STATE, CheckpointRef, describe_steps,
+                             identity_from_config, make_ref, parse_name)
 
 LOOKUP_THREADS = 8  # two small reads per revision; a Parc run has hundreds
 

@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from parc.config import compose, own_ints, split_own_args, validate
+from parc.config import compose, own_ints, split_own_args
+
+from parc.training.runconfig import validate
 from parc.errors import ParcError
 
 OWN_ARGS = ("seeds", "archs", "steps", "out")
@@ -37,7 +39,7 @@ def log_spaced_steps(saved: Sequence[int], max_steps: int) -> List[int]:
 
 class Study:
     def __init__(self, argv: List[str]):
-        from parc.schedule import checkpoint_steps
+        from parc.store.steps import checkpoint_steps
 
         own, self.overrides = split_own_args(argv, OWN_ARGS + STIMULI_ARGS)
         self.stimuli_sizes = [f"{key}={own[key]}" for key in STIMULI_ARGS if key in own]
@@ -81,7 +83,7 @@ class Study:
         return self.timings
 
     def train(self, arch: str, seed: int) -> None:
-        from parc.checkpoint import complete_checkpoints, step_of
+        from parc.store.checkpoint import complete_checkpoints, step_of
 
         directory = self.cell_dir(arch, seed)
         if self.cfg.trainer.max_steps in {step_of(p) for p in complete_checkpoints(directory)}:

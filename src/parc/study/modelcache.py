@@ -20,7 +20,8 @@ from typing import Dict, Iterator, Optional
 import torch
 
 from parc.errors import ParcError
-from parc.study.sources import CheckpointRef, LoadedCheckpoint, run_config
+from parc.study.refs import CheckpointRef, LoadedCheckpoint
+from parc.study.sources import run_config
 
 DEFAULT_MAX_LENGTH = 2048  # what lm-eval assumes when a config names no context length
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
@@ -176,7 +177,7 @@ class ModelCache:
         """The checkpoint's tokenizer; identical tokenizer files give the same (cached) object."""
         from transformers import AutoTokenizer
 
-        from parc.fileio import sha256_of_files
+        from parc.store.fileio import sha256_of_files
 
         files = sorted(p for p in directory.iterdir() if p.is_file() and p.name in TOKENIZER_FILES)
         key = sha256_of_files(files) if files else str(directory)
@@ -191,11 +192,10 @@ class ModelCache:
 def install_fast_path(model, mode: Optional[str]) -> Optional[str]:
     """Parc's fast path (parc.archs) on a module of one of its architectures; other models stay as loaded."""
     from parc import archs
-    from parc.grid import PARC_ARCHS
 
     if mode is None:
         return None
-    for name in PARC_ARCHS:
+    for name in archs.NAMES:
         spec = archs.get_spec(name)
         if type(model) is spec.model_class:
             return spec.apply_fast_path(model, mode, model.device)

@@ -72,7 +72,8 @@ def cut_at_random_word(sentence: str, rng: np.random.Generator) -> Tuple[str, st
 def split_documents(cfg, shards: Sequence[int]) -> Tuple[List[str], List[str]]:
     """(held-out documents, training documents) of the configured corpus; see the module docstring."""
     from parc.data.prepare import Corpus, batch_encoder
-    from parc.data.stream import BatchPlan, ensure_prepared
+    from parc.data.prepare import ensure_prepared
+    from parc.data.stream import BatchPlan
     from parc.data.tokenizer import load_saved_tokenizer
 
     stream = ensure_prepared(cfg)

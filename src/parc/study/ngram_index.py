@@ -28,7 +28,7 @@ import numpy as np
 
 from parc.data.files import private_tmp_dir, publish_dir, remove_dead_tmp_dirs
 from parc.errors import ParcError
-from parc.fileio import atomic_write_json
+from parc.store.fileio import atomic_write_json
 
 FORMAT = "parc-ngram-index/1"
 META = "parc_ngram_index.json"

@@ -27,7 +27,7 @@ from parc.config import compose, split_own_args
 from parc.data.stream import BatchPlan, open_stream
 from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError
-from parc.fileio import atomic_write, atomic_write_json, sha256_file
+from parc.store.fileio import atomic_write, atomic_write_json, sha256_file
 from parc.study.backoff import ALPHA, ORDERS, WordCounter, ngram_rows
 from parc.study.ngram_index import NgramIndex, build_index, open_or_none
 

@@ -202,7 +202,7 @@ def read_inputs(out: Path, stimuli_arg: Optional[str]):
     """surprisal.parquet, ngrams.parquet and the stimuli they were computed for; one-line errors when absent."""
     import pandas as pd
 
-    from parc.fileio import sha256_file
+    from parc.store.fileio import sha256_file
     from parc.study.stimuli import parse_stimuli_arg, read_stimuli, set_name
 
     surprisal_path, ngrams_path, record_path = out / "surprisal.parquet", out / "ngrams.parquet", out / "ngrams.json"
@@ -243,7 +243,7 @@ def one_score_per_checkpoint(surprisal, log=print):
 
 def run_phases(own: Dict[str, str], log=print) -> Dict[str, Path]:
     """The whole `python -m parc.phases` command: tables, figures and the phase peaks under `out`."""
-    from parc.fileio import atomic_write
+    from parc.store.fileio import atomic_write
     from parc.study.ngrams import stimulus_words
     from parc.study.phase_figures import draw_all
 

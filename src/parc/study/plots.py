@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from parc.errors import ParcError
-from parc.fileio import atomic_write
-from parc.metrics import METRICS_FILE, read_metrics
+from parc.store.fileio import atomic_write
+from parc.training.metrics import METRICS_FILE, read_metrics
 from parc.study.stats import BANDS, seed_bands
 
 X_AXES = ("step", "tokens")

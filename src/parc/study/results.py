@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from parc.errors import ParcError
-from parc.fileio import atomic_write
+from parc.store.fileio import atomic_write
 
 KEY_COLUMN = "_key"  # stored in each part, so a part can be traced back to its unit of work
 

@@ -21,7 +21,8 @@ from typing import Dict, List, Sequence
 from parc.errors import ParcError
 from parc.study.evaluations import EvalResult, Evaluation, unit_key
 from parc.study.results import RESULT_COLUMNS, TidyTable
-from parc.study.sources import CheckpointRef, ModelCache
+from parc.study.modelcache import ModelCache
+from parc.study.refs import CheckpointRef
 
 SORT_BY = ["arch", "size", "seed", "shard", "data_seed", "step", "evaluation", "task", "metric", "source", "revision"]
 EXAMPLE_SORT_BY = ["arch", "size", "seed", "shard", "data_seed", "step", "task", "example_id", "source", "revision"]
@@ -47,7 +48,7 @@ def examples_table(out: Path, evaluation: str) -> TidyTable:
 
 def check_writable(out: Path) -> None:
     """Refuse an out dir we cannot create or write before anything runs (the probe file is removed)."""
-    from parc.trainer import check_writable as probe
+    from parc.training.trainer import check_writable as probe
 
     try:
         probe(out)

@@ -139,7 +139,7 @@ def write_stimuli(path, stimuli: Sequence[Stimulus]) -> List[Path]:
     """Write `path` (.stims, as the paper's all_stims.stims) and its sidecar `.tsv`, each atomically."""
     import pandas as pd
 
-    from parc.fileio import atomic_write
+    from parc.store.fileio import atomic_write
 
     path = Path(path)
     if path.suffix != ".stims":

@@ -95,7 +95,7 @@ def rows(stimulus_set: StimulusSet, ref, encoded: Sequence[Encoded], surprisal: 
 def score_checkpoints(sets: Sequence[StimulusSet], refs: Sequence, out: Path, open_checkpoint: Callable,
                       token_budget: int = DEFAULT_TOKEN_BUDGET, progress: Optional[Callable[[str], None]] = print):
     """Score every set at every checkpoint not already done; publish the table. Returns the table's paths."""
-    from parc.fileio import atomic_write
+    from parc.store.fileio import atomic_write
     from parc.study.results import TidyTable
 
     table = TidyTable(out, TABLE, SORT_BY)
@@ -136,7 +136,8 @@ def run_surprisal(stimuli: str, runs: str, steps: Optional[Sequence[int]] = None
     """`python -m parc.surprisal`: check every input first, then score what is not done yet."""
     import contextlib
 
-    from parc.study.sources import ModelCache, default_out, resolve_runs
+    from parc.study.modelcache import ModelCache
+    from parc.study.sources import default_out, resolve_runs
     from parc.study.stimuli import parse_stimuli_arg
 
     sets = load_sets(parse_stimuli_arg(stimuli))

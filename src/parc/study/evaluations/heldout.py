@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from parc.checkpoint import complete_checkpoints
+from parc.store.checkpoint import complete_checkpoints
 from parc.data.stream import FORMAT, PackedStream, read_manifest
 from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError

@@ -24,10 +24,10 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from parc.checkpoint import MANIFEST
+from parc.store.checkpoint import MANIFEST
 from parc.data.stream import BatchPlan, open_stream
 from parc.errors import ParcError
-from parc.fileio import read_json
+from parc.store.fileio import read_json
 from parc.study.evaluations import EvalResult, Evaluation, register
 from parc.study.evaluations.heldout import find_stream_dir
 from parc.study.greedy import greedy_continuations

@@ -22,9 +22,9 @@ from typing import Dict, Iterable, Optional
 
 import torch
 
-from parc.iofaults import format_bytes, nearest_existing
+from parc.store.iofaults import format_bytes, nearest_existing
 
-log = logging.getLogger("parc.diskplan")
+log = logging.getLogger("parc.store.diskplan")
 
 TORCH_RECORD_BYTES = 200  # torch.save's zip: local header + 64-byte alignment + central directory, per tensor
 SMALL_STATE_BYTES = 8 << 10  # scheduler.pt, trainer_state.json and empty optimizer structure
@@ -121,7 +121,7 @@ def warning(est: DiskEstimate) -> Optional[str]:
 def plan_for(cfg, model: torch.nn.Module, plan, tokenizer_dir: Optional[Path] = None,
              start_step: int = 0) -> DiskEstimate:
     """The estimate for a run's Plan, counting the complete checkpoints already in its output_dir as done."""
-    from parc.checkpoint import complete_checkpoints, step_of
+    from parc.store.checkpoint import complete_checkpoints, step_of
 
     done = [step_of(p) for p in complete_checkpoints(Path(cfg.output_dir))]
     if tokenizer_dir is None:

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Dict, Optional
 
-from parc import checkpoint, integrity
+from parc.store import checkpoint, integrity
 from parc.errors import ParcError
-from parc.metrics import METRICS_FILE
+from parc.training.metrics import METRICS_FILE
 
 # Trainer settings a resumed run may change (they do not change what is computed, only how it is split).
 ADJUSTABLE_TRAINER_KEYS = {"micro_batch_size", "log_every", "progress", "strategy"}
@@ -37,7 +37,7 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
             return checkpoint.newest_resumable(output_dir)
         found = integrity.newest_verified(output_dir)  # skips (and names) damaged checkpoints
         if found is None and cfg.hub.repo_id and allow_download:
-            from parc.hub import resolve_hub_checkpoint
+            from parc.hub.publisher import resolve_hub_checkpoint
 
             found = resolve_hub_checkpoint(cfg, output_dir, None)
         return found
@@ -46,7 +46,7 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
             raise ParcError(f"resume={resume} needs hub.repo_id=<org/name> to know which repository to read")
         if not allow_download:
             return None
-        from parc.hub import resolve_hub_checkpoint
+        from parc.hub.publisher import resolve_hub_checkpoint
 
         found = resolve_hub_checkpoint(cfg, output_dir, resume[len("hub:"):])
         if found is None:

@@ -15,13 +15,17 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list
 from omegaconf import OmegaConf
 
-from parc import archs, checkpoint, diskplan, initfrom, iofaults, resume, strategy
-from parc.config import Plan, portable_config
+from parc import archs
+
+from parc.store import checkpoint, diskplan, iofaults
+
+from parc.training import initfrom, resume, strategy
+from parc.training.runconfig import Plan, portable_config
 from parc.errors import ParcError
-from parc.fileio import atomic_write
-from parc.loss import normalization, step_labels
-from parc.metrics import RunReporter, format_plan
-from parc.optim import build_optimizer, build_scheduler
+from parc.store.fileio import atomic_write
+from parc.training.loss import normalization, step_labels
+from parc.training.metrics import RunReporter, format_plan
+from parc.training.optim import build_optimizer, build_scheduler
 
 EXIT_PREEMPTED = 75  # checkpoint written; Slurm requeues and resume=auto continues
 
@@ -145,7 +149,7 @@ class Trainer:
                 "step_seconds": seconds, "tokens_per_s": tokens_per_s, "mfu": self._mfu(tokens_per_s)}
 
     def _mfu(self, tokens_per_s: float) -> Optional[float]:
-        from parc.perf import mfu
+        from parc.training.perf import mfu
 
         per_device = tokens_per_s / self.accelerator.num_processes
         return mfu(self.flops_per_token, per_device, self.accelerator.device, self.cfg.trainer.precision)
@@ -158,9 +162,11 @@ class Trainer:
                  "init_from": self.init_record}
         if self.output_dir_identity is not None:
             iofaults.check_same_directory(self.output_dir, self.output_dir_identity, f"saving checkpoint-{self.step}")
+        with_train_state = self.cfg.checkpoint.save_train_state or not scheduled
+        gathered = strategy.gathered_states(self.accelerator, self.model, self.optimizer, with_train_state)  # FSDP: collective
         return checkpoint.save(self.accelerator, self.output_dir, self.step, self.model, self.optimizer,
                                self.scheduler, self.tokenizer_dir, state, scheduled,
-                               with_train_state=self.cfg.checkpoint.save_train_state or not scheduled)
+                               with_train_state=with_train_state, gathered=gathered)
 
     def fit(self) -> int:
         """Train from self.step to max_steps. Returns the exit code (0, or EXIT_PREEMPTED)."""
@@ -208,7 +214,7 @@ class Trainer:
         except (ParcError, OSError) as exc:
             if raise_errors:
                 raise
-            logging.getLogger("parc.hub").error("%s", exc)
+            logging.getLogger("parc.hub.publisher").error("%s", exc)
 
     def _checkpoint(self, publisher, scheduled: bool, hashes: dict) -> None:
         path = self.save(scheduled, hashes)
@@ -224,7 +230,7 @@ class Trainer:
     def _publisher(self):
         if not self.cfg.hub.repo_id:
             return None
-        from parc.hub import Publisher
+        from parc.hub.publisher import Publisher
 
         publisher = Publisher.from_config(self.cfg, self.output_dir, self.accelerator.is_main_process)
         if publisher is not None:
@@ -271,7 +277,8 @@ def train(cfg) -> int:
     """The whole run: set up, resume, train, checkpoint. Returns the process exit code."""
     from transformers.utils import logging as hf_logging
 
-    from parc.data.stream import BatchPlan, ensure_prepared
+    from parc.data.prepare import ensure_prepared
+    from parc.data.stream import BatchPlan
 
     hf_logging.disable_progress_bar()  # the run has its own progress bar; per-save shard bars are noise
     accelerator = make_accelerator(cfg)

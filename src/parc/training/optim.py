@@ -53,7 +53,7 @@ def build_optimizer(model: torch.nn.Module, trainer_cfg, device: torch.device) -
 def build_scheduler(optimizer: torch.optim.Optimizer, trainer_cfg) -> torch.optim.lr_scheduler.LambdaLR:
     """transformers' own schedules: linear warmup from 0, then cosine/linear decay to 0 at max_steps; or NeoX's."""
     if trainer_cfg.lr_schedule == "neox":
-        from parc.lr_neox import neox_scheduler
+        from parc.training.lr_neox import neox_scheduler
 
         return neox_scheduler(optimizer, trainer_cfg)
     name = {"constant": "constant_with_warmup"}.get(trainer_cfg.lr_schedule, trainer_cfg.lr_schedule)

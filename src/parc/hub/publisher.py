@@ -7,7 +7,7 @@ uploads fall a whole queue behind. `close(final_step)` waits for the queue, then
 final checkpoint. A crash, kill -9 or preemption loses nothing: the next `start()` (or
 `python -m parc.sync <output_dir>`) pushes what the journal left pending. Each revision is one commit;
 commits are spaced by `hub.max_commits_per_hour` and a 429 is waited out in the uploader thread (see
-`parc.pacing`), so training never waits for the Hub's commit limit; `close()` waits `hub.wait_at_end` at
+`parc.hub.pacing`), so training never waits for the Hub's commit limit; `close()` waits `hub.wait_at_end` at
 most and leaves the rest pending in the journal. With `hub.mode=offline`
 nothing is sent; the journal stages the revisions for `parc.sync` to push later from a login node.
 
@@ -29,14 +29,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.branches import BranchTemplate
-from parc.checkpoint import checkpoint_path
-from parc.fileio import atomic_write_json
+from parc.hub.branches import BranchTemplate
+from parc.store.checkpoint import checkpoint_path
+from parc.store.fileio import atomic_write_json
 from parc.errors import ParcError
-from parc.hubrepo import HubRepo, RetryPolicy, describe, repo_id_for
-from parc.pacing import HUB_LIMIT_PER_HOUR, CommitPacer, PushInterrupted
+from parc.hub.repo import HubRepo, RetryPolicy, describe, repo_id_for
+from parc.hub.pacing import HUB_LIMIT_PER_HOUR, CommitPacer, PushInterrupted
 
-log = logging.getLogger("parc.hub")
+log = logging.getLogger("parc.hub.publisher")
 
 JOURNAL_DIR = "hub_journal"
 TARGET_FILE = "repo.json"  # where the journal's revisions go: what parc.sync needs, no config required
@@ -332,7 +332,7 @@ def extra_files(formats: List[str], checkpoint_dir: Path, work_dir: Path) -> Dic
     by the uploader thread just before the push (deterministic, so a re-push is recognised as done)."""
     found = {}
     if "rwkv" in formats:
-        from parc.rwkvformat import RWKV_FILE, export_rwkv
+        from parc.hub.rwkvformat import RWKV_FILE, export_rwkv
 
         work_dir.mkdir(parents=True, exist_ok=True)
         found[RWKV_FILE] = export_rwkv(checkpoint_dir, work_dir / RWKV_FILE)

@@ -20,7 +20,7 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 
     After a resume the file then reads exactly as an uninterrupted run's would.
     """
-    from parc.iofaults import DiskWrites
+    from parc.store.iofaults import DiskWrites
 
     if not path.exists():
         return
@@ -66,8 +66,8 @@ class RunReporter:
                           name=Path(output_dir).name, config=OmegaConf.to_container(cfg, resolve=True))
 
     def log(self, row: Dict) -> None:
-        from parc.checkpoint import resume_hint
-        from parc.iofaults import DiskWrites
+        from parc.store.checkpoint import resume_hint
+        from parc.store.iofaults import DiskWrites
 
         with DiskWrites(f"appending step {row['step']} to {self.path}", self.path.parent,
                         cleanup=self._drop_partial_row, elsewhere="choose another output_dir=",

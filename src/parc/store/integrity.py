@@ -1,6 +1,6 @@
 """Is a checkpoint whole? Every file its completion manifest lists is checked before a run trusts it.
 
-`parc_checkpoint.json` (written last by parc.checkpoint.save) lists each file with its size and sha256.
+`parc_checkpoint.json` (written last by parc.store.checkpoint.save) lists each file with its size and sha256.
 `verify(dir)` checks that each listed file is there, readable, of the listed size and (check_sha=True,
 streamed) of the listed sha256: a truncated copy, a bit flip, a file replaced or deleted since the save is
 found and named. Hashing a Parc-size checkpoint (160M parameters: 0.65 GB of weights + 1.3 GB of optimizer
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.checkpoint import MANIFEST, STATE_DIR, has_train_state, step_of
+from parc.store.checkpoint import MANIFEST, STATE_DIR, has_train_state, step_of
 from parc.errors import ParcError
-from parc.fileio import HASH_CHUNK
+from parc.store.fileio import HASH_CHUNK
 
-log = logging.getLogger("parc.integrity")
+log = logging.getLogger("parc.store.integrity")
 
 OK, DAMAGED, INCOMPLETE = "ok", "damaged", "incomplete"
 

@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.checkpoint import MANIFEST, complete_checkpoints, step_of
+from parc.store.checkpoint import MANIFEST, complete_checkpoints, step_of
 from parc.errors import ParcError
-from parc.fileio import sha256_file
-from parc.hubrepo import HubRepo, survey
+from parc.store.fileio import sha256_file
+from parc.hub.repo import HubRepo, survey
 
 MAIN_BRANCH = "main"
 
@@ -161,7 +161,7 @@ def to_repair(report: dict) -> List[int]:
 def repair(report: dict, output_dir: Path) -> List[str]:
     """Re-push, from the local checkpoints, every revision the audit found wrong (and `main` when it is);
     through the run's journal, so the commit budget and the 429 handling apply. Returns what was queued."""
-    from parc.hub import Publisher
+    from parc.hub.publisher import Publisher
 
     if not report["written_by_parc"]:
         raise ParcError(f"{report['repo_id']} was not written by Parc (no {MANIFEST} on any revision): the audit "

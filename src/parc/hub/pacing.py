@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Iterable, List, Optional
 
-log = logging.getLogger("parc.hub")
+log = logging.getLogger("parc.hub.publisher")
 
 HUB_LIMIT_PER_HOUR = 128  # huggingface.co: "the rate limit for repository commits (128 per hour)"
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from parc import checkpoint
+from parc.store import checkpoint
 from parc.errors import ParcError
 
-log = logging.getLogger("parc.initfrom")
+log = logging.getLogger("parc.training.initfrom")
 
 DOWNLOAD_DIR = "init_from"  # under output_dir; not named checkpoint-*, so never taken for this run's own
 HUB_SOURCE = re.compile(r"^hub:(?P<repo>[^@\s]+?)(?:@(?P<revision>[^@\s]+))?$")
@@ -67,7 +67,7 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
 
 
 def _from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None) -> InitSource:
-    from parc import integrity
+    from parc.store import integrity
 
     if not path.is_dir():
         raise ParcError(f"init_from={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
@@ -84,8 +84,8 @@ def _from_local(path: Path, text: str, source: str, check_sha: bool, extra: Opti
 
 
 def _from_hub(cfg, repo_id: str, revision: str, output_dir: Path) -> InitSource:
-    from parc.hub import refuse_offline_env
-    from parc.hubrepo import HubRepo, RetryPolicy
+    from parc.hub.publisher import refuse_offline_env
+    from parc.hub.repo import HubRepo, RetryPolicy
 
     refuse_offline_env()
     repo = HubRepo(repo_id, RetryPolicy.from_config(cfg.hub), cfg.hub.branch)

@@ -15,7 +15,7 @@ into -100; under the Parc packing that only happens where a document contains a 
   And MambaForCausalLM accepted **kwargs but computed a plain mean, ignoring that count, while the Trainer
   (seeing **kwargs) skipped its division by the accumulation steps: Parc-Mamba's gradient was the sum of
   its 16 micro-batch means, 16x the mean gradient, before clipping at 1.0. Per process, as 4.5x did.
-  With `trainer.weight_decay_rule=hf4.50` (for 4.50-4.52, see `parc.optim`) this matched the real
+  With `trainer.weight_decay_rule=hf4.50` (for 4.50-4.52, see `parc.training.optim`) this matched the real
   transformers 4.51.3 Trainer to ~1e-7 in loss and grad norm for all three architectures (BENCHMARKS.md).
 The reported loss is the mean cross-entropy over the predicted tokens in both modes (4.5x logged the
 scaled value: x (S-1)/S, and x accumulation for Mamba).

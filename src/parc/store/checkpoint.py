@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from parc.errors import ParcError
-from parc.fileio import atomic_write_json, fsync_dir, fsync_tree, sha256_file
+from parc.store.fileio import atomic_write_json, fsync_dir, fsync_tree, sha256_file
 
 MANIFEST = "parc_checkpoint.json"
 STATE_DIR = "training_state"
@@ -88,29 +88,31 @@ def set_rng_state(state: Dict) -> None:
 
 
 def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, tokenizer_dir: Path,
-         trainer_state: Dict, scheduled: bool, with_train_state: bool = True) -> Path:
+         trainer_state: Dict, scheduled: bool, with_train_state: bool = True, gathered=(None, None)) -> Path:
     """Collective: every rank calls it. Rank 0 writes weights and optimizer; each rank its own RNG.
 
+    `gathered` is (an unsharded copy of the model, the full optimizer state) from parc.training.strategy's
+    `gathered_states` under FSDP; (None, None) when rank 0 holds both whole (one process, DDP).
+
     A disk fault (full, quota, read-only, vanished) removes the partial directory and raises a one-line
-    parc.iofaults.DiskFault; the checkpoints already there are untouched."""
-    from parc.iofaults import DiskWrites
+    parc.store.iofaults.DiskFault; the checkpoints already there are untouched."""
+    from parc.store.iofaults import DiskWrites
 
     partial = Path(output_dir) / f".checkpoint-{step}.partial"
     with DiskWrites(f"saving checkpoint-{step} to {output_dir}", output_dir,
                     cleanup=lambda: shutil.rmtree(partial, ignore_errors=True),
                     elsewhere="choose another output_dir=", then=lambda: resume_hint(output_dir)):
         return _save(accelerator, output_dir, step, model, optimizer, scheduler, tokenizer_dir, trainer_state,
-                     scheduled, with_train_state)
+                     scheduled, with_train_state, gathered)
 
 
 def _save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, tokenizer_dir: Path,
-          trainer_state: Dict, scheduled: bool, with_train_state: bool = True) -> Path:
-    from parc.iofaults import save_torch  # torch.save hides the OSError of a full disk; this keeps it
-    from parc.strategy import gathered_states
+          trainer_state: Dict, scheduled: bool, with_train_state: bool, gathered) -> Path:
+    from parc.store.iofaults import save_torch  # torch.save hides the OSError of a full disk; this keeps it
 
     final = checkpoint_path(output_dir, step)
     partial = Path(output_dir) / f".checkpoint-{step}.partial"
-    full_model, optimizer_state = gathered_states(accelerator, model, optimizer, with_train_state)  # FSDP: collective
+    full_model, optimizer_state = gathered
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)  # leftovers of a crash mid-write
         (partial / STATE_DIR).mkdir(parents=True)

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from parc.branches import DEFAULT as DEFAULT_BRANCH, BranchTemplate
-from parc.checkpoint import MANIFEST, STATE_DIR, has_train_state, weights_only
-from parc.fileio import sha256_file
+from parc.hub.branches import DEFAULT as DEFAULT_BRANCH, BranchTemplate
+from parc.store.checkpoint import MANIFEST, STATE_DIR, has_train_state, weights_only
+from parc.store.fileio import sha256_file
 from parc.errors import ParcError
 
-log = logging.getLogger("parc.hub")
+log = logging.getLogger("parc.hub.publisher")
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 SCANNED_WHOLE = 64 << 20  # files up to this size are searched for secrets entirely; larger ones only their head
@@ -108,7 +108,7 @@ class RetryPolicy:
 
     def call_until(self, stop, what: str, repo_id: str, fn: Callable, /, *args, **kwargs):
         """`call`, whose waits end with PushInterrupted as soon as the event `stop` is set."""
-        from parc.pacing import rate_limit_wait, wait_or_stop
+        from parc.hub.pacing import rate_limit_wait, wait_or_stop
 
         # A private generator: the uploader thread must not advance the global `random` stream, which the
         # trainer saves and restores for bit-identical resumes.
@@ -219,7 +219,7 @@ class HubRepo:
         self.repo_id, self.retry = repo_id, retry
         self.template = branch if isinstance(branch, BranchTemplate) else BranchTemplate(branch)
         self.api = HfApi()
-        self.pacer = None  # parc.pacing.CommitPacer when commits are budgeted (hub.max_commits_per_hour)
+        self.pacer = None  # parc.hub.pacing.CommitPacer when commits are budgeted (hub.max_commits_per_hour)
         self.stop = None  # a threading.Event that cuts every wait short (the publisher is closing)
 
     def _call(self, what: str, fn: Callable, /, *args, **kwargs):
@@ -313,7 +313,7 @@ class HubRepo:
         """Fetch a complete revision into output_dir/checkpoint-N, atomically and verified (sha256)."""
         from huggingface_hub import snapshot_download
 
-        from parc.checkpoint import checkpoint_path, is_complete
+        from parc.store.checkpoint import checkpoint_path, is_complete
 
         manifest = remote.manifest
         final = checkpoint_path(output_dir, int(manifest["step"]))
@@ -353,7 +353,7 @@ def schedule_of(repo: HubRepo, remote: RemoteRevision) -> Optional[List[int]]:
     try:
         from omegaconf import OmegaConf
 
-        from parc.schedule import checkpoint_steps
+        from parc.store.steps import checkpoint_steps
 
         return checkpoint_steps(OmegaConf.create(config["checkpoint"]), int(config["trainer"]["max_steps"]))
     except (KeyError, TypeError, ValueError, AttributeError):

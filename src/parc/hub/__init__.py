@@ -1,0 +1,15 @@
+"""Publishing to the Hugging Face Hub: the background publisher and its journal, the repo client with
+retries, commit pacing and the 429 wait, branch-name templates, audits and revision listings, parc.sync, and
+export formats (BlinkDL's RWKV .pth).
+
+Imports store, archs-free code and the shared bottom only; never training or study.
+"""
+
+from parc import lazy_exports
+
+PUBLIC = {"Publisher": "publisher", "Journal": "publisher", "JOURNAL_DIR": "publisher",
+          "refuse_offline_env": "publisher", "HubRepo": "repo", "RetryPolicy": "repo",
+          "BranchTemplate": "branches", "run_revisions": "revisions", "sync_pending": "sync",
+          "export_rwkv_from": "export"}
+__all__ = sorted(PUBLIC)
+__getattr__ = lazy_exports(__name__, PUBLIC)

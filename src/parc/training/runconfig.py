@@ -1,0 +1,143 @@
+"""What a composed training config means: the checks a type cannot express, the plan, the portable copy.
+
+``validate`` adds the checks a type cannot express (positive step counts, a divisible batch, a known
+schedule, a valid branch template) and ``Plan`` derives, in one place, every quantity the run prints and
+uses: accumulation, tokens per step, checkpoint steps, output directory. ``portable_config`` is the config
+without local paths, as stored in every checkpoint and published.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List
+
+from omegaconf import DictConfig, OmegaConf
+
+from parc.errors import ParcError
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks a type cannot express. Raises ParcError naming the problem and the fix."""
+    t, d, c = cfg.trainer, cfg.data, cfg.checkpoint
+    positive = {
+        "trainer.max_steps": t.max_steps,
+        "trainer.global_batch_size": t.global_batch_size,
+        "trainer.micro_batch_size": t.micro_batch_size,
+        "data.seq_len": d.seq_len,
+        "data.vocab_size": d.vocab_size,
+        "trainer.log_every": t.log_every,
+        "arch.pad_vocab_multiple": cfg.arch.pad_vocab_multiple,
+        "hub.queue_size": cfg.hub.queue_size if cfg.hub.queue_size is not None else 1,
+        "hub.max_commits_per_hour": cfg.hub.max_commits_per_hour,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ParcError(f"{key}={value} must be a positive integer")
+    for key, value in {"hub.retry_initial_s": cfg.hub.retry_initial_s, "hub.retry_max_s": cfg.hub.retry_max_s,
+                       "hub.retry_timeout_s": cfg.hub.retry_timeout_s, "trainer.warmup_steps": t.warmup_steps, "data.shard": d.shard, "seed": cfg.seed,
+                       "trainer.lr": t.lr, "trainer.min_lr": t.min_lr, "trainer.weight_decay": t.weight_decay, "trainer.grad_clip": t.grad_clip}.items():
+        if value < 0:
+            raise ParcError(f"{key}={value} must not be negative")
+    choices = {
+        "trainer.precision": (t.precision, ("fp32", "bf16", "fp16")),
+        "trainer.lr_schedule": (t.lr_schedule, ("cosine", "linear", "constant", "neox")),
+        "trainer.strategy": (t.strategy, ("ddp", "fsdp")),
+        "arch.init": (cfg.arch.init, ("hf", "neox", "neox-normal")),
+        "data.format": (d.format, ("parc", "megatron")),
+        "trainer.loss_normalization": (t.loss_normalization, ("tokens", "hf4")),
+        "trainer.weight_decay_rule": (t.weight_decay_rule, ("transformers", "hf4.50", "neox")),
+        "checkpoint.schedule": (c.schedule, ("parc", "pythia", "list", "every")),
+        "data.packing": (d.packing, ("parc", "concat")),
+        "arch.size": (cfg.arch.size, ("full", "tiny", *cfg.arch.sizes)),
+        "hub.mode": (cfg.hub.mode, ("online", "offline")),
+        "logger.mode": (cfg.logger.mode, ("offline", "online", "disabled")),
+        "device": (cfg.device, ("auto", "cpu", "cuda")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ParcError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    if c.every is not None and c.every <= 0:
+        raise ParcError(f"checkpoint.every={c.every} must be a positive integer")
+    if c.schedule == "list" and any(s < 0 or s > t.max_steps for s in c.steps):
+        raise ParcError(f"checkpoint.steps must lie in 0..{t.max_steps} (trainer.max_steps)")
+    if c.keep_train_states is not None and c.keep_train_states < 1:
+        raise ParcError("checkpoint.keep_train_states must be >= 1 (or null to keep all)")
+    if len(t.betas) != 2:
+        raise ParcError("trainer.betas must be two numbers, e.g. trainer.betas=[0.9,0.999]")
+    from parc.hub.branches import check as check_branch
+
+    check_branch(cfg.hub.branch)
+    if cfg.hub.wait_at_end < 0:
+        raise ParcError(f"hub.wait_at_end={cfg.hub.wait_at_end} must not be negative (seconds; 0 = do not wait)")
+    unknown = sorted(set(cfg.hub.extra_formats) - {"rwkv"})
+    if unknown:
+        raise ParcError(f"hub.extra_formats: unknown format(s) {', '.join(unknown)}; the one available is rwkv")
+    if "rwkv" in cfg.hub.extra_formats and cfg.arch.name != "rwkv":
+        raise ParcError(f"hub.extra_formats=[rwkv] needs arch=rwkv (this run is arch={cfg.arch.name})")
+    resume = cfg.resume
+    if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:")) or os.sep in resume):
+        raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision> or a checkpoint path")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every derived quantity of a run, computed once and printed at start."""
+
+    world_size: int
+    micro_batch_size: int
+    global_batch_size: int
+    accumulation: int
+    seq_len: int
+    max_steps: int
+    tokens_per_step: int
+    total_tokens: int
+    sequences_per_shard: int
+    checkpoint_steps: List[int]
+    output_dir: str
+
+    @classmethod
+    def build(cls, cfg: DictConfig, world_size: int = 1) -> "Plan":
+        from parc.store.steps import checkpoint_steps
+
+        t = cfg.trainer
+        per_step = t.micro_batch_size * world_size
+        if t.global_batch_size % per_step:
+            raise ParcError(
+                f"trainer.global_batch_size={t.global_batch_size} is not divisible by "
+                f"trainer.micro_batch_size={t.micro_batch_size} x world size {world_size}; "
+                f"pick a micro-batch size that divides {t.global_batch_size // world_size if t.global_batch_size % world_size == 0 else t.global_batch_size}"
+            )
+        return cls(
+            world_size=world_size,
+            micro_batch_size=t.micro_batch_size,
+            global_batch_size=t.global_batch_size,
+            accumulation=t.global_batch_size // per_step,
+            seq_len=cfg.data.seq_len,
+            max_steps=t.max_steps,
+            tokens_per_step=t.global_batch_size * cfg.data.seq_len,
+            total_tokens=t.global_batch_size * cfg.data.seq_len * t.max_steps,
+            sequences_per_shard=t.global_batch_size * t.max_steps,
+            checkpoint_steps=checkpoint_steps(cfg.checkpoint, t.max_steps),
+            output_dir=str(cfg.output_dir),
+        )
+
+
+def portable_config(cfg: DictConfig) -> Dict[str, Any]:
+    """The resolved config without local paths: safe to store in checkpoints and to publish."""
+    values = OmegaConf.to_container(cfg, resolve=True)
+    values.pop("paths", None)
+    values["output_dir"] = Path(values["output_dir"]).name
+    if values.get("init_from"):
+        from parc.training.initfrom import portable
+
+        values["init_from"] = portable(values["init_from"])
+    data = values["data"]
+    data["dir"] = Path(data["dir"]).name
+    if data.get("data_files"):
+        data["data_files"] = Path(data["data_files"]).name
+    for key in ("path", "index_maps"):  # data.format=megatron: where the indexed dataset lies on this machine
+        if data.get(key):
+            data[key] = Path(data[key]).name
+    return values

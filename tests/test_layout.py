@@ -1,0 +1,177 @@
+"""The layout stays a set of layers: command faces on top, one package per concern, no import circles.
+
+Imports are read with `ast` from every file under src/parc (also those inside functions: a lazy import is
+still a dependency), so nothing is executed. Ranks: a package may import only packages of a lower rank or
+its own modules; modules never import each other in a circle; a command face (a module directly under
+src/parc) imports a package only through the names in its `__all__`.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+from typing import Dict, List, Set, Tuple
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PARC = SRC / "parc"
+SHARED = {"parc", "parc.errors", "parc.config"}  # the bottom every layer may use
+RANKS = {"store": 1, "kernels": 2, "archs": 3, "data": 3, "hub": 4, "training": 5, "study": 6}
+FACE_RANK = 7
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> Dict[str, Path]:
+    return {module_name(p): p for p in sorted(PARC.rglob("*.py"))}
+
+
+def imports_of(path: Path, known: Set[str]) -> List[Tuple[str, List[str], int]]:
+    """(imported parc module, the names taken from it, line) for every import in the file."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(a.name, [], node.lineno) for a in node.names if a.name.split(".")[0] == "parc"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "parc":
+                continue
+            names = [a.name for a in node.names]
+            submodules = [f"{target}.{n}" for n in names if f"{target}.{n}" in known]
+            found += [(s, [], node.lineno) for s in submodules]
+            found.append((target, [n for n in names if f"{target}.{n}" not in known], node.lineno))
+    return found
+
+
+def concern(name: str) -> str:
+    """The package a module belongs to ('parc.study.evaluations.heldout' -> 'study'); '' for the shared
+    bottom; the module's own name for a command face."""
+    if name in SHARED:
+        return ""
+    parts = name.split(".")
+    return parts[1]
+
+
+def rank(name: str) -> int:
+    if name in SHARED:
+        return 0
+    return RANKS.get(concern(name), FACE_RANK)
+
+
+def is_face(name: str) -> bool:
+    return name.count(".") == 1 and name not in SHARED and concern(name) not in RANKS
+
+
+def graph() -> Dict[str, Set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: {t for t, _, _ in imports_of(path, known) if t in known and t != name} for name, path in mods.items()}
+
+
+def test_every_package_is_a_ranked_concern():
+    packages = {p.parent.name for p in PARC.glob("*/__init__.py")}
+    assert packages == set(RANKS), f"new or missing package: give it a rank in RANKS ({packages ^ set(RANKS)})"
+
+
+def test_packages_import_only_lower_layers():
+    wrong = []
+    for name, targets in graph().items():
+        if is_face(name):
+            continue
+        for target in targets:
+            if concern(target) != concern(name) and rank(target) >= rank(name):
+                wrong.append(f"{name} imports {target}")
+    assert not wrong, "upward or sideways imports between packages:\n" + "\n".join(sorted(wrong))
+
+
+def test_no_import_circles():
+    edges = graph()
+    index, low, stack, on_stack, circles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    assert not circles, f"import circles: {circles}"
+
+
+def test_faces_use_only_public_names():
+    mods = modules()
+    known = set(mods)
+    wrong = []
+    for name, path in mods.items():
+        if not is_face(name):
+            continue
+        for target, names, line in imports_of(path, known):
+            if target in SHARED or target not in known:
+                continue
+            package = f"parc.{concern(target)}"
+            if target != package:
+                wrong.append(f"{name}:{line} imports {target}: use `from {package} import ...`")
+                continue
+            public = set(importlib.import_module(package).__all__)
+            wrong += [f"{name}:{line} takes {n} from {package}, not in its __all__" for n in names if n not in public]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("package", sorted(RANKS))
+def test_public_names_resolve(package):
+    """Every name a package lists in __all__ is there when asked for (the lazy exports point at real code)."""
+    module = importlib.import_module(f"parc.{package}")
+    assert module.__doc__ and len(module.__doc__.strip().splitlines()) >= 2, f"parc.{package} needs its docstring"
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+
+
+def test_faces_are_thin_commands():
+    long = []
+    for name, path in modules().items():
+        if not is_face(name):
+            continue
+        text = path.read_text()
+        lines = len(text.splitlines())
+        if lines > 60 or 'if __name__ == "__main__":' not in text or not text.lstrip().startswith('"""'):
+            long.append(f"{name}: {lines} lines")
+    assert not long, "a command face is a docstring, argument parsing and one call into a package (<= 60 lines):\n" + "\n".join(long)
+
+
+@pytest.mark.parametrize("package", sorted(RANKS))
+def test_public_names_are_not_submodule_names(package):
+    """An imported submodule becomes an attribute of its package and would shadow a public name like it."""
+    module = importlib.import_module(f"parc.{package}")
+    submodules = {p.stem for p in (PARC / package).glob("*.py")} | {p.parent.name for p in (PARC / package).glob("*/__init__.py")}
+    assert not set(module.__all__) & submodules
