@@ -1,7 +1,8 @@
 """The data layer: prepare a packed token stream once (`prepare`), then read the batch of any step (`stream`).
 
 See parc.data.prepare for the packing rules, parts and manifest, and parc.data.stream for the config
-checks, shards and step numbering.
+checks, shards and step numbering. Imports store (crash-safe writes) and the shared bottom; never hub,
+training or study.
 """
 
 from parc.data.prepare import PrepareReport, ensure_prepared, prepare_data
