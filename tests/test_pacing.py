@@ -171,7 +171,7 @@ def test_wait_at_end_ending_while_the_pacer_spaces_commits_leaves_them_pending_a
     assert result.returncode == 0, result.stderr[-3000:]
     assert "PushInterrupted" not in result.stderr and "error" not in result.stderr.lower()
     left = sorted(revision for revision, state in journal(out).items() if state == "pending")
-    assert left and f"pending after close: " in result.stdout
+    assert left and "pending after close: " in result.stdout
     synced = run_cli("parc.sync", str(out), env=hub_server.env(), timeout=240)
     assert synced.returncode == 0, synced.stderr[-3000:]
     assert set(journal(out).values()) == {"pushed"}
