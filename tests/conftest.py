@@ -38,13 +38,39 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def demo_root(tmp_path_factory):
-    """A root whose data/ holds the prepared demo stream (prepared once, by the real CLI)."""
-    root = tmp_path_factory.mktemp("parc")
+def shared_base(tmp_path_factory) -> Path:
+    """The session's temporary root that every xdist worker sees (pytest-N/, not the worker's pytest-N/popen-gwK)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_once(directory: Path, build) -> Path:
+    """`build(directory)` once per test session, shared by every xdist worker: the first worker that needs it
+    builds it under a file lock, the others wait for it and reuse it (a half-built one is rebuilt). Tests
+    must treat it as read-only (copy what they change) and write their outputs under their own tmp_path."""
+    import shutil
+
+    from filelock import FileLock
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(directory) + ".lock"):
+        if not (directory / ".complete").is_file():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            build(directory)
+            (directory / ".complete").touch()
+    return directory
+
+
+def prepare_demo(root: Path) -> None:
     result = run_cli("parc.prepare", "experiment=demo", f"paths.root={root}")
     assert result.returncode == 0, result.stderr[-2000:]
-    return root
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """A root whose data/ holds the prepared demo stream (prepared once per session, by the real CLI)."""
+    return build_once(shared_base(tmp_path_factory) / "parc", prepare_demo)
 
 
 def short_run(root, out, *extra, steps=8, every=4):
@@ -61,17 +87,18 @@ def train(*overrides, expect=0):
 @pytest.fixture(scope="session")
 def eval_grid(demo_root):
     """A small demo grid under <demo_root>/runs/demo for the study layer: pythia seeds 0 and 1, mamba seed 0,
-    8 steps each with checkpoints 0, 4, 8 (trained once per session by the real CLI)."""
+    8 steps each with checkpoints 0, 4, 8 (trained once per session by the real CLI, shared by every worker)."""
     import json
     import subprocess
 
-    grid = demo_root / "runs" / "demo"
-    runs = [short_run(demo_root, grid / f"{arch}-seed{seed}-shard0", f"arch={arch}", f"seed={seed}")
-            for arch, seed in (("pythia", 0), ("pythia", 1), ("mamba", 0))]
-    # One interpreter trains all three (parc.train's own entry, in turn): imports dominate a tiny run.
-    script = ("import json, sys\nfrom parc.config import compose\nfrom parc.train import run\n"
-              "for overrides in json.loads(sys.argv[1]):\n    run(compose(overrides))\n")
-    result = subprocess.run([sys.executable, "-c", script, json.dumps(runs)], stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return grid
+    def build(grid: Path) -> None:
+        runs = [short_run(demo_root, grid / f"{arch}-seed{seed}-shard0", f"arch={arch}", f"seed={seed}")
+                for arch, seed in (("pythia", 0), ("pythia", 1), ("mamba", 0))]
+        # One interpreter trains all three (parc.train's own entry, in turn): imports dominate a tiny run.
+        script = ("import json, sys\nfrom parc.config import compose\nfrom parc.train import run\n"
+                  "for overrides in json.loads(sys.argv[1]):\n    run(compose(overrides))\n")
+        result = subprocess.run([sys.executable, "-c", script, json.dumps(runs)], stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return build_once(demo_root / "runs" / "demo", build)
