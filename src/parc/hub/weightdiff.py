@@ -5,7 +5,8 @@ For consecutive revisions t-1, t (sorted by step) and every group of tensors (on
 embedding, the head, ...): rel_prev = ||W_t - W_{t-1}|| / ||W_{t-1}||, rel_init = ||W_t - W_0|| / ||W_0||
 (Frobenius over the group, float64), plus the group `all`. Tensors are read through `safetensors.safe_open`
 in row slices of at most CHUNK_ELEMENTS values, so memory stays below one tensor whatever the model size.
-Revisions whose weight files have the same sha256 (the Hub's LFS metadata, or a Parc manifest) are not read.
+Revisions whose weight files have the same sha256 (the Hub's LFS metadata or git blob id, or a Parc manifest)
+are not read again.
 
 Flags (the EleutherAI/pythia #195 and #205 failures): a revision identical to the previous one, a revision
 equal to the final one (other than the final itself), and non-monotone change from init: the fewest
@@ -70,19 +71,19 @@ def local_revisions(run_dir: Path) -> List[Revision]:
     return found
 
 
-def hub_revisions(repo_id: str, branch: Optional[str] = None, scratch: Optional[Path] = None) -> List[Revision]:
-    """Every numbered revision of a repo (read-only); files are downloaded under `scratch` when needed."""
+def hub_revisions(repo, scratch: Optional[Path] = None) -> List[Revision]:
+    """Every numbered revision of a repo (a parc.hub.repo.HubRepo whose template is set; read-only); files are
+    downloaded under `scratch` (a new temporary directory by default) when needed."""
     from huggingface_hub import hf_hub_download
 
-    from parc.hub.revisions import open_repo
-
-    repo = open_repo(repo_id, branch)
+    repo_id = repo.repo_id
     scratch = Path(scratch or tempfile.mkdtemp(prefix="parc-diffs-"))
     found = []
     for step, name in sorted(repo.revisions().items()):
         info = repo._call(f"read {name}", repo.api.repo_info, repo_id, revision=name, files_metadata=True)
-        files = {s.rfilename: getattr(getattr(s, "lfs", None), "sha256", None) for s in info.siblings or []
-                 if "/" not in s.rfilename and s.rfilename.endswith(".safetensors")}
+        # what the file is: its LFS sha256, else its git blob id (both name the bytes)
+        files = {s.rfilename: getattr(getattr(s, "lfs", None), "sha256", None) or getattr(s, "blob_id", None)
+                 for s in info.siblings or [] if "/" not in s.rfilename and s.rfilename.endswith(".safetensors")}
         target = scratch / f"{step}"
 
         def fetch(files=files, commit=info.sha, target=target, name=name):

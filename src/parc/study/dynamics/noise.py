@@ -11,8 +11,10 @@ what is particular to one run beyond them (only separable when factors are cross
 (method of moments, each unbiased before it is clipped at 0):
 - per step, a two-way ANOVA of the R x I matrix: var_item = (MS_item - MS_res) / R, var_interaction = MS_res,
   run-level variance of run means beyond the interaction noise: (MS_run - MS_res) / I;
-- checkpoint jitter from neighbouring steps of each run: r = y_t - (w y_prev + (1 - w) y_next), w from
-  the step spacing, removes any locally linear trend, and E[r^2] = (1 + w^2 + (1 - w)^2) (var_c + var_e / I);
+- checkpoint jitter from neighbouring steps of each run's deviation from the mean curve of all runs (so the
+  common trend f(t) is gone, however curved): r = d_t - (w d_prev + (1 - w) d_next), w from the step
+  spacing, also removes a run's own locally linear drift; E[r^2] = (1 + w^2 + (1 - w)^2) (var_c + var_e / I)
+  x (R - 1) / R;
 - factors: main effects of a balanced full crossing of the varied factors over the run means (a factor
   confounded with another, e.g. seed = shard, is reported under the joined name), minus the jitter.
 Without per-example values, var_item is the results table's stderr^2 (the item sampling variance of the
@@ -116,10 +118,13 @@ def decompose(matrices: Sequence[np.ndarray], steps: Sequence[int], levels: Mapp
     matrices = [np.asarray(m, dtype=np.float64) for m in matrices]
     runs = matrices[0].shape[0]
     means = np.stack([m.mean(axis=1) for m in matrices], axis=1)  # runs x steps
+    # jitter from each run's deviation from the mean curve: the common trend f(t), however curved, is gone,
+    # and c - mean_r(c) has variance var_c (R - 1) / R
+    deviations = means - means.mean(axis=0, keepdims=True)
     jitter_terms: Dict[int, List[float]] = {}
-    for r in range(runs):
-        for step, term in neighbour_residuals(steps, means[r]).items():
-            jitter_terms.setdefault(step, []).append(term)
+    for r in range(runs if runs > 1 else 0):
+        for step, term in neighbour_residuals(steps, deviations[r]).items():
+            jitter_terms.setdefault(step, []).append(term * runs / (runs - 1))
     rows = []
     for t, step in enumerate(steps):
         items = matrices[t].shape[1]
@@ -194,7 +199,8 @@ def group_matrices(rows, examples, task: str, metric: str):
     matrices, stderr2 = [], []
     for step in steps:
         at = rows[rows["step"] == step].set_index("source")
-        stderr2.append(float(np.nanmean(at.loc[sources, "stderr"].astype(float) ** 2)))
+        errors = at.loc[sources, "stderr"].astype(float).to_numpy() ** 2
+        stderr2.append(float(errors[np.isfinite(errors)].mean()) if np.isfinite(errors).any() else np.nan)
         matrix = None
         if examples is not None:
             here = examples[(examples["step"] == step) & (examples["task"] == task) & examples["source"].isin(sources)]
