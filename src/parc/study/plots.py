@@ -36,8 +36,9 @@ def set_step_axis(ax, log: bool = True, label: str = "step") -> None:
 
 def band_figure(frame, x: str = "step", y: str = "value", hue: str = "arch", panel: Optional[str] = None,
                 band: str = "t95", logx: bool = True, ylabel: Optional[str] = None, title: Optional[str] = None,
-                panel_titles: Optional[Dict[str, str]] = None, ncols: int = 3):
-    """One panel per value of `panel` (or a single panel), one line + band per value of `hue`.
+                panel_titles: Optional[Dict[str, str]] = None, ncols: int = 3, over: str = "seeds"):
+    """One panel per value of `panel` (or a single panel), one line + band per value of `hue`; the band is
+    over the rows of each group (`over` names them in the title: seeds, seed pairs, ...).
 
     `frame` holds one row per (seed, x, hue, panel); the band is computed over the rows of each group.
     """
@@ -66,7 +67,7 @@ def band_figure(frame, x: str = "step", y: str = "value", hue: str = "arch", pan
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
-    band_name = {"t95": "mean, 95% t-interval over seeds", "iqr": "median, interquartile range over seeds"}[band]
+    band_name = {"t95": f"mean, 95% t-interval over {over}", "iqr": f"median, interquartile range over {over}"}[band]
     fig.suptitle(f"{title + ' - ' if title else ''}{band_name}", fontsize=11)
     fig.tight_layout()
     return fig
@@ -96,7 +97,8 @@ def lines_figure(frame, x: str, y: str, hue: str, panel: Optional[str] = None, l
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
+    handles = [plt.Line2D([], [], color=f"C{i}", marker=".", label=str(h)) for i, h in enumerate(hues)]
+    axes.flat[0].legend(handles=handles, fontsize=8)  # every line, also those the first panel lacks
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -112,7 +114,7 @@ def heatmap_figure(panels: Dict[str, object], xlabel: str, ylabel: str, title: O
     names = sorted(panels, key=str)
     ncols = max(1, min(ncols, len(names)))
     nrows = (len(names) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False, layout="constrained")
     image = None
     for ax, name in zip(axes.flat, names):
         matrix = np.asarray(panels[name], dtype=float)
@@ -120,7 +122,7 @@ def heatmap_figure(panels: Dict[str, object], xlabel: str, ylabel: str, title: O
         if matrix.size <= 144:
             for (i, j), value in np.ndenumerate(matrix):
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w" if value < 0.6 else "k")
-        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.set(xlabel=xlabel, ylabel=ylabel, xticks=range(matrix.shape[1]), yticks=range(matrix.shape[0]))
         ax.set_title(str(name), fontsize=9)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)

@@ -56,12 +56,13 @@ def run_noise(own: Dict[str, str], echo=print) -> None:
     out = Path(own.get("out") or own["evals"])
     written = [write_table(noise, out / "noise.parquet"), write_table(pairs, out / "noise-pairs.parquet")]
     written += noise_figures(noise, pairs, out)
-    last = noise.sort_values("step").groupby(["arch", "evaluation", "task", "metric"], sort=True).tail(1)
-    for _, row in last.iterrows():
+    for key, rows in noise.groupby(["arch", "evaluation", "task", "metric"], sort=True):
+        row = rows.sort_values("step").iloc[-1]
         seed = row.get("var_seed", float("nan"))
-        echo(f"{row['arch']} {row['task']} {row['metric']} step {row['step']}: mean {row['mean']:.4g}, seed SD "
-             f"{seed ** 0.5:.3g}, checkpoint SD {row['var_checkpoint'] ** 0.5:.3g}, item SD (of the mean) "
-             f"{row['var_item'] ** 0.5:.3g}, MDE {row['mde']:.3g} (n={row['n_runs']})")
+        jitter = rows["var_checkpoint"].median()  # the last step has no neighbour after it
+        echo(f"{key[0]} {key[2]} {key[3]} step {row['step']}: mean {row['mean']:.4g}, seed SD {seed ** 0.5:.3g}, "
+             f"item SD (of the mean) {row['var_item'] ** 0.5:.3g}, MDE {row['mde']:.3g} (n={row['n_runs']}); "
+             f"checkpoint SD {jitter ** 0.5:.3g} (median over steps)")
     echo(f"parc.dynamics noise: {len(noise)} rows -> {', '.join(str(p) for p in written[:2])} (+{len(written) - 2} figures)")
 
 

@@ -10,11 +10,17 @@ from parc.study.plots import band_figure, heatmap_figure, lines_figure, save_fig
 
 
 def noise_figures(noise, pairs, out: Path) -> List[Path]:
-    """noise.png: each component's SD (sqrt of its variance) over steps, one panel per arch x metric;
+    """noise.png: each component's SD (sqrt of its variance, the item and run x item parts as they enter a
+    run's mean) over steps, one panel per arch x metric;
     noise-mde.png: the MDE of every architecture pair next to the observed difference."""
     import pandas as pd
 
-    parts = [c for c in noise.columns if c.startswith("var_") and c not in ("var_item_example", "var_between_runs")]
+    noise = noise.copy()
+    if "var_interaction" in noise:  # on the scale of the others: its share of a run's mean
+        noise["var_interaction (of the mean)"] = noise["var_interaction"] / noise["n_items"]
+    noise = noise.rename(columns={"var_item": "var_item (of the mean)"})
+    parts = [c for c in noise.columns if c.startswith("var_") and c not in
+             ("var_item_example", "var_between_runs", "var_interaction")]
     long = noise.melt(id_vars=["arch", "size", "evaluation", "task", "metric", "step"], value_vars=parts,
                       var_name="component", value_name="variance").dropna(subset=["variance"])
     long["sd"] = long["variance"].clip(lower=0) ** 0.5
@@ -43,20 +49,22 @@ def similarity_figures(table, out: Path) -> List[Path]:
     paths: List[Path] = []
     cka = table[table["metric"] == "cka"].copy()
     cka["layer"] = "layer " + cka["layer_a"].astype(str)
-    for kind, x, what in (("seeds", "step_a", "CKA between seeds"), ("steps", "step_a", "CKA with the run's last checkpoint")):
+    for kind, what, over in (("seeds", "CKA between seeds", "seed pairs"),
+                             ("steps", "CKA with the run's last checkpoint", "seeds")):
         rows = cka[cka["kind"] == kind]
         if not rows.empty:
-            rows = rows.rename(columns={x: "step"})
-            paths += save_figure(band_figure(rows, x="step", y="value", hue="layer", panel="arch_a",
+            rows = rows.rename(columns={"step_a": "step"})
+            paths += save_figure(band_figure(rows, x="step", y="value", hue="layer", panel="arch_a", over=over,
                                              ylabel="debiased linear CKA", title=what), out / f"similarity-{kind}")
     archs = cka[cka["kind"] == "archs"]
     if not archs.empty:
         last = archs["step_a"].max()
         panels = {}
-        for (a, b), rows in archs[archs["step_a"] == last].groupby(["a", "b"], sort=True):
-            matrix = rows.pivot_table(index="layer_b", columns="layer_a", values="value").sort_index()
-            panels[f"{a}\nvs {b}"] = matrix.to_numpy()
-        paths += save_figure(heatmap_figure(panels, xlabel="layer (a)", ylabel="layer (b)",
+        for (a, b), rows in archs[archs["step_a"] == last].groupby(["arch_a", "arch_b"], sort=True):
+            matrix = rows.pivot_table(index="layer_b", columns="layer_a", values="value", aggfunc="mean").sort_index()
+            pairs = rows[["a", "b"]].drop_duplicates().shape[0]
+            panels[f"{a} (x) vs {b} (y), mean of {pairs} pair(s)"] = matrix.to_numpy()
+        paths += save_figure(heatmap_figure(panels, xlabel="layer", ylabel="layer",
                                             title=f"CKA between architectures, step {last}"), out / "similarity-archs")
     ranks = table[table["metric"] == "effective_rank"].copy()
     if not ranks.empty:

@@ -39,6 +39,7 @@ class States:
     ref: CheckpointRef
     layers: List[np.ndarray]  # per hidden-states entry (embeddings first): tokens x width
     seconds: float  # forward passes + copying out
+    flops: float = 0.0  # forward FLOPs, 2 x parameters x tokens (the usual estimate; attention excluded)
     self_hsic: Dict[int, float] = field(default_factory=dict)
 
     @property
@@ -99,9 +100,10 @@ def collect(refs: Sequence[CheckpointRef], ids: np.ndarray, max_tokens: int, bat
         began = time.perf_counter()
         with cache.open(ref) as loaded:
             layers = hidden_states(loaded.model, ids, positions, batch_size)
-        found.append(States(ref, layers, time.perf_counter() - began))
+            flops = 2.0 * sum(p.numel() for p in loaded.model.parameters()) * ids.size
+        found.append(States(ref, layers, time.perf_counter() - began, flops))
         echo(f"parc.dynamics similarity: {found[-1].label}: {len(layers)} layers x {len(positions)} tokens "
-             f"[{found[-1].seconds:.2f} s]")
+             f"[{found[-1].seconds:.2f} s, {flops:.3g} FLOPs]")
     return found
 
 
