@@ -40,7 +40,10 @@ def test_the_planted_seed_is_flagged_from_its_jump_and_no_other():
     assert robust_z(data[3][70], others) == pytest.approx(z)
     assert all(abs(o.max_z) < 5 for s, o in found.items() if s != 3)
     assert not any(o.flagged for o in seed_outliers(curves(3, 60, 0.0), k=5).values())  # nothing planted: quiet
-    assert not any(o.flagged for o in seed_outliers({s: c for s, c in data.items() if s < 3}, k=5).values())  # 2 others: no band
+    four = seed_outliers({s: c for s, c in data.items() if s in (0, 1, 2, 3)}, k=5)  # four seeds: three others
+    assert [s for s, o in four.items() if o.flagged] == [3] and four[3].first_step == 60
+    three = seed_outliers({s: c for s, c in data.items() if s in (0, 1, 3)}, k=5)  # two others: too few to judge by
+    assert not any(o.flagged or o.steps_compared for o in three.values())
 
 
 def write_grid(root, planted_seed=4):

@@ -18,7 +18,7 @@ from typing import Dict, Hashable, List, Mapping, Optional
 
 import numpy as np
 
-MIN_OTHERS = 3  # fewer seeds than this give no band to leave
+MIN_OTHERS = 3  # at least 4 seeds: with 2 others a persistent seed offset reads as z > 10 (seen on the demo grid)
 DEFAULT_K = 5.0
 MAD_TO_SD = 1.4826
 WINDOW = 10  # steps on either side whose spread is pooled into a step's robust SD

@@ -67,6 +67,8 @@ def run_noise(own: Dict[str, str], echo=print) -> None:
 
 
 def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> None:
+    import numpy as np
+
     from parc.config import own_int
     from parc.study.dynamics.figures import similarity_figures
     from parc.study.dynamics.similarity import collect, held_out_ids, similarity_table
@@ -99,9 +101,9 @@ def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> Non
     table = similarity_table(states, kinds, all_layers=layers == "all")
     scoring = time.perf_counter() - began
     written = [write_table(table, out / "similarity.parquet")] + similarity_figures(table, out)
-    seconds = sorted(s.seconds for s in states)
+    seconds = float(np.median([s.seconds for s in states]))
     echo(f"parc.dynamics similarity: {len(states)} checkpoints, {len(states[0].layers[0])} tokens each; hidden "
-         f"states {seconds[len(seconds) // 2]:.2f} s per checkpoint (median, load + forward), scoring "
+         f"states {seconds:.2f} s per checkpoint (median, load + forward), scoring "
          f"{scoring:.2f} s for {int((table['metric'] == 'cka').sum())} CKA values -> {written[0]}")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -44,7 +45,11 @@ class States:
 
     @property
     def label(self) -> str:
-        return f"{self.ref.run}@{self.ref.revision}"
+        """run@revision; a bare checkpoint directory is named by its parent (its own name is the revision)."""
+        run = self.ref.run
+        if not self.ref.is_hub and run == self.ref.revision:
+            run = Path(self.ref.source).parent.name
+        return f"{run}@{self.ref.revision}"
 
     def hsic(self, layer: int) -> float:
         if layer not in self.self_hsic:
