@@ -6,7 +6,7 @@ architectures, from the files a grid and parc.evaluate wrote.
     python -m parc.dynamics similarity runs=hub:EleutherAI/pythia-160m@step1000,hub:EleutherAI/pythia-160m@step143000 \
         pairs=steps eval.heldout.data_dir=data/pile-neox                 # any HF causal LM, with its tokenizer's stream
     python -m parc.dynamics diffs runs=hub:EleutherAI/pythia-160m       # per-layer weight change, broken revisions
-    python -m parc.dynamics outliers runs=runs/parc evals=runs/parc/evals k=5
+    python -m parc.dynamics outliers runs=runs/parc evals=runs/parc/evals k=6
 
 noise: `noise.parquet` (per arch, evaluation, task, metric, step: var_seed [var_shard, var_data_seed, var_run],
 var_checkpoint, var_item, var_interaction, mde) and `noise-pairs.parquet` (MDE of every architecture pair), in

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--seeds", default="0-5", help="seeds, e.g. 0-5 or 0,1 (default %(default)s)")
     status.add_argument("--stale-after", type=float, default=1800.0,
                         help="seconds without a write after which an unfinished run counts as stalled (default %(default)s)")
-    status.add_argument("--outlier-k", type=float, default=5.0, help="flag a run whose loss leaves the other seeds' "
+    status.add_argument("--outlier-k", type=float, default=6.0, help="flag a run whose loss leaves the other seeds' "
                         "median by more than k robust SDs (MAD) at some step (default %(default)s)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser

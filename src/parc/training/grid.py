@@ -245,7 +245,7 @@ def parse_seeds(text: str) -> List[int]:
 
 
 def grid_status(overrides: List[str], root: Optional[Path], archs: str, seeds: str, stale_after: float,
-                as_json: bool, outlier_k: float = 5.0) -> None:
+                as_json: bool, outlier_k: float = 6.0) -> None:
     from parc.config import compose
 
     bad = [o for o in overrides if "=" not in o]

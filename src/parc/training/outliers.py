@@ -1,12 +1,12 @@
 """The seed outlier alarm: a run whose curve leaves the other seeds' band by more than k robust SDs.
 
 At every step where at least `MIN_OTHERS` other runs of the same group (architecture and size) have a value,
-a run's value v is compared with the others' median m and their robust standard deviation
-s = 1.4826 x median(|others - m|) (the MAD, scaled to equal the SD of a normal distribution; the absolute
-deviations pooled over `WINDOW` neighbouring steps on either side, and for few seeds scaled by the small-sample
-factor that keeps it unbiased, `mad_consistency`): z = (v - m) / s.
+a run's value v is compared with the others' median m and the seeds' robust standard deviation s (the MAD of
+all runs of the group around their median, scaled to equal the SD of a normal distribution: 1.4826 for many
+seeds, the small-sample factor `mad_consistency` for few; absolute deviations pooled over `WINDOW`
+neighbouring steps on either side): z = (v - m) / s.
 A run is an outlier when |z| > k at some step; it is reported with its largest |z| and the first step that
-crossed. Leave-one-out, so one broken seed cannot widen the band that judges it. Used by `parc.grid status`
+crossed. The median and the MAD break down only at half the runs, so one broken seed cannot widen the band that judges it. Used by `parc.grid status`
 (training loss from metrics.jsonl) and `parc.dynamics outliers` (loss and every evaluated metric).
 """
 
@@ -19,7 +19,7 @@ from typing import Dict, Hashable, List, Mapping, Optional
 import numpy as np
 
 MIN_OTHERS = 3  # at least 4 seeds: with 2 others a persistent seed offset reads as z > 10 (seen on the demo grid)
-DEFAULT_K = 5.0
+DEFAULT_K = 6.0  # per step and run: a 6-seed, 100k-step loss log stays quiet by chance (normal tail 2e-9)
 MAD_TO_SD = 1.4826
 WINDOW = 10  # steps on either side whose spread is pooled into a step's robust SD
 RELATIVE_FLOOR = 1e-6  # a band of identical values still has this width (relative to |median|)
@@ -46,12 +46,13 @@ class Outlier:
 
 @functools.lru_cache(maxsize=64)
 def mad_consistency(n: int) -> float:
-    """Factor that turns the median of pooled |x - median(x)| of groups of n normal values (as seed_outliers
-    pools them) into their SD: 1.4826 for large n, more for five seeds, whose sample median sits closer to
-    them than the true centre does (and is one of them when n is odd). A fixed-seed simulation:
-    deterministic, computed once per n."""
-    draws = np.random.default_rng(12345).normal(size=(20000, n))
-    return float(1.0 / np.median(np.abs(draws - np.median(draws, axis=1, keepdims=True))))
+    """Factor that turns the median of pooled |x - median(x)| over groups of n normal values (the seeds of one
+    step, as seed_outliers pools them) into the SD of what z divides: a run's value minus the median of the
+    n - 1 others. 1.4826 x sqrt(1 + pi / (2 (n - 1))) for many seeds; more for few, whose sample median sits
+    closer to them than the true centre does. A fixed-seed simulation: deterministic, computed once per n."""
+    draws = np.random.default_rng(12345).normal(size=(40000, n))
+    spread = np.median(np.abs(draws - np.median(draws, axis=1, keepdims=True)))
+    return float(np.std(draws[:, 0] - np.median(draws[:, 1:], axis=1)) / spread)
 
 
 def robust_z(value: float, others: np.ndarray, spread: Optional[float] = None) -> float:
@@ -67,28 +68,28 @@ def seed_outliers(curves: Mapping[Hashable, Mapping[int, float]], k: float = DEF
                   window: int = WINDOW) -> Dict[Hashable, Outlier]:
     """run -> Outlier for every run of one group; `curves` maps run -> {step: value} (NaN / None skipped).
 
-    The robust SD at a step pools the other runs' absolute deviations from their median over the `window`
-    steps on either side (five seeds give a MAD too noisy to judge by at a single step; the spread of seeds
-    changes slowly over training)."""
+    Centre: the median of the other runs at the step. Spread: the MAD of all runs around their median,
+    pooled over the `window` steps on either side (five seeds give a MAD too noisy to judge by at one step,
+    and the spread of seeds changes slowly), scaled by `mad_consistency`; the MAD's 50 % breakdown keeps one
+    broken run from widening (or, when it sits among the others, from distorting) the band."""
     clean = {run: {int(s): float(v) for s, v in curve.items() if v is not None and np.isfinite(v)}
              for run, curve in curves.items()}
     steps = sorted({s for curve in clean.values() for s in curve})
+    at_step = {s: np.array([c[s] for c in clean.values() if s in c]) for s in steps}
+    usable = [s for s in steps if len(at_step[s]) > MIN_OTHERS]
+    deviations = [np.abs(at_step[s] - np.median(at_step[s])) for s in usable]
+    spread = {}
+    for j, step in enumerate(usable):
+        pooled = np.concatenate(deviations[max(0, j - window):j + window + 1])
+        spread[step] = mad_consistency(len(at_step[step])) * float(np.median(pooled))
     result: Dict[Hashable, Outlier] = {}
     for run, curve in clean.items():
-        others_at = {}
-        for step in steps:
-            others = np.array([c[step] for r, c in clean.items() if r != run and step in c])
-            if len(others) >= MIN_OTHERS:
-                others_at[step] = others
-        known = [s for s in steps if s in others_at]
-        deviations = [np.abs(others_at[s] - np.median(others_at[s])) for s in known]
         best, best_step, first, over, compared = 0.0, -1, None, 0, 0
-        for j, step in enumerate(known):
+        for step in usable:
             if step not in curve:
                 continue
-            pooled = np.concatenate(deviations[max(0, j - window):j + window + 1])
-            spread = mad_consistency(len(others_at[step])) * float(np.median(pooled))
-            z = robust_z(curve[step], others_at[step], spread)
+            others = np.array([c[step] for r, c in clean.items() if r != run and step in c])
+            z = robust_z(curve[step], others, spread[step])
             compared += 1
             if abs(z) > abs(best):
                 best, best_step = z, step

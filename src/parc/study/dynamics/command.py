@@ -5,7 +5,7 @@
                 [max_tokens=4096] [out=] [eval.heldout.* / eval.batch_size= / eval.fast_path=]
                                                                           -> similarity.parquet
     diffs       runs=<run dirs | hub:org/name> [branch=] [tolerance=0.02] [out=] -> diffs.parquet, diffs-revisions.parquet
-    outliers    runs=<grid root | run dirs> [evals=] [k=5] [out=]        -> outliers.parquet
+    outliers    runs=<grid root | run dirs> [evals=] [k=6] [out=]        -> outliers.parquet
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def run_outliers(own: Dict[str, str], echo=print) -> None:
 
     if "runs" not in own:
         raise ParcError("outliers needs runs=<grid root or run dirs>, e.g. runs=runs/parc")
-    k = own_float("k", own.get("k", "5"))
+    k = own_float("k", own.get("k", "6"))
     if k <= 0:
         raise ParcError(f"k={k} must be positive (robust SDs)")
     out = prepare_out(own, "runs")
