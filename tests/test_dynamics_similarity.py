@@ -11,6 +11,7 @@ import pytest
 from scipy.stats import ortho_group
 
 from conftest import run_cli
+from hub_server import hub_server  # noqa: F401  (the fixture)
 from parc.study.dynamics.cka import effective_rank, linear_cka
 
 
@@ -110,3 +111,38 @@ def test_similarity_on_tiny_real_checkpoints_matches_transformers(eval_grid, tmp
     assert ranks["value"].to_numpy() == pytest.approx([effective_rank(h) for h in p0], rel=1e-4)
     steps = table[(table["kind"] == "steps") & (table["a"] == "pythia-seed0-shard0@checkpoint-0")]
     assert (steps["b"] == "pythia-seed0-shard0@checkpoint-8").all()
+
+
+@pytest.mark.slow
+def test_hub_revisions_give_the_numbers_of_the_local_run(hub_server, eval_grid, tmp_path):
+    """The same run read from the local Hub server (a Parc repo, and a foreign one without manifests) gives the
+    CKA, effective ranks and weight diffs of the local run."""
+    from test_evaluate import put_revision
+
+    run = eval_grid / "pythia-seed1-shard0"
+    for step in (0, 4, 8):
+        put_revision(hub_server, "org/demo-pythia-seed1-shard0", f"checkpoint-{step}", run / f"checkpoint-{step}")
+        put_revision(hub_server, "lab/tinylm-seed7", f"step{step}", run / f"checkpoint-{step}",
+                     skip=("parc_checkpoint.json", "training_state"))
+    put_revision(hub_server, "lab/tinylm-seed7", "main", run / "checkpoint-8", skip=("parc_checkpoint.json", "training_state"))
+    stream_dir = eval_grid.parents[1] / "data" / "demo-parc-128"
+    args = ["pairs=steps", "sequences=5", "max_tokens=300", f"eval.heldout.data_dir={stream_dir}",
+            "eval.heldout.start=14000"]
+    tables = {}
+    for name, runs in (("local", str(run)), ("parc", "hub:org/demo-pythia-seed1-shard0"), ("foreign", "hub:lab/tinylm-seed7")):
+        done = run_cli("parc.dynamics", "similarity", f"runs={runs}", *args, f"out={tmp_path / name}",
+                       env=hub_server.env(), timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        tables[name] = pd.read_parquet(tmp_path / name / "similarity.parquet").sort_values(
+            ["metric", "step_a", "step_b", "layer_a", "layer_b"])["value"].to_numpy()
+        assert len(tables[name]) == 3 * 3 + 2 * 3  # 3 checkpoints x 3 layers of ranks, 2 pairs x 3 layers of CKA
+    assert np.allclose(tables["parc"], tables["local"], rtol=1e-9) and np.allclose(tables["foreign"], tables["local"], rtol=1e-9)
+
+    diffs = {}
+    for name, runs in (("local", str(run)), ("foreign", "hub:lab/tinylm-seed7")):
+        done = run_cli("parc.dynamics", "diffs", f"runs={runs}", f"out={tmp_path / ('d' + name)}",
+                       env={**hub_server.env(), "HF_TOKEN": ""}, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        diffs[name] = pd.read_parquet(tmp_path / ("d" + name) / "diffs.parquet").sort_values(["step", "group"])
+    assert np.allclose(diffs["foreign"]["rel_init"], diffs["local"]["rel_init"], rtol=1e-12)
+    assert diffs["foreign"]["rel_prev"].isna().sum() == diffs["local"]["rel_prev"].isna().sum()
