@@ -78,10 +78,12 @@ def test_similarity_on_tiny_real_checkpoints_matches_transformers(eval_grid, tmp
 
     out = tmp_path / "sim"
     runs = ",".join(str(eval_grid / r) for r in ("pythia-seed0-shard0", "pythia-seed1-shard0", "mamba-seed0-shard0"))
-    done = run_cli("parc.dynamics", "similarity", f"runs={runs}", "steps=0,8", "sequences=6", "max_tokens=0",
-                   f"out={out}", "eval.batch_size=4", timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "per checkpoint" in done.stdout
+    for target in (out, tmp_path / "again"):
+        done = run_cli("parc.dynamics", "similarity", f"runs={runs}", "steps=0,8", "sequences=6", "max_tokens=0",
+                       f"out={target}", "eval.batch_size=4", timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "per checkpoint" in done.stdout
+    assert (out / "similarity.parquet").read_bytes() == (tmp_path / "again" / "similarity.parquet").read_bytes()
     table = pd.read_parquet(out / "similarity.parquet")
     assert list(table.columns[:6]) == ["a", "b", "layer_a", "layer_b", "metric", "value"]
     assert set(table["kind"]) == {"checkpoint", "steps", "seeds", "archs"}

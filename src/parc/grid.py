@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--stale-after", type=float, default=1800.0,
                         help="seconds without a write after which an unfinished run counts as stalled (default %(default)s)")
     status.add_argument("--outlier-k", type=float, default=6.0, help="flag a run whose loss leaves the other seeds' "
-                        "median by more than k robust SDs (MAD) at some step (default %(default)s)")
+                        "median by more than k robust SDs (MAD) at some step; 0: off (default %(default)s)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 

@@ -94,10 +94,19 @@ def hub_revisions(repo, scratch: Optional[Path] = None) -> List[Revision]:
 
         known = files and all(files.values())
         found.append(Revision(step, name, fetch, digest_of(files) if known else None,
-                              lambda target=target: shutil.rmtree(target, ignore_errors=True)))
+                              lambda target=target: release_download(target)))
     if not found:
         raise ParcError(f"hub:{repo_id} has no numbered revisions (checkpoint-N / stepN branches) to compare")
     return found
+
+
+def release_download(target: Path) -> None:
+    """Drop one revision's download, and the scratch directory once it is empty."""
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        target.parent.rmdir()
+    except OSError:  # other revisions are still there
+        pass
 
 
 # --- streaming norms ----------------------------------------------------------------------------------

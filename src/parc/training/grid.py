@@ -256,7 +256,8 @@ def grid_status(overrides: List[str], root: Optional[Path], archs: str, seeds: s
     arch_names = [a for a in archs.split(",") if a]
     cells = grid_cells(root, arch_names, parse_seeds(seeds), cfg.data.shard, cfg.trainer.max_steps,
                        stale_after)
-    mark_outliers(cells, outlier_k)
+    if outlier_k > 0:  # 0 turns the alarm off (it reads every metrics.jsonl in full)
+        mark_outliers(cells, outlier_k)
     if as_json:
         print(json.dumps({"root": str(root), "summary": summarize(cells), "cells": [asdict(c) for c in cells]},
                          indent=1))

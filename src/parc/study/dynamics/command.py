@@ -71,7 +71,7 @@ def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> Non
 
     from parc.config import own_int
     from parc.study.dynamics.figures import similarity_figures
-    from parc.study.dynamics.similarity import collect, held_out_ids, similarity_table
+    from parc.study.dynamics.similarity import collect, held_out, similarity_table
     from parc.study.evalconfig import register_evaluate_schema
     from parc.study.evaluate_run import parse_steps
     from parc.study.modelcache import ModelCache
@@ -90,13 +90,13 @@ def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> Non
     refs = resolve_runs(own["runs"], parse_steps(own.get("steps")), own.get("pattern"))
     out = prepare_out(own, "runs")
     register_evaluate_schema()
-    ids = held_out_ids(refs, overrides, sequences)
+    heldout = held_out(refs, overrides, sequences)
     from parc.config import compose
 
     cfg = compose(overrides, config_name="evaluate")
     cache = ModelCache(keep_downloads=cfg.eval.keep_downloads, fast_path=cfg.eval.fast_path,
                        cache_dir=Path(cfg.eval.cache_dir) if cfg.eval.cache_dir else None)
-    states = collect(refs, ids, max_tokens, int(cfg.eval.batch_size), cache, echo=echo)
+    states = collect(refs, heldout, max_tokens, int(cfg.eval.batch_size), cache, echo=echo)
     began = time.perf_counter()
     table = similarity_table(states, kinds, all_layers=layers == "all")
     scoring = time.perf_counter() - began

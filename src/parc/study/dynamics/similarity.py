@@ -58,8 +58,9 @@ class States:
         return self.self_hsic[layer]
 
 
-def held_out_ids(refs: Sequence[CheckpointRef], overrides: List[str], sequences: int) -> np.ndarray:
-    """The first `sequences` held-out sequences parc.evaluate would score for these runs (token ids)."""
+def held_out(refs: Sequence[CheckpointRef], overrides: List[str], sequences: int):
+    """parc.evaluate's held-out loss for these runs, restricted to its first `sequences` sequences: `.stream`,
+    `.indices` (the token ids are `held_out_ids(...)`), `.check_tokenizer(directory, ref)`."""
     from parc.config import compose
     from parc.study.evalconfig import register_evaluate_schema, validate_eval
     from parc.study.evaluations.heldout import HeldoutLoss
@@ -67,7 +68,10 @@ def held_out_ids(refs: Sequence[CheckpointRef], overrides: List[str], sequences:
     register_evaluate_schema()
     cfg = compose([*overrides, f"eval.heldout.sequences={sequences}"], config_name="evaluate")
     validate_eval(cfg.eval)
-    heldout = HeldoutLoss(cfg.eval, list(refs))  # finds the stream, refuses overlaps and foreign tokenizers
+    return HeldoutLoss(cfg.eval, list(refs))  # finds the stream, refuses overlaps and other tokenizers (local)
+
+
+def held_out_ids(heldout) -> np.ndarray:
     return heldout.stream.sequences(heldout.indices).astype(np.int64)
 
 
@@ -97,13 +101,17 @@ def hidden_states(model, ids: np.ndarray, positions: np.ndarray, batch_size: int
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def collect(refs: Sequence[CheckpointRef], ids: np.ndarray, max_tokens: int, batch_size: int, cache,
+def collect(refs: Sequence[CheckpointRef], heldout, max_tokens: int, batch_size: int, cache,
             echo=print) -> List[States]:
+    """Every checkpoint's hidden states on the held-out tokens, one checkpoint loaded at a time."""
+    ids = held_out_ids(heldout)
     positions = token_positions(ids.shape[0], ids.shape[1], max_tokens)
     found = []
     for ref in refs:
         began = time.perf_counter()
         with cache.open(ref) as loaded:
+            if ref.is_hub:  # a Hub model's tokenizer is known once it is downloaded
+                heldout.check_tokenizer(loaded.directory, ref)
             layers = hidden_states(loaded.model, ids, positions, batch_size)
             flops = 2.0 * sum(p.numel() for p in loaded.model.parameters()) * ids.size
         found.append(States(ref, layers, time.perf_counter() - began, flops))
