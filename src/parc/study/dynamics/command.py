@@ -71,7 +71,7 @@ def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> Non
 
     from parc.config import own_int
     from parc.study.dynamics.figures import similarity_figures
-    from parc.study.dynamics.similarity import collect, held_out, similarity_table
+    from parc.study.dynamics.similarity import check_kinds, held_out, loader, score
     from parc.study.evalconfig import register_evaluate_schema
     from parc.study.evaluate_run import parse_steps
     from parc.study.modelcache import ModelCache
@@ -86,7 +86,7 @@ def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> Non
     sequences, max_tokens = own_int("sequences", own.get("sequences", "32")), own_int("max_tokens", own.get("max_tokens", "4096"))
     if sequences < 4:
         raise ParcError(f"sequences={sequences}: CKA needs at least 4 held-out sequences")
-    similarity_table([], kinds)  # a bad pairs= is refused before anything loads
+    check_kinds(kinds)  # a bad pairs= is refused before anything loads
     refs = resolve_runs(own["runs"], parse_steps(own.get("steps")), own.get("pattern"))
     out = prepare_out(own, "runs")
     register_evaluate_schema()
@@ -96,13 +96,19 @@ def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> Non
     cfg = compose(overrides, config_name="evaluate")
     cache = ModelCache(keep_downloads=cfg.eval.keep_downloads, fast_path=cfg.eval.fast_path,
                        cache_dir=Path(cfg.eval.cache_dir) if cfg.eval.cache_dir else None)
-    states = collect(refs, heldout, max_tokens, int(cfg.eval.batch_size), cache, echo=echo)
+    load, timings = loader(heldout, max_tokens, int(cfg.eval.batch_size), cache, echo=echo), []
+
+    def load_timed(ref):  # keeps the numbers, not the states (score drops those when it is done with them)
+        state = load(ref)
+        timings.append((state.seconds, len(state.layers[0])))
+        return state
+
     began = time.perf_counter()
-    table = similarity_table(states, kinds, all_layers=layers == "all")
-    scoring = time.perf_counter() - began
+    table = score(refs, load_timed, kinds, all_layers=layers == "all")
+    scoring = time.perf_counter() - began - sum(t for t, _ in timings)
     written = [write_table(table, out / "similarity.parquet")] + similarity_figures(table, out)
-    seconds = float(np.median([s.seconds for s in states]))
-    echo(f"parc.dynamics similarity: {len(states)} checkpoints, {len(states[0].layers[0])} tokens each; hidden "
+    seconds = float(np.median([t for t, _ in timings]))
+    echo(f"parc.dynamics similarity: {len(timings)} checkpoints, {timings[0][1]} tokens each; hidden "
          f"states {seconds:.2f} s per checkpoint (median, load + forward), scoring "
          f"{scoring:.2f} s for {int((table['metric'] == 'cka').sum())} CKA values -> {written[0]}")
 

@@ -6,7 +6,8 @@ after the highest training shard of the runs, or `eval.heldout.data_dir=` / `eva
 first `sequences` of them; every token position is an example, or `max_tokens` positions drawn once with a
 fixed seed, the same for every checkpoint. Checkpoints load through `ModelCache` (local runs, grid roots,
 `hub:` revisions of any HF causal LM: Pythia, Mamba, RWKV or foreign), one at a time; their hidden states
-are kept (float32, tokens x width per layer) until the pairs are scored.
+are kept (float32, tokens x width per layer) only while needed: each run's last checkpoint (for `steps`)
+and the checkpoints of the step being scored.
 
 Pairs (`pairs=`): `steps` (every checkpoint of a run against the run's last), `seeds` (every two runs of one
 architecture and size at each common step), `archs` (runs of different architectures at each common step,
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -101,23 +102,24 @@ def hidden_states(model, ids: np.ndarray, positions: np.ndarray, batch_size: int
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def collect(refs: Sequence[CheckpointRef], heldout, max_tokens: int, batch_size: int, cache,
-            echo=print) -> List[States]:
-    """Every checkpoint's hidden states on the held-out tokens, one checkpoint loaded at a time."""
+def loader(heldout, max_tokens: int, batch_size: int, cache, echo=print) -> Callable[[CheckpointRef], States]:
+    """ref -> its hidden states on the held-out tokens (the checkpoint loaded for the forward passes only)."""
     ids = held_out_ids(heldout)
     positions = token_positions(ids.shape[0], ids.shape[1], max_tokens)
-    found = []
-    for ref in refs:
+
+    def load(ref: CheckpointRef) -> States:
         began = time.perf_counter()
         with cache.open(ref) as loaded:
             if ref.is_hub:  # a Hub model's tokenizer is known once it is downloaded
                 heldout.check_tokenizer(loaded.directory, ref)
             layers = hidden_states(loaded.model, ids, positions, batch_size)
             flops = 2.0 * sum(p.numel() for p in loaded.model.parameters()) * ids.size
-        found.append(States(ref, layers, time.perf_counter() - began, flops))
-        echo(f"parc.dynamics similarity: {found[-1].label}: {len(layers)} layers x {len(positions)} tokens "
-             f"[{found[-1].seconds:.2f} s, {flops:.3g} FLOPs]")
-    return found
+        state = States(ref, layers, time.perf_counter() - began, flops)
+        echo(f"parc.dynamics similarity: {state.label}: {len(layers)} layers x {len(positions)} tokens "
+             f"[{state.seconds:.2f} s, {flops:.3g} FLOPs]")
+        return state
+
+    return load
 
 
 def choose_pairs(states: Sequence[States], kinds: Sequence[str]) -> List[Tuple[str, States, States]]:
@@ -167,15 +169,45 @@ def row(kind: str, a: States, b: States, i: int, j: int, metric: str, value: flo
             "seed_b": b.ref.seed, "step_b": b.ref.step}
 
 
-def similarity_table(states: Sequence[States], kinds: Sequence[str], all_layers: bool = False):
-    import pandas as pd
-
+def check_kinds(kinds: Sequence[str]) -> None:
     bad = [k for k in kinds if k not in PAIR_KINDS]
     if bad or not kinds:
         raise ParcError(f"pairs={','.join(kinds)}: choose among {', '.join(PAIR_KINDS)} (comma-separated)")
-    rows = [row("checkpoint", s, s, i, i, "effective_rank", effective_rank(x))
-            for s in states for i, x in enumerate(s.layers)]
-    for kind, a, b in choose_pairs(states, kinds):
-        rows += cka_rows(kind, a, b, all_layers or kind == "archs")
+
+
+def score(refs: Sequence[CheckpointRef], load: Callable[[CheckpointRef], States], kinds: Sequence[str],
+          all_layers: bool = False):
+    """The similarity table of `refs`, holding at most two checkpoints' states per run: each run's last
+    (for `steps`) and the checkpoints of the step being scored, loaded step by step."""
+    import pandas as pd
+
+    check_kinds(kinds)
+    finals: Dict[str, States] = {}
+    if "steps" in kinds:
+        last: Dict[str, CheckpointRef] = {}
+        for ref in refs:
+            if ref.source not in last or ref.step > last[ref.source].step:
+                last[ref.source] = ref
+        finals = {source: load(ref) for source, ref in sorted(last.items())}
+    by_step: Dict[int, List[CheckpointRef]] = {}
+    for ref in refs:
+        by_step.setdefault(ref.step, []).append(ref)
+    rows: List[dict] = []
+    same_step = [k for k in kinds if k != "steps"]
+    for step, members in sorted(by_step.items()):
+        states = [finals[r.source] if r.source in finals and finals[r.source].ref == r else load(r) for r in members]
+        rows += [row("checkpoint", s, s, i, i, "effective_rank", effective_rank(x))
+                 for s in states for i, x in enumerate(s.layers)]
+        for kind, a, b in choose_pairs(states, same_step):
+            rows += cka_rows(kind, a, b, all_layers or kind == "archs")
+        for s in states if "steps" in kinds else ():
+            if finals[s.ref.source] is not s:
+                rows += cka_rows("steps", s, finals[s.ref.source], all_layers)
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values(["metric", "kind", "a", "b", "layer_a", "layer_b"], kind="mergesort").reset_index(drop=True)
+
+
+def similarity_table(states: Sequence[States], kinds: Sequence[str], all_layers: bool = False):
+    """The table of states already in memory (same pairs as `score`)."""
+    by_ref = {s.ref: s for s in states}
+    return score([s.ref for s in states], by_ref.__getitem__, kinds, all_layers)
