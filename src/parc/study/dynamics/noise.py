@@ -17,8 +17,9 @@ what is particular to one run beyond them (only separable when factors are cross
   x (R - 1) / R;
 - factors: main effects of a balanced full crossing of the varied factors over the run means (a factor
   confounded with another, e.g. seed = shard, is reported under the joined name), minus the jitter.
-Without per-example values, var_item is the results table's stderr^2 (the item sampling variance of the
-mean) and the interaction is not separated.
+Without per-example values whose mean is the metric (perplexities, bits per byte), var_item is the results
+table's stderr^2 (the item sampling variance of the mean) and the interaction is not separated. The first and
+last steps have no neighbours on both sides: var_checkpoint is NaN there, and the factors keep the jitter.
 
 The minimum detectable effect (MDE) compares the means of n runs of each architecture on the same items (so
 b cancels): sigma^2 = everything that differs between runs, d from a two-sided two-sample t-test at
@@ -183,8 +184,8 @@ def example_values(evals_dir, evaluation: str, metric: str):
         return None
     base, _, filter_name = metric.partition(",")
     examples = pd.read_parquet(path)
-    if base not in examples.columns:
-        return None
+    if base not in examples.columns or f"{base}_weight" in examples.columns:
+        return None  # no per-example values, or (log-likelihood, weight) pairs of a perplexity: not a mean
     if filter_name and "filter" in examples.columns:
         examples = examples[examples["filter"] == filter_name]
     return examples
@@ -206,7 +207,9 @@ def group_matrices(rows, examples, task: str, metric: str):
             here = examples[(examples["step"] == step) & (examples["task"] == task) & examples["source"].isin(sources)]
             table = here.pivot_table(index="source", columns="example_id", values=base, aggfunc="first")
             table = table.reindex(sources).dropna(axis=1)
-            if table.shape[1] > 1:
+            values = at.loc[sources, "value"].to_numpy(float)
+            # only where the metric is the mean of its per-example values (held-out loss, accuracies)
+            if table.shape[1] > 1 and np.allclose(table.to_numpy(float).mean(axis=1), values, rtol=1e-6, atol=1e-9):
                 matrix = table.to_numpy(dtype=np.float64)
         matrices.append(matrix if matrix is not None else at.loc[sources, "value"].to_numpy(float)[:, None])
     if any(m.shape[1] == 1 for m in matrices):  # per-example values missing somewhere: means only, everywhere
