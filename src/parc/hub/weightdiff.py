@@ -4,7 +4,8 @@ init, streamed from safetensors one slice at a time; and the revisions that cann
 For consecutive revisions t-1, t (sorted by step) and every group of tensors (one transformer block, the
 embedding, the head, ...): rel_prev = ||W_t - W_{t-1}|| / ||W_{t-1}||, rel_init = ||W_t - W_0|| / ||W_0||
 (Frobenius over the group, float64), plus the group `all`. Tensors are read through `safetensors.safe_open`
-in row slices of at most CHUNK_ELEMENTS values, so memory stays below one tensor whatever the model size.
+in row slices of at most CHUNK_ELEMENTS values, one slice of each compared revision at a time (up to four:
+this, previous, init, final), so memory is a few slices, never a model and, for large tensors, not one tensor.
 Revisions whose weight files have the same sha256 (the Hub's LFS metadata or git blob id, or a Parc manifest)
 are not read again.
 
