@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from parc.errors import ParcError
 
-CHUNK_ELEMENTS = 1 << 22  # values per slice read (32 MiB in float64)
+CHUNK_ELEMENTS = 1 << 16  # values per slice read (512 KiB in float64; a few of them live at once)
 DEFAULT_TOLERANCE = 0.02  # rel_init may dip by 2 % between revisions before it counts as non-monotone
 LAYER = re.compile(r"^(.*?\b(?:layers|layer|h|blocks)\.\d+)\.")
 
