@@ -10,6 +10,7 @@ Reads only what runs write, so it works from a login node while the grid trains,
 `hub_journal/` (one JSON per revision: pending, pushed or abandoned). A cell is *done* when the checkpoint
 of its final step is complete, *running* when it wrote something within --stale-after seconds, *stalled*
 otherwise (crashed, or waiting in the queue), and *not started* when it has no metrics or checkpoints.
+`outlier`: a run whose loss leaves the other seeds' band (median +- k MAD-SDs, --outlier-k) at some step.
 Overrides (`run_name=...`, `experiment=...`, `paths.root=...`) are read as `python -m parc.train` reads them.
 """
 
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--seeds", default="0-5", help="seeds, e.g. 0-5 or 0,1 (default %(default)s)")
     status.add_argument("--stale-after", type=float, default=1800.0,
                         help="seconds without a write after which an unfinished run counts as stalled (default %(default)s)")
+    status.add_argument("--outlier-k", type=float, default=6.0, help="flag a run whose loss leaves the other seeds' "
+                        "median by more than k robust SDs (MAD) at some step; 0: off (default %(default)s)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
@@ -43,7 +46,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     from parc.training import grid_status
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    grid_status(args.overrides, args.root, args.archs, args.seeds, args.stale_after, args.json)
+    grid_status(args.overrides, args.root, args.archs, args.seeds, args.stale_after, args.json, args.outlier_k)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 step (checkpoint-10 after checkpoint-9, step10 after step9), flagging incomplete ones (no valid completion manifest) and missing ones (scheduled,
 per the run's own manifest or config, but absent). Endpoint and token: huggingface_hub's usual settings.
 
-`--audit [--local <output_dir>] [--repair]`, or `--audit --grid <run root>` for every run of a grid:
+`--audit [--local <output_dir>] [--repair] [--diffs]` (--diffs: parc.hub.weightdiff), or `--audit --grid <run root>` for every run of a grid:
 see `parc.hub.audit`. Exit 1 when the audit finds something wrong.
 """
 
@@ -24,6 +24,8 @@ def main(argv=None) -> None:
                         "the repo's numbered branches follow)")
     parser.add_argument("--audit", action="store_true", help="check every revision's files against its manifest "
                         "(sha256), duplicates, main vs the final step; exit 1 when something is wrong")
+    parser.add_argument("--diffs", action="store_true", help="also stream every revision's weights: per-layer change, "
+                        "revisions equal to the previous or the final one, non-monotone change from init")
     parser.add_argument("--local", type=Path, default=None, help="the run's output_dir: compare with its checkpoints")
     parser.add_argument("--repair", action="store_true", help="re-push what the audit finds wrong (needs --local)")
     parser.add_argument("--grid", type=Path, default=None, help="audit every run under this grid root (its "
@@ -31,7 +33,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     from parc.hub import run_revisions
 
-    if not run_revisions(args.repo_id, args.branch, args.audit, args.local, args.repair, args.grid, args.json):
+    if not run_revisions(args.repo_id, args.branch, args.audit, args.local, args.repair, args.grid, args.json,
+                         args.diffs):
         sys.exit(1)
 
 

@@ -200,6 +200,10 @@ def render(report: dict) -> str:
         lines.append(f"missing: {', '.join(map(str, report['missing'])) or 'none'}")
     for step, difference in sorted(report["local"].items(), key=lambda item: int(item[0])):
         lines.append(f"local step {step}: {difference}")
+    if "diffs" in report:
+        from parc.hub.weightdiff import render as render_diffs
+
+        lines += ["weight diffs (--diffs):", render_diffs({"revisions": report["diffs"]})]
     lines.append("audit: clean" if report["ok"] else "audit: PROBLEMS FOUND")
     return "\n".join(lines)
 

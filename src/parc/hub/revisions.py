@@ -47,7 +47,7 @@ def open_repo(repo_id: str, branch: Optional[str]):
     return repo
 
 
-def audit_run(repo_id: str, branch: Optional[str], local: Optional[Path], fix: bool) -> dict:
+def audit_run(repo_id: str, branch: Optional[str], local: Optional[Path], fix: bool, diffs: bool = False) -> dict:
     from parc.hub.audit import audit, repair
 
     repo = open_repo(repo_id, branch)
@@ -55,10 +55,17 @@ def audit_run(repo_id: str, branch: Optional[str], local: Optional[Path], fix: b
     if fix and not report["ok"]:
         report["repaired"] = repair(report, local)
         report = {**audit(repo, local), "repaired": report["repaired"]}
+    if diffs:
+        from parc.hub.weightdiff import hub_revisions, weight_diffs
+
+        found = weight_diffs(hub_revisions(repo))
+        report["diffs"] = found["revisions"]
+        report["diff_flags"] = found["flagged"]
+        report["ok"] = report["ok"] and not found["flagged"]
     return report
 
 
-def audit_grid(root: Path, fix: bool) -> List[dict]:
+def audit_grid(root: Path, fix: bool, diffs: bool = False) -> List[dict]:
     """Every run under a grid root that has a hub journal (hence a repo), audited with its local checkpoints."""
     from parc.hub.publisher import JOURNAL_DIR, Journal
 
@@ -70,7 +77,7 @@ def audit_grid(root: Path, fix: bool) -> List[dict]:
     for run in runs:
         target = Journal(run).target()
         try:
-            report = audit_run(target["repo_id"], target.get("branch"), run, fix)
+            report = audit_run(target["repo_id"], target.get("branch"), run, fix, diffs)
         except ParcError as exc:
             report = {"repo_id": target["repo_id"], "error": str(exc)}
         reports.append({**report, "run": run.name})
@@ -78,14 +85,14 @@ def audit_grid(root: Path, fix: bool) -> List[dict]:
 
 
 def run_revisions(repo_id: Optional[str], branch: Optional[str], audit: bool, local: Optional[Path], repair: bool,
-                  grid: Optional[Path], as_json: bool) -> bool:
+                  grid: Optional[Path], as_json: bool, diffs: bool = False) -> bool:
     """The whole command after parsing; returns False when the audit finds something wrong."""
     from parc.hub.publisher import refuse_offline_env
 
     if (repo_id is None) == (grid is None):
         raise ParcError("give either a repo id (org/name) or --grid <run root>")
-    if (local or repair or grid) and not audit:
-        raise ParcError("--local, --repair and --grid go with --audit: add --audit")
+    if (local or repair or grid or diffs) and not audit:
+        raise ParcError("--local, --repair, --grid and --diffs go with --audit: add --audit")
     if repair and local is None and grid is None:
         raise ParcError("--repair re-pushes from the local checkpoints: add --local <output_dir> of the run")
     if local is not None and not local.is_dir():
@@ -94,13 +101,13 @@ def run_revisions(repo_id: Optional[str], branch: Optional[str], audit: bool, lo
     if grid is not None:
         from parc.hub.audit import grid_table
 
-        reports = audit_grid(grid, repair)
+        reports = audit_grid(grid, repair, diffs)
         print(json.dumps(reports) if as_json else grid_table(reports))
         ok = all(r.get("ok") for r in reports)
     elif audit:
         from parc.hub.audit import render as render_audit
 
-        report = audit_run(repo_id, branch, local, repair)
+        report = audit_run(repo_id, branch, local, repair, diffs)
         print(json.dumps(report) if as_json else render_audit(report))
         ok = report["ok"]
     else:

@@ -9,7 +9,8 @@ revisions) and shares one results layout and one plotting module:
     stats.py     seed aggregation (mean with 95 % t-interval, median with IQR) and bootstraps
     plots.py     metric-vs-step figures with seed bands (PNG and PDF)
 
-Evaluations (held-out loss, lm-eval tasks, memorization) and the Parc paper's analysis (surprisal,
+dynamics/ (parc.dynamics) decomposes seed noise, compares representations (CKA), diffs checkpoint weights
+and raises the seed outlier alarm. Evaluations (held-out loss, lm-eval tasks, memorization) and the Parc paper's analysis (surprisal,
 n-grams, behavioural phases) are built on these. The study layer sits on top: it may import every other
 package, none imports it.
 """
@@ -20,6 +21,7 @@ PUBLIC = {"OWN_EVALUATE_ARGS": "evaluate_run", "run_evaluate": "evaluate_run", "
           "describe_comparison": "compare:describe", "parse_filters": "compare", "run_ngrams": "ngrams",
           "run_phases": "phases", "run_surprisal": "surprisal_run", "DEFAULT_SIZES": "nawoco",
           "PAPER_SEED": "nawoco", "build_stimuli": "nawoco", "find_runs": "plots", "plot_curves": "plots",
-          "plot_evals": "plots", "plot_runs": "plots", "ModelCache": "modelcache", "resolve_runs": "sources"}
+          "plot_evals": "plots", "plot_runs": "plots", "ModelCache": "modelcache", "resolve_runs": "sources",
+          "run_dynamics": "dynamics.command:run_dynamics"}
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)

@@ -36,8 +36,9 @@ def set_step_axis(ax, log: bool = True, label: str = "step") -> None:
 
 def band_figure(frame, x: str = "step", y: str = "value", hue: str = "arch", panel: Optional[str] = None,
                 band: str = "t95", logx: bool = True, ylabel: Optional[str] = None, title: Optional[str] = None,
-                panel_titles: Optional[Dict[str, str]] = None, ncols: int = 3):
-    """One panel per value of `panel` (or a single panel), one line + band per value of `hue`.
+                panel_titles: Optional[Dict[str, str]] = None, ncols: int = 3, over: str = "seeds"):
+    """One panel per value of `panel` (or a single panel), one line + band per value of `hue`; the band is
+    over the rows of each group (`over` names them in the title: seeds, seed pairs, ...).
 
     `frame` holds one row per (seed, x, hue, panel); the band is computed over the rows of each group.
     """
@@ -66,9 +67,69 @@ def band_figure(frame, x: str = "step", y: str = "value", hue: str = "arch", pan
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
-    band_name = {"t95": "mean, 95% t-interval over seeds", "iqr": "median, interquartile range over seeds"}[band]
+    band_name = {"t95": f"mean, 95% t-interval over {over}", "iqr": f"median, interquartile range over {over}"}[band]
     fig.suptitle(f"{title + ' - ' if title else ''}{band_name}", fontsize=11)
     fig.tight_layout()
+    return fig
+
+
+def lines_figure(frame, x: str, y: str, hue: str, panel: Optional[str] = None, logx: bool = True,
+                 logy: bool = False, ylabel: Optional[str] = None, title: Optional[str] = None, ncols: int = 3):
+    """Plain lines (no band: one row per (panel, hue, x)), one panel per value of `panel`."""
+    plt = pyplot()
+    panels: List = sorted(frame[panel].unique(), key=str) if panel else [None]
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = (len(panels) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    hues = sorted(frame[hue].unique(), key=str)
+    for ax, name in zip(axes.flat, panels):
+        data = frame if name is None else frame[frame[panel] == name]
+        for i, h in enumerate(hues):
+            sub = data[data[hue] == h].sort_values(x)
+            if not sub.empty:
+                ax.plot(sub[x], sub[y], color=f"C{i}", lw=1.5, marker=".", label=str(h))
+        set_step_axis(ax, logx, x)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_ylabel(ylabel or y)
+        if name is not None:
+            ax.set_title(str(name), fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    handles = [plt.Line2D([], [], color=f"C{i}", marker=".", label=str(h)) for i, h in enumerate(hues)]
+    axes.flat[0].legend(handles=handles, fontsize=8)  # every line, also those the first panel lacks
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_figure(panels: Dict[str, object], xlabel: str, ylabel: str, title: Optional[str] = None,
+                   vmin: float = 0.0, vmax: float = 1.0, ncols: int = 3):
+    """One heat map per panel: title -> 2-D array (rows = y, columns = x), with the value in each cell."""
+    import numpy as np
+
+    plt = pyplot()
+    names = sorted(panels, key=str)
+    ncols = max(1, min(ncols, len(names)))
+    nrows = (len(names) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False, layout="constrained")
+    image = None
+    for ax, name in zip(axes.flat, names):
+        matrix = np.asarray(panels[name], dtype=float)
+        image = ax.imshow(matrix, origin="lower", vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
+        if matrix.size <= 144:
+            for (i, j), value in np.ndenumerate(matrix):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w" if value < 0.6 else "k")
+        ax.set(xlabel=xlabel, ylabel=ylabel, xticks=range(matrix.shape[1]), yticks=range(matrix.shape[0]))
+        ax.set_title(str(name), fontsize=9)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes.flat)[:len(names)], shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig
 
 

@@ -43,6 +43,7 @@ class Cell:
     abandoned: List[str] = field(default_factory=list)
     updated: Optional[float] = None  # unix time of the newest file written
     age_s: Optional[float] = None
+    outlier: str = ""  # the seed outlier alarm (parc.training.outliers): "z=+7.2 @ 40 (3/8 steps)", or ""
 
 
 def last_metrics_row(path: Path) -> Optional[dict]:
@@ -161,6 +162,16 @@ def grid_cells(root: Path, archs: Iterable[str], seeds: Iterable[int], shard: in
             for a, s, sh in keys]
 
 
+def mark_outliers(cells: List[Cell], k: float) -> None:
+    """Set `outlier` on every cell whose training loss leaves the other seeds' band (same architecture)."""
+    from parc.training.outliers import grouped_outliers, loss_curve
+
+    curves = {i: loss_curve(Path(c.path) / "metrics.jsonl") for i, c in enumerate(cells) if c.step is not None}
+    found = grouped_outliers(curves, {i: cells[i].arch for i in curves}, k)
+    for i, outlier in found.items():
+        cells[i].outlier = outlier.describe()
+
+
 def summarize(cells: List[Cell]) -> Dict[str, int]:
     return {state: sum(c.state == state for c in cells) for state in STATES}
 
@@ -199,7 +210,7 @@ def render(root: Path, cells: List[Cell]) -> None:
     show_shard = len({c.shard for c in cells}) > 1
     table = Table(title=f"{root}", caption=f"{len(cells)} runs: {caption}")
     columns = ["arch", "seed"] + (["shard"] if show_shard else []) + [
-        "step", "loss", "checkpoints", "pushed", "updated", "state"]
+        "step", "loss", "checkpoints", "pushed", "updated", "state", "outlier"]
     for name in columns:
         table.add_column(name, justify="left" if name in ("arch", "state") else "right", no_wrap=True)
     previous_arch = None
@@ -211,7 +222,8 @@ def render(root: Path, cells: List[Cell]) -> None:
             "" if cell.step is None else f"{cell.step}/{cell.max_steps}",
             "" if cell.loss is None else f"{cell.loss:.4f}",
             f"{len(cell.checkpoints)}, last {cell.checkpoints[-1]}" if cell.checkpoints else "",
-            format_revisions(cell), format_age(cell.age_s), f"[{STYLE[cell.state]}]{cell.state}[/]"]
+            format_revisions(cell), format_age(cell.age_s), f"[{STYLE[cell.state]}]{cell.state}[/]",
+            f"[bold red]{cell.outlier}[/]" if cell.outlier else ""]
         table.add_row(*values)
     console = Console()
     console.width = max(console.width, 100)  # piped output: a full table rather than truncated columns
@@ -233,7 +245,7 @@ def parse_seeds(text: str) -> List[int]:
 
 
 def grid_status(overrides: List[str], root: Optional[Path], archs: str, seeds: str, stale_after: float,
-                as_json: bool) -> None:
+                as_json: bool, outlier_k: float = 6.0) -> None:
     from parc.config import compose
 
     bad = [o for o in overrides if "=" not in o]
@@ -244,6 +256,8 @@ def grid_status(overrides: List[str], root: Optional[Path], archs: str, seeds: s
     arch_names = [a for a in archs.split(",") if a]
     cells = grid_cells(root, arch_names, parse_seeds(seeds), cfg.data.shard, cfg.trainer.max_steps,
                        stale_after)
+    if outlier_k > 0:  # 0 turns the alarm off (it reads every metrics.jsonl in full)
+        mark_outliers(cells, outlier_k)
     if as_json:
         print(json.dumps({"root": str(root), "summary": summarize(cells), "cells": [asdict(c) for c in cells]},
                          indent=1))

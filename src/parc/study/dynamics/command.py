@@ -1,0 +1,187 @@
+"""parc.dynamics's job: check one subcommand's arguments, compute, write its table(s) and figures, print a summary.
+
+    noise       evals=<parc.evaluate out dir> [out=]                      -> noise.parquet, noise-pairs.parquet
+    similarity  runs=... [steps=] [pairs=steps,seeds,archs] [layers=diagonal|all] [sequences=32]
+                [max_tokens=4096] [out=] [eval.heldout.* / eval.batch_size= / eval.fast_path=]
+                                                                          -> similarity.parquet
+    diffs       runs=<run dirs | hub:org/name> [branch=] [tolerance=0.02] [out=] -> diffs.parquet, diffs-revisions.parquet
+    outliers    runs=<grid root | run dirs> [evals=] [k=6] [out=]        -> outliers.parquet
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Dict, List
+
+from parc.errors import ParcError
+
+COMMANDS = ("noise", "similarity", "diffs", "outliers")
+OWN = {"noise": ("evals", "out"),
+       "similarity": ("runs", "steps", "pattern", "pairs", "layers", "sequences", "max_tokens", "out"),
+       "diffs": ("runs", "branch", "tolerance", "out"),
+       "outliers": ("runs", "evals", "k", "out")}
+
+
+def write_table(frame, path: Path) -> Path:
+    from parc.store.fileio import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def own_float(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ParcError(f"{name}={text!r} is not a number: pass {name}=<number>") from None
+
+
+def prepare_out(own: Dict[str, str], fallback_runs_key: str, leaf: str = "dynamics") -> Path:
+    from parc.study.runner import check_writable
+    from parc.study.sources import default_out
+
+    out = Path(own["out"]) if own.get("out") else default_out(own[fallback_runs_key], leaf)
+    check_writable(out)
+    return out
+
+
+def run_noise(own: Dict[str, str], echo=print) -> None:
+    from parc.study.dynamics.figures import noise_figures
+    from parc.study.dynamics.noise import noise_table
+
+    if "evals" not in own:
+        raise ParcError("noise needs evals=<the out= directory of python -m parc.evaluate>, e.g. evals=runs/demo/evals")
+    noise, pairs = noise_table(Path(own["evals"]))
+    out = Path(own.get("out") or own["evals"])
+    written = [write_table(noise, out / "noise.parquet"), write_table(pairs, out / "noise-pairs.parquet")]
+    written += noise_figures(noise, pairs, out)
+    for key, rows in noise.groupby(["arch", "evaluation", "task", "metric"], sort=True):
+        row = rows.sort_values("step").iloc[-1]
+        seed = row.get("var_seed", float("nan"))
+        jitter = rows["var_checkpoint"].median()  # the last step has no neighbour after it
+        echo(f"{key[0]} {key[2]} {key[3]} step {row['step']}: mean {row['mean']:.4g}, seed SD {seed ** 0.5:.3g}, "
+             f"item SD (of the mean) {row['var_item'] ** 0.5:.3g}, MDE {row['mde']:.3g} (n={row['n_runs']}); "
+             f"checkpoint SD {jitter ** 0.5:.3g} (median over steps)")
+    echo(f"parc.dynamics noise: {len(noise)} rows -> {', '.join(str(p) for p in written[:2])} (+{len(written) - 2} figures)")
+
+
+def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> None:
+    import numpy as np
+
+    from parc.config import own_int
+    from parc.study.dynamics.figures import similarity_figures
+    from parc.study.dynamics.similarity import check_kinds, held_out, loader, score
+    from parc.study.evalconfig import register_evaluate_schema
+    from parc.study.evaluate_run import parse_steps
+    from parc.study.modelcache import ModelCache
+    from parc.study.sources import resolve_runs
+
+    if "runs" not in own:
+        raise ParcError("similarity needs runs=<run dirs, grid roots or hub:org/name>, e.g. runs=runs/demo")
+    kinds = [k for k in own.get("pairs", "steps,seeds,archs").split(",") if k]
+    layers = own.get("layers", "diagonal")
+    if layers not in ("diagonal", "all"):
+        raise ParcError(f"layers={layers}: choose diagonal (layer i with layer i) or all (every pair)")
+    sequences, max_tokens = own_int("sequences", own.get("sequences", "32")), own_int("max_tokens", own.get("max_tokens", "4096"))
+    if sequences < 4:
+        raise ParcError(f"sequences={sequences}: CKA needs at least 4 held-out sequences")
+    check_kinds(kinds)  # a bad pairs= is refused before anything loads
+    refs = resolve_runs(own["runs"], parse_steps(own.get("steps")), own.get("pattern"))
+    out = prepare_out(own, "runs")
+    register_evaluate_schema()
+    heldout = held_out(refs, overrides, sequences)
+    from parc.config import compose
+
+    cfg = compose(overrides, config_name="evaluate")
+    cache = ModelCache(keep_downloads=cfg.eval.keep_downloads, fast_path=cfg.eval.fast_path,
+                       cache_dir=Path(cfg.eval.cache_dir) if cfg.eval.cache_dir else None)
+    load, timings = loader(heldout, max_tokens, int(cfg.eval.batch_size), cache, echo=echo), []
+
+    def load_timed(ref):  # keeps the numbers, not the states (score drops those when it is done with them)
+        state = load(ref)
+        timings.append((state.seconds, len(state.layers[0])))
+        return state
+
+    began = time.perf_counter()
+    table = score(refs, load_timed, kinds, all_layers=layers == "all")
+    scoring = time.perf_counter() - began - sum(t for t, _ in timings)
+    written = [write_table(table, out / "similarity.parquet")] + similarity_figures(table, out)
+    seconds = float(np.median([t for t, _ in timings]))
+    echo(f"parc.dynamics similarity: {len(timings)} checkpoints, {timings[0][1]} tokens each; hidden "
+         f"states {seconds:.2f} s per checkpoint (median, load + forward), scoring "
+         f"{scoring:.2f} s for {int((table['metric'] == 'cka').sum())} CKA values -> {written[0]}")
+
+
+def run_diffs(own: Dict[str, str], echo=print) -> None:
+    import pandas as pd
+
+    from parc.hub.weightdiff import DEFAULT_TOLERANCE, hub_revisions, local_revisions, render, weight_diffs
+    from parc.study.dynamics.figures import diffs_figure
+    from parc.study.refs import HUB_PREFIX
+    from parc.study.sources import split_runs
+
+    if "runs" not in own:
+        raise ParcError("diffs needs runs=<run dirs or hub:org/name>, e.g. runs=hub:EleutherAI/pythia-160m")
+    tolerance = own_float("tolerance", own.get("tolerance", str(DEFAULT_TOLERANCE)))
+    out = prepare_out(own, "runs")
+    rows, revisions = [], []
+    for item in split_runs(own["runs"]):
+        if item.startswith(HUB_PREFIX):
+            source, name = item, item[len(HUB_PREFIX):].replace("/", "--")
+            from parc.hub.publisher import refuse_offline_env
+            from parc.hub.revisions import open_repo
+
+            refuse_offline_env()
+            found = hub_revisions(open_repo(item[len(HUB_PREFIX):], own.get("branch")))
+        else:
+            source, name = str(Path(item).resolve()), Path(item).resolve().name
+            if not Path(item).is_dir():
+                raise ParcError(f"runs={item}: no such directory; pass a run's output_dir or hub:<org>/<name>")
+            found = local_revisions(Path(item))
+        diffs = weight_diffs(found, tolerance)
+        echo(f"{source}:\n{render(diffs)}")
+        frame = pd.DataFrame(diffs["rows"]).assign(source=source)
+        rows.append(frame)
+        revisions.append(pd.DataFrame(diffs["revisions"]).assign(source=source, flags=lambda f: f["flags"].map("; ".join)))
+        diffs_figure(frame, out, name)
+    write_table(pd.concat(rows, ignore_index=True), out / "diffs.parquet")
+    write_table(pd.concat(revisions, ignore_index=True), out / "diffs-revisions.parquet")
+    echo(f"parc.dynamics diffs: -> {out / 'diffs.parquet'}, {out / 'diffs-revisions.parquet'}")
+
+
+def run_outliers(own: Dict[str, str], echo=print) -> None:
+    from parc.study.dynamics.outlier_table import outlier_table
+
+    if "runs" not in own:
+        raise ParcError("outliers needs runs=<grid root or run dirs>, e.g. runs=runs/parc")
+    k = own_float("k", own.get("k", "6"))
+    if k <= 0:
+        raise ParcError(f"k={k} must be positive (robust SDs)")
+    out = prepare_out(own, "runs")
+    table = outlier_table(own["runs"].split(","), Path(own["evals"]) if own.get("evals") else None, k)
+    write_table(table, out / "outliers.parquet")
+    flagged = table[table["flagged"]]
+    for _, row in flagged.iterrows():
+        echo(f"OUTLIER {row['run']} ({row['arch']} seed {row['seed']}) {row['series']}: z={row['max_z']:+.1f} at "
+             f"step {row['at_step']}, first over k={k:g} at step {row['first_step']}")
+    echo(f"parc.dynamics outliers: {len(flagged)} of {len(table)} curves leave their seeds' band -> "
+         f"{out / 'outliers.parquet'}")
+
+
+def run_dynamics(argv: List[str]) -> None:
+    from parc.config import split_own_args
+
+    if not argv or argv[0] not in COMMANDS:
+        raise ParcError(f"give a subcommand first: one of {', '.join(COMMANDS)} (python -m parc.dynamics noise "
+                        "evals=runs/demo/evals)")
+    command, rest = argv[0], argv[1:]
+    own, overrides = split_own_args(rest, OWN[command])
+    bad = [o for o in overrides if "=" not in o or (command != "similarity")]
+    if bad:
+        raise ParcError(f"{bad[0]!r} is not an argument of parc.dynamics {command}: it takes "
+                        f"{', '.join(k + '=' for k in OWN[command])}")
+    if command == "similarity":
+        run_similarity(own, overrides)
+    else:
+        {"noise": run_noise, "diffs": run_diffs, "outliers": run_outliers}[command](own)
