@@ -38,6 +38,40 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+CASES_DRIVER = """
+import contextlib, io, json, runpy, sys, traceback
+module, cases = sys.argv[1], json.loads(sys.argv[2])
+results = []
+for argv in cases:
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    sys.argv = [module, *argv]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except Exception:  # as the interpreter would: a traceback and exit 1 (the test then shows it)
+            traceback.print_exc()
+            code = 1
+    results.append({"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+print(json.dumps(results))
+"""
+
+
+def run_cli_cases(module: str, cases, cwd=None, timeout=600) -> list:
+    """`python -m <module> <argv>` for each argv of `cases`, in turn in one interpreter (each as runpy runs
+    `-m`, with its own sys.argv, stdout and stderr): for many quick refusals, whose cost is the imports.
+    Returns one SimpleNamespace(returncode, stdout, stderr) per case."""
+    import json
+    import subprocess
+    from types import SimpleNamespace
+
+    result = subprocess.run([sys.executable, "-c", CASES_DRIVER, module, json.dumps([list(c) for c in cases])],
+                            cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [SimpleNamespace(**case) for case in json.loads(result.stdout.strip().splitlines()[-1])]
+
+
 def shared_base(tmp_path_factory) -> Path:
     """The session's temporary root that every xdist worker sees (pytest-N/, not the worker's pytest-N/popen-gwK)."""
     base = tmp_path_factory.getbasetemp()

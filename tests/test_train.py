@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_cli, short_run, train
+from conftest import run_cli_cases, run_cli, short_run, train
 
 ARCHS = ["pythia", "mamba", "rwkv"]
 
@@ -44,20 +44,20 @@ def test_demo_trains_with_falling_loss_and_loadable_checkpoints(demo_root, tmp_p
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / arch
-    result = train(*short_run(demo_root, out, f"arch={arch}", steps=20, every=10))
+    result = train(*short_run(demo_root, out, f"arch={arch}", steps=12, every=6))  # the fewest steps whose loss falls > 0.5 for all three
     assert "world size" in result.stdout and "accumulation" in result.stdout
     rows = metrics(out)
-    assert [r["step"] for r in rows] == list(range(1, 21))
-    assert rows[-1]["tokens"] == 20 * 16 * 128
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert rows[-1]["tokens"] == 12 * 16 * 128
     for key in ("loss", "lr", "tokens", "time", "batch_hash", "tokens_per_s"):
         assert key in rows[0]
     first, last = sum(r["loss"] for r in rows[:3]) / 3, sum(r["loss"] for r in rows[-3:]) / 3
     assert last < first - 0.5, (first, last)
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{s}" for s in (0, 10, 20)]
-    model = AutoModelForCausalLM.from_pretrained(out / "checkpoint-20")
-    tokenizer = AutoTokenizer.from_pretrained(out / "checkpoint-20")
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{s}" for s in (0, 6, 12)]
+    model = AutoModelForCausalLM.from_pretrained(out / "checkpoint-12")
+    tokenizer = AutoTokenizer.from_pretrained(out / "checkpoint-12")
     assert model.config.model_type == {"pythia": "gpt_neox", "mamba": "mamba", "rwkv": "rwkv"}[arch]
-    saved = weights(out / "checkpoint-20")
+    saved = weights(out / "checkpoint-12")
     for name, tensor in model.state_dict().items():
         if name in saved:
             assert torch.equal(tensor, saved[name]), name
@@ -163,7 +163,7 @@ def assert_refused(result, *phrases):
         assert phrase in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("overrides,phrase", [
+BAD_INPUT = [
     (["arch=transformer"], "unknown arch 'transformer'"),
     (["trainer.max_steps=ten"], "bad value for trainer.max_steps"),
     (["trainer.max_steps=-3"], "trainer.max_steps=-3 must be a positive integer"),
@@ -173,12 +173,23 @@ def assert_refused(result, *phrases):
     (["init_from=/nonexistent/checkpoint-3"], "init_from=/nonexistent/checkpoint-3: no such checkpoint directory"),
     (["init_from=hub:parc-pythia"], "write hub:<org/name>@<revision>"),
     (["init_from=hub:org/parc@checkpoint-4", "resume=checkpoint-4"], "init_from= starts a new run"),
-])
-def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, overrides, phrase):
-    out = tmp_path / "out"
-    result = run_cli("parc.train", "experiment=demo", f"paths.root={tmp_path}", f"output_dir={out}", *overrides)
-    assert_refused(result, phrase)
-    assert list(tmp_path.iterdir()) == []
+]
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory):
+    """Every BAD_INPUT case through parc.train's command line, in one interpreter, each with its own empty root."""
+    roots = [tmp_path_factory.mktemp("bad") for _ in BAD_INPUT]
+    cases = [["experiment=demo", f"paths.root={root}", f"output_dir={root / 'out'}", *overrides]
+             for root, (overrides, _) in zip(roots, BAD_INPUT)]
+    return list(zip(roots, run_cli_cases("parc.train", cases)))
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUT)), ids=[phrase for _, phrase in BAD_INPUT])
+def test_bad_input_is_a_one_line_error_and_writes_nothing(refusals, case):
+    root, result = refusals[case]
+    assert_refused(result, BAD_INPUT[case][1])
+    assert list(root.iterdir()) == []
 
 
 def test_missing_data_says_how_to_prepare_it(tmp_path):
