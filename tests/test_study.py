@@ -27,7 +27,9 @@ def test_mini_parc_small_grid_and_rerun(demo_root, tmp_path):
     assert set(ngrams["order"]) == {1, 2, 3, 4, 5}
     assert set(ngrams["stimulus_id"]) == set(surprisal["stimulus_id"])
     correlations = pd.read_csv(analysis / "correlations.csv")
-    assert len(correlations[correlations.split == "train"]) == 2 * 3 * 5
+    raw = correlations[(correlations.split == "train") & (correlations.control == "none")]
+    assert len(raw) == 2 * 3 * 6  # 5 orders and neg_num_tokens
+    assert set(correlations.control) == {"none", "partial", "single_token"}
     regressions = pd.read_csv(analysis / "regressions.csv")
     assert len(regressions) == 2 * 3 and regressions["r2_train"].between(0, 1).all()
     for figure in ("phases", "r2", "agreement"):
