@@ -213,6 +213,54 @@ def test_context_similarity_is_cosine_of_mean_context(tmp_path):
     assert table.context_similarity.iloc[1] == pytest.approx(expected)  # no context vector: the mean
 
 
+def test_similarities_by_hand_on_tiny_vectors():
+    """1 - cosine distance to the plain and the position-weighted (1/3, 2/3: nearer weighs more) context mean."""
+    from scipy.spatial.distance import cosine
+
+    vectors = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0]), "t": np.array([1.0, 2.0]),
+               "c": np.array([3.0, 4.0])}
+    table = context_similarities([(0, ["a", "b", "t"]), (1, ["b", "a", "oov", "c"]), (2, ["c", "t"])], vectors)
+    # stimulus 0: mean (0.5, 0.5) -> cos 45 deg to (1, 2) = 3 / (sqrt(0.5) sqrt(5)); weighted (1/3, 2/3)
+    assert table.context_similarity[0] == pytest.approx(1.5 / (np.sqrt(0.5) * np.sqrt(5)))
+    assert table.context_similarity_weighted[0] == pytest.approx((1 / 3 + 4 / 3) / (np.sqrt(5 / 9) * np.sqrt(5)))
+    assert table.context_similarity_weighted[0] == pytest.approx(1 - cosine([1 / 3, 2 / 3], [1, 2]))
+    # stimulus 1: "oov" has no vector, so it drops out but keeps its position: weights 1, 2 of b, a
+    assert table.context_similarity[1] == pytest.approx(1 - cosine([0.5, 0.5], [3, 4]))
+    assert table.context_similarity_weighted[1] == pytest.approx(1 - cosine([2 / 3, 1 / 3], [3, 4]))
+    assert table.context_similarity[2] == pytest.approx(1.0 - cosine([3, 4], [1, 2]))
+    assert table.context_similarity_weighted[2] == table.context_similarity[2]  # one word: same mean
+
+
+def test_fasttext_bin_trained_offline_is_deterministic_and_gives_subword_vectors(tmp_path):
+    """gensim FastText, one worker and a fixed seed: two processes with other hash seeds write the same
+    vectors; the .bin read back gives every word (an unseen one from its character n-grams) a vector."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("gensim")
+    script = ("import sys\nfrom pathlib import Path\nfrom parc.study.context_similarity import train_vectors\n"
+              "text = [('the cat sat on the mat and the dog sat on the log ' * 3).split()] * 40\n"
+              "train_vectors(text, Path(sys.argv[1]), {'vector_size': 8, 'window': 3, 'min_count': 1, "
+              "'epochs': 3, 'sg': 0, 'seed': 0}, log=lambda line: None)\n")
+    paths = []
+    for hash_seed in ("1", "2"):
+        path = tmp_path / f"v{hash_seed}.bin"
+        result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                                env={**os.environ, "PYTHONHASHSEED": hash_seed}, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        paths.append(path)
+    words = {"cat", "mat", "cats"}  # "cats" never occurs: fastText builds it from subwords
+    first, second = (read_vectors(path, words) for path in paths)
+    assert set(first) == words and all(np.array_equal(first[w], second[w]) for w in words)
+    assert all(np.linalg.norm(first[w]) > 0 for w in words)
+    from scipy.spatial.distance import cosine
+
+    vectors = read_vectors(paths[0], {"the", "cat", "cats"})
+    table = context_similarities([(0, ["the", "cat", "cats"])], vectors)
+    assert table.context_similarity[0] == pytest.approx(1 - cosine((vectors["the"] + vectors["cat"]) / 2, vectors["cats"]))
+
+
 def test_context_regression_when_vectors_given(analysis, tmp_path):
     out, path, stimuli, *_ = analysis
     rng = np.random.default_rng(3)
@@ -221,9 +269,10 @@ def test_context_regression_when_vectors_given(analysis, tmp_path):
         f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=4))}\n" for w in words))
     run_phases({"out": str(out), "phases.vectors": str(tmp_path / "v.vec")}, log=lambda line: None)
     regressions = pd.read_csv(out / "regressions.csv")
-    assert set(regressions.formula) == {"lm ~ gram1 + gram5", "lm ~ gram1 + gram5 + context_similarity"}
+    context = "lm ~ gram1 + gram5 + context_similarity + context_similarity_weighted"
+    assert set(regressions.formula) == {"lm ~ gram1 + gram5", context}
     wide = regressions.pivot_table(index=["arch", "seed", "step"], columns="formula", values="r2_train")
-    assert (wide["lm ~ gram1 + gram5 + context_similarity"] >= wide["lm ~ gram1 + gram5"] - 1e-12).all()
+    assert (wide[context] >= wide["lm ~ gram1 + gram5"] - 1e-12).all()
 
 
 def test_cli_missing_inputs_are_one_line_errors(analysis, tmp_path):

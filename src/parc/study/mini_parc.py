@@ -112,7 +112,7 @@ class Study:
     def ngrams(self) -> None:
         from parc.study.ngrams import run_ngrams
 
-        run_ngrams([f"stimuli={self.stimuli}", f"runs={self.runs()}", f"corpus={self.corpus}",
+        run_ngrams([f"stimuli={self.stimuli}", f"runs={self.runs()}", f"corpus={self.corpus}", "vectors=true",
                     f"out={self.analysis}", *self.overrides], log=lambda line: say(f"  {line}"))
 
     def phases(self) -> None:

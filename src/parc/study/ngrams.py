@@ -12,7 +12,9 @@ the rows of the documents the stimuli were drawn from (their `.origins.json`, wr
 no stimulus sentence is counted from its own source; a set without origins (built elsewhere) excludes
 nothing, with a note. Every other argument is a training override (`data=`, `experiment=`, `paths.root=`,
 ...) that says where the prepared data lives. `ngrams.json` also reports the coverage: per order n, the
-fraction of stimuli whose n-gram ending at the target occurs at least once.
+fraction of stimuli whose n-gram ending at the target occurs at least once. `vectors=true` also trains
+fastText vectors (gensim, parc.study.context_similarity) on the counted sequences' text, one sequence a
+sentence, into `<out>/fasttext.bin`, which parc.phases then uses for the context-similarity predictors.
 The index (`ngram_index.py`) is built once per stream selection under `<out>/ngram_index/<fingerprint>/`
 (or `index=<dir>`, an index built before) and reused; a run whose tokenizer is not the index's is refused.
 Writes `<out>/ngrams.parquet` (stimulus_id, order, logprob) and `<out>/ngrams.json` (the index fingerprint),
@@ -37,7 +39,8 @@ from parc.store.fileio import atomic_write, atomic_write_json, sha256_file
 from parc.study.backoff import ALPHA, ORDERS, WordCounter, ngram_rows
 from parc.study.ngram_index import NgramIndex, build_index, open_or_none
 
-OWN_ARGS = ("stimuli", "runs", "out", "index", "upto_step", "word_end", "corpus")
+OWN_ARGS = ("stimuli", "runs", "out", "index", "upto_step", "word_end", "corpus", "vectors")
+VECTORS = "fasttext.bin"  # vectors=true: fastText trained on the counted text, read by parc.phases
 CORPORA = ("consumed", "stream")
 ROWS_PER_READ = 4096
 
@@ -200,8 +203,13 @@ def run_ngrams(argv: List[str], log=print) -> Path:
         selection = None if own.get("index") else whole_stream(overrides, origins, log)
     if selection is not None:
         check_tokenizers(refs, selection.fingerprint["tokenizer_sha256"], f"the data at {selection.stream.dir}")
+    vectors = parse_flag(own, "vectors", False)
+    if vectors and selection is None:
+        raise ParcError("vectors=true trains on the counted text, which index= does not name: drop index= or vectors=")
     index = open_index(selection, out, own.get("index"), log)
     check_tokenizers(refs, index.tokenizer_sha256, f"the n-gram index at {index.directory}")
+    if vectors:
+        ensure_vectors(selection, out, log)
     return compute_ngrams(stimulus_words(stimuli), paths[0], out, index, word_end, log)
 
 
@@ -216,6 +224,25 @@ def parse_corpus(own: Dict[str, str]) -> str:
         raise ParcError("upto_step= selects training batches, which corpus=stream does not count: drop upto_step= "
                         "or use corpus=consumed")
     return corpus
+
+
+def ensure_vectors(selection: StreamSelection, out: Path, log=print) -> Path:
+    """`<out>/fasttext.bin` trained on the selection's text (skipped when its record matches)."""
+    from parc.data.tokenizer import load_saved_tokenizer
+    from parc.study.context_similarity import TRAIN_SETTINGS, text_words, train_vectors
+
+    path, sidecar = out / VECTORS, out / (VECTORS + ".json")
+    record = {"selection": selection.key(), "settings": TRAIN_SETTINGS}
+    if path.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == record:
+        log(f"parc.ngrams: {path} is up to date")
+        return path
+    tokenizer = load_saved_tokenizer(selection.stream.tokenizer_dir)
+    sentences = [words for batch in selection.batches()
+                 for words in text_words(tokenizer.batch_decode(batch.tolist(), skip_special_tokens=True))]
+    out.mkdir(parents=True, exist_ok=True)
+    train_vectors(sentences, path, log=log)
+    atomic_write_json(sidecar, record)
+    return path
 
 
 def coverage(stimuli: List[Tuple[int, List[str]]], count, orders=ORDERS) -> Dict[str, float]:

@@ -18,7 +18,8 @@ import numpy as np
 
 from parc.study.plots import band_figure, pyplot, save_figure
 
-FORMULA_LABELS = {"lm ~ gram1 + gram5": "1-gram + 5-gram", "lm ~ gram1 + gram5 + context_similarity": "+ context"}
+FORMULA_LABELS = {"lm ~ gram1 + gram5": "1-gram + 5-gram", "lm ~ gram1 + gram5 + context_similarity + context_similarity_weighted":
+                  "+ context similarity"}
 
 
 CONTROL_TITLES = {"none": "no control", "partial": "partial r given num_tokens", "single_token": "single-token targets"}

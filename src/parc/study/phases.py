@@ -13,8 +13,9 @@ Per checkpoint (arch, seed, step) of `<out>/surprisal.parquet`, joined by stimul
   predictor `neg_num_tokens` = -num_tokens, which shows the confound itself), `single_token` (only targets of
   one token) and `partial` (partial correlation given num_tokens: both sides residualized on num_tokens with
   an intercept by least squares, then Pearson; Spearman the same on ranks);
-- OLS (statsmodels) `LM ~ 1-gram + 5-gram` (and `+ context similarity` when fastText vectors are given),
-  fitted on train; R^2 on train, and on val as 1 - SS_res/SS_tot of the train fit's predictions
+- OLS (statsmodels) `LM ~ 1-gram + 5-gram + context similarity (unweighted and position-weighted)`, the
+  paper's regression, whenever fastText vectors exist (`phases.vectors=`, else `<out>/fasttext.bin` from
+  `parc.ngrams vectors=true`; parc.study.context_similarity), and `LM ~ 1-gram + 5-gram` beside it; fitted on train; R^2 on train, and on val as 1 - SS_res/SS_tot of the train fit's predictions
   -> `regressions.csv` (arch, seed, step, formula, r2_train, r2_val);
 - agreement between models: at each step, the Pearson correlation of the surprisals of every pair of runs
   -> `agreement.csv` (step, run_a, run_b, arch_a, arch_b, pearson_r).
@@ -37,7 +38,7 @@ from parc.study.results import TidyTable
 
 CHECKPOINT = ["arch", "seed", "step"]
 NGRAM_FORMULA = "lm ~ gram1 + gram5"
-CONTEXT_FORMULA = "lm ~ gram1 + gram5 + context_similarity"
+CONTEXT_FORMULA = "lm ~ gram1 + gram5 + context_similarity + context_similarity_weighted"
 SPLITS = ("train", "val")
 CONTROLS = ("none", "single_token", "partial")
 TOKEN_PREDICTOR = "neg_num_tokens"
@@ -331,14 +332,17 @@ def run_phases(own: Dict[str, str], log=print) -> Dict[str, Path]:
     surprisal, ngrams, stimuli, _ = read_inputs(out, own.get("stimuli"))
     surprisal = one_score_per_checkpoint(surprisal, log)
     similarity, formulas = None, [NGRAM_FORMULA]
-    if own.get("phases.vectors"):
+    vectors_path = own.get("phases.vectors") or (str(out / "fasttext.bin") if (out / "fasttext.bin").is_file() else "")
+    if vectors_path:
         from parc.study.context_similarity import context_similarities, read_vectors
 
         words = stimulus_words(stimuli)
-        vectors = read_vectors(Path(own["phases.vectors"]), {w for _, ws in words for w in ws})
-        similarity, formulas = context_similarities(words, vectors), [NGRAM_FORMULA, CONTEXT_FORMULA]
+        vectors = read_vectors(Path(vectors_path), {w for _, ws in words for w in ws})
+        similarity, formulas = context_similarities(words, vectors), [CONTEXT_FORMULA, NGRAM_FORMULA]
+        log(f"parc.phases: context similarity from {vectors_path}: the regression is {CONTEXT_FORMULA}")
     else:
-        log("parc.phases: no phases.vectors=<fastText .vec> given: the context-similarity regression is skipped")
+        log("parc.phases: no fastText vectors (phases.vectors=<.bin or .vec>, or parc.ngrams vectors=true): "
+            "the context-similarity regression is skipped")
     heuristics = heuristics_frame(ngrams, training_splits(stimulus_splits(stimuli)), similarity)
     paths = compute_tables(out, surprisal, heuristics, formulas, log=log)
     import pandas as pd
