@@ -34,9 +34,14 @@ ARCHS = ("pythia", "mamba", "rwkv")
 
 
 def log_spaced_steps(saved: Sequence[int], max_steps: int) -> List[int]:
-    """Step 0, the powers of two and the final step, among the steps the runs checkpoint."""
-    wanted = {0, max_steps} | {2 ** k for k in range(max_steps.bit_length()) if 2 ** k <= max_steps}
-    return sorted(wanted & set(saved))
+    """Step 0, the powers of two and the final step, among the steps the runs checkpoint, and every saved step
+    after the last saved power of two (the evenly spaced tail of a Pythia-style schedule, where the later
+    phases happen)."""
+    saved = set(saved)
+    powers = {2 ** k for k in range(max_steps.bit_length()) if 2 ** k <= max_steps}
+    wanted = ({0, max_steps} | powers) & saved
+    last_power = max(powers & saved, default=0)
+    return sorted(wanted | {step for step in saved if step > last_power})
 
 
 class Study:
