@@ -31,7 +31,11 @@ def test_mini_parc_small_grid_and_rerun(demo_root, tmp_path):
     assert len(raw) == 2 * 3 * 6  # 5 orders and neg_num_tokens
     assert set(correlations.control) == {"none", "partial", "single_token"}
     regressions = pd.read_csv(analysis / "regressions.csv")
-    assert len(regressions) == 2 * 3 and regressions["r2_train"].between(0, 1).all()
+    # fastText vectors trained on the counted text: the paper's regression with context similarity, and without
+    assert (analysis / "fasttext.bin").is_file()
+    assert set(regressions.formula) == {"lm ~ gram1 + gram5",
+                                        "lm ~ gram1 + gram5 + context_similarity + context_similarity_weighted"}
+    assert len(regressions) == 2 * 3 * 2 and regressions["r2_train"].between(0, 1).all()
     for figure in ("phases", "r2", "agreement"):
         assert (analysis / f"{figure}.png").is_file() and (analysis / f"{figure}.pdf").is_file()
     parts = {p: p.stat().st_mtime_ns for p in analysis.rglob("parts/**/*.parquet")}
