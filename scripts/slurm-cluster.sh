@@ -14,7 +14,12 @@
 #   PARC_SLURM_ACCOUNTING  1: mariadb + slurmdbd, so sacct and submitit see real job states;
 #                          0: no accounting (faster start, but finished jobs read UNKNOWN) (default 1)
 #   PARC_SLURM_TIMEOUT     seconds to wait for each daemon / the idle node        (default 60)
-#   PARC_SLURM_DB_PORT     mariadb's TCP port on 127.0.0.1 (slurmdbd connects over TCP) (default 3306)
+#   PARC_SLURM_CTLD_PORT   slurmctld's port; PARC_SLURM_SLURMD_PORT slurmd's; PARC_SLURM_DBD_PORT slurmdbd's;
+#   PARC_SLURM_DB_PORT     mariadb's (on 127.0.0.1: slurmdbd connects over TCP). Unset: Slurm's (MariaDB's)
+#                          standard port when it is free, else a free one; set: that port, or an error naming
+#                          who holds it. The ports in use are kept in $PARC_SLURM_DIR/etc/ports.
+# `start` and `status` succeed only when every daemon is the one this script started (its pid file), is
+# listening on its own port, and answers (scontrol ping, sinfo): another cluster on the machine never counts.
 set -euo pipefail
 
 DIR=${PARC_SLURM_DIR:-/tmp/parc-slurm}
@@ -22,7 +27,7 @@ ACCOUNTING=${PARC_SLURM_ACCOUNTING:-1}
 TIMEOUT=${PARC_SLURM_TIMEOUT:-60}
 CONF=$DIR/etc/slurm.conf
 RUN=$DIR/run
-DB_PORT=${PARC_SLURM_DB_PORT:-3306}
+PORTS=$DIR/etc/ports
 HOST=$(hostname -s)
 
 CANNOT_INSTALL=3  # exit code when packages are missing and cannot be installed (tests skip on it)
@@ -43,6 +48,56 @@ wait_for() {
 
 # alive PIDFILE: the process named in PIDFILE exists
 alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# --- ports ---------------------------------------------------------------------------------------------
+listener() { ss -Hltnp "sport = :$1" 2>/dev/null | head -1; }  # the socket listening on port $1, if any
+holder() { listener "$1" | grep -o 'users:(("[^"]*",pid=[0-9]*' | sed -E 's/users:\(\("([^"]*)",pid=([0-9]*)/\1 (pid \2)/'; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# choose_port DAEMON GIVEN STANDARD: GIVEN if free (else an error naming its holder), STANDARD if free, else any free
+choose_port() {
+    local daemon=$1 given=$2 standard=$3
+    if [[ -n $given ]]; then
+        [[ -z $(listener "$given") ]] || die "port $given for $daemon is taken by $(holder "$given" || echo 'another process'): unset its PARC_SLURM_*_PORT or choose a free one"
+        echo "$given"
+    elif [[ -z $(listener "$standard") ]]; then
+        echo "$standard"
+    else
+        log "port $standard for $daemon is taken by $(holder "$standard" || echo 'another process'); using a free one"
+        free_port
+    fi
+}
+
+# Our daemons keep the ports they started with; new ones get free ports.
+choose_ports() {
+    if [[ -s $PORTS ]] && { alive "$RUN/slurmctld.pid" || alive "$RUN/slurmd.pid" || alive "$RUN/slurmdbd.pid" || alive "$RUN/mariadbd.pid"; }; then
+        # shellcheck disable=SC1090
+        source "$PORTS"
+        return
+    fi
+    mkdir -p "$DIR/etc"
+    CTLD_PORT=$(choose_port slurmctld "${PARC_SLURM_CTLD_PORT:-}" 6817)
+    SLURMD_PORT=$(choose_port slurmd "${PARC_SLURM_SLURMD_PORT:-}" 6818)
+    DBD_PORT=$(choose_port slurmdbd "${PARC_SLURM_DBD_PORT:-}" 6819)
+    DB_PORT=$(choose_port mariadbd "${PARC_SLURM_DB_PORT:-}" 3306)
+    printf 'CTLD_PORT=%s\nSLURMD_PORT=%s\nDBD_PORT=%s\nDB_PORT=%s\n' "$CTLD_PORT" "$SLURMD_PORT" "$DBD_PORT" "$DB_PORT" >"$PORTS"
+}
+
+# ours NAME PORT: NAME runs from our pid file and is the process listening on PORT
+ours() { alive "$RUN/$1.pid" && listener "$2" | grep -q "pid=$(cat "$RUN/$1.pid"),"; }
+
+verify() {  # every daemon ours, on its port, answering; else say which one is not, and fail
+    local name port
+    for name in slurmctld slurmd ${ACCOUNTING_DAEMONS:-}; do
+        case $name in slurmctld) port=$CTLD_PORT ;; slurmd) port=$SLURMD_PORT ;; slurmdbd) port=$DBD_PORT ;; mariadbd) port=$DB_PORT ;; esac
+        if ! alive "$RUN/$name.pid"; then
+            die "$name is not running (it exited; see $DIR/log/$name.log)"
+        fi
+        ours "$name" "$port" || die "$name (pid $(cat "$RUN/$name.pid")) is not listening on its port $port (held by: $(holder "$port" || echo nobody)); see $DIR/log/$name.log"
+    done
+    SLURM_CONF=$CONF scontrol ping 2>/dev/null | grep -q "is UP" || die "scontrol ping: slurmctld on port $CTLD_PORT does not answer"
+    node_up || die "sinfo: the node of this cluster is not up ($(SLURM_CONF=$CONF sinfo -h -o %T 2>&1 | head -1))"
+}
 
 install_packages() {
     local pkgs=(slurmctld slurmd slurm-client munge)
@@ -98,6 +153,8 @@ write_config() {
 # Written by scripts/slurm-cluster.sh; settings shown to work without systemd or cgroups.
 ClusterName=parc-ci
 SlurmctldHost=$HOST(127.0.0.1)
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -110,6 +167,7 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=$storage
 AccountingStorageHost=127.0.0.1
+AccountingStoragePort=$DBD_PORT
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -139,6 +197,7 @@ EOF
 AuthType=auth/munge
 DbdHost=localhost
 DbdAddr=127.0.0.1
+DbdPort=$DBD_PORT
 SlurmUser=root
 PidFile=$RUN/slurmdbd.pid
 LogFile=$DIR/log/slurmdbd.log
@@ -195,6 +254,7 @@ start() {
     local t0=$SECONDS
     install_packages
     start_munge
+    choose_ports
     write_config
     if [[ $ACCOUNTING == 1 ]]; then
         start_mariadb
@@ -209,7 +269,8 @@ start() {
         SLURM_CONF=$CONF scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
     fi
     wait_for "$TIMEOUT" "an idle node" node_up
-    log "up in $((SECONDS - t0)) s (state in $DIR)"
+    verify
+    log "up in $((SECONDS - t0)) s (state in $DIR; slurmctld on port $CTLD_PORT)"
     echo "export SLURM_CONF=$CONF"
 }
 
@@ -233,10 +294,17 @@ stop() {
 }
 
 status() {
+    [[ -s $PORTS ]] || { log "not running (state dir $DIR)"; exit 1; }
+    # shellcheck disable=SC1090
+    source "$PORTS"
     node_up || { log "not running (state dir $DIR)"; exit 1; }
+    verify
     SLURM_CONF=$CONF sinfo >&2
     echo "export SLURM_CONF=$CONF"
 }
+
+ACCOUNTING_DAEMONS=""
+[[ $ACCOUNTING == 1 ]] && ACCOUNTING_DAEMONS="slurmdbd mariadbd"
 
 case ${1:-} in
     start) start ;;

@@ -152,3 +152,42 @@ def test_dry_run_warns_when_the_schedule_exceeds_the_budget(demo_root, tmp_path)
     slow = run_cli("parc.train", *base, "hub.step_time_s=60")  # 6 an hour
     assert slow.returncode == 0 and "exceeds" not in slow.stdout and "within hub.max_commits_per_hour" in slow.stdout
     assert not (tmp_path / "dry").exists()
+
+
+# As PUBLISH, but close() comes once the first revision is pushed: the uploader is then waiting on the pacer.
+PUBLISH_WHILE_PACED = PUBLISH.replace("publisher.close(", """import time
+while len(publisher.pending_steps()) == len(args["steps"]):
+    time.sleep(0.01)
+publisher.close(""")
+
+
+def test_wait_at_end_ending_while_the_pacer_spaces_commits_leaves_them_pending_and_exits_clean(
+        hub_server, template, tmp_path):
+    # One commit every 3 s and no wait at the end: close() stops the uploader while the pacer spaces the
+    # commits. That is the expected end of such a run (not a failure): the rest stays pending for parc.sync.
+    out = copy_run(template, tmp_path)
+    result = client(hub_server, PUBLISH_WHILE_PACED, tmp_path, out, "hub.max_commits_per_hour=1200",
+                    "hub.wait_at_end=0", steps=[0, 5, 9, 10], final=10)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PushInterrupted" not in result.stderr and "error" not in result.stderr.lower()
+    left = sorted(revision for revision, state in journal(out).items() if state == "pending")
+    assert left and "pending after close: " in result.stdout
+    synced = run_cli("parc.sync", str(out), env=hub_server.env(), timeout=240)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert set(journal(out).values()) == {"pushed"}
+    repo_id = "org/parc-pythia-seed0-shard0"
+    for step in (0, 5, 9, 10):
+        branch = f"checkpoint-{step}"
+        assert files_of(hub_server, repo_id, branch) == local_files(out / branch), branch
+        assert len(hub_server.state.branch_commits(repo_id, branch)) == 1, branch
+
+
+def test_the_retry_policy_lets_an_interrupted_wait_through():
+    from parc.hub.pacing import PushInterrupted
+    from parc.hub.repo import RetryPolicy
+
+    def interrupted():
+        raise PushInterrupted()
+
+    with pytest.raises(PushInterrupted):
+        RetryPolicy().call_until(None, "commit checkpoint-4", "org/name", interrupted)

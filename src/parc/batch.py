@@ -1,4 +1,4 @@
-"""`python -m parc.batch step=N [out=path.npy] [decode=true] <training overrides>`: show the batch of step N.
+"""`python -m parc.batch step=N [out=path.npy] [decode=true] <training overrides | run=<output_dir>>`: batch of step N.
 
 Prints the exact token ids of the global batch that optimizer update N consumed (one sequence per line)
 and its batch hash, which equals the `batch_hash` of step N in that run's metrics.jsonl. `step`, `out`

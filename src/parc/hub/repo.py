@@ -108,7 +108,7 @@ class RetryPolicy:
 
     def call_until(self, stop, what: str, repo_id: str, fn: Callable, /, *args, **kwargs):
         """`call`, whose waits end with PushInterrupted as soon as the event `stop` is set."""
-        from parc.hub.pacing import rate_limit_wait, wait_or_stop
+        from parc.hub.pacing import PushInterrupted, rate_limit_wait, wait_or_stop
 
         # A private generator: the uploader thread must not advance the global `random` stream, which the
         # trainer saves and restores for bit-identical resumes.
@@ -118,6 +118,8 @@ class RetryPolicy:
         while True:
             try:
                 return fn(*args, **kwargs)
+            except PushInterrupted:  # the pacer's wait was cut short (the run is closing): pending, not failed
+                raise
             except Exception as exc:  # classified below: transient ones are retried, the rest end here
                 cause = describe(exc, repo_id)
                 if not is_transient(exc):

@@ -105,7 +105,17 @@ class Study:
         if self.stimuli.is_file():
             say(f"parc.study   {self.stimuli} exists")
             return
-        self.command("parc.stimuli", *self.overrides, *self.stimuli_sizes, f"out={self.stimuli}")
+        self.command("parc.stimuli", *self.overrides, *self.recorded_data(), *self.stimuli_sizes, f"out={self.stimuli}")
+
+    def recorded_data(self) -> List[str]:
+        """`data.dir=` where the first cell recorded its stream (unless given): later stages then read the
+        data the cells trained on even when this command runs in another directory than training did."""
+        from parc.data.location import recorded_stream_dir
+
+        if any(o.startswith("data.dir=") for o in self.overrides):
+            return []
+        recorded = recorded_stream_dir(self.cell_dir(self.archs[0], self.seeds[0]))
+        return [f"data.dir={recorded}"] if recorded is not None else []
 
     def runs(self) -> str:
         return ",".join(str(self.cell_dir(arch, seed)) for arch in self.archs for seed in self.seeds)

@@ -35,6 +35,7 @@ from parc.config import compose, split_own_args
 from parc.data.stream import BatchPlan, open_stream
 from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError
+from parc.training.runconfig import config_on_this_machine
 from parc.store.fileio import atomic_write, atomic_write_json, sha256_file
 from parc.study.backoff import ALPHA, ORDERS, WordCounter, ngram_rows
 from parc.study.ngram_index import NgramIndex, build_index, open_or_none
@@ -109,8 +110,6 @@ def run_stream(refs, overrides: List[str], upto_step: Optional[int], corpus: str
                origins: Optional[dict] = None, log=print) -> StreamSelection:
     """The training sequences of the runs (they must share one data shard and order), found via `overrides`;
     with corpus=stream, their whole stream but the stimuli's documents."""
-    from omegaconf import OmegaConf
-
     from parc.study.sources import run_config
 
     plans = {}
@@ -126,13 +125,10 @@ def run_stream(refs, overrides: List[str], upto_step: Optional[int], corpus: str
         raise ParcError(f"the runs trained on different data ({'; '.join(', '.join(r) for r in plans.values())}): "
                         f"run parc.ngrams once per data shard, with out= for each")
     (data_json, batch, max_steps), _ = next(iter(plans.items()))
-    data = json.loads(data_json)
-    # Where the data lives on this machine: the data group as the run composed it (its dir may interpolate
-    # any data key), under this machine's paths; the user's overrides come last and win.
-    cfg = compose([f"data={data['name']}", *run_data_overrides(data), *overrides])
-    location = {"dir": cfg.data.dir, "data_files": cfg.data.data_files}
-    cfg.data = OmegaConf.merge(cfg.data, {k: v for k, v in data.items() if k not in location})
-    cfg.trainer.global_batch_size, cfg.trainer.max_steps = batch, max_steps
+    local = [ref for ref in refs if not ref.is_hub]
+    cfg = config_on_this_machine({"data": json.loads(data_json),
+                                  "trainer": {"global_batch_size": batch, "max_steps": max_steps}},
+                                 local[0].source if local else None, overrides)
     stream = open_stream(cfg)
     if corpus == "stream":
         rows, selection = stimulus_free_rows(stream, origins, log)
@@ -143,23 +139,6 @@ def run_stream(refs, overrides: List[str], upto_step: Optional[int], corpus: str
         raise ParcError(f"upto_step={last} is beyond the runs' {max_steps} steps: choose upto_step<={max_steps}")
     rows = np.concatenate([plan.indices(step) for step in range(1, last + 1)])
     return StreamSelection(stream, rows, stream_fingerprint(stream, {**plan.fingerprint(), "upto_step": last}))
-
-
-def run_data_overrides(data: dict) -> List[str]:
-    """`data.<key>=<value>` for the run's plain values (locations excluded), as Hydra override strings."""
-    import re
-
-    out = []
-    for key, value in data.items():
-        if key in ("name", "dir", "data_files"):
-            continue
-        if value is None:
-            out.append(f"data.{key}=null")
-        elif isinstance(value, bool):
-            out.append(f"data.{key}={str(value).lower()}")
-        elif isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"[\w.-]+", value)):
-            out.append(f"data.{key}={value}")
-    return out
 
 
 def stream_fingerprint(stream, selection: dict) -> dict:

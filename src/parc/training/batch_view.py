@@ -1,7 +1,7 @@
 """The exact batch an optimizer update consumed, from a run's config alone (parc.batch).
 
-`show_batch(argv)`: `step=N [out=path.npy] [decode=true]` plus training overrides -> the global batch of
-update N printed as token ids (or decoded text, or saved atomically as .npy), with its batch hash, which
+`show_batch(argv)`: `step=N [out=path.npy] [decode=true]` plus training overrides, or `run=<output_dir>` (that
+run's own config and recorded data, from any directory) -> the global batch of update N printed as token ids (or decoded text, or saved atomically as .npy), with its batch hash, which
 equals the `batch_hash` of step N in that run's metrics.jsonl.
 """
 
@@ -18,9 +18,9 @@ from parc.config import compose, split_own_args
 from parc.data.stream import BatchPlan, batch_hash, open_stream
 from parc.data.tokenizer import load_saved_tokenizer
 from parc.errors import ParcError
-from parc.training.runconfig import validate
+from parc.training.runconfig import config_on_this_machine, validate
 
-OWN_ARGS = ("step", "out", "decode")
+OWN_ARGS = ("step", "out", "decode", "run")
 
 
 def split_args(argv: List[str]) -> tuple[dict, List[str]]:
@@ -39,9 +39,20 @@ def split_args(argv: List[str]) -> tuple[dict, List[str]]:
     return own, overrides
 
 
+def run_config_here(run_dir: Path, overrides: List[str]):
+    """The config of the run in `run_dir` (its config.yaml), reading its data where the run recorded it."""
+    from omegaconf import OmegaConf
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise ParcError(f"run={run_dir} holds no config.yaml: pass the output_dir of a parc.train run")
+    config = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    return config_on_this_machine({"data": config["data"], "trainer": config["trainer"]}, run_dir, overrides)
+
+
 def show_batch(argv: List[str]) -> None:
     own, overrides = split_args(argv)
-    cfg = compose(overrides)
+    cfg = compose(overrides) if not own.get("run") else run_config_here(Path(own["run"]), overrides)
     validate(cfg)
     plan = BatchPlan.from_config(cfg, open_stream(cfg))
     step = own["step"]

@@ -3,7 +3,8 @@
 ``validate`` adds the checks a type cannot express (positive step counts, a divisible batch, a known
 schedule, a valid branch template) and ``Plan`` derives, in one place, every quantity the run prints and
 uses: accumulation, tokens per step, checkpoint steps, output directory. ``portable_config`` is the config
-without local paths, as stored in every checkpoint and published.
+without local paths, as stored in every checkpoint and published; ``config_on_this_machine`` is the way back:
+a run's saved config with this machine's data location (the run's own record first, see parc.data.location).
 """
 
 from __future__ import annotations
@@ -141,3 +142,42 @@ def portable_config(cfg: DictConfig) -> Dict[str, Any]:
         if data.get(key):
             data[key] = Path(data[key]).name
     return values
+
+
+def data_overrides(data: dict) -> List[str]:
+    """`data.<key>=<value>` for a saved data config's plain values (locations excluded), as Hydra overrides."""
+    import re
+
+    out = []
+    for key, value in data.items():
+        if key in ("name", "dir", "data_files"):
+            continue
+        if value is None:
+            out.append(f"data.{key}=null")
+        elif isinstance(value, bool):
+            out.append(f"data.{key}={str(value).lower()}")
+        elif isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"[\w.-]+", value)):
+            out.append(f"data.{key}={value}")
+    return out
+
+
+def config_on_this_machine(saved: Dict[str, Any], run_dir, overrides: List[str]) -> DictConfig:
+    """A training config for reading the data of a run whose portable config is `saved` (its data and trainer
+    sections): the data group as the run composed it (its dir may interpolate any data key), under this
+    machine's paths, the user's overrides last; the data directory is the one the run recorded
+    (`<run_dir>/data_stream.json`) unless the user gives data.dir= or that path is gone."""
+    from parc.config import compose
+    from parc.data.location import check_same_stream, recorded_stream_dir
+
+    data = saved["data"]
+    cfg = compose([f"data={data['name']}", *data_overrides(data), *overrides])
+    recorded = recorded_stream_dir(run_dir) if run_dir is not None else None
+    if recorded is not None and not any(o.startswith(("data.dir=", "+data.dir=")) for o in overrides):
+        cfg.data.dir = str(recorded)
+    elif run_dir is not None:
+        check_same_stream(run_dir, Path(cfg.data.dir))
+    location = {"dir": cfg.data.dir, "data_files": cfg.data.data_files}
+    cfg.data = OmegaConf.merge(cfg.data, {k: v for k, v in data.items() if k not in location})
+    for key, value in saved.get("trainer", {}).items():
+        cfg.trainer[key] = value
+    return cfg

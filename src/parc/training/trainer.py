@@ -277,6 +277,7 @@ def train(cfg) -> int:
     """The whole run: set up, resume, train, checkpoint. Returns the process exit code."""
     from transformers.utils import logging as hf_logging
 
+    from parc.data.location import record_stream
     from parc.data.prepare import ensure_prepared
     from parc.data.stream import BatchPlan
 
@@ -302,6 +303,7 @@ def train(cfg) -> int:
                                  elsewhere="choose another output_dir="):
             text = OmegaConf.to_yaml(portable_config(cfg))
             atomic_write(output_dir / "config.yaml", lambda tmp: tmp.write_text(text))
+            record_stream(output_dir, stream)  # config.yaml is portable; this says where the data lies here
     accelerator.wait_for_everyone()
     trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start, init)
     if accelerator.is_main_process:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from parc.store.checkpoint import complete_checkpoints
+from parc.data.location import STREAM_RECORD, check_same_stream, recorded_stream_dir
 from parc.data.stream import FORMAT, PackedStream, read_manifest
 from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError
@@ -46,19 +47,25 @@ def training_slice(config: dict) -> Tuple[int, int]:
 
 
 def find_stream_dir(refs, configs: Dict[str, dict]) -> Path:
-    """The runs' prepared stream: `<ancestor>/data/<data.dir name>` of the first local run (as parc.train lays out
-    paths.root/data and paths.root/runs)."""
+    """The runs' prepared stream: where the first local run recorded it (parc.data.location), else, when that
+    path is gone, `<ancestor>/data/<data.dir name>` beside it (as parc.train lays out paths.root/data and
+    paths.root/runs), refused when its fingerprint differs from the recorded one."""
     for ref in refs:
         config = configs.get(ref.source)
         if ref.is_hub or not config:
             continue
+        recorded = recorded_stream_dir(ref.source)
+        if recorded is not None:
+            return recorded
         name = Path(config["data"]["dir"]).name
         for ancestor in Path(ref.source).parents:
             for candidate in (ancestor / "data" / name, ancestor / name):
                 if (candidate / "manifest.json").is_file():
+                    check_same_stream(ref.source, candidate)
                     return candidate
-        raise ParcError(f"held-out loss: cannot find the stream {ref.run} trained on (data.dir={name}) beside "
-                        f"the runs: pass eval.heldout.data_dir=<prepared data dir>")
+        raise ParcError(f"cannot find the stream {ref.run} trained on (data.dir={name}): it is not where "
+                        f"{ref.source}/{STREAM_RECORD} says, nor beside the runs; pass "
+                        f"eval.heldout.data_dir=<prepared data dir>")
     raise ParcError("held-out loss needs a prepared stream and none of the runs says which: pass "
                     "eval.heldout.data_dir=<prepared data dir> (python -m parc.prepare)")
 
