@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -177,3 +178,78 @@ def test_cli_bad_input(demo, eval_grid, tmp_path):
                      f"out={out}", *data)
     assert result.returncode == 2 and "tokenizer" in result.stderr and "differs" in result.stderr, result.stderr
     assert not out.exists()
+
+
+def demo_texts() -> list:
+    import gzip
+    import json
+
+    corpus = Path(__file__).resolve().parents[1] / "src" / "parc" / "demo_corpus" / "shakespeare.jsonl.gz"
+    return [json.loads(line)["text"] for line in gzip.open(corpus, "rt")]
+
+
+def test_corpus_stream_leaves_out_the_stimuli_documents(demo, tmp_path):
+    """corpus=stream: every sequence but the source document's; a phrase found only in that document counts 0,
+    and the coverage in ngrams.json equals a brute-force count over the counted rows."""
+    from parc.study.backoff import WordCounter
+    from parc.study.nawoco import document_rows
+    from parc.study.ngram_index import NgramIndex
+    from parc.study.stimuli import read_origins
+
+    root, cfg, stream, _, tokenizer = demo
+    texts = demo_texts()
+    source = 3
+    (first, end), = document_rows(cfg, stream, [source]).values()
+    # independently: the document's full 128-token pieces, after those of the documents before it
+    pieces = [len(tokenizer(t)["input_ids"]) // cfg.data.seq_len for t in texts[:source + 1]]
+    assert (first, end) == (sum(pieces[:-1]), sum(pieces))
+    assert np.array_equal(stream.sequences([first])[0], tokenizer(texts[source])["input_ids"][:cfg.data.seq_len])
+    others = " ".join(" ".join(t.split()) for i, t in enumerate(texts) if i != source)
+    own_rows = stream.sequences(np.arange(first, end))
+    continuation = continuation_reference(tokenizer, cfg.data.vocab_size)
+    ids_of = lambda words: [i for w in words for i in tokenizer.encode(" " + w)]  # noqa: E731
+    unique = []  # lines of the source document (early, so inside its full pieces) found in no other document
+    for line in texts[source][:20000].split("\n"):
+        words = line.split()
+        if len(words) >= 7 and all(w.isalpha() for w in words[1:7]):
+            phrase = words[1:7]
+            if " ".join(phrase) not in others and brute_count(own_rows, ids_of(phrase), True, continuation) > 0:
+                unique.append(phrase)
+    assert len(unique) >= 3
+    stimuli = [Stimulus(i, " ".join(p[:-1]), p[-1], " ".join(p), "train") for i, p in enumerate(unique[:3])]
+    common = ["the", "king", "is", "come", "my", "lord"]  # a phrase of another play too
+    stimuli.append(Stimulus(3, " ".join(common[:-1]), common[-1], " ".join(common), "train"))
+    path = tmp_path / "leak.stims"
+    write_stimuli(path, stimuli, origins={"stream": stream.content_hash, "seq_len": cfg.data.seq_len,
+                                          "documents": [[source]] * len(stimuli),
+                                          "rows": {str(source): [first, end]}})
+    assert read_origins(path)["rows"] == {str(source): [first, end]}
+    out = tmp_path / "analysis"
+    result = run_cli("parc.ngrams", f"stimuli={path}", "data=demo", f"paths.root={root}", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"leaving out {end - first} sequences" in result.stdout
+    record = json.loads((out / "ngrams.json").read_text())
+    assert record["index"]["selection"]["excluded_documents"] == [source]
+    (index_dir,) = (out / "ngram_index").iterdir()
+    index = NgramIndex(index_dir)
+    counted = stream.sequences(np.setdiff1d(np.arange(len(stream)), np.arange(first, end)))
+    assert index.num_tokens == counted.size
+    counter = WordCounter(index, tokenizer)
+    for stimulus in stimuli[:3]:
+        words = [*stimulus.context.split(), stimulus.target]
+        assert counter.count(tuple(words)) == 0  # only in its source document: never counted
+        assert counter.count(tuple(words[-1:])) == brute_count(counted, ids_of(words[-1:]), True, continuation)
+    words_of = [[*s.context.split(), s.target] for s in stimuli]
+    for order in range(1, 6):
+        seen = [brute_count(counted, ids_of(w[-order:]), True, continuation) > 0 for w in words_of]
+        assert record["coverage"][str(order)] == pytest.approx(np.mean(seen)), order
+    assert record["coverage"]["5"] <= 0.25 and record["coverage"]["1"] == 1.0
+    # a set from another stream cannot name its documents in this one: refused, nothing written
+    write_stimuli(path, stimuli, origins={"stream": "0" * 64, "seq_len": 128, "documents": [[source]] * 4,
+                                          "rows": {str(source): [first, end]}})
+    result = run_cli("parc.ngrams", f"stimuli={path}", "data=demo", f"paths.root={root}", f"out={tmp_path / 'x'}")
+    assert result.returncode == 2 and "another prepared stream" in result.stderr and not (tmp_path / "x").exists()
+    for bad in ("corpus=everything", "corpus=consumed"):
+        result = run_cli("parc.ngrams", f"stimuli={path}", "data=demo", bad, f"paths.root={root}",
+                         f"out={tmp_path / 'x'}")
+        assert result.returncode == 2 and result.stderr.startswith("error: corpus="), result.stderr

@@ -103,6 +103,12 @@ def independent_document_split(root: Path):
     return [t for t in texts if t not in training], training
 
 
+def tokenizer_of(root: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(root / "data" / "demo-parc-128" / "tokenizer"))
+
+
 def fragments(text: str):
     for line in text.split("\n"):
         yield from line.split(".")
@@ -130,6 +136,18 @@ def test_builds_a_deterministic_nawoco_set_from_held_out_plays(demo_root, tmp_pa
         assert any(src.startswith(s.sentence) and len(src.split()) > 5
                    and src.split()[:len(words)] == words for src in sources), s
         assert s.sentence not in training_text, s
+    # origins: each stimulus's recorded documents are held-out plays holding its sentence, at those stream rows
+    from parc.study.stimuli import read_origins
+
+    origins = read_origins(out)
+    texts = [json.loads(line)["text"] for line in gzip.open(
+        Path(__file__).resolve().parents[1] / "src" / "parc" / "demo_corpus" / "shakespeare.jsonl.gz", "rt")]
+    assert len(origins["documents"]) == len(stimuli)
+    for s, documents in zip(stimuli, origins["documents"]):
+        assert documents and all(texts[d] in held_out and s.sentence in " ".join(texts[d].split()) for d in documents)
+    pieces = [len(tokenizer_of(demo_root)(t)["input_ids"]) // 128 for t in texts]
+    for document, (first, end) in origins["rows"].items():
+        assert (first, end) == (sum(pieces[:int(document)]), sum(pieces[:int(document) + 1]))
 
     # the same command again (in-process: the imports are paid once) gives the same bytes; another seed does not
     again, other = tmp_path / "again" / "demo.stims", tmp_path / "other" / "demo.stims"

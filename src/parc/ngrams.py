@@ -1,5 +1,7 @@
-"""`python -m parc.ngrams stimuli=<set> [runs=...] [upto_step=N] [out=] [index=] [word_end=true] <data overrides>`:
-word n-gram (1..5, stupid backoff) log-probabilities of every stimulus target from the training data.
+"""`python -m parc.ngrams stimuli=<set> [runs=...] [corpus=consumed|stream] [upto_step=N] [out=] [index=]
+[word_end=true] [vectors=false] <data overrides>`: word n-gram (1..5, stupid backoff) log-probabilities of
+every stimulus target from the training data (corpus=stream: the whole stream but the stimuli's documents),
+their coverage, and with vectors=true fastText vectors of the same text for parc.phases.
 
 See parc.study.ngrams for what is counted and parc.study.ngram_index for the index."""
 

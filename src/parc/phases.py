@@ -1,4 +1,4 @@
-"""`python -m parc.phases runs=<runs or grid root> [out=] [stimuli=] [phases.vectors=<fastText .vec>]`:
+"""`python -m parc.phases runs=<runs or grid root> [out=] [stimuli=] [phases.vectors=<fastText .bin or .vec>]`:
 correlations, regressions, model agreement and the phase figures from `<out>/surprisal.parquet` and
 `<out>/ngrams.parquet` (see parc.study.phases)."""
 

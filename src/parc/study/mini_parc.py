@@ -1,13 +1,15 @@
 """mini-Parc: the whole Parc study on a grid Parc trains itself, in one resumable command.
 
     python -m parc.study experiment=demo seeds=0,1,2 [archs=pythia,mamba,rwkv] [steps=0,1,2,...] [out=runs/demo]
+                         [corpus=stream|consumed]
 
 Stages, each printed as one progress line and each skipping what is already finished:
   1. train every cell (arch x seed) under `<out>/<arch>-seed<S>-shard<K>/` with `python -m parc.train`
      (one process per cell; a finished cell is skipped, an interrupted one continues through resume=auto);
   2. build the stimuli from text no cell trains on (`python -m parc.stimuli`) -> `<out>/analysis/<data>.stims`;
   3. score them at the chosen checkpoints (`python -m parc.surprisal`, incremental per checkpoint);
-  4. n-grams from the cells' own training stream (parc.study.ngrams, index built once);
+  4. n-grams from the cells' own prepared stream (parc.study.ngrams, index built once): `corpus=stream` (default,
+     as the paper: every document but the stimuli's own) or `corpus=consumed` (only the batches trained on);
   5. statistics and figures (parc.study.phases, incremental per checkpoint).
 `train= val= test=` set the stimulus-set sizes (as for parc.stimuli). Every other argument is a training override, given to every stage
 that composes the training config, so the stages agree on the data, the shard and the checkpoints.
@@ -26,15 +28,20 @@ from parc.config import compose, own_ints, split_own_args
 from parc.training.runconfig import validate
 from parc.errors import ParcError
 
-OWN_ARGS = ("seeds", "archs", "steps", "out")
+OWN_ARGS = ("seeds", "archs", "steps", "out", "corpus")
 STIMULI_ARGS = ("train", "val", "test")  # stimulus-set sizes, passed to python -m parc.stimuli
 ARCHS = ("pythia", "mamba", "rwkv")
 
 
 def log_spaced_steps(saved: Sequence[int], max_steps: int) -> List[int]:
-    """Step 0, the powers of two and the final step, among the steps the runs checkpoint."""
-    wanted = {0, max_steps} | {2 ** k for k in range(max_steps.bit_length()) if 2 ** k <= max_steps}
-    return sorted(wanted & set(saved))
+    """Step 0, the powers of two and the final step, among the steps the runs checkpoint, and every saved step
+    after the last saved power of two (the evenly spaced tail of a Pythia-style schedule, where the later
+    phases happen)."""
+    saved = set(saved)
+    powers = {2 ** k for k in range(max_steps.bit_length()) if 2 ** k <= max_steps}
+    wanted = ({0, max_steps} | powers) & saved
+    last_power = max(powers & saved, default=0)
+    return sorted(wanted | {step for step in saved if step > last_power})
 
 
 class Study:
@@ -60,6 +67,7 @@ class Study:
         self.out = Path(own.get("out") or Path(self.cfg.paths.output_root) / self.cfg.run_name)
         self.analysis = self.out / "analysis"
         self.stimuli = self.analysis / f"{self.cfg.data.name}.stims"
+        self.corpus = own.get("corpus", "stream")
         self.timings: Dict[str, float] = {}
 
     def cell_dir(self, arch: str, seed: int) -> Path:
@@ -78,7 +86,7 @@ class Study:
                    lambda: [self.train(arch, seed) for arch, seed in cells])
         self.stage(2, "stimuli", str(self.stimuli), self.build_stimuli)
         self.stage(3, "surprisal", f"{len(cells)} runs at steps {','.join(map(str, self.steps))}", self.score)
-        self.stage(4, "ngrams", "orders 1-5 from the cells' training stream", self.ngrams)
+        self.stage(4, "ngrams", f"orders 1-5 from the cells' data (corpus={self.corpus})", self.ngrams)
         self.stage(5, "phases", f"statistics and figures in {self.analysis}", self.phases)
         return self.timings
 
@@ -119,7 +127,7 @@ class Study:
     def ngrams(self) -> None:
         from parc.study.ngrams import run_ngrams
 
-        run_ngrams([f"stimuli={self.stimuli}", f"runs={self.runs()}",
+        run_ngrams([f"stimuli={self.stimuli}", f"runs={self.runs()}", f"corpus={self.corpus}", "vectors=true",
                     f"out={self.analysis}", *self.overrides], log=lambda line: say(f"  {line}"))
 
     def phases(self) -> None:

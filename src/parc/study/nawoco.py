@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -69,12 +69,36 @@ def cut_at_random_word(sentence: str, rng: np.random.Generator) -> Tuple[str, st
     return " ".join(words[:index]), words[index]
 
 
-def split_documents(cfg, shards: Sequence[int]) -> Tuple[List[str], List[str]]:
-    """(held-out documents, training documents) of the configured corpus; see the module docstring."""
+def walk_documents(cfg, stream, tokenize) -> Iterator[Tuple[int, str, Optional[Tuple[int, int]]]]:
+    """(index, text, token span) of every document of the configured corpus in stream order; the span
+    (start, end) is the stream token range the document became, None for a document `tokenize(position,
+    index)` says needs no tokenizing (the walk stops tracking positions at the first such document)."""
     from parc.data.prepare import Corpus, batch_encoder
+    from parc.data.tokenizer import load_saved_tokenizer
+
+    d = cfg.data
+    encode = batch_encoder(load_saved_tokenizer(stream.tokenizer_dir))
+    corpus = Corpus(d, stream.dir)
+    position, index, tracking = 0, 0, True  # position: stream token offset where the next document starts
+    for texts in corpus.batches(0, corpus.total, DOCUMENTS_PER_CALL):
+        tracking = tracking and tokenize(position, index)
+        token_lists = encode(texts) if tracking else [None] * len(texts)
+        for text, ids in zip(texts, token_lists):
+            if ids is None:
+                yield index, text, None
+            else:
+                span = (len(ids) // d.seq_len * d.seq_len) if d.packing == "parc" else len(ids) + 1
+                if span and d.packing == "parc":
+                    _check_alignment(stream, ids, position // d.seq_len, d.seq_len)
+                yield index, text, (position, position + span)
+                position += span
+            index += 1
+
+
+def split_documents(cfg, shards: Sequence[int]) -> Tuple[List[Tuple[int, str]], List[str]]:
+    """(held-out (index, text) documents, training texts) of the configured corpus; see the module docstring."""
     from parc.data.prepare import ensure_prepared
     from parc.data.stream import BatchPlan
-    from parc.data.tokenizer import load_saved_tokenizer
 
     stream = ensure_prepared(cfg)
     t, d = cfg.trainer, cfg.data
@@ -83,23 +107,31 @@ def split_documents(cfg, shards: Sequence[int]) -> Tuple[List[str], List[str]]:
         plan = BatchPlan(stream, shard, None, t.global_batch_size, t.max_steps)
         slices.append((plan.first * d.seq_len, (plan.first + plan.sequences_per_shard) * d.seq_len))
     read_until = max(end for _, end in slices)
-    encode = batch_encoder(load_saved_tokenizer(stream.tokenizer_dir))
-    corpus = Corpus(d, stream.dir)
-    held_out, training, position = [], [], 0  # position: stream token offset where the next document starts
-    for texts in corpus.batches(0, corpus.total, DOCUMENTS_PER_CALL):
-        # Documents past everything any run reads need no tokenizing.
-        token_lists = encode(texts) if position < read_until else [None] * len(texts)
-        for text, ids in zip(texts, token_lists):
-            if ids is None:
-                held_out.append(text)
-                continue
-            span = (len(ids) // d.seq_len * d.seq_len) if d.packing == "parc" else len(ids) + 1
-            if span and d.packing == "parc":
-                _check_alignment(stream, ids, position // d.seq_len, d.seq_len)
-            start, position = position, position + span
-            read = span > 0 and any(start < end and position > begin for begin, end in slices)
-            (training if read else held_out).append(text)
+    held_out, training = [], []
+    # Documents past everything any run reads need no tokenizing.
+    for index, text, span in walk_documents(cfg, stream, lambda position, _: position < read_until):
+        read = span is not None and span[1] > span[0] and any(span[0] < end and span[1] > begin
+                                                               for begin, end in slices)
+        if read:
+            training.append(text)
+        else:
+            held_out.append((index, text))
     return held_out, training
+
+
+def document_rows(cfg, stream, documents: Sequence[int]) -> Dict[int, List[int]]:
+    """The stream rows [first, end) holding each document's tokens (its first and last rows may be shared
+    with its neighbours under data.packing=concat)."""
+    wanted, last, rows = set(documents), max(documents, default=-1), {}
+    seq_len, total = cfg.data.seq_len, len(stream)
+    for index, _, span in walk_documents(cfg, stream, lambda _, first_index: first_index <= last):
+        if index > last:
+            break
+        if index in wanted:
+            first = span[0] // seq_len
+            end = span[1] // seq_len if cfg.data.packing == "parc" else min(-(-span[1] // seq_len), total)
+            rows[index] = [int(first), int(max(end, first))]
+    return rows
 
 
 def _check_alignment(stream, ids: List[int], row: int, seq_len: int) -> None:
@@ -119,9 +151,17 @@ def build_stimuli(cfg, out: Path, sizes: dict, sample_seed: int = PAPER_SEED, sh
         raise ParcError(f"split sizes must not be negative: {bad}")
     held_out, training = split_documents(cfg, list(shards) or [cfg.data.shard])
     progress(f"stimuli: {len(held_out)} held-out documents, {len(training)} training documents")
-    sentences = list(dict.fromkeys(s for text in held_out for s in candidate_sentences(text)))
+    origins: Dict[str, List[int]] = {}  # sentence -> every held-out document it occurs in
+    for index, text in held_out:
+        for sentence in candidate_sentences(text):
+            documents = origins.setdefault(sentence, [])
+            if not documents or documents[-1] != index:
+                documents.append(index)
+    sentences = list(origins)
     rng = np.random.default_rng(sample_seed)
-    cut = list(dict.fromkeys(cut_at_random_word(sentence, rng) for sentence in sentences))
+    cut: Dict[Tuple[str, str], List[int]] = {}  # (context, target) -> the documents of its sentences
+    for sentence in sentences:
+        cut.setdefault(cut_at_random_word(sentence, rng), []).extend(origins[sentence])
     training_text = " ".join(" ".join(text.split()) for text in training)
     kept = [(context, target) for context, target in cut if f"{context} {target}" not in training_text]
     wanted = sum(sizes.values())
@@ -130,15 +170,22 @@ def build_stimuli(cfg, out: Path, sizes: dict, sample_seed: int = PAPER_SEED, sh
                         f"sentences pass the filter, {len(cut) - len(kept)} occur in the training text), "
                         f"{wanted} were asked for: lower {' '.join(f'{k}=' for k in sizes)} or hold out more data")
     order = rng.permutation(len(kept))[:wanted]
-    stimuli, start = [], 0
+    stimuli, documents, start = [], [], 0
     for split, size in sizes.items():
         for index in order[start:start + size]:
             context, target = kept[index]
             stimuli.append(Stimulus(len(stimuli), context, target, f"{context} {target}", split))
+            documents.append(sorted(set(cut[(context, target)])))
         start += size
-    paths = write_stimuli(out, stimuli)
+    from parc.data.prepare import ensure_prepared
+
+    stream = ensure_prepared(cfg)
+    rows = document_rows(cfg, stream, sorted({d for ds in documents for d in ds}))
+    paths = write_stimuli(out, stimuli, origins={"stream": stream.content_hash, "seq_len": int(cfg.data.seq_len),
+                                                 "documents": documents,
+                                                 "rows": {str(d): span for d, span in sorted(rows.items())}})
     counts = {"candidates": len(sentences), "in_training_text": len(cut) - len(kept), **sizes}
-    summary = (f"wrote {paths[0]} and {paths[1]}: " + ", ".join(f"{size} {split}" for split, size in sizes.items())
+    summary = (f"wrote {paths[0]}, {paths[1]} and {paths[2].name}: " + ", ".join(f"{size} {split}" for split, size in sizes.items())
                + f" from {len(held_out)} held-out documents ({len(sentences)} sentences pass the paper's filter, "
                f"{counts['in_training_text']} removed as verbatim in the training text)")
     return BuildReport(paths, counts, summary)

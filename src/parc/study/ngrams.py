@@ -2,11 +2,19 @@
 
     python -m parc.ngrams stimuli=all_stims.stims data=openwebtext          # the whole prepared stream
     python -m parc.ngrams stimuli=demo.stims runs=runs/demo [upto_step=N]   # exactly the runs' training batches
+    python -m parc.ngrams stimuli=demo.stims runs=runs/demo corpus=stream   # the runs' whole stream
 
-Counts come from the run's own packed token stream: with `runs=`, the sequences of training steps 1..N of
-that run's shard and order (`BatchPlan`; N = `upto_step`, default the run's last step), so "matched" means
-exactly the training data; with `data=` only, every sequence of that prepared stream. Every other argument is
-a training override (`data=`, `experiment=`, `paths.root=`, ...) that says where the prepared data lives.
+Counts come from the run's own packed token stream. `corpus=consumed` (the default with `runs=`): the
+sequences of training steps 1..N of that run's shard and order (`BatchPlan`; N = `upto_step`, default the
+run's last step), so "matched" means exactly the training data. `corpus=stream` (the default with `data=`
+only; the paper's choice, which counted all of OpenWebText): every sequence of the prepared stream except
+the rows of the documents the stimuli were drawn from (their `.origins.json`, written by parc.stimuli), so
+no stimulus sentence is counted from its own source; a set without origins (built elsewhere) excludes
+nothing, with a note. Every other argument is a training override (`data=`, `experiment=`, `paths.root=`,
+...) that says where the prepared data lives. `ngrams.json` also reports the coverage: per order n, the
+fraction of stimuli whose n-gram ending at the target occurs at least once. `vectors=true` also trains
+fastText vectors (gensim, parc.study.context_similarity) on the counted sequences' text, one sequence a
+sentence, into `<out>/fasttext.bin`, which parc.phases then uses for the context-similarity predictors.
 The index (`ngram_index.py`) is built once per stream selection under `<out>/ngram_index/<fingerprint>/`
 (or `index=<dir>`, an index built before) and reused; a run whose tokenizer is not the index's is refused.
 Writes `<out>/ngrams.parquet` (stimulus_id, order, logprob) and `<out>/ngrams.json` (the index fingerprint),
@@ -32,7 +40,9 @@ from parc.store.fileio import atomic_write, atomic_write_json, sha256_file
 from parc.study.backoff import ALPHA, ORDERS, WordCounter, ngram_rows
 from parc.study.ngram_index import NgramIndex, build_index, open_or_none
 
-OWN_ARGS = ("stimuli", "runs", "out", "index", "upto_step", "word_end")
+OWN_ARGS = ("stimuli", "runs", "out", "index", "upto_step", "word_end", "corpus", "vectors")
+VECTORS = "fasttext.bin"  # vectors=true: fastText trained on the counted text, read by parc.phases
+CORPORA = ("consumed", "stream")
 ROWS_PER_READ = 4096
 
 
@@ -69,15 +79,37 @@ class StreamSelection:
         return hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def whole_stream(overrides: List[str]) -> StreamSelection:
+def stimulus_free_rows(stream, origins: Optional[dict], log=print) -> Tuple[np.ndarray, dict]:
+    """Every row of `stream` except those of the stimuli's source documents, and that selection's fingerprint."""
+    everything = np.arange(len(stream), dtype=np.int64)
+    if origins is None:
+        log("parc.ngrams: the stimuli record no source documents (no .origins.json: not built by parc.stimuli "
+            "from this data), so corpus=stream counts every sequence")
+        return everything, {"rows": "all", "excluded_documents": None}
+    if origins["stream"] != stream.content_hash:
+        raise ParcError(f"the stimuli were drawn from another prepared stream ({origins['stream'][:12]}) than "
+                        f"{stream.dir} ({stream.content_hash[:12]}), so their source documents cannot be left out: "
+                        f"pass the data= the stimuli were built from, or rebuild them with python -m parc.stimuli")
+    spans = [np.arange(first, end, dtype=np.int64) for first, end in origins["rows"].values()]
+    excluded = np.unique(np.concatenate(spans)) if spans else np.zeros(0, dtype=np.int64)
+    log(f"parc.ngrams: leaving out {len(excluded)} sequences of the {len(origins['rows'])} documents the stimuli "
+        f"were drawn from")
+    return np.setdiff1d(everything, excluded), {
+        "rows": "all but the stimuli's documents", "excluded_rows": int(len(excluded)),
+        "excluded_documents": sorted(int(d) for d in origins["rows"])}
+
+
+def whole_stream(overrides: List[str], origins: Optional[dict], log=print) -> StreamSelection:
     cfg = compose(overrides)
     stream = open_stream(cfg)
-    return StreamSelection(stream, np.arange(len(stream), dtype=np.int64),
-                           stream_fingerprint(stream, {"rows": "all"}))
+    rows, selection = stimulus_free_rows(stream, origins, log)
+    return StreamSelection(stream, rows, stream_fingerprint(stream, selection))
 
 
-def run_stream(refs, overrides: List[str], upto_step: Optional[int]) -> StreamSelection:
-    """The training sequences of the runs (they must share one data shard and order), found via `overrides`."""
+def run_stream(refs, overrides: List[str], upto_step: Optional[int], corpus: str = "consumed",
+               origins: Optional[dict] = None, log=print) -> StreamSelection:
+    """The training sequences of the runs (they must share one data shard and order), found via `overrides`;
+    with corpus=stream, their whole stream but the stimuli's documents."""
     from parc.study.sources import run_config
 
     plans = {}
@@ -98,6 +130,9 @@ def run_stream(refs, overrides: List[str], upto_step: Optional[int]) -> StreamSe
                                   "trainer": {"global_batch_size": batch, "max_steps": max_steps}},
                                  local[0].source if local else None, overrides)
     stream = open_stream(cfg)
+    if corpus == "stream":
+        rows, selection = stimulus_free_rows(stream, origins, log)
+        return StreamSelection(stream, rows, stream_fingerprint(stream, selection))
     plan = BatchPlan.from_config(cfg, stream)
     last = max_steps if upto_step is None else upto_step
     if last > max_steps:
@@ -128,7 +163,7 @@ def stimulus_words(stimuli) -> List[Tuple[int, List[str]]]:
 def run_ngrams(argv: List[str], log=print) -> Path:
     """The whole command; every check (stimuli, runs, tokenizers) passes before anything is written."""
     from parc.study.sources import default_out, resolve_runs
-    from parc.study.stimuli import parse_stimuli_arg, read_stimuli
+    from parc.study.stimuli import parse_stimuli_arg, read_origins, read_stimuli
 
     own, overrides = split_args(argv)
     paths = parse_stimuli_arg(own["stimuli"])
@@ -136,18 +171,67 @@ def run_ngrams(argv: List[str], log=print) -> Path:
         raise ParcError("parc.ngrams takes one stimulus set: run it once per set (with out= for each)")
     stimuli = read_stimuli(paths[0])
     word_end, upto_step = parse_flag(own, "word_end", True), parse_step(own)
+    corpus = parse_corpus(own)
+    origins = read_origins(paths[0]) if corpus == "stream" else None
     refs = resolve_runs(own["runs"]) if own.get("runs") else []
     if own.get("runs"):
         out = Path(own.get("out") or default_out(own["runs"], "analysis"))
-        selection = None if own.get("index") else run_stream(refs, overrides, upto_step)
+        selection = None if own.get("index") else run_stream(refs, overrides, upto_step, corpus, origins, log)
     else:
         out = Path(own.get("out") or paths[0].parent)
-        selection = None if own.get("index") else whole_stream(overrides)
+        selection = None if own.get("index") else whole_stream(overrides, origins, log)
     if selection is not None:
         check_tokenizers(refs, selection.fingerprint["tokenizer_sha256"], f"the data at {selection.stream.dir}")
+    vectors = parse_flag(own, "vectors", False)
+    if vectors and selection is None:
+        raise ParcError("vectors=true trains on the counted text, which index= does not name: drop index= or vectors=")
     index = open_index(selection, out, own.get("index"), log)
     check_tokenizers(refs, index.tokenizer_sha256, f"the n-gram index at {index.directory}")
+    if vectors:
+        ensure_vectors(selection, out, log)
     return compute_ngrams(stimulus_words(stimuli), paths[0], out, index, word_end, log)
+
+
+def parse_corpus(own: Dict[str, str]) -> str:
+    corpus = own.get("corpus") or ("consumed" if own.get("runs") else "stream")
+    if corpus not in CORPORA:
+        raise ParcError(f"corpus={corpus!r}: use corpus=consumed (the runs' training batches) or corpus=stream "
+                        f"(the whole stream but the stimuli's documents)")
+    if corpus == "consumed" and not own.get("runs"):
+        raise ParcError("corpus=consumed counts the batches the runs trained on: pass runs=<runs>, or corpus=stream")
+    if corpus == "stream" and own.get("upto_step") not in (None, "", "null"):
+        raise ParcError("upto_step= selects training batches, which corpus=stream does not count: drop upto_step= "
+                        "or use corpus=consumed")
+    return corpus
+
+
+def ensure_vectors(selection: StreamSelection, out: Path, log=print) -> Path:
+    """`<out>/fasttext.bin` trained on the selection's text (skipped when its record matches)."""
+    from parc.data.tokenizer import load_saved_tokenizer
+    from parc.study.context_similarity import TRAIN_SETTINGS, text_words, train_vectors
+
+    path, sidecar = out / VECTORS, out / (VECTORS + ".json")
+    record = {"selection": selection.key(), "settings": TRAIN_SETTINGS}
+    if path.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == record:
+        log(f"parc.ngrams: {path} is up to date")
+        return path
+    tokenizer = load_saved_tokenizer(selection.stream.tokenizer_dir)
+    sentences = [words for batch in selection.batches()
+                 for words in text_words(tokenizer.batch_decode(batch.tolist(), skip_special_tokens=True))]
+    out.mkdir(parents=True, exist_ok=True)
+    train_vectors(sentences, path, log=log)
+    atomic_write_json(sidecar, record)
+    return path
+
+
+def coverage(stimuli: List[Tuple[int, List[str]]], count, orders=ORDERS) -> Dict[str, float]:
+    """Per order n: the fraction of stimuli (with at least n words) whose n-gram ending at the target occurs."""
+    out = {}
+    for order in orders:
+        long_enough = [words for _, words in stimuli if len(words) >= order]
+        seen = sum(count(tuple(words[-order:])) > 0 for words in long_enough)
+        out[str(order)] = seen / len(long_enough) if long_enough else float("nan")
+    return out
 
 
 def open_index(selection: Optional[StreamSelection], out: Path, index_dir: Optional[str], log) -> NgramIndex:
@@ -171,19 +255,22 @@ def compute_ngrams(stimuli: List[Tuple[int, List[str]]], stimuli_path: Path, out
               "word_end": word_end, "orders": list(ORDERS), "alpha": ALPHA,
               "index": {k: index.meta.get(k) for k in ("stream", "tokenizer_sha256", "selection", "num_tokens")}}
     table, sidecar = out / "ngrams.parquet", out / "ngrams.json"
-    if table.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()) == record:
+    if table.is_file() and sidecar.is_file() and {k: v for k, v in json.loads(sidecar.read_text()).items()
+                                                    if k != "coverage"} == record:
         log(f"parc.ngrams: {table} is up to date")
         return table
     counter = WordCounter(index, index.tokenizer(), word_end=word_end)
     started = time.perf_counter()
     frame = pd.DataFrame(ngram_rows(stimuli, counter), columns=["stimulus_id", "order", "logprob"])
+    seen = coverage(stimuli, counter.count)
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(table, lambda tmp: frame.to_parquet(tmp, index=False))
-    atomic_write_json(sidecar, record)
+    atomic_write_json(sidecar, {**record, "coverage": seen})
     counts = counter.count.cache_info().misses
     log(f"parc.ngrams: {len(stimuli)} stimuli x {len(ORDERS)} orders in {seconds:.1f} s "
-        f"({counts} index counts, {counts / max(seconds, 1e-9):.0f}/s) -> {table}")
+        f"({counts} index counts, {counts / max(seconds, 1e-9):.0f}/s) -> {table}; stimulus n-grams seen at least "
+        f"once: " + ", ".join(f"{order}-gram {100 * value:.0f} %" for order, value in seen.items()))
     return table
 
 

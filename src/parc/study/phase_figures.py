@@ -1,6 +1,8 @@
 """The behavioural-phase figures, drawn with the study layer's one plotting module (seed bands, PNG + PDF).
 
-    phases.png     one panel per architecture, Pearson r (train split) vs step, one line per n-gram order
+    phases.png     Pearson r (train split) vs step, one line per n-gram order; one row per architecture, the
+                   raw correlations (control `none`, with -num_tokens drawn too) beside the partial
+                   correlations given num_tokens and those on single-token targets
     r2.png         R^2 of the regressions vs step, on train and on val, one panel per architecture
     agreement.png  Pearson r between the surprisals of pairs of runs vs step, one line per pair of
                    architectures (the band spans the pairs of seeds)
@@ -16,12 +18,24 @@ import numpy as np
 
 from parc.study.plots import band_figure, pyplot, save_figure
 
-FORMULA_LABELS = {"lm ~ gram1 + gram5": "1-gram + 5-gram", "lm ~ gram1 + gram5 + context_similarity": "+ context"}
+FORMULA_LABELS = {"lm ~ gram1 + gram5": "1-gram + 5-gram", "lm ~ gram1 + gram5 + context_similarity + context_similarity_weighted":
+                  "+ context similarity"}
+
+
+CONTROL_TITLES = {"none": "no control", "partial": "partial r given num_tokens", "single_token": "single-token targets"}
 
 
 def phase_figure(correlations):
     train = correlations[correlations["split"] == "train"]
-    return band_figure(train, y="pearson_r", hue="predictor", panel="arch", ylabel="Pearson r with LM log-prob",
+    if "control" not in train.columns:
+        train = train.assign(control="none")
+    order = {control: i for i, control in enumerate(CONTROL_TITLES)}
+    train = train[train["control"].isin(order)]
+    panels = {f"{arch} {order[control]}": f"{arch}: {CONTROL_TITLES[control]}"
+              for arch, control in zip(train["arch"], train["control"])}
+    train = train.assign(panel=[f"{arch} {order[control]}" for arch, control in zip(train["arch"], train["control"])])
+    return band_figure(train, y="pearson_r", hue="predictor", panel="panel", panel_titles=panels,
+                       ncols=train["control"].nunique(), ylabel="Pearson r with LM log-prob",
                        title="Correlation of LM and n-gram log-probabilities (train split)")
 
 

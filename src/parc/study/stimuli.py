@@ -12,6 +12,10 @@ Splits: a set is ONE `.stims` file holding every split (train first, then val, t
 `all_stims.stims`), plus the sidecar `<same name>.tsv` in the paper's TSV layout giving each line's split.
 `read_stimuli("x.stims")` reads the sidecar `x.tsv` when it exists (and checks that it lists the same
 sentences), else every stimulus gets split `"unsplit"`. `read_stimuli("x.tsv")` reads the TSV alone.
+Origins: a set `parc.stimuli` built also has `<same name>.origins.json`: the prepared stream it was drawn
+from (content hash), each stimulus's source documents (corpus indices; a sentence found in several held-out
+documents has them all) and the stream rows [first, end) of each, so that n-grams counted over the stream
+can leave those documents out (`read_origins`; None for a set built elsewhere, e.g. the paper's).
 Several sets are given as `stimuli=a.stims,b.stims` (`parse_stimuli_arg`); each keeps its own 0-based ids
 and is named by `set_name(path)` (the file name up to its first dot, as the paper named its outputs).
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from parc.errors import ParcError
 
@@ -135,11 +139,35 @@ def _read_tsv(path: Path) -> List[Stimulus]:
             for i, (sentence, split) in enumerate(zip(table[SENTENCE_COLUMN], splits))]
 
 
-def write_stimuli(path, stimuli: Sequence[Stimulus]) -> List[Path]:
-    """Write `path` (.stims, as the paper's all_stims.stims) and its sidecar `.tsv`, each atomically."""
+ORIGINS_SUFFIX = ".origins.json"
+
+
+def origins_path(path) -> Path:
+    return Path(path).with_suffix(ORIGINS_SUFFIX)
+
+
+def read_origins(path) -> Optional[dict]:
+    """The origins record of the set at `path` (see the module docstring), checked against the set; or None."""
+    import json
+
+    from parc.store.fileio import sha256_file
+
+    sidecar = origins_path(path)
+    if not sidecar.is_file():
+        return None
+    record = json.loads(sidecar.read_text())
+    if record.get("stims_sha256") != sha256_file(path):
+        raise ParcError(f"{sidecar} describes another version of {path}: rebuild the set with python -m "
+                        f"parc.stimuli, or delete {sidecar}")
+    return record
+
+
+def write_stimuli(path, stimuli: Sequence[Stimulus], origins: Optional[dict] = None) -> List[Path]:
+    """Write `path` (.stims, as the paper's all_stims.stims) and its sidecar `.tsv`, each atomically, and
+    with `origins` (stream, documents per stimulus, rows per document) the `.origins.json` record."""
     import pandas as pd
 
-    from parc.store.fileio import atomic_write
+    from parc.store.fileio import atomic_write, atomic_write_json, sha256_file
 
     path = Path(path)
     if path.suffix != ".stims":
@@ -150,4 +178,10 @@ def write_stimuli(path, stimuli: Sequence[Stimulus]) -> List[Path]:
     sidecar = path.with_suffix(".tsv")
     atomic_write(sidecar, lambda tmp: table.to_csv(tmp, sep="\t", index=False))
     atomic_write(path, lambda tmp: tmp.write_text(lines, encoding="utf-8"))  # no final newline, as the paper's
-    return [path, sidecar]
+    if origins is None:
+        origins_path(path).unlink(missing_ok=True)  # an old record would describe other stimuli
+        return [path, sidecar]
+    if len(origins["documents"]) != len(stimuli):
+        raise ValueError("origins: one list of documents per stimulus")
+    atomic_write_json(origins_path(path), {"stims_sha256": sha256_file(path), **origins})
+    return [path, sidecar, origins_path(path)]
