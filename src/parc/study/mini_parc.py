@@ -111,8 +111,9 @@ class Study:
         """`data.dir=` where the first cell recorded its stream (unless given): later stages then read the
         data the cells trained on even when this command runs in another directory than training did."""
         from parc.data.location import recorded_stream_dir
+        from parc.training.runconfig import gives_data_dir
 
-        if any(o.startswith("data.dir=") for o in self.overrides):
+        if gives_data_dir(self.overrides):
             return []
         recorded = recorded_stream_dir(self.cell_dir(self.archs[0], self.seeds[0]))
         return [f"data.dir={recorded}"] if recorded is not None else []

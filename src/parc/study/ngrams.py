@@ -79,13 +79,14 @@ class StreamSelection:
         return hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def stimulus_free_rows(stream, origins: Optional[dict], log=print) -> Tuple[np.ndarray, dict]:
-    """Every row of `stream` except those of the stimuli's source documents, and that selection's fingerprint."""
+def without_stimulus_documents(stream, origins: Optional[dict], log=print) -> "StreamSelection":
+    """Every row of `stream` except those of the stimuli's source documents (corpus=stream)."""
     everything = np.arange(len(stream), dtype=np.int64)
     if origins is None:
         log("parc.ngrams: the stimuli record no source documents (no .origins.json: not built by parc.stimuli "
             "from this data), so corpus=stream counts every sequence")
-        return everything, {"rows": "all", "excluded_documents": None}
+        return StreamSelection(stream, everything,
+                               stream_fingerprint(stream, {"rows": "all", "excluded_documents": None}))
     if origins["stream"] != stream.content_hash:
         raise ParcError(f"the stimuli were drawn from another prepared stream ({origins['stream'][:12]}) than "
                         f"{stream.dir} ({stream.content_hash[:12]}), so their source documents cannot be left out: "
@@ -94,16 +95,15 @@ def stimulus_free_rows(stream, origins: Optional[dict], log=print) -> Tuple[np.n
     excluded = np.unique(np.concatenate(spans)) if spans else np.zeros(0, dtype=np.int64)
     log(f"parc.ngrams: leaving out {len(excluded)} sequences of the {len(origins['rows'])} documents the stimuli "
         f"were drawn from")
-    return np.setdiff1d(everything, excluded), {
-        "rows": "all but the stimuli's documents", "excluded_rows": int(len(excluded)),
-        "excluded_documents": sorted(int(d) for d in origins["rows"])}
+    selection = {"rows": "all but the stimuli's documents", "excluded_rows": int(len(excluded)),
+                 "excluded_documents": sorted(int(d) for d in origins["rows"])}
+    return StreamSelection(stream, np.setdiff1d(everything, excluded), stream_fingerprint(stream, selection))
 
 
 def whole_stream(overrides: List[str], origins: Optional[dict], log=print) -> StreamSelection:
     cfg = compose(overrides)
     stream = open_stream(cfg)
-    rows, selection = stimulus_free_rows(stream, origins, log)
-    return StreamSelection(stream, rows, stream_fingerprint(stream, selection))
+    return without_stimulus_documents(stream, origins, log)
 
 
 def run_stream(refs, overrides: List[str], upto_step: Optional[int], corpus: str = "consumed",
@@ -131,8 +131,7 @@ def run_stream(refs, overrides: List[str], upto_step: Optional[int], corpus: str
                                  local[0].source if local else None, overrides)
     stream = open_stream(cfg)
     if corpus == "stream":
-        rows, selection = stimulus_free_rows(stream, origins, log)
-        return StreamSelection(stream, rows, stream_fingerprint(stream, selection))
+        return without_stimulus_documents(stream, origins, log)
     plan = BatchPlan.from_config(cfg, stream)
     last = max_steps if upto_step is None else upto_step
     if last > max_steps:

@@ -161,6 +161,11 @@ def data_overrides(data: dict) -> List[str]:
     return out
 
 
+def gives_data_dir(overrides: List[str]) -> bool:
+    """Whether the user named the data directory (which then wins over a run's recorded one)."""
+    return any(o.startswith(("data.dir=", "+data.dir=")) for o in overrides)
+
+
 def config_on_this_machine(saved: Dict[str, Any], run_dir, overrides: List[str]) -> DictConfig:
     """A training config for reading the data of a run whose portable config is `saved` (its data and trainer
     sections): the data group as the run composed it (its dir may interpolate any data key), under this
@@ -172,7 +177,7 @@ def config_on_this_machine(saved: Dict[str, Any], run_dir, overrides: List[str])
     data = saved["data"]
     cfg = compose([f"data={data['name']}", *data_overrides(data), *overrides])
     recorded = recorded_stream_dir(run_dir) if run_dir is not None else None
-    if recorded is not None and not any(o.startswith(("data.dir=", "+data.dir=")) for o in overrides):
+    if recorded is not None and not gives_data_dir(overrides):
         cfg.data.dir = str(recorded)
     elif run_dir is not None:
         check_same_stream(run_dir, Path(cfg.data.dir))
