@@ -40,9 +40,8 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
 
 CASES_DRIVER = """
 import contextlib, io, json, runpy, sys, traceback
-module, cases = sys.argv[1], json.loads(sys.argv[2])
 results = []
-for argv in cases:
+for module, *argv in json.loads(sys.argv[1]):
     out, err, code = io.StringIO(), io.StringIO(), 0
     sys.argv = [module, *argv]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -58,15 +57,16 @@ print(json.dumps(results))
 """
 
 
-def run_cli_cases(module: str, cases, cwd=None, timeout=600) -> list:
+def run_cli_cases(module, cases, cwd=None, timeout=600) -> list:
     """`python -m <module> <argv>` for each argv of `cases`, in turn in one interpreter (each as runpy runs
-    `-m`, with its own sys.argv, stdout and stderr): for many quick refusals, whose cost is the imports.
-    Returns one SimpleNamespace(returncode, stdout, stderr) per case."""
+    `-m`, with its own sys.argv, stdout and stderr): for many quick commands, whose cost is the imports.
+    module=None: each case is [module, *argv]. Returns one SimpleNamespace(returncode, stdout, stderr) per case."""
     import json
     import subprocess
     from types import SimpleNamespace
 
-    result = subprocess.run([sys.executable, "-c", CASES_DRIVER, module, json.dumps([list(c) for c in cases])],
+    commands = [list(c) if module is None else [module, *c] for c in cases]
+    result = subprocess.run([sys.executable, "-c", CASES_DRIVER, json.dumps(commands)],
                             cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return [SimpleNamespace(**case) for case in json.loads(result.stdout.strip().splitlines()[-1])]

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import run_cli, short_run
+from conftest import run_cli, run_cli_cases, short_run
 from hub_server import hub_server  # noqa: F401  (the fixture)
 from parc.errors import ParcError
 
@@ -32,21 +32,29 @@ def test_the_template_of_an_unknown_repo_is_guessed_from_its_branches():
     assert guess(["main"]).template == "checkpoint-{N}"
 
 
-@pytest.mark.parametrize("template, problem", [
+BAD_TEMPLATES = [
     ("step", "exactly once"), ("step{N}-{N}", "exactly once"), ("step {N}", "valid git branch"),
     ("a..{N}", "valid git branch"), ("{N}.lock", "valid git branch"), (".hidden{N}", "valid git branch"),
     ("step{N}:x", "valid git branch"), ("runs/step{N}", "must not contain '/'"),
-])
-def test_bad_templates_are_refused_in_one_line(template, problem, tmp_path):
+]
+
+
+def test_bad_templates_are_refused_in_one_line(tmp_path):
     from parc.config import compose
     from parc.training.runconfig import validate
 
-    with pytest.raises(ParcError, match=problem) as caught:
-        validate(compose(["experiment=demo", f"hub.branch={template}"]))
-    assert "\n" not in str(caught.value) and "step{N}" in str(caught.value)  # names the fix
+    for template, problem in BAD_TEMPLATES:
+        with pytest.raises(ParcError, match=problem) as caught:
+            validate(compose(["experiment=demo", f"hub.branch={template}"]))
+        assert "\n" not in str(caught.value) and "step{N}" in str(caught.value)  # names the fix
 
-    refused = run_cli("parc.train", "experiment=demo", f"paths.root={tmp_path}", f"hub.branch={template}")
-    assert refused.returncode == 2 and refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1
+    # the same refusals from the command line (all cases in one interpreter: their cost is the imports)
+    roots = [tmp_path / f"case{i}" for i in range(len(BAD_TEMPLATES))]
+    refusals = run_cli_cases("parc.train", [["experiment=demo", f"paths.root={root}", f"hub.branch={template}"]
+                                            for root, (template, _) in zip(roots, BAD_TEMPLATES)])
+    for (template, problem), refused in zip(BAD_TEMPLATES, refusals):
+        assert refused.returncode == 2 and refused.stderr.startswith("error: "), (template, refused.stderr)
+        assert refused.stderr.count("\n") == 1 and problem in refused.stderr, (template, refused.stderr)
     assert not any(tmp_path.iterdir())  # nothing written
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_cases
 from parc.study.stimuli import Stimulus, write_stimuli
 
 
@@ -38,20 +38,21 @@ def test_readers_find_the_recorded_stream_from_another_directory(far_run, demo_r
     assert "/" not in (far_run / "config.yaml").read_text().split("dir: ", 1)[1].split("\n")[0]  # still portable
     login = tmp_path / "login"
     login.mkdir()
-    heldout = run_cli("parc.evaluate", "progress=false", f"runs={far_run}", "eval.heldout.sequences=8",
-                      "eval.batch_size=4", f"out={tmp_path / 'evals'}", cwd=login)
-    assert heldout.returncode == 0, heldout.stderr[-3000:]
-    memorization = run_cli("parc.evaluate", "progress=false", "eval=memorization", f"runs={far_run}",
-                           "eval.sample=8", f"out={tmp_path / 'memo'}", cwd=login)
-    assert memorization.returncode == 0, memorization.stderr[-3000:]
-    shown = run_cli("parc.batch", f"run={far_run}", "step=3", cwd=login)
-    assert shown.returncode == 0, shown.stderr[-3000:]
-    assert f"batch hash {batch_hashes(far_run)[3]}" in shown.stdout.splitlines()[0]
     write_stimuli(tmp_path / "s.stims", [Stimulus(0, "the", "of", "the of", "train"),
                                          Stimulus(1, "in the", "and", "in the and", "train")])
-    counted = run_cli("parc.ngrams", f"stimuli={tmp_path / 's.stims'}", f"runs={far_run}",
-                      f"out={tmp_path / 'ngrams'}", cwd=login)
-    assert counted.returncode == 0, counted.stderr[-3000:]
+    # every reader, run from the login directory (in one interpreter, in turn: their cost is the imports)
+    heldout, memorization, shown, counted = run_cli_cases(None, [
+        ["parc.evaluate", "progress=false", f"runs={far_run}", "eval.heldout.sequences=8", "eval.batch_size=4",
+         f"out={tmp_path / 'evals'}"],
+        ["parc.evaluate", "progress=false", "eval=memorization", f"runs={far_run}", "eval.sample=8",
+         f"out={tmp_path / 'memo'}"],
+        ["parc.batch", f"run={far_run}", "step=3"],
+        ["parc.ngrams", f"stimuli={tmp_path / 's.stims'}", f"runs={far_run}", f"out={tmp_path / 'ngrams'}"],
+    ], cwd=login)
+    for result in (heldout, memorization, shown, counted):
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert f"batch hash {batch_hashes(far_run)[3]}" in shown.stdout.splitlines()[0]
+    assert (tmp_path / "evals").is_dir() and (tmp_path / "memo").is_dir() and (tmp_path / "ngrams").is_dir()
 
 
 def test_a_gone_path_falls_back_beside_the_runs_and_another_stream_is_refused(far_run, demo_root, tmp_path):

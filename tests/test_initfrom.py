@@ -84,7 +84,8 @@ def test_resume_refuses_a_new_max_steps_and_init_from_continues_the_weights(demo
 
 
 @pytest.mark.timeout(600)
-def test_init_from_a_hub_revision(hub_server, demo_root, tmp_path, source):
+def test_init_from_a_hub_revision(hub_server, demo_root, eval_grid, tmp_path):
+    source = eval_grid / "pythia-seed0-shard0"  # an 8-step demo run, checkpoints 0, 4, 8 (read only)
     hub_server.state.token = TOKEN
     env = {**os.environ, **hub_server.env(TOKEN)}
     push = ("import sys; from pathlib import Path; from parc.hub.repo import HubRepo; repo = HubRepo('org/src'); "

@@ -88,11 +88,11 @@ def test_training_outpaces_the_limit_unblocked_and_sync_finishes_across_kill_9(h
 
 
 def test_the_commit_budget_spaces_commits_under_the_limit(hub_server, template, tmp_path):
-    hub_server.state.commit_limit = CommitLimit(commits=3, window_s=6.0)
+    hub_server.state.commit_limit = CommitLimit(commits=3, window_s=3.0)
     out = copy_run(template, tmp_path)
-    # 1200 per hour = one commit every 3 s: with the repo's creation at most 3 in 6 s, so the Hub never has to
+    # 2400 per hour = one commit every 1.5 s: with the repo's creation at most 3 in 3 s, so the Hub never has to
     # refuse one (without the budget the 5 commits come within a second or two).
-    result = client(hub_server, PUBLISH, tmp_path, out, "hub.max_commits_per_hour=1200", steps=[0, 5, 9, 10],
+    result = client(hub_server, PUBLISH, tmp_path, out, "hub.max_commits_per_hour=2400", steps=[0, 5, 9, 10],
                     final=10)
     assert result.returncode == 0, result.stderr[-3000:]
     assert refused(hub_server) == [] and hub_server.count("POST", r"/commit/") == 5
@@ -163,10 +163,10 @@ publisher.close(""")
 
 def test_wait_at_end_ending_while_the_pacer_spaces_commits_leaves_them_pending_and_exits_clean(
         hub_server, template, tmp_path):
-    # One commit every 3 s and no wait at the end: close() stops the uploader while the pacer spaces the
+    # One commit every 1.5 s and no wait at the end: close() stops the uploader while the pacer spaces the
     # commits. That is the expected end of such a run (not a failure): the rest stays pending for parc.sync.
     out = copy_run(template, tmp_path)
-    result = client(hub_server, PUBLISH_WHILE_PACED, tmp_path, out, "hub.max_commits_per_hour=1200",
+    result = client(hub_server, PUBLISH_WHILE_PACED, tmp_path, out, "hub.max_commits_per_hour=2400",
                     "hub.wait_at_end=0", steps=[0, 5, 9, 10], final=10)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "PushInterrupted" not in result.stderr and "error" not in result.stderr.lower()

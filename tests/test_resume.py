@@ -30,12 +30,14 @@ def start_train(*overrides):
 
 
 @pytest.mark.parametrize("how", ["kill -9", pytest.param("SIGTERM", marks=pytest.mark.slow)])
-def test_interrupted_run_resumes_bit_identically(demo_root, tmp_path, how):
-    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    overrides = dict(steps=12, every=4)
-    train(*short_run(demo_root, reference, **overrides))
+def test_interrupted_run_resumes_bit_identically(demo_root, eval_grid, tmp_path, how):
+    # the reference: the session grid's uninterrupted pythia seed 0 (8 steps, checkpoints every 4); the
+    # interrupted run checkpoints every 2 (how often a run saves must not change what it trains) and is
+    # stopped once checkpoint-2 exists, six steps before its end
+    reference, interrupted = eval_grid / "pythia-seed0-shard0", tmp_path / "interrupted"
+    overrides = dict(steps=8, every=2)
     proc = start_train(*short_run(demo_root, interrupted, **overrides))
-    wait_for(lambda: (interrupted / "checkpoint-4" / "parc_checkpoint.json").exists(), proc)
+    wait_for(lambda: (interrupted / "checkpoint-2" / "parc_checkpoint.json").exists(), proc)
     if how == "kill -9":
         proc.kill()
         assert proc.wait() == -signal.SIGKILL
@@ -43,12 +45,12 @@ def test_interrupted_run_resumes_bit_identically(demo_root, tmp_path, how):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 75  # checkpoint written, asking to be requeued
         assert (interrupted / "checkpoint-{}".format(metrics(interrupted)[-1]["step"]) / "parc_checkpoint.json").exists()
-    assert not (interrupted / "checkpoint-12").exists()
+    assert not (interrupted / "checkpoint-8").exists()
     result = train(*short_run(demo_root, interrupted, **overrides))
     assert "resuming from" in result.stdout
     assert losses(interrupted) == losses(reference)
-    assert [r["step"] for r in metrics(interrupted)] == list(range(1, 13))
-    assert_same_weights(interrupted / "checkpoint-12", reference / "checkpoint-12")
+    assert [r["step"] for r in metrics(interrupted)] == list(range(1, 9))
+    assert_same_weights(interrupted / "checkpoint-8", reference / "checkpoint-8")
 
 
 @pytest.mark.slow

@@ -60,11 +60,12 @@ def test_demo_trains_with_falling_loss_and_loadable_checkpoints(demo_root, tmp_p
     assert ids.shape[1] > 2 and int(ids.max()) < model.config.vocab_size
 
 
-def test_same_seed_is_bit_identical_and_seed_changes_only_the_init(demo_root, tmp_path):
-    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    train(*short_run(demo_root, a, "seed=0"))
-    train(*short_run(demo_root, b, "seed=0"))
-    train(*short_run(demo_root, c, "seed=1"))
+def test_same_seed_is_bit_identical_and_seed_changes_only_the_init(demo_root, eval_grid, tmp_path):
+    # a and c: the session's grid (trained one after another in one interpreter); b: the same config as a,
+    # alone in a fresh process under another output_dir, so nothing but the config and seed is shared
+    a, c = eval_grid / "pythia-seed0-shard0", eval_grid / "pythia-seed1-shard0"
+    b = tmp_path / "b"
+    train(*short_run(demo_root, b, "arch=pythia", "seed=0"))
     assert losses(a) == losses(b)
     assert_same_weights(a / "checkpoint-8", b / "checkpoint-8")
     assert [r["batch_hash"] for r in metrics(a)] == [r["batch_hash"] for r in metrics(c)]
@@ -111,19 +112,20 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(refusals, case):
     assert list(root.iterdir()) == []
 
 
-def test_missing_data_says_how_to_prepare_it(tmp_path):
-    result = run_cli("parc.train", "data=openwebtext", "trainer.max_steps=2", f"paths.root={tmp_path}")
-    assert_refused(result, "python -m parc.prepare")
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("where", ["under a file", "in /proc"])
-def test_unwritable_output_dir_is_refused(demo_root, tmp_path, where):
-    (tmp_path / "file.txt").write_text("x")
-    out = tmp_path / "file.txt" / "run" if where == "under a file" else Path("/proc/parc-run")
-    result = run_cli("parc.train", *short_run(demo_root, out))
-    assert_refused(result, "cannot write output_dir")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+def test_missing_data_and_an_unwritable_output_dir_are_refused(demo_root, tmp_path):
+    empty, beside_file = tmp_path / "empty", tmp_path / "beside-file"
+    empty.mkdir(), beside_file.mkdir()
+    (beside_file / "file.txt").write_text("x")
+    missing, under_a_file, in_proc = run_cli_cases("parc.train", [  # in one interpreter: their cost is the imports
+        ["data=openwebtext", "trainer.max_steps=2", f"paths.root={empty}"],
+        short_run(demo_root, beside_file / "file.txt" / "run"),
+        short_run(demo_root, Path("/proc/parc-run")),
+    ])
+    assert_refused(missing, "python -m parc.prepare")
+    assert list(empty.iterdir()) == []
+    assert_refused(under_a_file, "cannot write output_dir")
+    assert_refused(in_proc, "cannot write output_dir")
+    assert sorted(p.name for p in beside_file.iterdir()) == ["file.txt"]
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):

@@ -30,9 +30,11 @@ def run_composed(overrides: List[str]) -> None:
 
 @exit_on_error
 def run(cfg: DictConfig) -> None:
-    from parc.training import dry_run_report, log_to_stderr, train, validate
+    from parc.training import validate
 
-    validate(cfg)
+    validate(cfg)  # before the trainer's imports (torch, transformers: seconds), so a refusal is quick
+    from parc.training import dry_run_report, log_to_stderr, train
+
     if cfg.dry_run:
         print(dry_run_report(cfg))
         return
