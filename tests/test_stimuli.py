@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -166,3 +167,23 @@ def test_asking_for_more_stimuli_than_the_held_out_text_gives_is_refused(demo_ro
     error = capsys.readouterr().err
     assert error.startswith("error: only ") and len(error.strip().splitlines()) == 1
     assert not out.parent.exists()
+
+
+def test_the_verbatim_filter_agrees_with_a_substring_search():
+    from parc.study.nawoco import not_in_text
+
+    texts = ["Then the king  said unto\nhis men, go forth and sing", "Athens shall fall to the\tsea ere long"]
+    joined = " ".join(" ".join(t.split()) for t in texts)
+    rng = np.random.default_rng(0)
+    words = joined.split(" ")
+    phrases = ["then the king said unto", "he king said unto his",  # cut first word: still a substring
+               "Then the king said unto hi", "sing Athens shall fall to",  # cut last word; across two texts
+               "the king said unto her", "Athens shall fall to the sea ere long", "go forth and sing loudly"]
+    for _ in range(300):  # random windows of the text, some with a word changed
+        start, size = int(rng.integers(0, len(words) - 5)), int(rng.integers(5, 8))
+        window = words[start:start + size]
+        if rng.random() < 0.3:
+            window[int(rng.integers(0, len(window)))] = "x"
+        phrases.append(" ".join(window))
+    assert not_in_text(phrases, texts) == [p not in joined for p in phrases]
+    assert not_in_text(phrases[:4], texts) == [True, False, False, False]

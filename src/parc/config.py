@@ -42,7 +42,8 @@ class DataConfig:
     name: str = MISSING
     dataset: str = MISSING  # datasets.load_dataset path ("Skylion007/openwebtext", "json", ...)
     dataset_config: Optional[str] = None
-    data_files: Optional[str] = None  # for file-based builders ("json", "text")
+    # for file-based builders ("json", "text"): a path or a glob, or a list of them (read in the order given)
+    data_files: Any = None
     split: str = "train"
     text_column: str = "text"
     streaming: bool = False

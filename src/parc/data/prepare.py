@@ -91,6 +91,13 @@ def encode_ahead(batches: Iterable[List[str]], encode) -> Iterator[Tuple[List[st
             yield pending[0], pending[1].result()
 
 
+def plain(data_files):
+    """data.data_files as datasets and JSON take it: a str, or a list for a list in the config."""
+    from omegaconf import ListConfig, OmegaConf
+
+    return OmegaConf.to_container(data_files) if isinstance(data_files, ListConfig) else data_files
+
+
 def stream_dtype(vocab_size: int) -> str:
     return "uint16" if vocab_size < 1 << 16 else "uint32"
 
@@ -113,7 +120,7 @@ class Corpus:
         chosen = os.environ.get("HF_DATASETS_CACHE") or os.environ.get("HF_HOME")
         cache_dir = None if chosen else str(root / "hf-datasets-cache")
         try:
-            ds = datasets.load_dataset(data_cfg.dataset, data_cfg.dataset_config, data_files=data_cfg.data_files,
+            ds = datasets.load_dataset(data_cfg.dataset, data_cfg.dataset_config, data_files=plain(data_cfg.data_files),
                                        split=data_cfg.split, streaming=data_cfg.streaming, cache_dir=cache_dir)
         except (OSError, ValueError, KeyError) as exc:
             raise ParcError(f"cannot load dataset {data_cfg.dataset!r} split {data_cfg.split!r} "
@@ -300,7 +307,7 @@ def _identity_fields(cfg, tokenizer, root: Path, dtype: str) -> dict:
         "dtype": dtype,
         "tokenizer": {**tokenizer_spec(d), "sha256": tokenizer_sha256(root / "tokenizer"), "len": len(tokenizer),
                       "eos_token_id": tokenizer.eos_token_id, "dir": "tokenizer"},
-        "source": {"dataset": d.dataset, "dataset_config": d.dataset_config, "data_files": d.data_files,
+        "source": {"dataset": d.dataset, "dataset_config": d.dataset_config, "data_files": plain(d.data_files),
                    "split": d.split, "text_column": d.text_column, "streaming": d.streaming,
                    "max_documents": d.max_documents},
     }

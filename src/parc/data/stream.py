@@ -105,6 +105,10 @@ def data_status(cfg) -> str:
 
 
 def _override_value(value) -> str:
+    from omegaconf import ListConfig
+
+    if isinstance(value, (list, ListConfig)):
+        return "[" + ",".join(map(str, value)) + "]"
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 

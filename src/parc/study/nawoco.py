@@ -134,6 +134,23 @@ def document_rows(cfg, stream, documents: Sequence[int]) -> Dict[int, List[int]]
     return rows
 
 
+def not_in_text(phrases: Sequence[str], texts: Sequence[str]) -> List[bool]:
+    """For each phrase (single-spaced words, at least 5), whether it is NOT a substring of the texts joined
+    with their whitespace collapsed (the paper's verbatim filter), without a full-text search per phrase: a
+    phrase that occurs has its 2nd-4th words as whole consecutive words of the text (only its first and
+    last words may be cut from longer ones), so only phrases whose inner trigram the text holds are searched."""
+    joined = " ".join(" ".join(text.split()) for text in texts)
+    words = joined.split(" ")
+    inner = set(zip(words, words[1:], words[2:]))
+    verdicts = []
+    for phrase in phrases:
+        key = tuple(phrase.split(" ")[1:4])
+        if len(key) < 3:
+            raise ValueError(f"not_in_text needs phrases of at least 5 words, got {phrase!r}")
+        verdicts.append(key not in inner or phrase not in joined)
+    return verdicts
+
+
 def _check_alignment(stream, ids: List[int], row: int, seq_len: int) -> None:
     if row >= len(stream) or not np.array_equal(stream.sequences([row])[0], np.asarray(ids[:seq_len])):
         raise ParcError(f"the documents of the data config no longer match the prepared stream at {stream.dir} "
@@ -162,8 +179,8 @@ def build_stimuli(cfg, out: Path, sizes: dict, sample_seed: int = PAPER_SEED, sh
     cut: Dict[Tuple[str, str], List[int]] = {}  # (context, target) -> the documents of its sentences
     for sentence in sentences:
         cut.setdefault(cut_at_random_word(sentence, rng), []).extend(origins[sentence])
-    training_text = " ".join(" ".join(text.split()) for text in training)
-    kept = [(context, target) for context, target in cut if f"{context} {target}" not in training_text]
+    kept = not_in_text([f"{context} {target}" for context, target in cut], training)
+    kept = [pair for pair, keep in zip(cut, kept) if keep]
     wanted = sum(sizes.values())
     if len(kept) < wanted:
         raise ParcError(f"only {len(kept)} stimuli can be built from the held-out documents ({len(sentences)} "

@@ -136,7 +136,9 @@ def portable_config(cfg: DictConfig) -> Dict[str, Any]:
         values["init_from"] = portable(values["init_from"])
     data = values["data"]
     data["dir"] = Path(data["dir"]).name
-    if data.get("data_files"):
+    if isinstance(data.get("data_files"), list):
+        data["data_files"] = [Path(f).name for f in data["data_files"]]
+    elif data.get("data_files"):
         data["data_files"] = Path(data["data_files"]).name
     for key in ("path", "index_maps"):  # data.format=megatron: where the indexed dataset lies on this machine
         if data.get(key):
