@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -99,7 +101,13 @@ def test_checkpoint_schedules_always_hold_step_zero_and_the_end():
     assert checkpoint_steps(listed.checkpoint, 100) == [0, 10, 20, 40, 80, 100]
 
 
-def test_portable_config_has_no_local_paths(tmp_path):
-    cfg = compose(["experiment=demo", f"paths.root={tmp_path}"])
-    text = str(portable_config(cfg))
-    assert str(tmp_path) not in text and "/work" not in text
+@pytest.mark.parametrize("experiment", ["demo", "mini_parc"])  # data_files: one file; a list of two
+def test_portable_config_has_no_local_paths(tmp_path, experiment):
+    import parc
+
+    cfg = compose([f"experiment={experiment}", f"paths.root={tmp_path}"])
+    values = portable_config(cfg)
+    text = str(values)
+    assert str(tmp_path) not in text and str(Path(parc.__file__).parent) not in text
+    files = values["data"]["data_files"]
+    assert files == {"demo": "shakespeare.jsonl.gz", "mini_parc": ["kjv.jsonl.gz", "shakespeare.jsonl.gz"]}[experiment]

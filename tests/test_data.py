@@ -286,3 +286,17 @@ def test_data_status_for_the_dry_run(prepared, tmp_path):
     assert "not prepared; prepared on first use" in data_status(tiny_cfg(tmp_path / "none"))
     assert "not usable: " in data_status(tiny_cfg(stream.dir, "data.seq_len=64"))
     assert not (tmp_path / "none").exists()
+
+
+def test_the_shipped_bible_is_the_whole_king_james_version():
+    """The corpus experiment=mini_parc adds to the plays (scripts/build-kjv-corpus.py): 66 books in canonical
+    order, 1,189 chapters (one paragraph each), the first and last verses where they belong."""
+    corpus = Path(__file__).resolve().parents[1] / "src" / "parc" / "demo_corpus" / "kjv.jsonl.gz"
+    books = [json.loads(line) for line in gzip.open(corpus, "rt")]
+    assert len(books) == 66 and [b["title"] for b in (books[0], books[38], books[39], books[-1])] == \
+        ["Genesis", "Malachi", "Matthew", "Revelation"]
+    chapters = [text.split("\n\n")[1:] for text in (b["text"].strip() for b in books)]
+    assert sum(map(len, chapters)) == 1189 and len(chapters[18]) == 150  # the Psalms
+    assert chapters[0][0].startswith("In the beginning God created the heaven and the earth. And the earth")
+    assert chapters[-1][-1].endswith("The grace of our Lord Jesus Christ be with you all. Amen.")
+    assert len({b["id"] for b in books}) == 66 and all(b["text"].startswith(b["title"].upper()) for b in books)

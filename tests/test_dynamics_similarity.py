@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import ortho_group
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_cases
 from hub_server import hub_server  # noqa: F401  (the fixture)
 from parc.study.dynamics.cka import effective_rank, linear_cka
 
@@ -131,9 +131,10 @@ def test_hub_revisions_give_the_numbers_of_the_local_run(hub_server, eval_grid, 
     args = ["pairs=steps", "sequences=5", "max_tokens=300", f"eval.heldout.data_dir={stream_dir}",
             "eval.heldout.start=14000"]
     tables = {}
-    for name, runs in (("local", str(run)), ("parc", "hub:org/demo-pythia-seed1-shard0"), ("foreign", "hub:lab/tinylm-seed7")):
-        done = run_cli("parc.dynamics", "similarity", f"runs={runs}", *args, f"out={tmp_path / name}",
-                       env=hub_server.env(), timeout=600)
+    sources = (("local", str(run)), ("parc", "hub:org/demo-pythia-seed1-shard0"), ("foreign", "hub:lab/tinylm-seed7"))
+    results = run_cli_cases("parc.dynamics", [["similarity", f"runs={runs}", *args, f"out={tmp_path / name}"]
+                                              for name, runs in sources], env=hub_server.env())  # one interpreter
+    for (name, _), done in zip(sources, results):
         assert done.returncode == 0, done.stderr[-3000:]
         tables[name] = pd.read_parquet(tmp_path / name / "similarity.parquet").sort_values(
             ["metric", "step_a", "step_b", "layer_a", "layer_b"])["value"].to_numpy()
@@ -141,9 +142,10 @@ def test_hub_revisions_give_the_numbers_of_the_local_run(hub_server, eval_grid, 
     assert np.allclose(tables["parc"], tables["local"], rtol=1e-9) and np.allclose(tables["foreign"], tables["local"], rtol=1e-9)
 
     diffs = {}
-    for name, runs in (("local", str(run)), ("foreign", "hub:lab/tinylm-seed7")):
-        done = run_cli("parc.dynamics", "diffs", f"runs={runs}", f"out={tmp_path / ('d' + name)}",
-                       env={**hub_server.env(), "HF_TOKEN": ""}, timeout=300)
+    sources = (("local", str(run)), ("foreign", "hub:lab/tinylm-seed7"))
+    results = run_cli_cases("parc.dynamics", [["diffs", f"runs={runs}", f"out={tmp_path / ('d' + name)}"]
+                                              for name, runs in sources], env={**hub_server.env(), "HF_TOKEN": ""})
+    for (name, _), done in zip(sources, results):
         assert done.returncode == 0, done.stderr[-3000:]
         diffs[name] = pd.read_parquet(tmp_path / ("d" + name) / "diffs.parquet").sort_values(["step", "group"])
     assert np.allclose(diffs["foreign"]["rel_init"], diffs["local"]["rel_init"], rtol=1e-12)

@@ -34,12 +34,22 @@ def assert_same_weights(a, b):
         assert torch.equal(wa[key], wb[key]), key
 
 
+@pytest.fixture(scope="module")
+def demo_runs(demo_root, tmp_path_factory):
+    """12-step demo runs of every arch (the fewest steps whose loss falls > 0.5 for all three), trained by
+    parc.train's command line in one interpreter, in turn (imports dominate a tiny run): arch -> (out, result)."""
+    outs = {arch: tmp_path_factory.mktemp("demo") / arch for arch in ARCHS}
+    results = run_cli_cases("parc.train", [short_run(demo_root, outs[arch], f"arch={arch}", steps=12, every=6)
+                                           for arch in ARCHS])
+    return {arch: (outs[arch], result) for arch, result in zip(ARCHS, results)}
+
+
 @pytest.mark.parametrize("arch", ARCHS)
-def test_demo_trains_with_falling_loss_and_loadable_checkpoints(demo_root, tmp_path, arch):
+def test_demo_trains_with_falling_loss_and_loadable_checkpoints(demo_runs, arch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = tmp_path / arch
-    result = train(*short_run(demo_root, out, f"arch={arch}", steps=12, every=6))  # the fewest steps whose loss falls > 0.5 for all three
+    out, result = demo_runs[arch]
+    assert result.returncode == 0, result.stderr[-3000:]
     assert "world size" in result.stdout and "accumulation" in result.stdout
     rows = metrics(out)
     assert [r["step"] for r in rows] == list(range(1, 13))
