@@ -34,11 +34,9 @@ def run(cfg: DictConfig) -> None:
 
     validate(cfg)  # before the trainer's imports (torch, transformers: seconds), so a refusal is quick
     from parc.training import dry_run_report, log_to_stderr, train
-
     if cfg.dry_run:
         print(dry_run_report(cfg))
         return
-
     log_to_stderr()  # parc's own messages (Hub pushes, waits, retries) on stderr
     code = train(cfg)
     if code:
