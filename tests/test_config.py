@@ -111,3 +111,5 @@ def test_portable_config_has_no_local_paths(tmp_path, experiment):
     assert str(tmp_path) not in text and str(Path(parc.__file__).parent) not in text
     files = values["data"]["data_files"]
     assert files == {"demo": "shakespeare.jsonl.gz", "mini_parc": ["kjv.jsonl.gz", "shakespeare.jsonl.gz"]}[experiment]
+    by_split = compose(["experiment=demo", f"paths.root={tmp_path}", "data.data_files={train: /x/a.json}"])
+    assert portable_config(by_split)["data"]["data_files"] == {"train": "a.json"}  # datasets' third form

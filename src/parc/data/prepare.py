@@ -92,10 +92,10 @@ def encode_ahead(batches: Iterable[List[str]], encode) -> Iterator[Tuple[List[st
 
 
 def plain(data_files):
-    """data.data_files as datasets and JSON take it: a str, or a list for a list in the config."""
-    from omegaconf import ListConfig, OmegaConf
+    """data.data_files as datasets and JSON take it: a str, a list or a {split: files} dict as in the config."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    return OmegaConf.to_container(data_files) if isinstance(data_files, ListConfig) else data_files
+    return OmegaConf.to_container(data_files) if isinstance(data_files, (DictConfig, ListConfig)) else data_files
 
 
 def stream_dtype(vocab_size: int) -> str:

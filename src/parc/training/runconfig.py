@@ -136,14 +136,20 @@ def portable_config(cfg: DictConfig) -> Dict[str, Any]:
         values["init_from"] = portable(values["init_from"])
     data = values["data"]
     data["dir"] = Path(data["dir"]).name
-    if isinstance(data.get("data_files"), list):
-        data["data_files"] = [Path(f).name for f in data["data_files"]]
-    elif data.get("data_files"):
-        data["data_files"] = Path(data["data_files"]).name
+    data["data_files"] = file_names(data.get("data_files"))
     for key in ("path", "index_maps"):  # data.format=megatron: where the indexed dataset lies on this machine
         if data.get(key):
             data[key] = Path(data[key]).name
     return values
+
+
+def file_names(data_files):
+    """data.data_files without their directories: a name, a list of names, or {split: names}."""
+    if isinstance(data_files, dict):
+        return {split: file_names(files) for split, files in data_files.items()}
+    if isinstance(data_files, list):
+        return [Path(f).name for f in data_files]
+    return Path(data_files).name if data_files else data_files
 
 
 def data_overrides(data: dict) -> List[str]:
