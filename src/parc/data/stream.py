@@ -107,8 +107,8 @@ def data_status(cfg) -> str:
 def _override_value(value) -> str:
     from omegaconf import ListConfig
 
-    if isinstance(value, (list, ListConfig)):
-        return "[" + ",".join(map(str, value)) + "]"
+    if isinstance(value, (list, ListConfig)):  # Hydra's list syntax (data.data_files may be a list)
+        return "[" + ",".join(map(_override_value, value)) + "]"
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 

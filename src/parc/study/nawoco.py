@@ -179,8 +179,8 @@ def build_stimuli(cfg, out: Path, sizes: dict, sample_seed: int = PAPER_SEED, sh
     cut: Dict[Tuple[str, str], List[int]] = {}  # (context, target) -> the documents of its sentences
     for sentence in sentences:
         cut.setdefault(cut_at_random_word(sentence, rng), []).extend(origins[sentence])
-    kept = not_in_text([f"{context} {target}" for context, target in cut], training)
-    kept = [pair for pair, keep in zip(cut, kept) if keep]
+    absent = not_in_text([f"{context} {target}" for context, target in cut], training)
+    kept = [pair for pair, keep in zip(cut, absent) if keep]
     wanted = sum(sizes.values())
     if len(kept) < wanted:
         raise ParcError(f"only {len(kept)} stimuli can be built from the held-out documents ({len(sentences)} "

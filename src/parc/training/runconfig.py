@@ -148,7 +148,7 @@ def file_names(data_files):
     if isinstance(data_files, dict):
         return {split: file_names(files) for split, files in data_files.items()}
     if isinstance(data_files, list):
-        return [Path(f).name for f in data_files]
+        return [file_names(f) for f in data_files]
     return Path(data_files).name if data_files else data_files
 
 
