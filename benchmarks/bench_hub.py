@@ -56,7 +56,7 @@ def run(root: Path, out: Path, args, hub: HubServer | None, cpu: int | None) -> 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise SystemExit(f"training failed:\n{done.stderr[-3000:]}")
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(out / METRICS_FILE)
     cpu_seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     # the first steps warm up allocators and caches
     return [row["step_seconds"] for row in rows[5:]], cpu_seconds, rows[-1]["time"] - rows[0]["time"], rows[-1]["time"]

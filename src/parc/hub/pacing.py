@@ -113,30 +113,15 @@ def commit_estimate(steps: List[int], step_time_s: float, max_per_hour: float) -
 ASSUMED_TOKENS_PER_S = 150_000  # this project's speed target on one GPU, when nothing was measured yet
 
 
-def measured_step_s(metrics_file) -> Optional[float]:
-    """Median seconds per step of a run's metrics.jsonl (wall-clock `time` of consecutive rows)."""
-    import json
-    import statistics
-    from pathlib import Path
+def commit_budget_line(cfg, steps: List[int], tokens_per_step: int, measured_step_s: Optional[float] = None) -> str:
+    """The dry run's line: commits per hour the schedule asks of the Hub, and a warning over the budget.
 
-    path = Path(metrics_file)
-    if not path.is_file():
-        return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    gaps = [(b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(rows, rows[1:])
-            if b.get("step", 0) > a.get("step", 0) and "time" in a and "time" in b]
-    return statistics.median(gaps) if gaps else None
-
-
-def commit_budget_line(cfg, steps: List[int], tokens_per_step: int) -> str:
-    """The dry run's line: commits per hour the schedule asks of the Hub, and a warning over the budget."""
-    from pathlib import Path
-
+    `measured_step_s`: the run's own median step time so far (parc.training.metrics.measured_step_s), if any."""
     if not cfg.hub.repo_id:
         return "no Hub publishing (hub.repo_id=null)"
     step_s, source = cfg.hub.step_time_s, "hub.step_time_s"
     if step_s is None:
-        step_s, source = measured_step_s(Path(str(cfg.output_dir)) / "metrics.jsonl"), "measured"
+        step_s, source = measured_step_s, "measured"
     if step_s is None:
         step_s, source = tokens_per_step / ASSUMED_TOKENS_PER_S, f"assumed at {ASSUMED_TOKENS_PER_S:,} tokens/s"
     budget = float(cfg.hub.max_commits_per_hour)

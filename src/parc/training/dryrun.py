@@ -7,6 +7,7 @@ from the same code the run uses (Plan, the arch spec's FLOPs, the memory and dis
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -15,7 +16,7 @@ from parc.data.stream import data_status
 from parc.hub.pacing import commit_budget_line
 from parc.store import diskplan
 from parc.training.memory import describe as describe_memory
-from parc.training.metrics import format_plan
+from parc.training.metrics import METRICS_FILE, format_plan, measured_step_s
 from parc.training.runconfig import Plan
 from parc.training.trainer import describe_steps
 
@@ -39,7 +40,8 @@ def dry_run_report(cfg: DictConfig) -> str:
         "FLOPs per token": f"{spec.flops_per_token(model.config, cfg.data.seq_len):.4g}",
         "memory per device": describe_memory(cfg, model, plan.world_size),
         "checkpoint steps": describe_steps(plan.checkpoint_steps),
-        "hub commits": commit_budget_line(cfg, plan.checkpoint_steps, plan.tokens_per_step),
+        "hub commits": commit_budget_line(cfg, plan.checkpoint_steps, plan.tokens_per_step,
+                                          measured_step_s(Path(plan.output_dir) / METRICS_FILE)),
         "data": data_status(cfg),
         "output dir": plan.output_dir,
         **diskplan.dry_run_lines(cfg, model, plan),  # the bytes the checkpoint schedule writes vs free space

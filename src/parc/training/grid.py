@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from parc.errors import ParcError
+from parc.training.metrics import METRICS_FILE, last_metrics_row, loss_curve
 
 from parc.archs import NAMES as PARC_ARCHS  # noqa: F401  the grid's order, as slurm/train_array.sbatch numbers its tasks
 PARC_SEEDS = tuple(range(6))
 CELL_DIR = re.compile(r"^(?P<arch>[A-Za-z0-9_]+)-seed(?P<seed>\d+)-shard(?P<shard>\d+)$")
 STATES = ("done", "running", "stalled", "not started")
-TAIL_BYTES = 1 << 16  # a metrics row is < 1 KB: the last 64 KB always hold the newest complete one
 
 
 @dataclass
@@ -44,26 +44,6 @@ class Cell:
     updated: Optional[float] = None  # unix time of the newest file written
     age_s: Optional[float] = None
     outlier: str = ""  # the seed outlier alarm (parc.training.outliers): "z=+7.2 @ 40 (3/8 steps)", or ""
-
-
-def last_metrics_row(path: Path) -> Optional[dict]:
-    """The newest complete row of metrics.jsonl; a row being written (no newline yet) is skipped."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - TAIL_BYTES))
-            tail = handle.read()
-    except OSError:
-        return None
-    for line in reversed(tail.split(b"\n")[:-1]):  # the text after the last newline is unfinished
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "step" in row:
-            return row
-    return None
 
 
 def run_max_steps(cell_dir: Path) -> Optional[int]:
@@ -97,7 +77,7 @@ def newest_write(cell_dir: Path) -> Optional[float]:
     """Modification time of the newest file a run touches regularly (metrics, checkpoints, journal)."""
     from parc.hub.publisher import JOURNAL_DIR
 
-    candidates = [cell_dir / "metrics.jsonl", cell_dir / "config.yaml", cell_dir / JOURNAL_DIR, cell_dir]
+    candidates = [cell_dir / METRICS_FILE, cell_dir / "config.yaml", cell_dir / JOURNAL_DIR, cell_dir]
     candidates += list(cell_dir.glob("checkpoint-*")) + list(cell_dir.glob(".checkpoint-*"))
     times = []
     for path in candidates:
@@ -117,7 +97,7 @@ def read_cell(cell_dir: Path, arch: str, seed: int, shard: int, default_max_step
         return cell
     cell.max_steps = run_max_steps(cell_dir) or default_max_steps
     cell.checkpoints = [step_of(p) for p in complete_checkpoints(cell_dir)]
-    row = last_metrics_row(cell_dir / "metrics.jsonl")
+    row = last_metrics_row(cell_dir / METRICS_FILE)
     if row is not None:
         cell.step, cell.loss, cell.tokens = row["step"], row.get("loss"), row.get("tokens")
     elif cell.checkpoints:
@@ -164,9 +144,9 @@ def grid_cells(root: Path, archs: Iterable[str], seeds: Iterable[int], shard: in
 
 def mark_outliers(cells: List[Cell], k: float) -> None:
     """Set `outlier` on every cell whose training loss leaves the other seeds' band (same architecture)."""
-    from parc.training.outliers import grouped_outliers, loss_curve
+    from parc.training.outliers import grouped_outliers
 
-    curves = {i: loss_curve(Path(c.path) / "metrics.jsonl") for i, c in enumerate(cells) if c.step is not None}
+    curves = {i: loss_curve(Path(c.path) / METRICS_FILE) for i, c in enumerate(cells) if c.step is not None}
     found = grouped_outliers(curves, {i: cells[i].arch for i in curves}, k)
     for i, outlier in found.items():
         cells[i].outlier = outlier.describe()

@@ -110,22 +110,3 @@ def grouped_outliers(curves: Mapping[Hashable, Mapping[int, float]], group_of: M
     for members in groups.values():
         found.update(seed_outliers({run: curves[run] for run in members}, k))
     return found
-
-
-def loss_curve(path) -> Dict[int, float]:
-    """step -> training loss from a metrics.jsonl that may be being written (an unfinished row is skipped)."""
-    import json
-
-    curve: Dict[int, float] = {}
-    try:
-        text = open(path, "rb").read()
-    except OSError:
-        return curve
-    for line in text.split(b"\n")[:-1]:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and isinstance(row.get("loss"), (int, float)):
-            curve[row["step"]] = float(row["loss"])
-    return curve

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from parc.training.outliers import grouped_outliers, loss_curve
+from parc.training.outliers import grouped_outliers
 
 COLUMNS = ["run", "arch", "size", "seed", "series", "flagged", "max_z", "at_step", "first_step", "steps_over",
            "steps_compared"]
@@ -25,7 +25,7 @@ def outlier_table(runs: Sequence[str], evals: Optional[Path], k: float):
 
     from parc.errors import ParcError
     from parc.study.plots import find_runs, read_results, run_identity
-    from parc.training.metrics import METRICS_FILE
+    from parc.training.metrics import METRICS_FILE, loss_curve
 
     rows = []
     run_dirs = sorted(find_runs([r for r in runs if r]))
