@@ -175,3 +175,33 @@ def test_public_names_are_not_submodule_names(package):
     module = importlib.import_module(f"parc.{package}")
     submodules = {p.stem for p in (PARC / package).glob("*.py")} | {p.parent.name for p in (PARC / package).glob("*/__init__.py")}
     assert not set(module.__all__) & submodules
+
+
+EXIT_CALLS = {"sys.exit", "exit", "quit", "os._exit", "SystemExit"}
+
+
+def exit_code_literals(source: str, label: str) -> List[str]:
+    """Where a module exits with a number, names an exit code of its own, or compares a child's return code
+    with a number (other than 0): every exit status is a name in parc.errors."""
+    found = []
+    for node in ast.walk(ast.parse(source, label)):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in EXIT_CALLS:
+            found += [f"{ast.unparse(node)}" for arg in node.args if isinstance(arg, ast.Constant)
+                      and isinstance(arg.value, int)]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            found += [f"{ast.unparse(t)} = ..." for t in targets if ast.unparse(t).startswith("EXIT_")]
+        elif isinstance(node, ast.Compare) and "returncode" in ast.unparse(node):
+            found += [ast.unparse(node) for c in [node.left, *node.comparators]
+                      if isinstance(c, ast.Constant) and isinstance(c.value, int) and c.value != 0]
+    return [f"{label}: {hit}" for hit in found]
+
+
+def test_exit_codes_are_named_in_errors():
+    found = [hit for name, path in modules().items() if name != "parc.errors"
+             for hit in exit_code_literals(path.read_text(), str(path.relative_to(SRC)))]
+    assert not found, "use the EXIT_* names of parc.errors:\n" + "\n".join(found)
+    probe = ("import sys\nEXIT_MINE = 3\nif run().returncode == 75:\n    sys.exit(1)\nsys.exit(EXIT_USER_ERROR)\n"
+             "if run().returncode:\n    raise SystemExit(2)\n")
+    assert exit_code_literals(probe, "probe") == ["probe: EXIT_MINE = ...", "probe: run().returncode == 75",
+                                                  "probe: sys.exit(1)", "probe: SystemExit(2)"]

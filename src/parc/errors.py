@@ -13,8 +13,13 @@ from typing import Callable, Optional, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
-EXIT_USER_ERROR = 2
-EXIT_IO_ERROR = 74  # sysexits' EX_IOERR: not the user's input (2), not a preemption to requeue (75)
+# Every exit status a Parc command gives, named once (tests/test_layout.py: no other module exits with a number).
+EXIT_DONE = 0
+EXIT_CHECK_FAILED = 1  # a check found something damaged or wrong (parc.verify, an audit, parity over tolerance)
+EXIT_USER_ERROR = 2  # a ParcError: the input is wrong, nothing was written
+EXIT_IO_ERROR = 74  # sysexits' EX_IOERR, a disk fault: not the user's input (2), not a preemption to requeue (75)
+EXIT_PREEMPTED = 75  # SIGUSR1/SIGTERM: a checkpoint was written; Slurm requeues and resume=auto continues
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 # errno -> (what happened, what to do about it)
 FAULTS = {
@@ -115,6 +120,6 @@ def exit_on_error(func: F) -> F:
             sys.exit(EXIT_IO_ERROR)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-from parc.errors import exit_on_error
+from parc.errors import EXIT_CHECK_FAILED, exit_on_error
 
 
 @exit_on_error
@@ -19,7 +19,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     from parc.training import run_parity
 
     if not run_parity(sys.argv[1:] if argv is None else argv):
-        sys.exit(1)
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from parc.errors import exit_on_error
+from parc.errors import EXIT_CHECK_FAILED, exit_on_error
 
 
 @exit_on_error
@@ -35,7 +35,7 @@ def main(argv=None) -> None:
 
     if not run_revisions(args.repo_id, args.branch, args.audit, args.local, args.repair, args.grid, args.json,
                          args.diffs):
-        sys.exit(1)
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 if __name__ == "__main__":

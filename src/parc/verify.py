@@ -17,9 +17,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from parc.errors import exit_on_error
-
-EXIT_DAMAGED = 1
+from parc.errors import EXIT_CHECK_FAILED, exit_on_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +34,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if verify_tree(args.path, check_sha=not args.size_only, as_json=args.json):
-        sys.exit(EXIT_DAMAGED)
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Dict, List, Sequence
 from parc.config import compose, own_ints, split_own_args
 
 from parc.training.runconfig import validate
-from parc.errors import ParcError
+from parc.errors import EXIT_PREEMPTED, ParcError
 
 OWN_ARGS = ("seeds", "archs", "steps", "out", "corpus")
 STIMULI_ARGS = ("train", "val", "test")  # stimulus-set sizes, passed to python -m parc.stimuli
@@ -140,7 +140,7 @@ class Study:
     def command(self, module: str, *args: str) -> None:
         """Run `python -m module args` with its output passed through; a failure stops the study (one line)."""
         result = subprocess.run([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL)
-        if result.returncode == 75:  # the trainer saved a checkpoint on SIGTERM/SIGUSR1 (preemption)
+        if result.returncode == EXIT_PREEMPTED:  # the trainer saved a checkpoint on SIGTERM/SIGUSR1 (preemption)
             raise ParcError(f"python -m {module} was interrupted after saving a checkpoint: run the same parc.study "
                             f"command again to continue (finished work is kept)")
         if result.returncode:

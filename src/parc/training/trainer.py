@@ -21,13 +21,12 @@ from parc.store import checkpoint, diskplan, iofaults
 
 from parc.training import initfrom, resume, strategy
 from parc.training.runconfig import Plan, portable_config
-from parc.errors import ParcError
+from parc.errors import EXIT_DONE, EXIT_PREEMPTED, ParcError
 from parc.store.fileio import atomic_write
 from parc.training.loss import normalization, step_labels
 from parc.training.metrics import RunReporter, format_plan
 from parc.training.optim import build_optimizer, build_scheduler
 
-EXIT_PREEMPTED = 75  # checkpoint written; Slurm requeues and resume=auto continues
 
 
 class PreemptionFlag:
@@ -204,7 +203,7 @@ class Trainer:
                 reporter.close()
             if publisher is not None:
                 self._close_publisher(publisher, plan.max_steps if finished else None, raise_errors=finished)
-        return 0
+        return EXIT_DONE
 
     @staticmethod
     def _close_publisher(publisher, final_step, raise_errors: bool) -> None:
