@@ -81,7 +81,10 @@ def _swap(words: List[str]) -> List[str]:
 def train_grid(root: Path, runs, steps: int, every: int) -> Path:
     """The demo runs, trained once (parc.train's own entry, in one interpreter) and reused between benchmarks."""
     grid = root / "runs" / "demo"
-    todo = [r for r in runs if not (grid / f"{r[0]}-seed{r[1]}-shard0" / f"checkpoint-{steps}" / "parc_checkpoint.json").exists()]
+    from parc.config import cell_name
+    from parc.store.checkpoint import checkpoint_path, is_complete
+
+    todo = [r for r in runs if not is_complete(checkpoint_path(grid / cell_name(r[0], r[1], 0), steps))]
     if todo:
         overrides = [["experiment=demo", f"paths.root={root}", f"arch={arch}", f"seed={seed}",
                       f"trainer.max_steps={steps}", f"checkpoint.every={every}", "trainer.progress=false"]

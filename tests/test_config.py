@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from parc.config import CONFIG_DIR, compose
+from parc.config import CONFIG_DIR, cell_name, compose, parse_cell_name
 
 from parc.training.runconfig import Plan, portable_config, validate
 from parc.errors import ParcError
@@ -52,6 +52,12 @@ def test_output_dir_is_derived_without_timestamps():
     a = compose(["arch=mamba", "seed=3", "data.shard=1"])
     b = compose(["arch=mamba", "seed=3", "data.shard=1"])
     assert a.output_dir == b.output_dir and a.output_dir.endswith("parc/mamba-seed3-shard1")
+    # the yaml interpolation and the one Python helper name a cell alike, and the parser reads it back
+    for arch, seed, shard in (("mamba", 3, 1), ("rwkv", 12, 0)):
+        cfg = compose([f"arch={arch}", f"seed={seed}", f"data.shard={shard}"])
+        assert Path(cfg.output_dir).name == cell_name(arch, seed, shard)
+        assert parse_cell_name(Path(cfg.output_dir).name) == (arch, seed, shard)
+    assert parse_cell_name("pythia-160m-seed0") is None and parse_cell_name("mamba-seed1-shard2x") is None
     assert compose(["output_dir=/tmp/x"]).output_dir == "/tmp/x"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -155,6 +155,21 @@ class TrainConfig:
     overwrite: bool = False  # with resume=none: delete an existing run in output_dir first
     dry_run: bool = False
     device: str = "auto"  # auto | cpu | cuda
+
+
+CELL_NAME = re.compile(r"^(?P<arch>[A-Za-z0-9_]+)-seed(?P<seed>\d+)-shard(?P<shard>\d+)$")
+
+
+def cell_name(arch: str, seed: int, shard: int) -> str:
+    """A grid cell's name, `<arch>-seed<S>-shard<K>`: its output_dir under the run root (the default output_dir
+    above builds the same; tests/test_config.py checks they agree) and the tail of its derived Hub repo."""
+    return f"{arch}-seed{seed}-shard{shard}"
+
+
+def parse_cell_name(name: str) -> Optional[Tuple[str, int, int]]:
+    """(arch, seed, shard) of a cell name, or None when `name` is not one."""
+    match = CELL_NAME.match(name)
+    return (match["arch"], int(match["seed"]), int(match["shard"])) if match else None
 
 
 def register_schema() -> None:

@@ -23,6 +23,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from parc.hub.branches import DEFAULT as DEFAULT_BRANCH, BranchTemplate
 from parc.store.checkpoint import MANIFEST, STATE_DIR, has_train_state, weights_only
 from parc.store.fileio import sha256_file
+from parc.config import cell_name
 from parc.errors import ParcError
 
 log = logging.getLogger("parc.hub.publisher")
@@ -145,7 +146,7 @@ def repo_id_for(cfg) -> str:
     """hub.repo_id as given ("org/name"), or for a bare namespace "org": org/<run_name>-<arch>-seed<S>-shard<K>."""
     repo_id = str(cfg.hub.repo_id)
     if "/" not in repo_id:
-        repo_id = f"{repo_id}/{cfg.run_name}-{cfg.arch.name}-seed{cfg.seed}-shard{cfg.data.shard}"
+        repo_id = f"{repo_id}/{cfg.run_name}-{cell_name(cfg.arch.name, cfg.seed, cfg.data.shard)}"
     if not REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
         raise ParcError(f"hub.repo_id={cfg.hub.repo_id!r} is not a valid repo id: use org/name (letters, digits, "
                         "'-', '_', '.'; at most 96 characters each), or just org to derive the name")

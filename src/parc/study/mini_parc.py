@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from parc.config import compose, own_ints, split_own_args
+from parc.config import cell_name, compose, own_ints, split_own_args
 
 from parc.training.runconfig import validate
 from parc.errors import EXIT_PREEMPTED, ParcError
@@ -71,7 +71,7 @@ class Study:
         self.timings: Dict[str, float] = {}
 
     def cell_dir(self, arch: str, seed: int) -> Path:
-        return self.out / f"{arch}-seed{seed}-shard{self.cfg.data.shard}"
+        return self.out / cell_name(arch, seed, self.cfg.data.shard)
 
     def stage(self, number: int, name: str, detail: str, work) -> None:
         say(f"parc.study [{number}/5] {name}: {detail}")

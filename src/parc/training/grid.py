@@ -9,18 +9,17 @@ no metrics or checkpoints. `grid_status(...)` composes the overrides as parc.tra
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from parc.config import cell_name, parse_cell_name
 from parc.errors import ParcError
 from parc.training.metrics import METRICS_FILE, last_metrics_row, loss_curve
 
 from parc.archs import NAMES as PARC_ARCHS  # noqa: F401  the grid's order, as slurm/train_array.sbatch numbers its tasks
 PARC_SEEDS = tuple(range(6))
-CELL_DIR = re.compile(r"^(?P<arch>[A-Za-z0-9_]+)-seed(?P<seed>\d+)-shard(?P<shard>\d+)$")
 STATES = ("done", "running", "stalled", "not started")
 
 
@@ -124,9 +123,9 @@ def discover(root: Path) -> List[Tuple[str, int, int]]:
     """(arch, seed, shard) of every cell directory under the run root."""
     found = []
     for path in root.iterdir() if root.is_dir() else ():
-        match = CELL_DIR.match(path.name)
-        if match and path.is_dir():
-            found.append((match["arch"], int(match["seed"]), int(match["shard"])))
+        cell = parse_cell_name(path.name)
+        if cell and path.is_dir():
+            found.append(cell)
     return found
 
 
@@ -138,7 +137,7 @@ def grid_cells(root: Path, archs: Iterable[str], seeds: Iterable[int], shard: in
     wanted = {(a, s, shard) for a in archs for s in seeds} | set(discover(root))
     order = {name: i for i, name in enumerate(archs)}
     keys = sorted(wanted, key=lambda k: (order.get(k[0], len(order)), k[0], k[2], k[1]))
-    return [read_cell(root / f"{a}-seed{s}-shard{sh}", a, s, sh, default_max_steps, now, stale_after)
+    return [read_cell(root / cell_name(a, s, sh), a, s, sh, default_max_steps, now, stale_after)
             for a, s, sh in keys]
 
 
