@@ -32,8 +32,11 @@ TASKS = ["e1_pairs", "e1_ppl", "e1_cloze"]
 BASELINE_BATCH = "8"  # not "auto": see the module docstring
 
 
-def sizes(quick: bool) -> dict:
-    if quick:
+def sizes(args) -> dict:
+    if args.smoke:  # one 2-step run, one checkpoint, both sides in this process
+        return {"runs": [("pythia", 0)], "steps": 2, "every": 2, "evaluate": [2], "docs": 4, "repeats": 1,
+                "grid": False}
+    if args.quick:
         return {"runs": [("pythia", 0), ("pythia", 1), ("mamba", 0)], "steps": 8, "every": 4, "evaluate": [8],
                 "docs": 20, "repeats": 1, "grid": False}
     return {"runs": [("pythia", 0), ("pythia", 1), ("mamba", 0)], "steps": 8, "every": 4, "evaluate": [0, 4, 8],
@@ -78,7 +81,7 @@ def _swap(words: List[str]) -> List[str]:
     return words[:i - 1] + [words[i], words[i - 1]] + words[i + 1:]
 
 
-def train_grid(root: Path, runs, steps: int, every: int) -> Path:
+def train_grid(root: Path, runs, steps: int, every: int, local: bool = False) -> Path:
     """The demo runs, trained once (parc.train's own entry, in one interpreter) and reused between benchmarks."""
     grid = root / "runs" / "demo"
     from parc.config import cell_name
@@ -91,7 +94,7 @@ def train_grid(root: Path, runs, steps: int, every: int) -> Path:
                      for arch, seed in todo]
         script = ("import json, sys\nfrom parc.config import compose\nfrom parc.train import run\n"
                   "for o in json.loads(sys.argv[1]):\n    run(compose(o))\n")
-        common.child(["-c", script, json.dumps(overrides)], timeout=7200)
+        common.child(["-c", script, json.dumps(overrides)], timeout=7200, local=local)
     return grid
 
 
@@ -120,17 +123,20 @@ class Clock:
         return usage.ru_utime + usage.ru_stime
 
 
-def ours(grid: Path, steps: List[int], tasks: Path, out: Path, cpu: List[float], evaluations: str = "[]") -> float:
+def ours(grid: Path, steps: List[int], tasks: Path, out: Path, cpu: List[float], evaluations: str = "[]",
+         local: bool = False) -> float:
     shutil.rmtree(out, ignore_errors=True)
     with Clock() as clock:
         common.child(["-m", "parc.evaluate", f"runs={grid}", f"steps={','.join(map(str, steps))}",
                       f"eval.evaluations={evaluations}", f"eval.tasks=[{','.join(TASKS)}]",
-                      f"eval.include_path={tasks}", "eval.batch_size=8", "progress=false", f"out={out}"])
+                      f"eval.include_path={tasks}", "eval.batch_size=8", "progress=false", f"out={out}"], local=local)
     cpu.append(clock.cpu)
     return clock.wall
 
 
 def parc_way(grid: Path, steps: List[int], tasks: Path, out: Path, cpu: List[float]) -> float:
+    """Always real processes, smoke runs too: lm_eval's bootstrap forks a multiprocessing pool, which can deadlock
+    in a process that already runs torch's threads (the smoke run's)."""
     shutil.rmtree(out, ignore_errors=True)
     with Clock() as clock:
         for index, checkpoint in enumerate(checkpoints(grid, steps)):  # what the `lm_eval` console script runs
@@ -165,17 +171,17 @@ def our_numbers(out: Path) -> Dict[tuple, float]:
 
 
 def run(args) -> List[dict]:
-    size = sizes(args.quick)
+    size = sizes(args)
     work = args.work / "e1"
     root = work / "demo"
     if not (root / "data" / "demo-parc-128" / "manifest.json").exists():
         common.demo_root(work)
-    grid = train_grid(root, size["runs"], size["steps"], size["every"])
+    grid = train_grid(root, size["runs"], size["steps"], size["every"], local=args.smoke)
     tasks = write_tasks(work / "tasks", size["docs"])
     steps = size["evaluate"]
     n_checkpoints = len(checkpoints(grid, steps))
     cpu = {"ours": [], "baseline": []}
-    runs = common.alternate({"ours": lambda: ours(grid, steps, tasks, work / "ours", cpu["ours"]),
+    runs = common.alternate({"ours": lambda: ours(grid, steps, tasks, work / "ours", cpu["ours"], local=args.smoke),
                              "baseline": lambda: parc_way(grid, steps, tasks, work / "parc-way", cpu["baseline"])},
                             size["repeats"])
     mine, theirs = our_numbers(work / "ours"), baseline_numbers(work / "parc-way")

@@ -19,9 +19,21 @@ PARC_SIZE = ["arch.size=full", "data.vocab_size=50277", "data.seq_len=1024"]
 MARKER = "STEP_SECONDS"
 
 
-def sizes(quick: bool) -> dict:
-    return {"micro_batch": 8, "warmup": 3, "steps": 5, "repeats": 2} if quick else \
-        {"micro_batch": 16, "warmup": 5, "steps": 20, "repeats": 3}
+def sizes(args) -> dict:
+    if args.smoke:  # on CPU at the demo size, in this process: checks that the benchmark runs
+        return {"micro_batch": 2, "warmup": 1, "steps": 1, "repeats": 1, "archs": ("pythia",)}
+    return {"micro_batch": 8, "warmup": 3, "steps": 5, "repeats": 2, "archs": ARCHS} if args.quick else \
+        {"micro_batch": 16, "warmup": 5, "steps": 20, "repeats": 3, "archs": ARCHS}
+
+
+def add_options(parser) -> None:
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu: run at the demo size on CPU, only to check the benchmark works")
+
+
+def child_main(argv: list) -> None:
+    """`bench_gpu.py --child <side> <warmup> <steps> <overrides>`."""
+    child(*argv)
 
 
 def child(side: str, *overrides: str) -> None:
@@ -30,8 +42,8 @@ def child(side: str, *overrides: str) -> None:
     print(f"{MARKER} {sum(seconds[warmup:]) / steps}", flush=True)
 
 
-def tokens_per_s(side: str, overrides: list, size: dict, tokens_per_step: int) -> float:
-    result = common.child([__file__, "--child", side, size["warmup"], size["steps"], *overrides])
+def tokens_per_s(side: str, overrides: list, size: dict, tokens_per_step: int, local: bool) -> float:
+    result = common.child([__file__, "--child", side, size["warmup"], size["steps"], *overrides], local=local)
     return tokens_per_step / common.stamped(result["stdout"], MARKER)
 
 
@@ -42,19 +54,19 @@ def run(args) -> list:
     from parc.config import compose
     from parc.training.perf import mfu
 
-    on_cpu = getattr(args, "device", "cuda") == "cpu"
+    on_cpu = getattr(args, "device", "cuda") == "cpu" or args.smoke
     if not torch.cuda.is_available() and not on_cpu:
         return [common.emit({"bench": "GPU", "skipped": "no CUDA device on this machine "
                              "(torch.cuda.is_available() is False): nothing measured"})]
-    size = sizes(args.quick)
+    size = sizes(args)
     shape = ["experiment=demo", "device=cpu"] if on_cpu else PARC_SIZE
     device = torch.device("cpu" if on_cpu else "cuda")
     records = []
-    for arch in ARCHS:
+    for arch in size["archs"]:
         overrides = [*shape, f"arch={arch}", f"trainer.micro_batch_size={size['micro_batch']}"]
         cfg = compose(overrides)
         tokens = size["micro_batch"] * cfg.data.seq_len
-        runs = common.alternate({side: (lambda side=side: tokens_per_s(side, overrides, size, tokens))
+        runs = common.alternate({side: (lambda side=side: tokens_per_s(side, overrides, size, tokens, args.smoke))
                                  for side in ("ours", "baseline")}, size["repeats"])
         record = common.compare("GPU", "tokens/s", runs, arch=arch, device=str(device), precision="fp32",
                                 micro_batch=size["micro_batch"], seq_len=cfg.data.seq_len)
@@ -68,12 +80,6 @@ def run(args) -> list:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         common.offline()
-        child(*sys.argv[2:])
+        child_main(sys.argv[2:])
     else:
-        parser = common.parser(__doc__.splitlines()[0])
-        parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                            help="cpu: run at the demo size on CPU, only to check the benchmark works")
-        options = parser.parse_args()
-        common.setup(options)
-        common.emit(common.machine())
-        run(options)
+        common.standalone(run, __doc__.splitlines()[0], add_options)

@@ -17,12 +17,12 @@ pushes / without, and the seconds from the end of training until the last revisi
 
     .venv/bin/python benchmarks/bench_hub.py [--steps 120] [--every 10] [--repeats 3] [--arch pythia]
     .venv/bin/python benchmarks/bench_hub.py --limit 5/20 --budget 800 --steps 60 --every 5 --repeats 2
+
+`--smoke`: one 6-step run each way, no core pinning (checks the benchmark runs).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import resource
 import statistics
@@ -32,13 +32,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+import common
+
+sys.path.insert(0, str(common.REPO / "tests"))
 
 from hub_server import CommitLimit, HubServer  # noqa: E402
 
+from parc.training.metrics import METRICS_FILE, read_metrics  # noqa: E402
 
-def run(root: Path, out: Path, args, hub: HubServer | None, cpu: int | None) -> tuple:
+
+def train_once(root: Path, out: Path, args, hub: HubServer | None, cpu: int | None) -> tuple:
     """Step seconds of one training run (after warm-up), and the CPU seconds the whole process used."""
     overrides = ["experiment=demo", f"arch={args.arch}", f"paths.root={root}", f"output_dir={out}",
                  f"data.max_documents={args.documents}", f"trainer.max_steps={args.steps}", f"checkpoint.every={args.every}",
@@ -55,7 +58,7 @@ def run(root: Path, out: Path, args, hub: HubServer | None, cpu: int | None) -> 
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
-        raise SystemExit(f"training failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"training failed:\n{done.stderr[-3000:]}")
     rows = read_metrics(out / METRICS_FILE)
     cpu_seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     # the first steps warm up allocators and caches
@@ -70,8 +73,7 @@ def last_commit_wall_time(hub: HubServer, repo_id: str) -> float:
     return last + offset
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_options(parser) -> None:
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
@@ -79,11 +81,14 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=10, help="demo plays to prepare (16 x steps sequences)")
     parser.add_argument("--limit", default=None, help="COMMITS/SECONDS: the server's commit limit, e.g. 5/20")
     parser.add_argument("--budget", type=float, default=100.0, help="hub.max_commits_per_hour of the runs")
-    args = parser.parse_args()
 
+
+def run(args) -> list:
+    if args.smoke:
+        args.steps, args.every, args.repeats, args.budget = 6, 3, 1, 1e6  # no commit spacing to wait for
     cores = sorted(os.sched_getaffinity(0))
-    trainer_cpu = cores[0] if len(cores) > 1 else None
-    if len(cores) > 1:
+    trainer_cpu = cores[0] if len(cores) > 1 and not args.smoke else None
+    if trainer_cpu is not None:
         os.sched_setaffinity(0, cores[1:])  # the server (this process) stays off the trainer's core
     hub = HubServer().start()
     if args.limit:
@@ -96,12 +101,13 @@ def main() -> None:
     cpu = {"without": [], "with": []}
     pushes = 0
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-hub-") as tmp:
+    args.work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-hub-", dir=args.work) as tmp:
         root = Path(tmp)
         for repeat in range(args.repeats):
             for mode in ("without", "with"):
                 out = root / f"{mode}-{repeat}"
-                seconds, cpu_seconds, wall, ended = run(root, out, args, hub if mode == "with" else None, trainer_cpu)
+                seconds, cpu_seconds, wall, ended = train_once(root, out, args, hub if mode == "with" else None, trainer_cpu)
                 walls[mode].append(round(wall, 2))
                 if mode == "with":
                     lags.append(round(last_commit_wall_time(hub, f"bench/{out.name}") - ended, 1))
@@ -116,8 +122,8 @@ def main() -> None:
     # CPU of the training steps it could at worst take a core from, bounds the overhead from above.
     extra_cpu = statistics.median(cpu["with"]) - statistics.median(cpu["without"])
     step_cpu = min(run_medians["without"]) * args.steps  # the least loaded run: closest to the steps' own CPU
-    print(json.dumps({
-        "benchmark": "hub_push_overhead", "arch": args.arch, "steps": args.steps, "checkpoint_every": args.every,
+    return [common.emit({
+        "bench": "P-hub", "unit": "s/step", "arch": args.arch, "steps": args.steps, "checkpoint_every": args.every,
         "repeats": args.repeats, "revisions_pushed": pushes, "median_step_s_without": round(without, 5),
         "median_step_s_with": round(with_pushes, 5), "ratio": round(with_pushes / without, 4),
         "run_medians_without": run_medians["without"], "run_medians_with": run_medians["with"],
@@ -128,8 +134,8 @@ def main() -> None:
         "train_wall_ratio": round(statistics.median(walls["with"]) / statistics.median(walls["without"]), 4),
         "publish_lag_s": lags, "refused_429": sum(1 for *_, status in hub.state.requests if status == 429),
         "load_average": os.getloadavg()[0], "trainer_cpu": trainer_cpu, "wall_s": round(time.monotonic() - started, 1),
-    }))
+    })]
 
 
 if __name__ == "__main__":
-    main()
+    common.standalone(run, __doc__.splitlines()[0], add_options)

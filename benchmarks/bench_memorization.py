@@ -49,13 +49,13 @@ def memorizing_model(arch: str, sequences: np.ndarray, steps: int):
 def run(args) -> list:
     from parc.study.evaluations.greedy import generate_continuations, greedy_continuations
 
-    count = 64 if args.quick else 256
+    count = 8 if args.smoke else 64 if args.quick else 256
     batch_size = 64
     sequences = demo_sequences(args.work, count)
     prompts, truth = sequences[:, :PROMPT], sequences[:, PROMPT:]
     records = []
-    for arch in (["pythia"] if args.quick else ["pythia", "mamba", "rwkv"]):
-        model, initial = memorizing_model(arch, sequences, 200 if args.quick else 300)
+    for arch in (["pythia"] if args.quick or args.smoke else ["pythia", "mamba", "rwkv"]):
+        model, initial = memorizing_model(arch, sequences, 2 if args.smoke else 200 if args.quick else 300)
         trained = {k: v.clone() for k, v in model.state_dict().items()}
         for regime, weights in (("memorizing", trained), ("random init", initial)):
             model.load_state_dict(weights)
@@ -73,7 +73,8 @@ def run(args) -> list:
                 model, prompts, CONTINUATION, 1 if arch == "rwkv" else batch_size, use_cache=True))
             pythia = timed("pythia", lambda: generate_continuations(model, prompts, CONTINUATION, batch_size,
                                                                      use_cache=False))
-            runs = common.alternate({"ours": ours, "cached": cached, "pythia": pythia}, 2 if args.quick else 3)
+            runs = common.alternate({"ours": ours, "cached": cached, "pythia": pythia},
+                                    1 if args.smoke else 2 if args.quick else 3)
             memorized = float((scores["ours"] == truth).all(axis=1).mean())
             for baseline, label in (("pythia", "generate(use_cache=False), as Pythia's script"),
                                     ("cached", "generate with KV cache")):

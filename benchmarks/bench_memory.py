@@ -24,11 +24,14 @@ SIZES = {  # what the Parc configs hold; the demo's micro-batch, or micro-batch 
 MARKER = "PEAK_MB"
 
 
-def plan(quick: bool) -> tuple[list, int]:
+def plan(args) -> tuple[list, int]:
     """(size, arch) pairs and runs per side. Quick: the real size for Pythia only (RWKV's and Mamba's reference
     forwards at seq 1024 take minutes per step on 2 cores). One run per side: a step's peak memory is
-    deterministic to a few MB, and a real-size Mamba baseline takes 15 to 30+ minutes."""
-    return [("demo", arch) for arch in ARCHS] + [("parc", arch) for arch in (("pythia",) if quick else ARCHS)], 1
+    deterministic to a few MB, and a real-size Mamba baseline takes 15 to 30+ minutes. Smoke: the demo Pythia, in
+    this process (so the peak is this process's)."""
+    if args.smoke:
+        return [("demo", "pythia")], 1
+    return [("demo", arch) for arch in ARCHS] + [("parc", arch) for arch in (("pythia",) if args.quick else ARCHS)], 1
 
 
 def child(arch: str, size: str, side: str) -> None:
@@ -40,19 +43,24 @@ def child(arch: str, size: str, side: str) -> None:
     print(f"{MARKER} {peak}", flush=True)
 
 
-def peak_mb(arch: str, size: str, side: str) -> float:
-    return common.stamped(common.child([__file__, "--child", arch, size, side])["stdout"], MARKER)
+def child_main(argv: list) -> None:
+    """`bench_memory.py --child <arch> <size> <side>`."""
+    child(*argv[:3])
+
+
+def peak_mb(arch: str, size: str, side: str, local: bool) -> float:
+    return common.stamped(common.child([__file__, "--child", arch, size, side], local=local)["stdout"], MARKER)
 
 
 def run(args) -> list:
     import torch
 
-    pairs, repeats = plan(args.quick)
+    pairs, repeats = plan(args)
     unit = "MB (CUDA peak allocated)" if torch.cuda.is_available() else "MB (peak RSS of the process)"
     records = []
     for size, arch in pairs:
-        runs = common.alternate({"ours": lambda: peak_mb(arch, size, "ours"),
-                                 "baseline": lambda: peak_mb(arch, size, "baseline")}, repeats)
+        runs = common.alternate({"ours": lambda: peak_mb(arch, size, "ours", args.smoke),
+                                 "baseline": lambda: peak_mb(arch, size, "baseline", args.smoke)}, repeats)
         records.append(common.emit(common.compare("B4", unit, runs, better="lower", arch=arch, size=size,
                                                   shape=" ".join(SIZES[size]))))
     return records
@@ -61,6 +69,6 @@ def run(args) -> list:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         common.offline()
-        child(*sys.argv[2:5])
+        child_main(sys.argv[2:])
     else:
         common.standalone(run, __doc__.splitlines()[0])

@@ -17,6 +17,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Optional
 
 import common
 
@@ -24,14 +25,17 @@ SEQ_LEN = 1024
 TARGET_OF_LIMIT = 0.9
 
 
-def sizes(quick: bool) -> dict:
-    return {"corpus_repeats": 2, "repeats": 2} if quick else {"corpus_repeats": 10, "repeats": 3}
+def sizes(args) -> dict:
+    """The corpus: the demo's documents (or the first `documents` of them) `corpus_repeats` times; rounds."""
+    if args.smoke:
+        return {"corpus_repeats": 1, "documents": 20, "repeats": 1}
+    return {"corpus_repeats": 2, "repeats": 2} if args.quick else {"corpus_repeats": 10, "repeats": 3}
 
 
-def write_corpus(work: Path, repeats: int) -> Path:
-    path = work / "b3" / f"corpus-x{repeats}.jsonl"
+def write_corpus(work: Path, repeats: int, documents: Optional[int] = None) -> Path:
+    path = work / "b3" / (f"corpus-x{repeats}.jsonl" if documents is None else f"corpus-{documents}-x{repeats}.jsonl")
     if not path.is_file():
-        documents = common.owt_like_documents(common.demo_tokenizer_dir(work))
+        documents = common.owt_like_documents(common.demo_tokenizer_dir(work))[:documents]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as handle:
@@ -93,8 +97,8 @@ def limit(work: Path, texts: list) -> tuple[float, int]:
 
 
 def run(args) -> list:
-    size = sizes(args.quick)
-    corpus = write_corpus(args.work, size["corpus_repeats"])
+    size = sizes(args)
+    corpus = write_corpus(args.work, size["corpus_repeats"], size.get("documents"))
     texts = [json.loads(line)["text"] for line in open(corpus)]
     _, tokens = limit(args.work, texts)  # every side is credited with these: all the corpus's tokens
     # Imports are no side's work: the first timed run must not pay for them (torch, via AutoTokenizer, ~1.5 s).

@@ -27,11 +27,23 @@ import common
 
 GLOBAL_BATCH, MICRO_BATCH, SEQ_LEN = 512, 32, 1024
 MARKER = "FIRST_NEW_STEP"
+
+
+class FirstNewStep(BaseException):
+    """Raised as a run's first new step begins: what each measured child is there for is done (a BaseException,
+    so that no handler in the trainers takes it for a failure)."""
+
+
+def first_new_step(step: int) -> None:
+    print(f"{MARKER} {time.time()} {step}", flush=True)
+    raise FirstNewStep
 TARGET_OURS_S, TARGET_RATIO = 1.0, 10.0
 
 
-def sizes(quick: bool) -> dict:
-    if quick:
+def sizes(args) -> dict:
+    if args.smoke:
+        return {"ks": (1,), "ours_repeats": 1, "baseline_repeats": {1: 1}}
+    if args.quick:
         return {"ks": (10, 100), "ours_repeats": 3, "baseline_repeats": {10: 1, 100: 1}}
     return {"ks": (10, 100, 1000), "ours_repeats": 5, "baseline_repeats": {10: 3, 100: 2, 1000: 1}}
 
@@ -114,14 +126,14 @@ def child_ours_run(args: list) -> None:
     """`python -m parc.train <args>`, stopped as its first new step begins."""
     import parc.training.trainer
 
-    def first_step(self, step):
-        print(f"{MARKER} {time.time()} {step}", flush=True)
-        os._exit(0)
-
-    parc.training.trainer.Trainer.train_step = first_step
     from parc.train import main
 
-    main(args)
+    train_step = parc.training.trainer.Trainer.train_step
+    parc.training.trainer.Trainer.train_step = lambda self, step: first_new_step(step)
+    try:
+        main(args)
+    finally:  # smoke runs call this in the benchmark's own process
+        parc.training.trainer.Trainer.train_step = train_step
 
 
 def original_trainer(args: list, stop_at_first_step: bool):
@@ -129,7 +141,8 @@ def original_trainer(args: list, stop_at_first_step: bool):
     from transformers import DataCollatorForLanguageModeling, Trainer
 
     import original
-    from parc import archs, parity
+    from parc import archs
+    from parc.training import parity
     from parc.config import compose
     from parc.data.tokenizer import load_saved_tokenizer
 
@@ -143,8 +156,7 @@ def original_trainer(args: list, stop_at_first_step: bool):
     class FirstStepTrainer(Trainer):
         def training_step(self, *a, **kw):
             if stop_at_first_step:
-                print(f"{MARKER} {time.time()} {self.state.global_step + 1}", flush=True)
-                os._exit(0)
+                first_new_step(self.state.global_step + 1)
             return super().training_step(*a, **kw)
 
     return FirstStepTrainer(
@@ -184,11 +196,20 @@ CHILDREN = {"ours-checkpoint": lambda a: child_ours_checkpoint(int(a[0]), a[1:])
 
 # --- the parent ---------------------------------------------------------------------------------------------
 
-def spawn(mode: str, *args) -> dict:
-    return common.child([__file__, "--child", mode, *map(str, args)])
+def child_main(argv: list) -> bool:
+    """`bench_resume.py --child <mode> <args>`: one child's work; True when it stopped at its first new step."""
+    try:
+        CHILDREN[argv[0]](argv[1:])
+    except FirstNewStep:
+        return True
+    return False
 
 
-def prepare_runs(work: Path, max_k: int, ks) -> dict:
+def spawn(local: bool, mode: str, *args) -> dict:
+    return common.child([__file__, "--child", mode, *args], local=local)
+
+
+def prepare_runs(work: Path, max_k: int, ks, local: bool) -> dict:
     """Run directories holding checkpoint-k (k = 0: fresh) for both sides; built once and reused."""
     runs = {}
     for side in ("ours", "original"):
@@ -199,31 +220,33 @@ def prepare_runs(work: Path, max_k: int, ks) -> dict:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 run_dir.mkdir(parents=True)
                 if side == "ours":
-                    spawn("ours-checkpoint", k, *overrides(work, max_k, run_dir))
+                    spawn(local, "ours-checkpoint", k, *overrides(work, max_k, run_dir))
                 elif k:
-                    spawn("original-checkpoint", k, *overrides(work, max_k, run_dir))
+                    spawn(local, "original-checkpoint", k, *overrides(work, max_k, run_dir))
                 done.touch()
             runs[side, k] = run_dir
     return runs
 
 
-def time_to_first_step(side: str, run_dir: Path, k: int, work: Path, max_k: int) -> float:
+def time_to_first_step(side: str, run_dir: Path, k: int, work: Path, max_k: int, local: bool) -> float:
     args = overrides(work, max_k, run_dir)
-    result = (spawn("ours-run", *args) if side == "ours" else
-              spawn("original-run", run_dir / f"checkpoint-{k}" if k else "", *args))
+    result = (spawn(local, "ours-run", *args) if side == "ours" else
+              spawn(local, "original-run", run_dir / f"checkpoint-{k}" if k else "", *args))
     return common.stamped(result["stdout"], MARKER) - result["started"]
 
 
 def run(args) -> list:
-    size = sizes(args.quick)
+    size = sizes(args)
     max_k = max(size["ks"])
     write_stream(args.work, max_k)
     common.owt_like_documents(stream_dir(args.work, max_k) / "tokenizer")  # cached now, outside the timings
-    runs = prepare_runs(args.work, max_k, size["ks"])
+    runs = prepare_runs(args.work, max_k, size["ks"], args.smoke)
 
     def measure(k: int, baseline_repeats: int) -> dict:
-        sides = {"ours": lambda: time_to_first_step("ours", runs["ours", k], k, args.work, max_k),
-                 "baseline": lambda: time_to_first_step("original", runs["original", k], k, args.work, max_k)}
+        def first_step(side: str) -> float:
+            return time_to_first_step(side, runs[side, k], k, args.work, max_k, args.smoke)
+
+        sides = {"ours": lambda: first_step("ours"), "baseline": lambda: first_step("original")}
         return common.alternate(sides, {"ours": size["ours_repeats"], "baseline": baseline_repeats})
 
     fresh = measure(0, max(size["baseline_repeats"].values()))
@@ -244,6 +267,7 @@ def run(args) -> list:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         common.offline()
-        CHILDREN[sys.argv[2]](sys.argv[3:])
+        if child_main(sys.argv[2:]):
+            os._exit(0)  # measured: no interpreter teardown to wait for
     else:
         common.standalone(run, __doc__.splitlines()[0])

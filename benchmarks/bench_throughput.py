@@ -32,10 +32,12 @@ SHAPES = {
 }
 
 
-def sizes(quick: bool) -> dict:
+def sizes(args) -> dict:
     """Steps per run (the first is not timed) and alternations, per shape; fewer steps where a step is slow
     (Mamba's reference forward takes seconds per step, Pythia's milliseconds)."""
-    if quick:
+    if args.smoke:
+        return {"steps": {"demo": {"pythia": 2}}, "repeats": 1}
+    if args.quick:
         return {"steps": {"demo": {"pythia": 30, "rwkv": 10, "mamba": 4},
                           "seq1024": {"pythia": 10, "rwkv": 4, "mamba": 3}}, "repeats": 2}
     return {"steps": {"demo": {"pythia": 100, "rwkv": 30, "mamba": 10},
@@ -61,11 +63,11 @@ def measure_pair(arch: str, root, steps: int, overrides: list) -> tuple[float, f
 
 def run(args) -> list:
     root = common.demo_root(args.work)
-    size = sizes(args.quick)
+    size = sizes(args)
     records = []
-    for shape, (overrides, described) in SHAPES.items():
-        for arch in ARCHS:
-            steps = size["steps"][shape][arch]
+    for shape, steps_of in size["steps"].items():
+        overrides, described = SHAPES[shape]
+        for arch, steps in steps_of.items():
             runs, diffs = {"ours": [], "baseline": []}, []
             for _ in range(size["repeats"]):  # each pair runs ours then the baseline: alternating
                 ours, baseline, diff = measure_pair(arch, root, steps, overrides[arch])

@@ -7,21 +7,25 @@ size-only check. With --cold the page cache is dropped before every measurement 
 numbers include reading from the disk, as on a fresh node.
 
     python benchmarks/bench_verify.py [--cold] [--repeats 3] [--work DIR]
+
+`--smoke`: the demo's tiny model instead, one round (checks the benchmark runs).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import os
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
+import common
 
-def make_checkpoint(work: Path) -> Path:
+
+SIZES = {"parc": ["arch=pythia", "data.vocab_size=50277"], "demo": ["experiment=demo", "arch=pythia"]}
+
+
+def make_checkpoint(work: Path, size: str) -> Path:
     import torch
     from accelerate import Accelerator
 
@@ -31,21 +35,21 @@ def make_checkpoint(work: Path) -> Path:
     from parc.config import compose
     from parc.training.optim import build_optimizer, build_scheduler
 
-    path = work / "run" / "checkpoint-10"
+    run_dir = work / "verify" / size
+    path = run_dir / "checkpoint-10"
     if checkpoint.is_complete(path):
         return path
-    cfg = compose(["arch=pythia", "data.vocab_size=50277"])
+    cfg = compose(SIZES[size])
     model = archs.build_model(cfg.arch, cfg.data.vocab_size, seed=0)
     optimizer = build_optimizer(model, cfg.trainer, torch.device("cpu"))
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     optimizer.step()  # AdamW's two moments now exist for every parameter, as after any real step
     scheduler = build_scheduler(optimizer, cfg.trainer)
-    tokenizer = work / "tokenizer"
+    tokenizer = run_dir / "tokenizer"
     tokenizer.mkdir(parents=True, exist_ok=True)
     (tokenizer / "tokenizer.json").write_bytes(b"{}" + b" " * (2 << 20))  # GPT-NeoX's tokenizer.json is ~2 MB
-    (work / "run").mkdir(exist_ok=True)
-    return checkpoint.save(Accelerator(cpu=True), work / "run", 10, model, optimizer, scheduler, tokenizer,
+    return checkpoint.save(Accelerator(cpu=True), run_dir, 10, model, optimizer, scheduler, tokenizer,
                            {"step": 10, "tokens": 10}, scheduled=True)
 
 
@@ -61,21 +65,22 @@ def drop_caches() -> None:
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "parc-bench")
+def add_options(parser) -> None:
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cold", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before each measurement (root)")
+
+
+def run(args) -> list:
     from parc.store import integrity
 
-    path = make_checkpoint(args.work)
+    path = make_checkpoint(args.work, "demo" if args.smoke else "parc")
+    repeats = 1 if args.smoke else args.repeats
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     sides = {"ours (size + sha256)": lambda: integrity.verify(path, check_sha=True),
              "read once (floor)": lambda: read_once(path),
              "size only": lambda: integrity.verify(path, check_sha=False)}
     runs = {name: [] for name in sides}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for name, fn in sides.items():
             if args.cold:
                 drop_caches()
@@ -84,11 +89,11 @@ def main() -> None:
             runs[name].append(time.perf_counter() - started)
             assert result is None or result.ok, result
     medians = {name: statistics.median(times) for name, times in runs.items()}
-    print(json.dumps({"bench": "verify", "bytes": size, "cold": args.cold, "unit": "s",
-                      "medians": medians, "GB_per_s_sha256": size / medians["ours (size + sha256)"] / 1e9,
-                      "ratio_to_read": medians["ours (size + sha256)"] / medians["read once (floor)"],
-                      "runs": runs, "load_1min": __import__("os").getloadavg()[0]}))
+    return [common.emit({"bench": "verify", "bytes": size, "cold": args.cold, "unit": "s",
+                         "medians": medians, "GB_per_s_sha256": size / medians["ours (size + sha256)"] / 1e9,
+                         "ratio_to_read": medians["ours (size + sha256)"] / medians["read once (floor)"],
+                         "runs": runs, "load_1min": os.getloadavg()[0]})]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.standalone(run, __doc__.splitlines()[0], add_options)

@@ -100,14 +100,60 @@ def alternate(sides: Dict[str, Callable[[], float]], repeats) -> Dict[str, List[
     return runs
 
 
-def child(args: List[str], env: Optional[dict] = None, timeout: float = 3600) -> dict:
-    """Run `python <args>` to completion; its stdout, wall seconds and start time (time.time())."""
+def child(args: List, env: Optional[dict] = None, timeout: float = 3600, local: bool = False) -> dict:
+    """Run `python <args>` to completion; its stdout, wall seconds and start time (time.time()).
+
+    local=True (smoke mode): the same work in this interpreter instead (`in_process`), no process to start."""
+    if local:
+        return in_process(args, env)
     full_env = {**os.environ, **OFFLINE, **(env or {})}
     started = time.time()
-    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=full_env,
+                            timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"child {' '.join(map(str, args[:3]))} exited {result.returncode}\n{result.stderr[-3000:]}")
     return {"stdout": result.stdout, "stderr": result.stderr, "seconds": time.time() - started, "started": started}
+
+
+def in_process(args: List, env: Optional[dict] = None) -> dict:
+    """`python <args>` run in this interpreter, its stdout captured: `-m <module> ...` as `python -m` runs it,
+    `-c <script> ...`, or `<benchmarks/bench_X.py> --child ...` through that module's `child_main`. For smoke
+    runs, which check that the code runs and pay no interpreter starts (their timings mean nothing)."""
+    import contextlib
+    import importlib
+    import io
+    import runpy
+
+    args = [str(a) for a in args]
+    out, started = io.StringIO(), time.time()
+    saved_argv, saved_env = sys.argv, dict(os.environ)
+    os.environ.update({**OFFLINE, **(env or {})})
+    try:
+        with contextlib.redirect_stdout(out):
+            if args[0] == "-m":
+                sys.argv = args[1:]
+                runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+            elif args[0] == "-c":
+                sys.argv = ["-c", *args[2:]]
+                exec(compile(args[1], "<child>", "exec"), {"__name__": "__main__"})
+            else:
+                importlib.import_module(Path(args[0]).stem).child_main(args[2:])
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise RuntimeError(f"child {' '.join(args[:3])} exited {exc.code}") from None
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return {"stdout": out.getvalue(), "stderr": "", "seconds": time.time() - started, "started": started}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that ended: the work done, whatever ran beside it."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -205,13 +251,18 @@ def cycled(documents: List[str], count: int) -> Iterator[str]:
         yield documents[i % len(documents)]
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, add_options: Optional[Callable] = None) -> argparse.ArgumentParser:
+    """The options every benchmark takes, then its own (`add_options(parser)`)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="small sizes (the whole suite in minutes)")
+    p.add_argument("--smoke", action="store_true", help="one tiny pair per benchmark, in-process, in seconds: "
+                   "checks that the benchmark still runs (CI does, tests/test_benchmarks.py); its numbers mean nothing")
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "parc-bench",
                    help="scratch directory for data and runs (reused between runs)")
     p.add_argument("--threads", type=int, help="torch threads, here and in child processes (default: torch's "
                    "choice, all cores); 1 steadies training timings on a machine others are using")
+    if add_options is not None:
+        add_options(p)
     return p
 
 
@@ -226,9 +277,10 @@ def setup(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def standalone(run: Callable[[argparse.Namespace], List[dict]], description: str) -> None:
-    """`python benchmarks/bench_X.py [--quick]`: the machine line, then the benchmark's JSON lines."""
-    args = parser(description).parse_args()
+def standalone(run: Callable[[argparse.Namespace], List[dict]], description: str,
+               add_options: Optional[Callable] = None) -> None:
+    """`python benchmarks/bench_X.py [--quick | --smoke]`: the machine line, then the benchmark's JSON lines."""
+    args = parser(description, add_options).parse_args()
     setup(args)
-    emit(machine())
+    emit({**machine(), "smoke": args.smoke})
     run(args)

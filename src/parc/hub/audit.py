@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.store.checkpoint import MANIFEST, complete_checkpoints, step_of
+from parc.store.checkpoint import MANIFEST, complete_checkpoints, read_manifest, step_of
 from parc.errors import ParcError
 from parc.store.fileio import sha256_file
 from parc.hub.repo import HubRepo, survey
@@ -89,7 +89,7 @@ def compare_local(output_dir: Path, template, seen_by_step: Dict[int, dict]) -> 
     """step -> how the published revision differs from the local scheduled checkpoint (absent: it matches)."""
     differences = {}
     for path in complete_checkpoints(output_dir):
-        local = json.loads((path / MANIFEST).read_text())
+        local = read_manifest(path)
         if not local.get("scheduled", True):
             continue
         step = step_of(path)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from parc.hub.branches import DEFAULT as DEFAULT_BRANCH, BranchTemplate
-from parc.store.checkpoint import MANIFEST, STATE_DIR, has_train_state, weights_only
+from parc.store.checkpoint import MANIFEST, TRAINER_STATE, has_train_state, weights_only
 from parc.store.fileio import sha256_file
 from parc.config import cell_name
 from parc.errors import ParcError
@@ -349,10 +349,9 @@ def schedule_of(repo: HubRepo, remote: RemoteRevision) -> Optional[List[int]]:
     """The run's checkpoint steps: from the manifest if it says, else from the config in its trainer state."""
     if remote.manifest.get("schedule"):
         return sorted(int(s) for s in remote.manifest["schedule"])
-    state_file = f"{STATE_DIR}/trainer_state.json"
-    if state_file not in remote.manifest["files"]:
+    if TRAINER_STATE not in remote.manifest["files"]:
         return None
-    config = repo.read_json(remote.commit, state_file).get("config")
+    config = repo.read_json(remote.commit, TRAINER_STATE).get("config")
     try:
         from omegaconf import OmegaConf
 

@@ -58,11 +58,11 @@ def digest_of(shas: Dict[str, str]) -> Optional[str]:
 # --- sources ------------------------------------------------------------------------------------------
 
 def local_revisions(run_dir: Path) -> List[Revision]:
-    from parc.store.checkpoint import MANIFEST, complete_checkpoints, step_of
+    from parc.store.checkpoint import complete_checkpoints, read_manifest, step_of
 
     found = []
     for path in complete_checkpoints(Path(run_dir)):
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = read_manifest(path)
         shas = {name: meta["sha256"] for name, meta in manifest.get("files", {}).items()
                 if "/" not in name and name.endswith(".safetensors")}
         found.append(Revision(step_of(path), path.name, lambda path=path: sorted(path.glob("*.safetensors")),

@@ -28,6 +28,7 @@ from parc.store.fileio import atomic_write_json, fsync_dir, fsync_tree, sha256_f
 
 MANIFEST = "parc_checkpoint.json"
 STATE_DIR = "training_state"
+TRAINER_STATE = f"{STATE_DIR}/trainer_state.json"  # step, tokens, data fingerprint, config, versions
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -40,15 +41,28 @@ def step_of(path: Path) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+def read_manifest(path: Path) -> Dict:
+    """The completion manifest (parc_checkpoint.json) of a checkpoint directory: the one reader of the file
+    that `save` writes (and `prune_train_states` rewrites)."""
+    return json.loads((Path(path) / MANIFEST).read_text())
+
+
+def read_trainer_state(path: Path) -> Optional[Dict]:
+    """training_state/trainer_state.json of a checkpoint directory, or None where it has none (pruned, or a
+    weights-only checkpoint): the one reader of the file that `save` writes."""
+    state = Path(path) / TRAINER_STATE
+    return json.loads(state.read_text()) if state.is_file() else None
+
+
 def is_complete(path: Path) -> bool:
     try:
-        return json.loads((Path(path) / MANIFEST).read_text())["step"] == step_of(path)
-    except (OSError, ValueError, KeyError):
+        return read_manifest(path)["step"] == step_of(path)
+    except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
 def has_train_state(path: Path) -> bool:
-    return (Path(path) / STATE_DIR / "trainer_state.json").exists()
+    return (Path(path) / TRAINER_STATE).exists()
 
 
 def complete_checkpoints(output_dir: Path) -> List[Path]:
@@ -129,7 +143,7 @@ def _save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler,
             save_torch(optimizer.state_dict() if optimizer_state is None else optimizer_state,
                        partial / STATE_DIR / "optimizer.pt")
             save_torch(scheduler.state_dict(), partial / STATE_DIR / "scheduler.pt")
-            atomic_write_json(partial / STATE_DIR / "trainer_state.json", trainer_state)
+            atomic_write_json(partial / TRAINER_STATE, trainer_state)
         else:
             shutil.rmtree(partial / STATE_DIR)
         files = {str(p.relative_to(partial)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
@@ -174,7 +188,7 @@ def prune_train_states(output_dir: Path, keep: Optional[int], protect: set = fro
         step = step_of(path)
         if step in protect:
             continue
-        manifest = weights_only(json.loads((path / MANIFEST).read_text()))
+        manifest = weights_only(read_manifest(path))
         atomic_write_json(path / MANIFEST, manifest)  # first: the manifest never lists missing files
         shutil.rmtree(path / STATE_DIR)
         pruned.append(step)
@@ -227,7 +241,10 @@ def load_weights(model: torch.nn.Module, checkpoint_dir: Path) -> None:
 
 def load_train_state(checkpoint_dir: Path, process_index: int) -> Dict:
     state_dir = Path(checkpoint_dir) / STATE_DIR
-    trainer_state = json.loads((state_dir / "trainer_state.json").read_text())
+    trainer_state = read_trainer_state(checkpoint_dir)
+    if trainer_state is None:
+        raise ParcError(f"{checkpoint_dir} holds no {TRAINER_STATE} (its training state was pruned): resume from "
+                        "a checkpoint that kept it")
     rng_file = state_dir / f"rng-rank{process_index}.pt"
     if not rng_file.exists():  # resuming on more ranks than saved: extra ranks continue rank 0's stream
         rng_file = state_dir / "rng-rank0.pt"

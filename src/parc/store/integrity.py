@@ -14,13 +14,12 @@ a failure is a one-line error naming the file.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.store.checkpoint import MANIFEST, STATE_DIR, has_train_state, step_of
+from parc.store.checkpoint import MANIFEST, TRAINER_STATE, has_train_state, read_manifest, step_of
 from parc.errors import ParcError
 from parc.store.fileio import HASH_CHUNK
 
@@ -48,11 +47,10 @@ class Verdict:
         return self.status == OK
 
 
-def read_manifest(path: Path) -> tuple[Optional[dict], Optional[str]]:
+def checked_manifest(path: Path) -> tuple[Optional[dict], Optional[str]]:
     """(manifest, None) or (None, why it is not a valid completion manifest of this directory)."""
-    manifest_path = Path(path) / MANIFEST
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_manifest(path)
     except FileNotFoundError:
         return None, f"no {MANIFEST} (an interrupted save or copy)"
     except (OSError, ValueError) as exc:
@@ -93,7 +91,7 @@ def verify(path: Path, check_sha: bool = True) -> Verdict:
     """Check every file the manifest of checkpoint `path` lists: size always, sha256 when check_sha."""
     path = Path(path)
     verdict = Verdict(path=str(path), step=step_of(path), status=INCOMPLETE, sha256_checked=check_sha)
-    manifest, problem = read_manifest(path)
+    manifest, problem = checked_manifest(path)
     if manifest is None:
         verdict.problem = problem
         return verdict
@@ -101,7 +99,7 @@ def verify(path: Path, check_sha: bool = True) -> Verdict:
     verdict.manifest = manifest
     verdict.files = len(files)
     verdict.bytes = sum(int(meta.get("size") or 0) for meta in files.values())
-    verdict.train_state = bool(manifest.get("train_state", True)) and f"{STATE_DIR}/trainer_state.json" in files
+    verdict.train_state = bool(manifest.get("train_state", True)) and TRAINER_STATE in files
     for rel, meta in sorted(files.items()):
         problem = file_problem(path / rel, rel, meta, check_sha)
         if problem:

@@ -18,7 +18,7 @@ from parc.config import compose, split_own_args
 from parc.data.stream import BatchPlan, batch_hash, open_stream
 from parc.data.tokenizer import load_saved_tokenizer
 from parc.errors import ParcError
-from parc.training.runconfig import config_on_this_machine, validate
+from parc.training.runconfig import RUN_CONFIG, config_on_this_machine, read_run_config, validate
 
 OWN_ARGS = ("step", "out", "decode", "run")
 
@@ -41,12 +41,9 @@ def split_args(argv: List[str]) -> tuple[dict, List[str]]:
 
 def run_config_here(run_dir: Path, overrides: List[str]):
     """The config of the run in `run_dir` (its config.yaml), reading its data where the run recorded it."""
-    from omegaconf import OmegaConf
-
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        raise ParcError(f"run={run_dir} holds no config.yaml: pass the output_dir of a parc.train run")
-    config = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    config = read_run_config(run_dir)
+    if config is None:
+        raise ParcError(f"run={run_dir} holds no {RUN_CONFIG}: pass the output_dir of a parc.train run")
     return config_on_this_machine({"data": config["data"], "trainer": config["trainer"]}, run_dir, overrides)
 
 

@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from parc.config import cell_name, parse_cell_name
 from parc.errors import ParcError
 from parc.training.metrics import METRICS_FILE, last_metrics_row, loss_curve
+from parc.training.runconfig import RUN_CONFIG, read_run_config
 
 from parc.archs import NAMES as PARC_ARCHS  # noqa: F401  the grid's order, as slurm/train_array.sbatch numbers its tasks
 PARC_SEEDS = tuple(range(6))
@@ -47,12 +48,9 @@ class Cell:
 
 def run_max_steps(cell_dir: Path) -> Optional[int]:
     """trainer.max_steps from the config the run saved (each cell may differ from today's defaults)."""
-    from omegaconf import OmegaConf
-
-    path = cell_dir / "config.yaml"
     try:
-        return int(OmegaConf.select(OmegaConf.load(path), "trainer.max_steps"))
-    except Exception:  # missing, being rewritten, or from another version: the caller's default will do
+        return int(read_run_config(cell_dir)["trainer"]["max_steps"])
+    except (ParcError, TypeError, KeyError, ValueError):  # none, damaged, or from another version: the default will do
         return None
 
 
@@ -76,7 +74,7 @@ def newest_write(cell_dir: Path) -> Optional[float]:
     """Modification time of the newest file a run touches regularly (metrics, checkpoints, journal)."""
     from parc.hub.publisher import JOURNAL_DIR
 
-    candidates = [cell_dir / METRICS_FILE, cell_dir / "config.yaml", cell_dir / JOURNAL_DIR, cell_dir]
+    candidates = [cell_dir / METRICS_FILE, cell_dir / RUN_CONFIG, cell_dir / JOURNAL_DIR, cell_dir]
     candidates += list(cell_dir.glob("checkpoint-*")) + list(cell_dir.glob(".checkpoint-*"))
     times = []
     for path in candidates:

@@ -3,8 +3,10 @@
 ``validate`` adds the checks a type cannot express (positive step counts, a divisible batch, a known
 schedule, a valid branch template) and ``Plan`` derives, in one place, every quantity the run prints and
 uses: accumulation, tokens per step, checkpoint steps, output directory. ``portable_config`` is the config
-without local paths, as stored in every checkpoint and published; ``config_on_this_machine`` is the way back:
-a run's saved config with this machine's data location (the run's own record first, see parc.data.location).
+without local paths, as stored in every checkpoint and published, and in `<output_dir>/config.yaml`
+(``write_run_config`` / ``read_run_config``, the file's one writer and one reader); ``config_on_this_machine`` is
+the way back: a run's saved config with this machine's data location (the run's own record first, see
+parc.data.location).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -123,6 +125,34 @@ class Plan:
             checkpoint_steps=checkpoint_steps(cfg.checkpoint, t.max_steps),
             output_dir=str(cfg.output_dir),
         )
+
+
+RUN_CONFIG = "config.yaml"  # <output_dir>/config.yaml: the run's portable config
+
+
+def write_run_config(output_dir: Path, cfg: DictConfig) -> Path:
+    """`<output_dir>/config.yaml`, atomically (the caller guards the write against disk faults)."""
+    from parc.store.fileio import atomic_write
+
+    text = OmegaConf.to_yaml(portable_config(cfg))
+    path = Path(output_dir) / RUN_CONFIG
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
+def read_run_config(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The config a run saved in `<run_dir>/config.yaml` (unresolved, as a dict); None when there is none."""
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        values = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # OmegaConf and yaml raise many types; all say the file is not a config
+        raise ParcError(f"{path} is not a readable config ({type(exc).__name__}): restore it from the run's "
+                        "checkpoints (trainer_state.json holds the same config)") from None
+    if not isinstance(values, dict):
+        raise ParcError(f"{path} is not a run config (no keys): restore it from the run's checkpoints")
+    return values
 
 
 def portable_config(cfg: DictConfig) -> Dict[str, Any]:

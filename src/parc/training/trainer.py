@@ -13,16 +13,14 @@ import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list
-from omegaconf import OmegaConf
 
 from parc import archs
 
 from parc.store import checkpoint, diskplan, iofaults
 
 from parc.training import initfrom, resume, strategy
-from parc.training.runconfig import Plan, portable_config
+from parc.training.runconfig import RUN_CONFIG, Plan, portable_config, write_run_config
 from parc.errors import EXIT_DONE, EXIT_PREEMPTED, ParcError
-from parc.store.fileio import atomic_write
 from parc.training.loss import normalization, step_labels
 from parc.training.metrics import RunReporter, format_plan
 from parc.training.optim import build_optimizer, build_scheduler
@@ -298,10 +296,9 @@ def train(cfg) -> int:
         if cfg.resume == "none" and cfg.overwrite:
             resume.clear_run(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        with iofaults.DiskWrites(f"writing {output_dir / 'config.yaml'}", output_dir, then="run the same command again",
+        with iofaults.DiskWrites(f"writing {output_dir / RUN_CONFIG}", output_dir, then="run the same command again",
                                  elsewhere="choose another output_dir="):
-            text = OmegaConf.to_yaml(portable_config(cfg))
-            atomic_write(output_dir / "config.yaml", lambda tmp: tmp.write_text(text))
+            write_run_config(output_dir, cfg)
             record_stream(output_dir, stream)  # config.yaml is portable; this says where the data lies here
     accelerator.wait_for_everyone()
     trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start, init)

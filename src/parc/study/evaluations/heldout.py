@@ -11,7 +11,6 @@ UTF-8 bytes of the predicted tokens' text.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -19,13 +18,13 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from parc.store.checkpoint import complete_checkpoints
+from parc.store.checkpoint import complete_checkpoints, read_trainer_state
 from parc.data.location import STREAM_RECORD, check_same_stream, recorded_stream_dir
 from parc.data.stream import FORMAT, PackedStream, read_manifest
 from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError
 from parc.study.evaluations import EvalResult, Evaluation, register
-from parc.study.sources.runs import TRAINER_STATE, CheckpointRef, run_config
+from parc.study.sources.runs import CheckpointRef, run_config
 
 
 def training_stream_hash(ref: CheckpointRef) -> Optional[str]:
@@ -33,9 +32,9 @@ def training_stream_hash(ref: CheckpointRef) -> Optional[str]:
     if ref.is_hub:
         return None
     for checkpoint in reversed(complete_checkpoints(ref.source)):
-        state = checkpoint / TRAINER_STATE
-        if state.is_file():
-            return ((json.loads(state.read_text()).get("identity") or {}).get("data") or {}).get("stream")
+        state = read_trainer_state(checkpoint)
+        if state is not None:
+            return ((state.get("identity") or {}).get("data") or {}).get("stream")
     return None
 
 

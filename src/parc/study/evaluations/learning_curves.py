@@ -26,13 +26,9 @@ def find_runs(paths: Sequence[str]) -> Dict[Path, List[dict]]:
 
 def run_identity(run_dir: Path) -> Dict[str, object]:
     """arch, size, seed of a run: from the config.yaml parc.train wrote, else from its directory name."""
-    from parc.study.sources.runs import RUN_CONFIG, identity_from_config, parse_name
+    from parc.study.sources.runs import identity_from_config, local_run_config, parse_name
 
-    identity = {}
-    if (run_dir / RUN_CONFIG).is_file():
-        from omegaconf import OmegaConf
-
-        identity = identity_from_config(OmegaConf.to_container(OmegaConf.load(run_dir / RUN_CONFIG)))
+    identity = identity_from_config(local_run_config(run_dir))
     named = parse_name(run_dir.name)
     return {"arch": identity.get("arch") or named.get("arch") or run_dir.name.split("-seed")[0],
             "size": identity.get("size") or named.get("size") or "",

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from parc.errors import ParcError
-from parc.store.checkpoint import STATE_DIR
+from parc.store.checkpoint import STATE_DIR, TRAINER_STATE  # noqa: F401 (TRAINER_STATE: the Hub reader's path)
+from parc.training.runconfig import RUN_CONFIG  # noqa: F401 (the name sources use)
 
 IDENTITY_COLUMNS = ["arch", "size", "seed", "shard", "data_seed", "step", "tokens", "source", "revision", "commit"]
 HUB_PREFIX = "hub:"
-RUN_CONFIG = "config.yaml"  # written by parc.train into every output_dir (parc.training.runconfig.portable_config)
-TRAINER_STATE = f"{STATE_DIR}/trainer_state.json"
 # What a name tells when no manifest does: searched in "<run or repo name>@<revision>", later ones win.
 NAME_PATTERNS = [r"(?P<arch>pythia|mamba|rwkv)", r"pythia-(?P<size>\d+(?:\.\d+)?[mMbB])(?:-deduped)?\b",
                  r"seed[-_]?(?P<seed>\d+)", r"shard[-_]?(?P<shard>\d+)", r"@(?:checkpoint-|step)(?P<step>\d+)$"]

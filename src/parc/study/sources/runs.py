@@ -23,9 +23,10 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from parc.store.checkpoint import MANIFEST, STATE_DIR, complete_checkpoints, step_of
+from parc.store.checkpoint import MANIFEST, STATE_DIR, complete_checkpoints, read_manifest, read_trainer_state, step_of
 from parc.errors import ParcError
 from parc.store.fileio import sha256_file
+from parc.training.runconfig import read_run_config
 from parc.study.sources.refs import (HUB_PREFIX, IDENTITY_COLUMNS, NAME_PATTERNS, REVISION_STEP, RUN_CONFIG,  # noqa: F401
                              TRAINER_STATE, CheckpointRef, LoadedCheckpoint, describe_steps, identity_from_config,
                              make_ref, parse_name)
@@ -41,18 +42,16 @@ def _model_type(config_file: Path) -> Optional[str]:
 
 def local_run_config(run_dir: Path) -> Optional[Dict[str, Any]]:
     """`<run>/config.yaml`, else the config in the newest checkpoint's trainer state, else None."""
-    path = Path(run_dir) / RUN_CONFIG
-    if path.is_file():
-        from omegaconf import OmegaConf
-
-        try:
-            return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        except Exception:  # a foreign or damaged file: fall back to the trainer state
-            pass
+    try:
+        config = read_run_config(run_dir)
+    except ParcError:  # a foreign or damaged file: fall back to the trainer state
+        config = None
+    if config is not None:
+        return config
     for checkpoint in reversed(complete_checkpoints(run_dir)):
-        state = checkpoint / TRAINER_STATE
-        if state.is_file():
-            return json.loads(state.read_text()).get("config")
+        state = read_trainer_state(checkpoint)
+        if state is not None:
+            return state.get("config")
     return None
 
 
@@ -78,7 +77,7 @@ def local_refs(run_dir: Path, pattern: Optional[str]) -> List[CheckpointRef]:
     model_type = _model_type(checkpoints[-1] / "config.json")
     refs = []
     for path in checkpoints:
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = read_manifest(path)
         refs.append(make_ref(identity, parse_name(f"{run_dir.name}@{path.name}", pattern), model_type,
                              step_of(path), manifest.get("tokens"), str(run_dir), path.name,
                              weights_identity(manifest), run_dir.name))
@@ -88,10 +87,8 @@ def local_refs(run_dir: Path, pattern: Optional[str]) -> List[CheckpointRef]:
 def single_checkpoint_ref(directory: Path, pattern: Optional[str]) -> CheckpointRef:
     """A bare HF model directory (config.json + weights), Parc's or anyone's."""
     directory = Path(directory).resolve()
-    manifest_file = directory / MANIFEST
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
-    state = directory / TRAINER_STATE
-    config = json.loads(state.read_text()).get("config") if state.is_file() else None
+    manifest = read_manifest(directory) if (directory / MANIFEST).is_file() else {}
+    config = (read_trainer_state(directory) or {}).get("config")
     weights = sorted(directory.glob("*.safetensors")) or sorted(directory.glob("*.bin"))
     commit = weights_identity(manifest) if manifest else (sha256_file(weights[0]) if weights else "")
     return make_ref(identity_from_config(config), parse_name(f"{directory.parent.name}@{directory.name}", pattern),
@@ -164,8 +161,7 @@ def run_config(ref: CheckpointRef) -> Optional[Dict[str, Any]]:
     source = Path(ref.source)
     if is_run_dir(source):
         return local_run_config(source)
-    state = source / TRAINER_STATE
-    return json.loads(state.read_text()).get("config") if state.is_file() else None
+    return (read_trainer_state(source) or {}).get("config")
 
 
 def default_out(runs: Union[str, Sequence[str]], leaf: str) -> Path:
