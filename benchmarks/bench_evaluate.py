@@ -123,20 +123,19 @@ class Clock:
         return usage.ru_utime + usage.ru_stime
 
 
-def ours(grid: Path, steps: List[int], tasks: Path, out: Path, cpu: List[float], evaluations: str = "[]",
-         local: bool = False) -> float:
+def ours(grid: Path, steps: List[int], tasks: Path, out: Path, cpu: List[float], evaluations: str = "[]") -> float:
+    """Both sides run as real processes, smoke runs too: lm-eval's bootstrap (perplexity stderrs) forks a
+    multiprocessing pool, which can deadlock when forked from a process already running threads (the smoke run's)."""
     shutil.rmtree(out, ignore_errors=True)
     with Clock() as clock:
         common.child(["-m", "parc.evaluate", f"runs={grid}", f"steps={','.join(map(str, steps))}",
                       f"eval.evaluations={evaluations}", f"eval.tasks=[{','.join(TASKS)}]",
-                      f"eval.include_path={tasks}", "eval.batch_size=8", "progress=false", f"out={out}"], local=local)
+                      f"eval.include_path={tasks}", "eval.batch_size=8", "progress=false", f"out={out}"])
     cpu.append(clock.cpu)
     return clock.wall
 
 
 def parc_way(grid: Path, steps: List[int], tasks: Path, out: Path, cpu: List[float]) -> float:
-    """Always real processes, smoke runs too: lm_eval's bootstrap forks a multiprocessing pool, which can deadlock
-    in a process that already runs torch's threads (the smoke run's)."""
     shutil.rmtree(out, ignore_errors=True)
     with Clock() as clock:
         for index, checkpoint in enumerate(checkpoints(grid, steps)):  # what the `lm_eval` console script runs
@@ -173,15 +172,13 @@ def our_numbers(out: Path) -> Dict[tuple, float]:
 def run(args) -> List[dict]:
     size = sizes(args)
     work = args.work / "e1"
-    root = work / "demo"
-    if not (root / "data" / "demo-parc-128" / "manifest.json").exists():
-        common.demo_root(work)
+    root = common.demo_root(args.work)  # the prepared demo stream the other benchmarks use too
     grid = train_grid(root, size["runs"], size["steps"], size["every"], local=args.smoke)
     tasks = write_tasks(work / "tasks", size["docs"])
     steps = size["evaluate"]
     n_checkpoints = len(checkpoints(grid, steps))
     cpu = {"ours": [], "baseline": []}
-    runs = common.alternate({"ours": lambda: ours(grid, steps, tasks, work / "ours", cpu["ours"], local=args.smoke),
+    runs = common.alternate({"ours": lambda: ours(grid, steps, tasks, work / "ours", cpu["ours"]),
                              "baseline": lambda: parc_way(grid, steps, tasks, work / "parc-way", cpu["baseline"])},
                             size["repeats"])
     mine, theirs = our_numbers(work / "ours"), baseline_numbers(work / "parc-way")

@@ -41,10 +41,10 @@ from hub_server import CommitLimit, HubServer  # noqa: E402
 from parc.training.metrics import METRICS_FILE, read_metrics  # noqa: E402
 
 
-def train_once(root: Path, out: Path, args, hub: HubServer | None, cpu: int | None) -> tuple:
+def train_once(root: Path, out: Path, args, data: list, hub: HubServer | None, cpu: int | None) -> tuple:
     """Step seconds of one training run (after warm-up), and the CPU seconds the whole process used."""
-    overrides = ["experiment=demo", f"arch={args.arch}", f"paths.root={root}", f"output_dir={out}",
-                 f"data.max_documents={args.documents}", f"trainer.max_steps={args.steps}", f"checkpoint.every={args.every}",
+    overrides = ["experiment=demo", f"arch={args.arch}", f"paths.root={root}", f"output_dir={out}", *data,
+                 f"trainer.max_steps={args.steps}", f"checkpoint.every={args.every}",
                  "checkpoint.keep_train_states=2", "trainer.progress=false", "resume=none"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(root / "hf")}
     if hub is not None:
@@ -84,8 +84,10 @@ def add_options(parser) -> None:
 
 
 def run(args) -> list:
-    if args.smoke:
-        args.steps, args.every, args.repeats, args.budget = 6, 3, 1, 1e6  # no commit spacing to wait for
+    data = [f"data.max_documents={args.documents}"]
+    if args.smoke:  # no commit spacing to wait for; the demo stream the other benchmarks prepared
+        args.steps, args.every, args.repeats, args.budget = 6, 3, 1, 1e6
+        data = [f"data.dir={common.demo_root(args.work) / 'data' / 'demo-parc-128'}", "data.auto_prepare=false"]
     cores = sorted(os.sched_getaffinity(0))
     trainer_cpu = cores[0] if len(cores) > 1 and not args.smoke else None
     if trainer_cpu is not None:
@@ -107,7 +109,7 @@ def run(args) -> list:
         for repeat in range(args.repeats):
             for mode in ("without", "with"):
                 out = root / f"{mode}-{repeat}"
-                seconds, cpu_seconds, wall, ended = train_once(root, out, args, hub if mode == "with" else None, trainer_cpu)
+                seconds, cpu_seconds, wall, ended = train_once(root, out, args, data, hub if mode == "with" else None, trainer_cpu)
                 walls[mode].append(round(wall, 2))
                 if mode == "with":
                     lags.append(round(last_commit_wall_time(hub, f"bench/{out.name}") - ended, 1))

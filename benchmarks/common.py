@@ -125,11 +125,11 @@ def in_process(args: List, env: Optional[dict] = None) -> dict:
     import runpy
 
     args = [str(a) for a in args]
-    out, started = io.StringIO(), time.time()
+    out, err, started = io.StringIO(), io.StringIO(), time.time()
     saved_argv, saved_env = sys.argv, dict(os.environ)
     os.environ.update({**OFFLINE, **(env or {})})
     try:
-        with contextlib.redirect_stdout(out):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             if args[0] == "-m":
                 sys.argv = args[1:]
                 runpy.run_module(args[1], run_name="__main__", alter_sys=True)
@@ -140,12 +140,12 @@ def in_process(args: List, env: Optional[dict] = None) -> dict:
                 importlib.import_module(Path(args[0]).stem).child_main(args[2:])
     except SystemExit as exc:
         if exc.code not in (None, 0):
-            raise RuntimeError(f"child {' '.join(args[:3])} exited {exc.code}") from None
+            raise RuntimeError(f"child {' '.join(args[:3])} exited {exc.code}\n{err.getvalue()[-3000:]}") from None
     finally:
         sys.argv = saved_argv
         os.environ.clear()
         os.environ.update(saved_env)
-    return {"stdout": out.getvalue(), "stderr": "", "seconds": time.time() - started, "started": started}
+    return {"stdout": out.getvalue(), "stderr": err.getvalue(), "seconds": time.time() - started, "started": started}
 
 
 def cpu_seconds() -> float:
