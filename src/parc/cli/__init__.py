@@ -5,6 +5,6 @@ errors, `--help`, the old forms' deprecation notices), and nothing else: it know
 Shared bottom: it imports only parc.errors and the standard library, so every layer may use it.
 """
 
-from parc.cli.grammar import INTS, REQUIRED, STRS, Command, Key, Parsed, Paths, parse_ints, parse_strs, split_own_args
+from parc.cli.grammar import INTS, REQUIRED, STRS, Command, Key, Parsed, Paths, parse_ints, parse_strs
 
-__all__ = ["Command", "INTS", "Key", "Parsed", "Paths", "REQUIRED", "STRS", "parse_ints", "parse_strs", "split_own_args"]
+__all__ = ["Command", "INTS", "Key", "Parsed", "Paths", "REQUIRED", "STRS", "parse_ints", "parse_strs"]

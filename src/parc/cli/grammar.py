@@ -8,7 +8,8 @@ notice on stderr. `Command.parse(argv)` returns a `Parsed` of typed values; a mi
 the key and an example fix; `--help` / `-h` anywhere prints the usage (the face's docstring and its keys), exit 0.
 
 Values: `true|false` for booleans; lists are comma-separated (`a,b,c`; `[a,b]` tolerated); integer lists also take
-inclusive ranges (`seeds=0-2,5` -> 0, 1, 2, 5); an optional key given as `key=` or `key=null` keeps its default.
+inclusive ranges (`seeds=0-2,5` -> 0, 1, 2, 5); an optional key given as `key=` or `key=null` keeps its default
+(`steps=all` too: every checkpoint).
 """
 
 from __future__ import annotations
@@ -245,7 +246,8 @@ class Command:
 
     def store(self, given: Dict[str, Any], name: str, text: str, label: str) -> None:
         key = self.key(name)
-        if text.strip().lower() in NULL:
+        every = text.strip().lower() == "all" and key.kind == INTS and key.default is None  # steps=all: every one
+        if text.strip().lower() in NULL or every:
             if key.default is REQUIRED:
                 raise ParcError(f"{name}= is empty: it is required (e.g. {self.example_line()})")
             return  # `key=` / `key=null`: the default
@@ -281,17 +283,3 @@ class Command:
 def note(old: str, new: str) -> None:
     print(f"note: {old} is deprecated; use {new} (the old form goes in the next release)", file=sys.stderr,
           flush=True)
-
-
-def split_own_args(argv: Sequence[str], names: Sequence[str]) -> Tuple[Dict[str, str], List[str]]:
-    """(the `key=value` arguments whose key is in `names`, every other argument): for callers that pass
-    arguments on, such as a test building a command line."""
-    own: Dict[str, str] = {}
-    rest: List[str] = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key in names:
-            own[key] = value
-        else:
-            rest.append(arg)
-    return own, rest
