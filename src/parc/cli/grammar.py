@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -170,7 +170,7 @@ class Command:
             sys.exit(0)
         if not self.subcommands:
             return self.read(argv, self.name, "")
-        named = {sub.name: sub for sub in self.subcommands}
+        named = {sub.name: replace(sub, example=sub.example or self.example_line()) for sub in self.subcommands}
         if argv and argv[0] in named and argv[0]:
             word = argv.pop(0)
             return named[word].read(argv, self.name, word)
@@ -208,8 +208,8 @@ class Command:
                     note(f"{key}=", f"{self.deprecated[key]}={text}")
                     key = self.deprecated[key]
                 self.store(given, key, text, label)
-            elif sep and self.overrides and OVERRIDE_KEY.match(key):
-                overrides.append(token)
+            elif self.overrides and ((sep and OVERRIDE_KEY.match(key)) or (token[:1] == "~" and OVERRIDE_KEY.match(token))):
+                overrides.append(token)  # a Hydra override (`~key` deletes one)
             elif sep and OWN_KEY.match(key):
                 raise ParcError(f"unknown argument {token!r}: {label} takes {self.takes()} "
                                 f"(e.g. {self.example_line()})")
