@@ -271,7 +271,7 @@ class Command:
         for spec in self.subcommands or (self,):
             heading = f"{self.name} {spec.name}".strip() if self.subcommands else self.name
             paths = f" {spec.paths.usage()}" if spec.paths else ""
-            extra = " [training overrides: key=value ...]" if spec.overrides else ""
+            extra = " [config overrides: key=value ...]" if spec.overrides else ""
             lines.append(f"usage: python -m {heading}{paths} [key=value ...]{extra}")
             lines += [key.usage() for key in spec.keys]
             old = [f"{flag} -> {new}=" for flag, new in spec.deprecated.items()]
