@@ -73,7 +73,9 @@ def convert(key: "Key", text: str) -> Any:
             value = kind(text)
         except ValueError:
             word = "an integer" if kind is int else "a number"
-            raise ParcError(f"{name}={text!r} is not {word}: e.g. {name}={key.example or ('8' if kind is int else '0.5')}") from None
+            known = key.default if isinstance(key.default, (int, float)) and not isinstance(key.default, bool) else None
+            example = key.example or (known if known is not None else ("8" if kind is int else "0.5"))
+            raise ParcError(f"{name}={text!r} is not {word}: e.g. {name}={example}") from None
     elif kind == INTS:
         value = parse_ints(name, text, key.example or "0-2,5")
     elif kind == STRS:
@@ -200,15 +202,15 @@ class Command:
             token = tokens.pop(0)
             flag = token.partition("=")[0]
             if token.startswith("--") and flag in self.deprecated:
-                self.store(given, *self.old_flag(token, tokens, label))
+                self.store(given, *self.old_flag(token, tokens))
                 continue
             key, sep, text = token.partition("=")
             if sep and OWN_KEY.match(key) and (key in self.deprecated or self.key(key)):
                 if key in self.deprecated:
                     note(f"{key}=", f"{self.deprecated[key]}={text}")
                     key = self.deprecated[key]
-                self.store(given, key, text, label)
-            elif self.overrides and ((sep and OVERRIDE_KEY.match(key)) or (token[:1] == "~" and OVERRIDE_KEY.match(token))):
+                self.store(given, key, text)
+            elif self.overrides and OVERRIDE_KEY.match(key) and (sep or token[:1] == "~"):
                 overrides.append(token)  # a Hydra override (`~key` deletes one)
             elif sep and OWN_KEY.match(key):
                 raise ParcError(f"unknown argument {token!r}: {label} takes {self.takes()} "
@@ -227,8 +229,8 @@ class Command:
             raise ParcError(f"{label} needs {count}{self.paths.usage()} first (e.g. {self.example_line()})")
         return Parsed(command, subcommand, self.complete(given, label), paths, overrides)
 
-    def old_flag(self, token: str, tokens: List[str], label: str) -> Tuple[str, str, str]:
-        """An argparse flag this command still reads: `--json`, `--out X` or `--out=X` -> (key, text, label)."""
+    def old_flag(self, token: str, tokens: List[str]) -> Tuple[str, str]:
+        """An argparse flag this command still reads: `--json`, `--out X` or `--out=X` -> (key, text)."""
         flag, sep, inline = token.partition("=")
         key = self.key(self.deprecated[flag])
         if key.kind is bool:
@@ -242,9 +244,9 @@ class Command:
         else:
             raise ParcError(f"{flag} needs a value: write {key.name}=<value> (e.g. {self.example_line()})")
         note(flag, f"{key.name}={text}")
-        return key.name, text, label
+        return key.name, text
 
-    def store(self, given: Dict[str, Any], name: str, text: str, label: str) -> None:
+    def store(self, given: Dict[str, Any], name: str, text: str) -> None:
         key = self.key(name)
         every = text.strip().lower() == "all" and key.kind == INTS and key.default is None  # steps=all: every one
         if text.strip().lower() in NULL or every:

@@ -1,6 +1,6 @@
 """mini-Parc: the whole Parc study on a grid Parc trains itself, in one resumable command.
 
-    python -m parc.study experiment=demo seeds=0,1,2 [archs=pythia,mamba,rwkv] [steps=0,1,2,...] [out=runs/demo]
+    python -m parc.study experiment=demo seeds=0-2 [archs=pythia,mamba,rwkv] [steps=0,1,2,...] [out=runs/demo]
                          [corpus=stream|consumed]
 
 Stages, each printed as one progress line and each skipping what is already finished:
