@@ -178,10 +178,7 @@ class Publisher:
             return
         refuse_offline_env()
         self._lock_handle = self.journal.lock()
-        self.repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.branch_template)
-        self.repo.stop = self._stop
-        self.repo.pacer = CommitPacer(self.target.get("max_commits_per_hour", HUB_LIMIT_PER_HOUR),
-                                      self.journal.last_push(), self._stop)
+        self.repo = self._connect()
         self.repo.ensure(private=self.target["private"])
         self._thread = threading.Thread(target=self._upload_loop, name="parc-hub-uploader", daemon=True)
         self._thread.start()
@@ -190,6 +187,13 @@ class Publisher:
                      ", ".join(e["revision"] for e in pending))
         for entry in pending:
             self._enqueue(entry)
+
+    def _connect(self) -> HubRepo:
+        repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.branch_template)
+        repo.stop = self._stop
+        repo.pacer = CommitPacer(self.target.get("max_commits_per_hour", HUB_LIMIT_PER_HOUR), self.journal.last_push(),
+                                 self._stop)
+        return repo
 
     def submit(self, step: int, checkpoint_dir: Path) -> None:
         """Journal the push of checkpoint `step` (durable before returning), then queue it."""
@@ -313,11 +317,45 @@ class Publisher:
         secrets["the Hugging Face token"] = get_token() or ""
         started = time.monotonic()
         extra = extra_files(self.target.get("extra_formats", []), directory, self.journal.dir / "extra")
+        card = self._card(secrets) if revision == MAIN else None
         pushed = self.repo.push(revision, directory, self.target["push_train_state"], secrets, extra,
-                                force=bool(entry.get("force")))
+                                force=bool(entry.get("force")), card=card)
         self._settle(entry, "pushed")
         log.info("hub: %s %s of %s (%.1f s)", "pushed" if pushed else "already complete:", revision, self.repo_id,
                  time.monotonic() - started)
+
+    # --- the model card (parc.hub.card) ----------------------------------------------------------------
+
+    def _card(self, secrets: Dict[str, str]) -> Dict[str, Path]:
+        """main's README.md and loss curve, built from the run's files now (path in repo -> file). A card that
+        cannot be built (a run directory parc.train did not write: no config.yaml) or that would publish a
+        secret is left out with a warning: it never holds back the weights."""
+        from parc.hub.card import card_files
+        from parc.hub.repo import refuse_secrets
+
+        try:
+            files = card_files(self.output_dir, self.journal.dir / "card")
+            refuse_secrets(self.output_dir, list(files), secrets, files)
+            return files
+        except Exception as exc:  # documentation only: main is pushed without it (parc.sync retries the card)
+            log.warning("hub: main of %s goes without a model card: %s", self.repo_id, describe(exc, self.repo_id))
+            return {}
+
+    def refresh_card(self) -> Optional[bool]:
+        """parc.sync: make main's model card what the run's files give now (new evaluations, say): one commit if
+        it changed, none if not (True / False); None when main is not published yet or there is no card."""
+        from huggingface_hub import get_token
+
+        if not any(e["revision"] == MAIN and e["state"] == "pushed" for e in self.journal.entries()):
+            return None
+        secrets = {f"the local path {p}": p for p in self.target["local_paths"]}
+        secrets["the Hugging Face token"] = get_token() or ""
+        card = self._card(secrets)
+        if not card:
+            return None
+        refuse_offline_env()
+        with self.journal.lock():
+            return self._connect().put_files(MAIN, card, f"{MAIN}: model card")
 
     def _settle(self, entry: dict, state: str) -> None:
         with self._lock:  # only the newest entry of a revision settles it: a newer one still has to be pushed
