@@ -7,7 +7,7 @@ Imports store, archs-free code and the shared bottom only; never training or stu
 
 from parc import lazy_exports
 
-PUBLIC = {"Publisher": "publisher", "Journal": "publisher", "JOURNAL_DIR": "publisher",
+PUBLIC = {"Publisher": "publisher", "Journal": "journal", "JOURNAL_DIR": "journal",
           "refuse_offline_env": "publisher", "HubRepo": "repo", "RetryPolicy": "repo",
           "BranchTemplate": "branches", "run_revisions": "revisions", "sync_pending": "sync",
           "export_rwkv_from": "export", "write_card": "card", "card_files": "card"}

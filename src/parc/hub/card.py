@@ -181,7 +181,7 @@ def details_section(facts: RunFacts) -> str:
              f"- Configuration: copied from [{source}](https://huggingface.co/{source})"
              + (f" at size `{cfg.arch.size}`" if str(cfg.arch.size) != "full" else "")
              + "; weights randomly initialised, never downloaded",
-             "- Language: English", "- License: Apache 2.0", f"- Library: [transformers](https://github.com/"
+             "- Language: English", "- License: Apache 2.0", "- Library: [transformers](https://github.com/"
              "huggingface/transformers) (`AutoModelForCausalLM`), trained with Parc"]
     if cfg.get("init_from"):
         lines.append(f"- Initialised from: `{cfg.init_from}` (then trained with a fresh optimizer and LR schedule)")

@@ -109,7 +109,7 @@ def repo_for(cfg) -> Optional[str]:
 def published_revisions(output_dir: Path) -> Optional[dict]:
     """The run's Hub target and its checkpoint revisions, pushed or still pending (not abandoned ones, not
     main), from hub_journal/; None when the run never published."""
-    from parc.hub.publisher import MAIN, Journal
+    from parc.hub.journal import MAIN, Journal
 
     journal = Journal(output_dir)
     target = journal.target()

@@ -18,8 +18,6 @@ The token is never handled here: huggingface_hub reads HF_TOKEN or its login cac
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import queue
@@ -31,16 +29,13 @@ from typing import Dict, List, Optional
 
 from parc.hub.branches import BranchTemplate
 from parc.store.checkpoint import checkpoint_path
-from parc.store.fileio import atomic_write_json
 from parc.errors import ParcError
+from parc.hub.journal import JOURNAL_DIR, MAIN, TARGET_FILE, Journal  # noqa: F401  (re-exported: the journal's names)
 from parc.hub.repo import HubRepo, RetryPolicy, describe, repo_id_for
 from parc.hub.pacing import HUB_LIMIT_PER_HOUR, CommitPacer, PushInterrupted
 
 log = logging.getLogger("parc.hub.publisher")
 
-JOURNAL_DIR = "hub_journal"
-TARGET_FILE = "repo.json"  # where the journal's revisions go: what parc.sync needs, no config required
-MAIN = "main"
 PREEMPTED_WAIT_S = 60.0  # at most this long for pending pushes when a run stops before its end (preemption)
 
 
@@ -62,50 +57,6 @@ def local_paths(cfg, output_dir: Path) -> List[str]:
             if len(form.parts) > 2:  # "/tmp" or "/home" alone would match innocent text
                 found.add(str(form))
     return sorted(found)
-
-
-class Journal:
-    """`<output_dir>/hub_journal/`: the target repo, and one JSON per revision: pending, pushed or abandoned."""
-
-    def __init__(self, output_dir: Path):
-        self.dir = Path(output_dir) / JOURNAL_DIR
-
-    def _write(self, name: str, data: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.dir / name, data)  # fsyncs the directory too: the rename survives a power cut
-
-    def save_target(self, target: dict) -> None:
-        self._write(TARGET_FILE, target)
-
-    def target(self) -> Optional[dict]:
-        path = self.dir / TARGET_FILE
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def record(self, entry: dict) -> None:
-        self._write(f"{entry['revision']}.json", {**entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-
-    def entries(self) -> List[dict]:
-        """Every revision, in push order: checkpoints by step, then main."""
-        found = [json.loads(p.read_text()) for p in self.dir.glob("*.json") if p.name != TARGET_FILE]
-        return sorted(found, key=lambda e: (e["revision"] == MAIN, e["step"]))
-
-    def last_push(self) -> Optional[float]:
-        """When the newest confirmed push happened (time.time()), so a new process keeps the commit pace."""
-        times = [e.get("pushed_at") for e in self.entries() if e.get("state") == "pushed"]
-        return max((t for t in times if t is not None), default=None)
-
-    def lock(self):
-        """An exclusive lock held while pushing, so a run and parc.sync never push the same revisions at once.
-        The kernel drops it when the process dies, kill -9 included."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.dir / ".lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise ParcError(f"another process is pushing the checkpoints of {self.dir.parent} right now; "
-                            "wait for it to finish") from None
-        return handle
 
 
 class Publisher:
