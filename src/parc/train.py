@@ -12,7 +12,7 @@ from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from parc.config import CONFIG_DIR, compose, register_schema
+from parc.config import CONFIG_DIR, check_config_dir, compose, register_schema
 from parc.errors import exit_on_error
 
 
@@ -43,9 +43,11 @@ def run(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
+@exit_on_error
 def hydra_cli() -> None:
     import hydra
 
+    check_config_dir(CONFIG_DIR)
     register_schema()
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base=None)
