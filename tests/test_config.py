@@ -30,7 +30,7 @@ def test_every_config_file_composes_and_validates(group, option):
 
 
 def test_configs_are_package_data():
-    """The configs live inside the package (so a wheel carries them) and every group the test above walks has options."""
+    """The configs live inside the package (so a wheel carries them); every group the test above walks has options."""
     import parc
 
     assert CONFIG_DIR == Path(parc.__file__).resolve().parent / "configs"

@@ -23,10 +23,11 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: every 
 
 
 def check_config_dir(directory: Path) -> Path:
-    """The config directory, or a one-line error when the install lacks it (the first check of every composition)."""
+    """The config directory, or a one-line error when the install lacks it (checked before any composition)."""
     if not (directory / "train.yaml").is_file():
-        raise ParcError(f"parc's config directory {directory} is missing or incomplete (no train.yaml): the install is "
-                        "broken; reinstall parc (pip install --force-reinstall parc, or pip install -e . in a checkout)")
+        raise ParcError(f"parc's config directory {directory} is missing or incomplete (no train.yaml): the "
+                        "install is broken; reinstall parc (pip install --force-reinstall parc, or pip install -e . "
+                        "in a checkout)")
     return directory
 
 
