@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from parc.store.checkpoint import MANIFEST
 from parc.errors import ParcError
-from parc.study.refs import (HUB_PREFIX, REVISION_STEP, TRAINER_STATE, CheckpointRef, describe_steps,
+from parc.study.sources.refs import (HUB_PREFIX, REVISION_STEP, TRAINER_STATE, CheckpointRef, describe_steps,
                              identity_from_config, make_ref, parse_name)
 
 LOOKUP_THREADS = 8  # two small reads per revision; a Parc run has hundreds
