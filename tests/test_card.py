@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from parc.store.checkpoint import MANIFEST
+
 from conftest import run_cli_cases
 from hub_server import card_metadata_problems, hub_server  # noqa: F401  (the fixture)
-from parc.store.checkpoint import MANIFEST
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may train the session's demo grid (conftest eval_grid)
 

@@ -141,7 +141,8 @@ def count_parameters(checkpoint_dir: Path, arch: str) -> Parameters:
     """Exact counts from the checkpoint's config.json, on a model built on the meta device (no memory, no init)."""
     import torch
 
-    from parc.archs import count_parameters as unique_parameters, get_spec
+    from parc.archs import count_parameters as unique_parameters
+    from parc.archs import get_spec
 
     spec = get_spec(arch)
     config = spec.config_class.from_pretrained(checkpoint_dir)
