@@ -25,7 +25,7 @@ OWN = ("out", "evals")
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
+        print(f"usage: {__doc__}")
         return
     from parc.config import split_own_args
 
