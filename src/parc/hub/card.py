@@ -129,8 +129,8 @@ def suite_section(facts: RunFacts) -> str:
     cfg, t = facts.cfg, facts.cfg.trainer
     tokens = int(t.max_steps) * facts.tokens_per_step
     text = (f"This model is one run of the **{SUITES.get(str(cfg.run_name), str(cfg.run_name))}** suite "
-            f"(`run_name={cfg.run_name}`), trained with Parc (its recipe: the [Parc suite]({SUITE_URL})): autoregressive language models of the "
-            f"Pythia, Mamba and RWKV architectures trained in parallel on the same data ({number(tokens)} tokens of "
+            f"(`run_name={cfg.run_name}`), trained with Parc (whose default recipe is the [Parc suite]({SUITE_URL})): "
+            f"autoregressive language models of the {suite_archs(facts)} trained in parallel on the same data ({number(tokens)} tokens of "
             f"{data_name(cfg)}) for the same number of steps ({number(t.max_steps)}), so that training dynamics can "
             "be compared across and within architectures. Runs differ only in:\n\n"
             "- **architecture** (`arch`): the model's family and size;\n"
@@ -147,6 +147,21 @@ def suite_section(facts: RunFacts) -> str:
                   f"{r['data_seed'] if r['data_seed'] is not None else 'none'} |" for r in facts.siblings]
         text += f"\n\nThe suite's runs trained beside this one ({len(facts.siblings)}):\n\n" + "\n".join(lines)
     return text
+
+
+def suite_archs(facts: RunFacts) -> str:
+    """The Parc suite's three architectures, or those of the suite's runs found beside this one."""
+    names = ["pythia", "mamba", "rwkv"] if str(facts.cfg.run_name) == "parc" else \
+        sorted({r["arch"] for r in facts.siblings} | {str(facts.cfg.arch.name)})
+    titles = [ARCHS[name][0] for name in names]
+    joined = titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + f" and {titles[-1]}"
+    return f"{joined} architecture{'s' if len(titles) > 1 else ''}"
+
+
+def packing(cfg) -> str:
+    if cfg.data.get("format") == "megatron":
+        return f"Megatron indexed samples of {number(int(cfg.data.seq_len) + 1)} tokens (read in place)"
+    return f"{cfg.data.get('packing', 'parc')} packing into {number(cfg.data.seq_len)}-token sequences"
 
 
 def data_name(cfg) -> str:
@@ -231,8 +246,7 @@ def training_section(facts: RunFacts, curve: bool) -> str:
     state, versions = facts.trainer_state, facts.trainer_state.get("versions", {})
     lines = ["## Training Details", "", "### Training Data", "",
              f"- Dataset: {data_name(cfg)}, split `{cfg.data.split if 'split' in cfg.data else 'train'}`, "
-             f"tokenizer `{cfg.data.tokenizer}`, {cfg.data.get('packing', cfg.data.get('format'))} packing into "
-             f"{number(seq)}-token sequences",
+             f"tokenizer `{cfg.data.tokenizer}`, {packing(cfg)}",
              f"- Shard {cfg.data.shard}: sequences [{number(int(cfg.data.shard) * steps * batch)}, "
              f"{number((int(cfg.data.shard) + 1) * steps * batch)}) of the packed stream, "
              + (f"permuted with data seed {cfg.data.data_seed}" if cfg.data.data_seed is not None else "in stream order"),
