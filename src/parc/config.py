@@ -1,11 +1,10 @@
 """Typed schema for every knob, config composition, and the checks that turn mistakes into one-line errors.
 
 The dataclasses below are registered with Hydra's ConfigStore as the base of
-``configs/train.yaml``, so an unknown key or a wrong type is refused while the
-config is composed. What a composed config means for a run (the checks a type
-cannot express, the derived plan, the portable copy stored with checkpoints)
-is parc.training.runconfig. This module imports nothing of Parc but its errors:
-every layer may use it.
+``configs/train.yaml`` (package data, src/parc/configs/: it ships in the wheel), so an unknown key or a wrong
+type is refused while the config is composed. What a composed config means for a run (the checks a type
+cannot express, the derived plan, the portable copy stored with checkpoints) is parc.training.runconfig.
+This module imports nothing of Parc but its errors: every layer may use it.
 """
 
 from __future__ import annotations
@@ -20,7 +19,16 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from parc.errors import ParcError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: every yaml ships in the wheel
+
+
+def check_config_dir(directory: Path) -> Path:
+    """The config directory, or a one-line error when the install lacks it (checked before any composition)."""
+    if not (directory / "train.yaml").is_file():
+        raise ParcError(f"parc's config directory {directory} is missing or incomplete (no train.yaml): the "
+                        "install is broken; reinstall parc (pip install --force-reinstall parc, or pip install -e . "
+                        "in a checkout)")
+    return directory
 
 
 @dataclass
@@ -172,6 +180,7 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    check_config_dir(CONFIG_DIR)  # first: a broken install is not the user's experiment= typo
     register_schema()
     for override in overrides:  # Hydra silently ignores an unknown option of an optional group
         group, _, option = override.partition("=")

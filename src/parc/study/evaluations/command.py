@@ -1,7 +1,7 @@
 """parc.evaluate's job: `runs=` + an eval config -> the evaluated checkpoints' rows in one tidy table.
 
 `run_evaluate(own, overrides)` checks this command's own arguments (runs, steps, out, pattern, part /
-num_parts), composes configs/evaluate.yaml with the overrides, resolves the checkpoints, builds the
+num_parts), composes parc/configs/evaluate.yaml with the overrides, resolves the checkpoints, builds the
 evaluations (bad input is refused before anything loads) and runs them through parc.study.evaluations.loop.
 """
 
