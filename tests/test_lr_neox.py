@@ -15,6 +15,7 @@ from parc.errors import ParcError
 from parc.training.metrics import read_metrics
 from parc.training.optim import build_scheduler
 from parc.training.runconfig import validate
+
 from conftest import run_cli_cases
 
 

@@ -10,14 +10,16 @@ from parc import archs
 from parc.config import compose
 from parc.store.steps import checkpoint_steps
 from parc.training.runconfig import Plan, validate
+
 from conftest import run_cli_cases
-from test_pythia import PYTHIA
 
 # The model card of EleutherAI/neox-ckpt-pythia-12b-deduped: its branches.
 NEOX_RAW = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 143000]
-# The Pythia cards' "Naming convention" table: current suffix, old suffix.
+# The Pythia cards' "Naming convention" table: old suffix -> current suffix, and the total parameters.
 OLD_NAMES = {"19m": "70m", "125m": "160m", "350m": "410m", "800m": "1b", "1.3b": "1.4b", "2.7b": "2.8b",
              "6.7b": "6.9b", "13b": "12b"}
+PYTHIA = {"70m": 70_426_624, "160m": 162_322_944, "410m": 405_334_016, "1b": 1_011_781_632,
+          "1.4b": 1_414_647_808, "2.8b": 2_775_208_960, "6.9b": 6_857_302_016, "12b": 11_846_072_320}
 
 
 @pytest.mark.parametrize("overrides", [["checkpoint=neox_raw", "trainer.max_steps=143000"],
