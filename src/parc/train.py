@@ -12,7 +12,7 @@ from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from parc.config import CONFIG_DIR, check_config_dir, compose, register_schema
+from parc.config import CONFIG_DIR, check_config_dir, compose, read_size_alias, register_schema
 from parc.errors import exit_on_error
 
 
@@ -50,7 +50,7 @@ def hydra_cli() -> None:
 
     @hydra.main(config_path=str(check_config_dir(CONFIG_DIR)), config_name="train", version_base=None)
     def task(cfg: DictConfig) -> None:
-        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        cfg = OmegaConf.create(OmegaConf.to_container(read_size_alias(cfg), resolve=True))
         run(cfg)
 
     task()
