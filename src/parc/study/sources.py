@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from parc.store.checkpoint import MANIFEST, STATE_DIR, complete_checkpoints, step_of
 from parc.errors import ParcError
 from parc.store.fileio import sha256_file
-from parc.study.refs import (HUB_PREFIX, IDENTITY_COLUMNS, NAME_PATTERNS, REVISION_STEP, RUN_CONFIG,  # noqa: F401
+from parc.study.refs import (HUB_PREFIX, IDENTITY_COLUMNS, NAME_PATTERNS, RUN_CONFIG,  # noqa: F401
                              TRAINER_STATE, CheckpointRef, LoadedCheckpoint, describe_steps, identity_from_config,
                              make_ref, parse_name)
 
@@ -139,7 +139,7 @@ def resolve_runs(runs: Union[str, Sequence[str]], steps: Optional[Sequence[int]]
 
     refs: List[CheckpointRef] = []
     for item in split_runs(runs):
-        refs += hub_refs(item[len(HUB_PREFIX):], pattern) if item.startswith(HUB_PREFIX) else expand_local(Path(item), pattern)
+        refs += hub_refs(item, pattern) if item.startswith(HUB_PREFIX) else expand_local(Path(item), pattern)
     if steps is not None:
         wanted = sorted({int(s) for s in steps})
         by_source: Dict[str, set] = {}
@@ -172,8 +172,9 @@ def default_out(runs: Union[str, Sequence[str]], leaf: str) -> Path:
     """`<root of the first run>/<leaf>`: the grid root for a grid, the run's parent for a run dir."""
     first = split_runs(runs)[0]
     if first.startswith(HUB_PREFIX):
-        repo = first[len(HUB_PREFIX):].split("@")[0]
-        return Path.cwd() / leaf / repo.replace("/", "--")
+        from parc.hub.reader import parse_hub_spec
+
+        return Path.cwd() / leaf / parse_hub_spec(first, "runs").repo_id.replace("/", "--")
     path = Path(first).resolve()
     if is_run_dir(path) or (path / "config.json").is_file():
         return path.parent / leaf
