@@ -5,10 +5,11 @@ It covers the calls Parc makes (see /work/shared/notes/hub-protocol.md): create_
 list_repo_refs, upload_folder/upload_file (preupload answers "regular": content travels base64-inline
 in the NDJSON commit), repo_info, list_repo_tree, get_paths_info, snapshot_download/hf_hub_download (resolve). Files that the
 commit's `.gitattributes` sends to LFS (`filter=lfs`) are stored as the Hub stores an LFS object: the pointer
-(sha256 and size, taken when the commit is made) is what repo_info (blobs), the tree and paths-info report
-(`lfs`), and resolve answers with X-Linked-Etag/X-Linked-Size; the content still travels inline in the commit
-(preupload answers "regular"), a shortcut of the transport only. A test that replaces a stored file's bytes
-after the commit models an object store serving other bytes than the pointer names.
+(sha256 and size) is what repo_info (blobs), the tree and paths-info report (`lfs`), and resolve answers with
+X-Linked-Etag/X-Linked-Size; the content still travels inline in the commit (preupload answers "regular"), a
+shortcut of the transport only. What the listings say of a file (size, git blob id, LFS pointer) is taken
+when the commit is made, as git records it in the tree: a test that replaces a stored file's bytes after the
+commit models an object store serving other bytes than the commit names.
 Repos, branches and commits live in memory in a `HubState` that outlives `stop()`/`restart()` on the
 same port, so a test can take the Hub down mid-push and bring it back. `Faults` answers a seeded
 fraction of requests with 500/503/429 or a dropped connection (before or after the request took
@@ -53,9 +54,19 @@ def lfs_paths(snapshot: Dict[str, bytes]) -> List[str]:
             and any(fnmatch(path if "/" in pattern else path.rsplit("/", 1)[-1], pattern) for pattern in patterns)]
 
 
-def lfs_pointers(snapshot: Dict[str, bytes]) -> Dict[str, tuple]:
-    """LFS path -> (sha256, size): what git-lfs records in each pointer when the commit is made."""
-    return {path: (hashlib.sha256(snapshot[path]).hexdigest(), len(snapshot[path])) for path in lfs_paths(snapshot)}
+def listing(snapshot: Dict[str, bytes]) -> Dict[str, dict]:
+    """path -> {"size", "oid" (git blob id), "lfs" (None or the pointer)}: what a commit records of each file."""
+    stored_in_lfs = set(lfs_paths(snapshot))
+    found = {}
+    for path, data in snapshot.items():
+        if path not in stored_in_lfs:
+            found[path] = {"size": len(data), "oid": git_blob_oid(data), "lfs": None}
+            continue
+        sha256 = hashlib.sha256(data).hexdigest()
+        text = lfs_pointer_text(sha256, len(data))
+        found[path] = {"size": len(data), "oid": git_blob_oid(text),
+                       "lfs": {"sha256": sha256, "size": len(data), "pointerSize": len(text)}}
+    return found
 
 
 def lfs_pointer_text(sha256: str, size: int) -> bytes:
@@ -70,23 +81,14 @@ class Repo:
     history: List[tuple] = field(default_factory=list)  # (branch, paths added or changed, paths deleted)
     parents: Dict[str, Optional[str]] = field(default_factory=dict)  # commit oid -> parent oid (None: the first)
     titles: Dict[str, str] = field(default_factory=dict)  # commit oid -> commit message
-    pointers: Dict[str, Dict[str, tuple]] = field(default_factory=dict)  # commit oid -> LFS path -> (sha256, size)
-
-    def pointer(self, oid: str, path: str) -> Optional[tuple]:
-        """(sha256, size) of an LFS file of commit `oid` as its pointer says; None for a regular git file.
-        A commit a test planted directly (not through HubState.commit) gets its pointers from its bytes."""
-        if oid not in self.pointers:
-            self.pointers[oid] = lfs_pointers(self.commits[oid])
-        return self.pointers[oid].get(path)
+    listings: Dict[str, Dict[str, dict]] = field(default_factory=dict)  # commit oid -> what it records of each file
 
     def describe(self, oid: str, path: str) -> dict:
-        """size, git blob id and (LFS files) the lfs pointer of one file, as the Hub's listings give them."""
-        data, pointer = self.commits[oid][path], self.pointer(oid, path)
-        if pointer is None:
-            return {"size": len(data), "oid": git_blob_oid(data), "lfs": None}
-        text = lfs_pointer_text(*pointer)
-        return {"size": pointer[1], "oid": git_blob_oid(text),
-                "lfs": {"sha256": pointer[0], "size": pointer[1], "pointerSize": len(text)}}
+        """size, git blob id and (LFS files) the pointer of one file of commit `oid`, as recorded when it was
+        made; a commit a test planted directly (not through HubState.commit) is described from its bytes."""
+        if oid not in self.listings:
+            self.listings[oid] = listing(self.commits[oid])
+        return self.listings[oid][path]
 
 
 @dataclass
@@ -164,7 +166,7 @@ class HubState:
                              sorted(p for p in before if p not in snapshot)))
         oid = hashlib.sha1(f"{repo_id}{branch}{len(repo.commits)}{time.time_ns()}".encode()).hexdigest()
         repo.commits[oid] = snapshot
-        repo.pointers[oid] = lfs_pointers(snapshot)  # taken now: later changes to the bytes do not move them
+        repo.listings[oid] = listing(snapshot)  # taken now: later changes to the bytes do not move it
         repo.parents[oid], repo.titles[oid] = repo.branches.get(branch), title
         if self.commit_limit is not None:
             self.commit_limit.times.setdefault(repo_id, []).append(time.monotonic())
@@ -406,10 +408,10 @@ class Handler(BaseHTTPRequestHandler):
         files = self.state.files(repo_id, oid)
         if path not in files:
             raise HubError(404, f"Entry {path} not found", "EntryNotFound", commit=oid)
-        data, headers = files[path], {"X-Repo-Commit": oid, "ETag": f'"{git_blob_oid(files[path])}"'}
-        pointer = self.state.repos[repo_id].pointer(oid, path)
-        if pointer is not None:  # an LFS file: the Hub names it by the pointer's sha256 and size
-            headers.update({"X-Linked-Etag": f'"{pointer[0]}"', "X-Linked-Size": str(pointer[1])})
+        meta = self.state.repos[repo_id].describe(oid, path)
+        data, headers = files[path], {"X-Repo-Commit": oid, "ETag": f'"{meta["oid"]}"'}
+        if meta["lfs"]:  # an LFS file: the Hub names it by the pointer's sha256 and size
+            headers.update({"X-Linked-Etag": f'"{meta["lfs"]["sha256"]}"', "X-Linked-Size": str(meta["lfs"]["size"])})
         first = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
         if first:  # a resumed download
             start = int(first.group(1))
