@@ -272,7 +272,15 @@ class HubRepo:
         self._call(f"create repo {self.repo_id}", self.api.create_repo, self.repo_id, private=private, exist_ok=True)
 
     def exists(self) -> bool:
-        return self._call(f"look up {self.repo_id}", self.api.repo_exists, self.repo_id)
+        from huggingface_hub.errors import RevisionNotFoundError
+
+        def look_up() -> bool:
+            try:
+                return self.api.repo_exists(self.repo_id)
+            except RevisionNotFoundError:  # the repo is there, its default branch is not
+                return True
+
+        return self._call(f"look up {self.repo_id}", look_up)
 
     def branches(self) -> Dict[str, str]:
         """Every branch -> its head commit."""
