@@ -3,11 +3,11 @@
 
 It covers the calls Parc makes (see /work/shared/notes/hub-protocol.md): create_repo, create_branch,
 list_repo_refs, upload_folder/upload_file (preupload answers "regular": content travels base64-inline
-in the NDJSON commit), repo_info, list_repo_tree, get_paths_info, snapshot_download/hf_hub_download (resolve). Files that the
-commit's `.gitattributes` sends to LFS (`filter=lfs`) are stored as the Hub stores an LFS object: the pointer
-(sha256 and size) is what repo_info (blobs), the tree and paths-info report (`lfs`), and resolve answers with
-X-Linked-Etag/X-Linked-Size; the content still travels inline in the commit (preupload answers "regular"), a
-shortcut of the transport only. What the listings say of a file (size, git blob id, LFS pointer) is taken
+in the NDJSON commit), repo_info, list_repo_tree, get_paths_info, snapshot_download/hf_hub_download
+(resolve). Files that the commit's `.gitattributes` sends to LFS (`filter=lfs`) are stored as the Hub
+stores an LFS object: the pointer (sha256 and size) is what repo_info (blobs), the tree and paths-info report
+(`lfs`), and resolve answers with X-Linked-Etag/X-Linked-Size; the content still travels inline in the commit
+(preupload answers "regular"), a shortcut of the transport only. What the listings say of a file (size, git blob id, LFS pointer) is taken
 when the commit is made, as git records it in the tree: a test that replaces a stored file's bytes after the
 commit models an object store serving other bytes than the commit names.
 Repos, branches and commits live in memory in a `HubState` that outlives `stop()`/`restart()` on the
@@ -367,7 +367,8 @@ class Handler(BaseHTTPRequestHandler):
     def _entry(repo: Repo, oid: str, path: str) -> dict:
         """One file as the tree and paths-info list it (the lfs pointer's sha256 is its `oid` there)."""
         meta = repo.describe(oid, path)
-        lfs = meta["lfs"] and {"oid": meta["lfs"]["sha256"], "size": meta["size"], "pointerSize": meta["lfs"]["pointerSize"]}
+        pointer = meta["lfs"]
+        lfs = pointer and {"oid": pointer["sha256"], "size": pointer["size"], "pointerSize": pointer["pointerSize"]}
         return {"type": "file", "path": path, "size": meta["size"], "oid": meta["oid"], **({"lfs": lfs} if lfs else {})}
 
     def _paths_info(self, repo_id, repo, revision, query, body):

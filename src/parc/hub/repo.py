@@ -201,13 +201,9 @@ def refuse_secrets(checkpoint_dir: Path, paths: Iterable[str], secrets: Dict[str
                                 "a published checkpoint must hold no secrets or local paths")
 
 
-def verify_files(directory: Path, manifest: dict, check_sha: bool) -> Optional[str]:
-    """None if every file the manifest lists is there with its size (and sha256); else what is wrong."""
-    return verify_files_at({rel: Path(directory) / rel for rel in manifest["files"]}, manifest, check_sha)
-
-
 def verify_files_at(located: Dict[str, Path], manifest: dict, check_sha: bool) -> Optional[str]:
-    """verify_files with each listed file's local path given (path in repo -> local file)."""
+    """None if every file the manifest lists is at its local path (path in repo -> local file) with its size
+    (and sha256); else what is wrong."""
     for rel, meta in sorted(manifest["files"].items()):
         path = located[rel]
         if not path.is_file():
@@ -294,8 +290,8 @@ class HubRepo:
     def files(self, revision: str) -> RevisionFiles:
         """Every file of `revision` with its size, LFS sha256 and git blob id, read at one commit."""
         info = self._call(f"read {revision}", self.api.repo_info, self.repo_id, revision=revision, files_metadata=True)
-        return RevisionFiles(info.sha, {s.rfilename: RemoteFile(s.size, getattr(s.lfs, "sha256", None) if s.lfs else None,
-                                                                s.blob_id) for s in info.siblings or []})
+        return RevisionFiles(info.sha, {s.rfilename: RemoteFile(s.size, s.lfs.sha256 if s.lfs else None, s.blob_id)
+                                        for s in info.siblings or []})
 
     def download_file(self, commit: str, path: str, local_dir: Optional[Path] = None) -> Optional[Path]:
         """One file of one commit: into `local_dir` (at its path in the repo) or the client's cache; None when

@@ -1,8 +1,8 @@
 """Which checkpoints a study reads, and loading them: `runs=` / `steps=` -> CheckpointRef -> a loaded model.
 
 `runs=` is a comma-separated list of local run directories (an `output_dir` holding `checkpoint-N/`), grid
-roots (directories holding such runs), a single local checkpoint directory (any HF causal LM), `hub:<repo>`
-(every `checkpoint-N` / `stepN` revision of a Hub repo) and `hub:<repo>@<rev>`.
+roots (directories holding such runs), a single local checkpoint directory (any HF causal LM), `hub:<org/name>`
+(every `checkpoint-N` / `stepN` revision of a Hub repo) and `hub:<org/name>@<revision>`.
 Architecture, seed, shard and step come from Parc's manifests and run config where present, else from
 repository and revision names (`NAME_PATTERNS`, or the user's `pattern=` regex with named groups), else a
 one-line error asks for them.
@@ -106,7 +106,7 @@ def is_run_dir(path: Path) -> bool:
 def expand_local(path: Path, pattern: Optional[str]) -> List[CheckpointRef]:
     """A run directory, a grid root (its run subdirectories) or one checkpoint directory."""
     if not path.is_dir():
-        raise ParcError(f"runs={path}: no such directory; pass run directories, grid roots or hub:<repo>")
+        raise ParcError(f"runs={path}: no such directory; pass run directories, grid roots or hub:<org/name>")
     if is_run_dir(path):
         return local_refs(path, pattern)
     if (path / "config.json").is_file():
@@ -124,7 +124,7 @@ def split_runs(runs: Union[str, Sequence[str]]) -> List[str]:
     items = runs.split(",") if isinstance(runs, str) else [str(r) for r in runs]
     items = [item.strip() for item in items if item and item.strip()]
     if not items:
-        raise ParcError("runs= is empty: pass run directories, grid roots or hub:<repo>[@<revision>], comma-separated")
+        raise ParcError("runs= is empty: pass run directories, grid roots or hub:<org/name>[@<revision>], comma-separated")
     return items
 
 
