@@ -251,6 +251,13 @@ out = {"files": {}}
 listed = repo.files(args["revisions"][0])
 for rel, meta in listed.files.items():
     out["files"][rel] = {"size": meta.size, "sha256": meta.sha256, "blob_id": meta.blob_id}
+if args.get("listings"):  # the same facts through the client's other two listings, as the Hub gives them
+    from huggingface_hub import HfApi
+    for name, entries in [("tree", HfApi().list_repo_tree(args["repo"], revision=args["revisions"][0])),
+                          ("paths_info", HfApi().get_paths_info(args["repo"], sorted(out["files"]),
+                                                               revision=args["revisions"][0]))]:
+        out[name] = {e.path: {"size": e.size, "sha256": e.lfs.sha256 if e.lfs else None, "blob_id": e.blob_id}
+                     for e in entries}
 for revision in args["revisions"]:
     try:
         out[revision] = {"path": str(fetch_revision(repo, revision, Path(args["out"]) / revision,
@@ -271,11 +278,12 @@ def test_a_foreign_revision_is_verified_by_the_lfs_sha256_and_git_blob_ids(hub_s
     corrupt(hub_server, "EleutherAI/pythia-mini", "step3000", "config.json")  # a regular git file gone bad
     out = tmp_path / "out"
     found = reader(hub_server, FETCH_REVISION, repo="EleutherAI/pythia-mini", out=str(out),
-                   revisions=["step0", "step1000", "step2000", "step3000"])
+                   revisions=["step0", "step1000", "step2000", "step3000"], listings=True)
     # what the Hub lists: the LFS pointer's sha256 for the weights, the git blob id for the regular file
     assert found["files"]["model.safetensors"]["sha256"] == hashlib.sha256(weights[0]).hexdigest()
     assert found["files"]["model.safetensors"]["size"] == len(weights[0])
     assert found["files"]["config.json"] == {"size": 8, "sha256": None, "blob_id": git_blob_oid(b'{"a": 1}')}
+    assert found["tree"] == found["paths_info"] == found["files"]
     for step in (0, 1000):
         assert found[f"step{step}"]["path"] == str(out / f"step{step}")
         assert local_tree(out / f"step{step}") == {"model.safetensors": weights[step], "config.json": b'{"a": 1}'}
