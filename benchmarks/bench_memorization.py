@@ -1,4 +1,4 @@
-"""E2: Pythia's memorization score of N training sequences: ours (`parc.study.greedy`: one teacher-forced pass,
+"""E2: Pythia's memorization score of N training sequences: ours (`parc.study.evaluations.greedy`: one teacher-forced pass,
 then cached lockstep decoding only where a sequence diverged) vs `model.generate`-based scoring, same scores.
 
 Two baselines: `generate(use_cache=False)` batched, exactly as Pythia's `eval_memorization.py` ran it, and
@@ -47,7 +47,7 @@ def memorizing_model(arch: str, sequences: np.ndarray, steps: int):
 
 
 def run(args) -> list:
-    from parc.study.greedy import generate_continuations, greedy_continuations
+    from parc.study.evaluations.greedy import generate_continuations, greedy_continuations
 
     count = 64 if args.quick else 256
     batch_size = 64

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_ngram_index.py [--tokens 20000000] [--queries 3000]
 
-Builds `parc.study.ngram_index` over a synthetic stream shaped like OpenWebText's (Zipf-distributed ids over
+Builds `parc.study.phases.ngram_index` over a synthetic stream shaped like OpenWebText's (Zipf-distributed ids over
 a 50,277-token vocabulary, 1,024-token sequences) and reports bytes per token, build seconds (wall and the
 indexer's CPU), and counts per second for random 1..5-gram queries taken from the data, with and without the
 word-boundary condition (which costs two more binary searches). The stream is synthetic, so the numbers say
@@ -39,7 +39,7 @@ def children_cpu() -> float:
 
 
 def main() -> None:
-    import parc.study.ngram_index as ngram_index
+    import parc.study.phases.ngram_index as ngram_index
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=20_000_000)

@@ -26,7 +26,7 @@ A100_FP32_FLOPS = 19.5e12  # dense fp32 (no TF32), as the paper scored
 
 def stimuli_file(work):
     from parc.config import compose
-    from parc.study.nawoco import DEFAULT_SIZES, build_stimuli
+    from parc.study.phases.stimulus_sets import DEFAULT_SIZES, build_stimuli
 
     out = work / "stimuli" / "demo.stims"
     if not out.is_file():
@@ -73,11 +73,11 @@ def measure(arch: str, size: str, count: int, pairs: int, work) -> dict:
 
     from parc.archs import build_model
     from parc.config import compose
-    from parc.study.paper_loop import loop_all
-    from parc.study.stimuli import read_stimuli
-    from parc.study.surprisal import StimulusEncoder, score
+    from parc.study.phases.surprisal_reference import loop_all
+    from parc.study.phases.stimuli import read_stimuli
+    from parc.study.phases.surprisal import StimulusEncoder, score
     from parc.data.tokenizer import load_saved_tokenizer
-    from parc.study.modelcache import install_fast_path
+    from parc.study.sources.model_cache import install_fast_path
 
     overrides = ["experiment=demo", f"arch={arch}"] + (["arch.size=full", "data.vocab_size=50277"] if size == "parc" else [])
     cfg = compose(overrides)

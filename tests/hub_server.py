@@ -4,12 +4,13 @@
 It covers the calls Parc makes (see /work/shared/notes/hub-protocol.md): create_repo, create_branch,
 list_repo_refs, upload_folder/upload_file (preupload answers "regular": content travels base64-inline
 in the NDJSON commit), repo_info, list_repo_tree, get_paths_info, snapshot_download/hf_hub_download
-(resolve). Files that the commit's `.gitattributes` sends to LFS (`filter=lfs`) are stored as the Hub
-stores an LFS object: the pointer (sha256 and size) is what repo_info (blobs), the tree and paths-info report
-(`lfs`), and resolve answers with X-Linked-Etag/X-Linked-Size; the content still travels inline in the commit
-(preupload answers "regular"), a shortcut of the transport only. What the listings say of a file (size, git blob id, LFS pointer) is taken
-when the commit is made, as git records it in the tree: a test that replaces a stored file's bytes after the
-commit models an object store serving other bytes than the commit names.
+(resolve), and the metadata check the client runs before committing a README.md (validate-yaml,
+`card_metadata_problems`). Files that the commit's `.gitattributes` sends to LFS (`filter=lfs`) are stored as
+the Hub stores an LFS object: the pointer (sha256 and size) is what repo_info (blobs), the tree and paths-info
+report (`lfs`), and resolve answers with X-Linked-Etag/X-Linked-Size; the content still travels inline in the
+commit (preupload answers "regular"), a shortcut of the transport only. What the listings say of a file (size,
+git blob id, LFS pointer) is taken when the commit is made, as git records it in the tree: a test that replaces
+a stored file's bytes after the commit models an object store serving other bytes than the commit names.
 Repos, branches and commits live in memory in a `HubState` that outlives `stop()`/`restart()` on the
 same port, so a test can take the Hub down mid-push and bring it back. `Faults` answers a seeded
 fraction of requests with 500/503/429 or a dropped connection (before or after the request took
@@ -174,6 +175,42 @@ class HubState:
         return oid
 
 
+def card_metadata_problems(content: str) -> tuple:
+    """(errors, warnings) of a README.md's YAML metadata, by the Hub's model card rules (huggingface.co/docs/hub/
+    model-cards): a mapping; license, library_name strings; language, tags, datasets, base_model a string or a
+    list of them; model-index a list of {name, results: [{task: {type}, dataset: {type, name}, metrics: [{type,
+    value}]}]} with numeric values."""
+    import yaml
+
+    match = re.match(r"^---\n(.*?)\n---\n", content, flags=re.DOTALL)
+    if not match:
+        return [], ["empty or missing yaml metadata in repo card"]
+    try:
+        meta = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        return [f"invalid YAML: {exc}"], []
+    if not isinstance(meta, dict):
+        return ["metadata must be a mapping"], []
+    errors = [f'"{key}" must be a string' for key in ("license", "library_name", "pipeline_tag")
+              if key in meta and not isinstance(meta[key], str)]
+    errors += [f'"{key}" must be a string or a list of strings' for key in ("language", "tags", "datasets", "base_model")
+               if key in meta and not (isinstance(meta[key], str) or (isinstance(meta[key], list)
+                                                                       and all(isinstance(v, str) for v in meta[key])))]
+    for entry in meta.get("model-index", []) if isinstance(meta.get("model-index", []), list) else [None]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("results"), list):
+            errors.append('"model-index" entries need a name and a list of results')
+            continue
+        for result in entry["results"]:
+            task, dataset, metrics = result.get("task", {}), result.get("dataset", {}), result.get("metrics")
+            if not (isinstance(task, dict) and task.get("type") and isinstance(dataset, dict) and dataset.get("type")
+                    and dataset.get("name") and isinstance(metrics, list) and metrics):
+                errors.append('"model-index" results need task.type, dataset.type, dataset.name and metrics')
+            elif not all(isinstance(m, dict) and m.get("type") and isinstance(m.get("value"), (int, float, str))
+                         for m in metrics):
+                errors.append('"model-index" metrics need a type and a value')
+    return errors, []
+
+
 class HubError(Exception):
     def __init__(self, status: int, message: str, code: str = "", commit: str = "", headers=None):
         super().__init__(message)
@@ -251,6 +288,10 @@ class Handler(BaseHTTPRequestHandler):
         with self.state.lock:  # one request at a time mutates or reads the store
             if path == "/api/repos/create" and self.command == "POST":
                 return self._create_repo(json.loads(body))
+            if path == "/api/validate-yaml" and self.command == "POST":  # the client sends every README.md it commits
+                errors, warnings = card_metadata_problems(json.loads(body)["content"])
+                return (400 if errors else 200), {"errors": [{"message": m} for m in errors],
+                                                  "warnings": [{"message": m} for m in warnings]}, {}
             match = API.match(path)
             if match:
                 repo_id, action = match["repo"], match["action"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, run_cli_cases
-from parc.study.stimuli import Stimulus, write_stimuli
+from parc.study.phases.stimuli import Stimulus, write_stimuli
 
 
 @pytest.fixture(scope="module")

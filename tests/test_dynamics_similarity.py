@@ -73,7 +73,7 @@ def test_similarity_on_tiny_real_checkpoints_matches_transformers(eval_grid, tmp
     from transformers import AutoModelForCausalLM
 
     from parc.study.evaluations.heldout import training_slice
-    from parc.study.sources import local_run_config
+    from parc.study.sources.runs import local_run_config
     from parc.data.stream import PackedStream, read_manifest
 
     out = tmp_path / "sim"

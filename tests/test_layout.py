@@ -175,3 +175,38 @@ def test_public_names_are_not_submodule_names(package):
     module = importlib.import_module(f"parc.{package}")
     submodules = {p.stem for p in (PARC / package).glob("*.py")} | {p.parent.name for p in (PARC / package).glob("*/__init__.py")}
     assert not set(module.__all__) & submodules
+
+
+# Inside the study layer: the root's shared modules (results, stats, plots) at the bottom, then sources/, then
+# evaluations/ and phases/ side by side, then dynamics/; the package's own faces (__init__, __main__) on top.
+STUDY_RANKS = {"": 0, "sources": 1, "evaluations": 2, "phases": 2, "dynamics": 3}
+STUDY_FACES = {"parc.study", "parc.study.__main__"}
+
+
+def study_folder(name: str) -> str:
+    """'parc.study.phases.ngrams' -> 'phases'; a module at the study root -> ''."""
+    parts = name.split(".")
+    return parts[2] if len(parts) > 3 else ""
+
+
+def test_study_folders_are_ranked_and_documented():
+    folders = {p.parent.name for p in (PARC / "study").glob("*/__init__.py")}
+    assert folders == set(STUDY_RANKS) - {""}, f"new or missing study folder: rank it in STUDY_RANKS ({folders})"
+    for folder in folders:
+        doc = importlib.import_module(f"parc.study.{folder}").__doc__
+        assert doc and len(doc.strip().splitlines()) >= 2, f"parc.study.{folder} needs a docstring saying what it owns"
+    loose = sorted(p.stem for p in (PARC / "study").glob("*.py"))
+    assert set(loose) <= {"__init__", "__main__", "results", "stats", "plots"}, f"study root holds only shared modules: {loose}"
+
+
+def test_study_folders_import_only_lower_folders():
+    wrong = []
+    for name, targets in graph().items():
+        if concern(name) != "study" or name in STUDY_FACES:
+            continue
+        for target in targets:
+            if concern(target) != "study" or target in STUDY_FACES or study_folder(target) == study_folder(name):
+                continue
+            if STUDY_RANKS[study_folder(target)] >= STUDY_RANKS[study_folder(name)]:
+                wrong.append(f"{name} imports {target}")
+    assert not wrong, "upward or sideways imports between study folders:\n" + "\n".join(sorted(wrong))

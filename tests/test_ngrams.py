@@ -14,9 +14,9 @@ from conftest import run_cli, run_cli_cases
 from parc.config import compose
 from parc.data import BatchPlan, open_stream, prepare_data
 from parc.data.tokenizer import load_saved_tokenizer
-from parc.study.backoff import backoff_logprob
-from parc.study.ngram_index import build_index
-from parc.study.stimuli import Stimulus, write_stimuli
+from parc.study.phases.ngram_backoff import backoff_logprob
+from parc.study.phases.ngram_index import build_index
+from parc.study.phases.stimuli import Stimulus, write_stimuli
 
 # Another tokenizer (three plays, a 300-token BPE): a real prepared stream in seconds.
 OTHER = ["data=demo", "data.max_documents=3", "data.seq_len=32", "data.tokenizer_vocab_size=300",
@@ -191,10 +191,10 @@ def demo_texts() -> list:
 def test_corpus_stream_leaves_out_the_stimuli_documents(demo, tmp_path):
     """corpus=stream: every sequence but the source document's; a phrase found only in that document counts 0,
     and the coverage in ngrams.json equals a brute-force count over the counted rows."""
-    from parc.study.backoff import WordCounter
-    from parc.study.nawoco import document_rows
-    from parc.study.ngram_index import NgramIndex
-    from parc.study.stimuli import read_origins
+    from parc.study.phases.ngram_backoff import WordCounter
+    from parc.study.phases.stimulus_sets import document_rows
+    from parc.study.phases.ngram_index import NgramIndex
+    from parc.study.phases.stimuli import read_origins
 
     root, cfg, stream, _, tokenizer = demo
     texts = demo_texts()

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import run_cli
 from parc.store.fileio import sha256_file
-from parc.study.context_similarity import context_similarities, read_vectors
-from parc.study.phases import NOT_PEAKED, phase_order_holds, phase_peaks, run_phases
-from parc.study.stimuli import Stimulus, write_stimuli
+from parc.study.phases.context_similarity import context_similarities, read_vectors
+from parc.study.phases.statistics import NOT_PEAKED, phase_order_holds, phase_peaks, run_phases
+from parc.study.phases.stimuli import Stimulus, write_stimuli
 
 N_STIMULI = 60
 STEPS = (0, 1, 4, 16)
@@ -239,7 +239,7 @@ def test_fasttext_bin_trained_offline_is_deterministic_and_gives_subword_vectors
     import sys
 
     pytest.importorskip("gensim")
-    script = ("import sys\nfrom pathlib import Path\nfrom parc.study.context_similarity import train_vectors\n"
+    script = ("import sys\nfrom pathlib import Path\nfrom parc.study.phases.context_similarity import train_vectors\n"
               "text = [('the cat sat on the mat and the dog sat on the log ' * 3).split()] * 40\n"
               "train_vectors(text, Path(sys.argv[1]), {'vector_size': 8, 'window': 3, 'min_count': 1, "
               "'epochs': 3, 'sg': 0, 'seed': 0}, log=lambda line: None)\n")
@@ -286,7 +286,7 @@ def test_cli_missing_inputs_are_one_line_errors(analysis, tmp_path):
 
 
 def test_a_checkpoint_scored_twice_counts_once():
-    from parc.study.phases import one_score_per_checkpoint
+    from parc.study.phases.statistics import one_score_per_checkpoint
 
     first = pd.DataFrame({"arch": "pythia", "seed": 0, "step": 16, "stimulus_id": [0, 1, 2], "surprisal": [1.0, 2.0, 3.0],
                           "commit": "old"})

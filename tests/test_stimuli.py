@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli
 from parc.errors import ParcError
 from parc.stimuli import main as stimuli_main
-from parc.study.stimuli import UNSPLIT, parse_stimuli_arg, read_stimuli, set_name, write_stimuli
+from parc.study.phases.stimuli import UNSPLIT, parse_stimuli_arg, read_stimuli, set_name, write_stimuli
 
 PAPER_LINES = ["The flat unraised spirits that *hath*", "He said that it *didn't*", "*Hello*",
                "Tabs\\there and *there\\n*", 'A "quoted" word, then *this.*']
@@ -138,7 +138,7 @@ def test_builds_a_deterministic_nawoco_set_from_held_out_plays(demo_root, tmp_pa
                    and src.split()[:len(words)] == words for src in sources), s
         assert s.sentence not in training_text, s
     # origins: each stimulus's recorded documents are held-out plays holding its sentence, at those stream rows
-    from parc.study.stimuli import read_origins
+    from parc.study.phases.stimuli import read_origins
 
     origins = read_origins(out)
     texts = [json.loads(line)["text"] for line in gzip.open(
@@ -170,7 +170,7 @@ def test_asking_for_more_stimuli_than_the_held_out_text_gives_is_refused(demo_ro
 
 
 def test_the_verbatim_filter_agrees_with_a_substring_search():
-    from parc.study.nawoco import not_in_text
+    from parc.study.phases.stimulus_sets import not_in_text
 
     texts = ["Then the king  said unto\nhis men, go forth and sing", "Athens shall fall to the\tsea ere long"]
     joined = " ".join(" ".join(t.split()) for t in texts)

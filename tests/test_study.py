@@ -63,7 +63,7 @@ def test_mini_parc_preset_composes_and_scores_the_tail_of_its_schedule():
     from parc.archs import hf_config
     from parc.config import compose
     from parc.store.steps import checkpoint_steps
-    from parc.study.mini_parc import log_spaced_steps
+    from parc.study.phases.pipeline import log_spaced_steps
     from parc.training.lr_neox import neox_lr
     from parc.training.runconfig import Plan, validate
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
-from parc.study.compare import compare
+from parc.study.evaluations.compare import compare
 
 EXAMPLES = 40
 

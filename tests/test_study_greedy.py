@@ -8,7 +8,7 @@ import torch
 
 from parc import archs
 from parc.config import compose
-from parc.study.greedy import generate_continuations, greedy_continuations
+from parc.study.evaluations.greedy import generate_continuations, greedy_continuations
 
 PROMPT, CONTINUATION, VOCAB = 10, 10, 512
 

@@ -12,7 +12,7 @@ from matplotlib import image
 from omegaconf import OmegaConf
 
 from parc.data.stream import BatchPlan, open_stream
-from parc.study.greedy import generate_continuations
+from parc.study.evaluations.greedy import generate_continuations
 
 
 @pytest.fixture(scope="module")

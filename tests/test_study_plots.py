@@ -12,7 +12,8 @@ from conftest import run_cli
 from matplotlib import image
 from scipy import stats as scipy_stats
 
-from parc.study import plots
+from parc.study.evaluations import figures as eval_figures_module
+from parc.study.evaluations import learning_curves
 from parc.study.results import RESULT_COLUMNS, TidyTable
 
 ARCHS, SEEDS, STEPS = ("pythia", "mamba"), (0, 1, 2), (0, 1, 2, 4, 8)
@@ -58,7 +59,7 @@ def check_bands(ax, frame, x, y):
 
 def test_plot_evals_one_panel_per_task_metric_with_t_bands(tmp_path):
     table = results_table(tmp_path / "evals")
-    figures = plots.eval_figures(table)
+    figures = eval_figures_module.eval_figures(table)
     assert sorted(figures) == sorted(PANELS)
     for evaluation, fig in figures.items():
         axes = [ax for ax in fig.axes if ax.get_visible()]
@@ -87,9 +88,9 @@ def test_learning_curves_of_a_grid_with_seed_bands(tmp_path):
     for arch in ARCHS:
         for seed in SEEDS:
             write_run(tmp_path / "runs" / f"{arch}-seed{seed}-shard0", arch, seed, 7 - np.log1p(np.arange(12)) + rng.normal(0, 0.1, 12))
-    curves = plots.learning_curves(plots.find_runs([str(tmp_path / "runs")]))
+    curves = learning_curves.learning_curves(learning_curves.find_runs([str(tmp_path / "runs")]))
     assert sorted(curves["arch"].unique()) == sorted(ARCHS) and sorted(curves["seed"].unique()) == list(SEEDS)
-    fig = plots.curves_figure(curves, x="tokens")
+    fig = learning_curves.curves_figure(curves, x="tokens")
     check_bands(fig.axes[0], curves, "tokens", "loss")
 
     result = run_cli("parc.plot", "curves", str(tmp_path / "runs"), "--out", str(tmp_path / "figures"))

@@ -1,4 +1,4 @@
-"""parc.study.sources on real runs: which checkpoints `runs=` / `steps=` name, what they are, and loading them
+"""parc.study.sources.runs on real runs: which checkpoints `runs=` / `steps=` name, what they are, and loading them
 with one module per architecture (weights equal to a fresh from_pretrained). Hub sources: tests/test_evaluate.py."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 
 from parc.store.checkpoint import MANIFEST
 from parc.errors import ParcError
-from parc.study.modelcache import ModelCache
-from parc.study.sources import default_out, parse_name, resolve_runs, run_config
+from parc.study.sources.model_cache import ModelCache
+from parc.study.sources.runs import default_out, parse_name, resolve_runs, run_config
 
 pytestmark = pytest.mark.timeout(1800)  # the first test trains the session's demo grid (conftest eval_grid)
 

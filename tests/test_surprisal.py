@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from parc.study.paper_loop import loop_all
-from parc.study.stimuli import parse_marked
-from parc.study.surprisal import StimulusEncoder, batches_by_length, score
+from parc.study.phases.surprisal_reference import loop_all
+from parc.study.phases.stimuli import parse_marked
+from parc.study.phases.surprisal import StimulusEncoder, batches_by_length, score
 
 # Multi-token targets, punctuation, apostrophes, a first-word target, digits, non-ASCII, an escaped tab.
 LINES = ["The flat unraised spirits that *hath*", "He said, \"go!\" and then *didn't*", "*Hello*",

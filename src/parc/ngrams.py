@@ -3,7 +3,7 @@
 every stimulus target from the training data (corpus=stream: the whole stream but the stimuli's documents),
 their coverage, and with vectors=true fastText vectors of the same text for parc.phases.
 
-See parc.study.ngrams for what is counted and parc.study.ngram_index for the index."""
+See parc.study.phases.ngrams for what is counted and parc.study.phases.ngram_index for the index."""
 
 from __future__ import annotations
 

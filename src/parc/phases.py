@@ -1,6 +1,6 @@
 """`python -m parc.phases runs=<runs or grid root> [out=] [stimuli=] [phases.vectors=<fastText .bin or .vec>]`:
 correlations, regressions, model agreement and the phase figures from `<out>/surprisal.parquet` and
-`<out>/ngrams.parquet` (see parc.study.phases)."""
+`<out>/ngrams.parquet` (see parc.study.phases.statistics)."""
 
 from __future__ import annotations
 

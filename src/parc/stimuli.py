@@ -1,5 +1,5 @@
 """`python -m parc.stimuli data=demo out=stimuli/demo.stims [train=1000 val=500 test=500] [sample_seed=N]
-[shards=0,1] [training overrides]`: build a NaWoCo-style stimulus set from held-out text (parc.study.nawoco).
+[shards=0,1] [training overrides]`: build a NaWoCo-style stimulus set from held-out text (parc.study.phases.stimulus_sets).
 
 Takes the overrides the runs were trained with, so `data=` (and the trainer's shard slices) mean the same
 as for training; `data=demo` alone means the demo grid (experiment=demo).

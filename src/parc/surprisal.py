@@ -1,6 +1,6 @@
 """`python -m parc.surprisal stimuli=a.stims[,b.stims] runs=<runs> [steps=10,20,40] [out=<dir>]
 [batch_tokens=8192] [device=auto|cpu|cuda]`: per-word surprisal at every checkpoint, batched, with the
-paper's conventions (parc.study.surprisal); writes the paper's TSVs and surprisal.parquet under `out=`
+paper's conventions (parc.study.phases.surprisal); writes the paper's TSVs and surprisal.parquet under `out=`
 (default `<root of the first run>/analysis`). Reruns skip what is done.
 """
 

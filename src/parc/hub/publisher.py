@@ -18,8 +18,6 @@ The token is never handled here: huggingface_hub reads HF_TOKEN or its login cac
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import queue
@@ -31,16 +29,13 @@ from typing import Dict, List, Optional
 
 from parc.hub.branches import BranchTemplate
 from parc.store.checkpoint import checkpoint_path
-from parc.store.fileio import atomic_write_json
 from parc.errors import ParcError
+from parc.hub.journal import JOURNAL_DIR, MAIN, TARGET_FILE, Journal  # noqa: F401  (re-exported: the journal's names)
 from parc.hub.repo import HubRepo, RetryPolicy, describe, repo_id_for
 from parc.hub.pacing import HUB_LIMIT_PER_HOUR, CommitPacer, PushInterrupted
 
 log = logging.getLogger("parc.hub.publisher")
 
-JOURNAL_DIR = "hub_journal"
-TARGET_FILE = "repo.json"  # where the journal's revisions go: what parc.sync needs, no config required
-MAIN = "main"
 PREEMPTED_WAIT_S = 60.0  # at most this long for pending pushes when a run stops before its end (preemption)
 
 
@@ -61,50 +56,6 @@ def local_paths(cfg, output_dir: Path) -> List[str]:
             if len(form.parts) > 2:  # "/tmp" or "/home" alone would match innocent text
                 found.add(str(form))
     return sorted(found)
-
-
-class Journal:
-    """`<output_dir>/hub_journal/`: the target repo, and one JSON per revision: pending, pushed or abandoned."""
-
-    def __init__(self, output_dir: Path):
-        self.dir = Path(output_dir) / JOURNAL_DIR
-
-    def _write(self, name: str, data: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.dir / name, data)  # fsyncs the directory too: the rename survives a power cut
-
-    def save_target(self, target: dict) -> None:
-        self._write(TARGET_FILE, target)
-
-    def target(self) -> Optional[dict]:
-        path = self.dir / TARGET_FILE
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def record(self, entry: dict) -> None:
-        self._write(f"{entry['revision']}.json", {**entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-
-    def entries(self) -> List[dict]:
-        """Every revision, in push order: checkpoints by step, then main."""
-        found = [json.loads(p.read_text()) for p in self.dir.glob("*.json") if p.name != TARGET_FILE]
-        return sorted(found, key=lambda e: (e["revision"] == MAIN, e["step"]))
-
-    def last_push(self) -> Optional[float]:
-        """When the newest confirmed push happened (time.time()), so a new process keeps the commit pace."""
-        times = [e.get("pushed_at") for e in self.entries() if e.get("state") == "pushed"]
-        return max((t for t in times if t is not None), default=None)
-
-    def lock(self):
-        """An exclusive lock held while pushing, so a run and parc.sync never push the same revisions at once.
-        The kernel drops it when the process dies, kill -9 included."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.dir / ".lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise ParcError(f"another process is pushing the checkpoints of {self.dir.parent} right now; "
-                            "wait for it to finish") from None
-        return handle
 
 
 class Publisher:
@@ -177,10 +128,7 @@ class Publisher:
             return
         refuse_offline_env()
         self._lock_handle = self.journal.lock()
-        self.repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.branch_template)
-        self.repo.stop = self._stop
-        self.repo.pacer = CommitPacer(self.target.get("max_commits_per_hour", HUB_LIMIT_PER_HOUR),
-                                      self.journal.last_push(), self._stop)
+        self.repo = self._connect()
         self.repo.ensure(private=self.target["private"])
         self._thread = threading.Thread(target=self._upload_loop, name="parc-hub-uploader", daemon=True)
         self._thread.start()
@@ -189,6 +137,13 @@ class Publisher:
                      ", ".join(e["revision"] for e in pending))
         for entry in pending:
             self._enqueue(entry)
+
+    def _connect(self) -> HubRepo:
+        repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.branch_template)
+        repo.stop = self._stop
+        repo.pacer = CommitPacer(self.target.get("max_commits_per_hour", HUB_LIMIT_PER_HOUR), self.journal.last_push(),
+                                 self._stop)
+        return repo
 
     def submit(self, step: int, checkpoint_dir: Path) -> None:
         """Journal the push of checkpoint `step` (durable before returning), then queue it."""
@@ -312,11 +267,45 @@ class Publisher:
         secrets["the Hugging Face token"] = get_token() or ""
         started = time.monotonic()
         extra = extra_files(self.target.get("extra_formats", []), directory, self.journal.dir / "extra")
+        card = self._card(secrets) if revision == MAIN else None
         pushed = self.repo.push(revision, directory, self.target["push_train_state"], secrets, extra,
-                                force=bool(entry.get("force")))
+                                force=bool(entry.get("force")), card=card)
         self._settle(entry, "pushed")
         log.info("hub: %s %s of %s (%.1f s)", "pushed" if pushed else "already complete:", revision, self.repo_id,
                  time.monotonic() - started)
+
+    # --- the model card (parc.hub.card) ----------------------------------------------------------------
+
+    def _card(self, secrets: Dict[str, str]) -> Dict[str, Path]:
+        """main's README.md and loss curve, built from the run's files now (path in repo -> file). A card that
+        cannot be built (a run directory parc.train did not write: no config.yaml) or that would publish a
+        secret is left out with a warning: it never holds back the weights."""
+        from parc.hub.card import card_files
+        from parc.hub.repo import refuse_secrets
+
+        try:
+            files = card_files(self.output_dir, self.journal.dir / "card")
+            refuse_secrets(self.output_dir, list(files), secrets, files)
+            return files
+        except Exception as exc:  # documentation only: main is pushed without it (parc.sync retries the card)
+            log.warning("hub: main of %s goes without a model card: %s", self.repo_id, describe(exc, self.repo_id))
+            return {}
+
+    def refresh_card(self) -> Optional[bool]:
+        """parc.sync: make main's model card what the run's files give now (new evaluations, say): one commit if
+        it changed, none if not (True / False); None when main is not published yet or there is no card."""
+        from huggingface_hub import get_token
+
+        if not any(e["revision"] == MAIN and e["state"] == "pushed" for e in self.journal.entries()):
+            return None
+        secrets = {f"the local path {p}": p for p in self.target["local_paths"]}
+        secrets["the Hugging Face token"] = get_token() or ""
+        card = self._card(secrets)
+        if not card:
+            return None
+        refuse_offline_env()
+        with self.journal.lock():
+            return self._connect().put_files(MAIN, card, f"{MAIN}: model card")
 
     def _settle(self, entry: dict, state: str) -> None:
         with self._lock:  # only the newest entry of a revision settles it: a newer one still has to be pushed

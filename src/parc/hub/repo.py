@@ -215,6 +215,20 @@ def verify_files_at(located: Dict[str, Path], manifest: dict, check_sha: bool) -
     return None
 
 
+def same_file(sibling, path: Path) -> bool:
+    """Does the Hub's file (a repo_info sibling with files metadata) hold exactly the local file's bytes?
+    LFS files by their sha256, regular ones by their git blob id."""
+    import hashlib
+
+    if sibling is None:
+        return False
+    lfs = getattr(sibling, "lfs", None)
+    if lfs is not None and getattr(lfs, "sha256", None):
+        return lfs.sha256 == sha256_file(path)
+    data = path.read_bytes()
+    return getattr(sibling, "blob_id", None) == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 # --- the repo -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -334,11 +348,14 @@ class HubRepo:
         return RemoteRevision(revision, listed.commit, manifest, None)
 
     def push(self, revision: str, checkpoint_dir: Path, with_train_state: bool, secrets: Dict[str, str],
-             extra: Optional[Dict[str, Path]] = None, force: bool = False) -> bool:
+             extra: Optional[Dict[str, Path]] = None, force: bool = False,
+             card: Optional[Dict[str, Path]] = None) -> bool:
         """Make `revision` hold exactly this checkpoint, in ONE commit (the Hub applies a commit atomically, so
         the revision is complete or absent, and the commit limit is spent once). `extra`: more files to
-        publish beside it (path in repo -> local file), listed in the published manifest. False if the
-        revision already held exactly this (by its manifest; `force`: push anyway, a repair)."""
+        publish beside it (path in repo -> local file), listed in the published manifest. `card`: the model
+        card's files (main's README.md, its image), in the same commit but not in the manifest: they describe
+        the repo, not the checkpoint. False if the revision already held exactly this (by its manifest; its
+        card then updated if it changed; `force`: push anyway, a repair)."""
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         manifest, manifest_bytes = published_manifest(checkpoint_dir, with_train_state, extra)
@@ -347,9 +364,11 @@ class HubRepo:
         problem = verify_files_at(local, manifest, check_sha=False)
         if problem:
             raise ParcError(f"local {Path(checkpoint_dir).name} is damaged ({problem}); it cannot be published")
-        refuse_secrets(checkpoint_dir, [*manifest["files"], MANIFEST], secrets, local)
+        refuse_secrets(checkpoint_dir, [*manifest["files"], MANIFEST, *(card or {})], secrets, {**local, **(card or {})})
+        card = {rel: path for rel, path in (card or {}).items() if rel not in manifest["files"]}
         if revision in self.branches():
             if not force and self.inspect(revision).manifest == manifest:
+                self.put_files(revision, card, f"{revision}: model card")
                 return False
         else:
             self._call(f"create branch {revision}", self.api.create_branch, self.repo_id, branch=revision,
@@ -358,8 +377,9 @@ class HubRepo:
         # commit, so the branch ends with exactly this checkpoint.
         before = self._call(f"list {revision}", self.api.list_repo_files, self.repo_id, revision=revision)
         operations = [CommitOperationDelete(path) for path in before
-                      if path not in manifest["files"] and path not in (MANIFEST, ".gitattributes")]
+                      if path not in manifest["files"] and path not in (MANIFEST, ".gitattributes", *card)]
         operations += [CommitOperationAdd(path, str(local[path])) for path in sorted(manifest["files"])]
+        operations += [CommitOperationAdd(path, str(card[path])) for path in sorted(card)]
         operations.append(CommitOperationAdd(MANIFEST, manifest_bytes))
         contents = "weights and training state" if manifest.get("train_state") else "weights"
         self._call(f"commit {revision}", self._commit, operations, revision, f"{revision}: {contents}")
@@ -367,6 +387,22 @@ class HubRepo:
         if remote.manifest != manifest:
             raise ParcError(f"{revision} of {self.repo_id} is not complete right after pushing it "
                             f"({remote.problem or 'another manifest'}): is another process pushing to this repo?")
+        return True
+
+    def put_files(self, revision: str, files: Dict[str, Path], message: str) -> bool:
+        """Commit those of `files` (path in repo -> local file) that `revision` does not hold byte for byte, in
+        one commit; nothing when all are there (a refreshed model card that did not change). True if it committed."""
+        from huggingface_hub import CommitOperationAdd
+
+        if not files:
+            return False
+        info = self._call(f"read {revision}", self.api.repo_info, self.repo_id, revision=revision, files_metadata=True)
+        remote = {s.rfilename: s for s in info.siblings or []}
+        changed = sorted(rel for rel, path in files.items() if not same_file(remote.get(rel), Path(path)))
+        if not changed:
+            return False
+        operations = [CommitOperationAdd(rel, str(files[rel])) for rel in changed]
+        self._call(f"commit {revision}", self._commit, operations, revision, message)
         return True
 
     def _commit(self, operations: list, revision: str, message: str) -> None:

@@ -3,25 +3,30 @@
 It reads only what the trainer publishes (run directories with `checkpoint-N/` and their manifests, or Hub
 revisions) and shares one results layout and one plotting module:
 
-    sources.py   `runs=` / `steps=` -> CheckpointRef (refs.py: arch, size, seed, shard, data_seed, step,
-                 provenance); modelcache.py loads a checkpoint's weights once, reusing one module per architecture
-    results.py   TidyTable: crash-safe, multi-writer tidy tables (one part file per unit of work)
-    stats.py     seed aggregation (mean with 95 % t-interval, median with IQR) and bootstraps
-    plots.py     metric-vs-step figures with seed bands (PNG and PDF)
+    results.py    TidyTable: crash-safe, multi-writer tidy tables (one part file per unit of work)
+    stats.py      seed aggregation (mean with 95 % t-interval, median with IQR) and bootstraps
+    plots.py      drawing primitives: metric-vs-step figures with seed bands (PNG and PDF)
+    sources/      `runs=` / `steps=` -> CheckpointRef (local runs, Hub revisions, identity), weights loaded once
+    evaluations/  held-out loss, lm-eval tasks, memorization; their loop, greedy decoding, comparisons, figures
+    phases/       the Parc paper's analysis: stimulus sets, surprisal, n-grams, context similarity, statistics,
+                  figures, and the mini-Parc pipeline (parc.study)
+    dynamics/     parc.dynamics: seed noise, representation similarity (CKA), outlier tables
 
-dynamics/ (parc.dynamics) decomposes seed noise, compares representations (CKA), diffs checkpoint weights
-and raises the seed outlier alarm. Evaluations (held-out loss, lm-eval tasks, memorization) and the Parc paper's analysis (surprisal,
-n-grams, behavioural phases) are built on these. The study layer sits on top: it may import every other
-package, none imports it.
+Inside, the root is the bottom, then sources/, then evaluations/ and phases/ (side by side), then dynamics/
+(tests/test_layout.py keeps it so). The study layer sits on top of Parc: it may import every other package,
+none imports it.
 """
 
 from parc import lazy_exports
 
-PUBLIC = {"OWN_EVALUATE_ARGS": "evaluate_run", "run_evaluate": "evaluate_run", "compare_evals": "compare:compare",
-          "describe_comparison": "compare:describe", "parse_filters": "compare", "run_ngrams": "ngrams",
-          "run_phases": "phases", "run_surprisal": "surprisal_run", "DEFAULT_SIZES": "nawoco",
-          "PAPER_SEED": "nawoco", "build_stimuli": "nawoco", "find_runs": "plots", "plot_curves": "plots",
-          "plot_evals": "plots", "plot_runs": "plots", "ModelCache": "modelcache", "resolve_runs": "sources",
+PUBLIC = {"OWN_EVALUATE_ARGS": "evaluations.command", "run_evaluate": "evaluations.command",
+          "compare_evals": "evaluations.compare:compare", "describe_comparison": "evaluations.compare:describe",
+          "parse_filters": "evaluations.compare", "run_ngrams": "phases.ngrams", "run_phases": "phases.statistics",
+          "run_surprisal": "phases.surprisal_checkpoints", "DEFAULT_SIZES": "phases.stimulus_sets",
+          "PAPER_SEED": "phases.stimulus_sets", "build_stimuli": "phases.stimulus_sets",
+          "find_runs": "evaluations.learning_curves", "plot_curves": "evaluations.learning_curves",
+          "plot_evals": "evaluations.figures", "plot_runs": "evaluations.learning_curves",
+          "ModelCache": "sources.model_cache", "resolve_runs": "sources.runs", "run_study": "phases.pipeline",
           "run_dynamics": "dynamics.command:run_dynamics"}
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)

@@ -1,5 +1,5 @@
 """`python -m parc.study experiment=demo seeds=0,1,2 [archs=...] [steps=...] [out=runs/<run_name>]`: mini-Parc,
-train the grid, score, count n-grams, analyse and draw (parc.study.mini_parc)."""
+train the grid, score, count n-grams, analyse and draw (parc.study.phases.pipeline)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from parc.errors import exit_on_error
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    from parc.study.mini_parc import run_study
+    from parc.study.phases.pipeline import run_study
 
     run_study(sys.argv[1:] if argv is None else argv)
 

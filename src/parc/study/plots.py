@@ -1,7 +1,8 @@
-"""The study layer's one plotting module: curves over training with seed bands, saved as PNG and PDF.
+"""The study layer's drawing primitives: curves over training with seed bands, saved as PNG and PDF.
 
-Every figure of the study layer (evaluation metrics, learning curves, surprisal correlations, R^2) is a
-grid of panels, each with one line per group (usually the architecture) drawn as the seed centre with a
+Every figure of the study layer (evaluation metrics in evaluations/figures.py, learning curves in
+evaluations/learning_curves.py, surprisal correlations and R^2 in phases/figures.py, parc.dynamics' in
+dynamics/figures.py) is drawn here: a grid of panels, each with one line per group (usually the architecture) drawn as the seed centre with a
 band (`stats.band_of`: mean with 95 % t-interval, or median with IQR). The step axis is symmetric-log with
 a linear part below 1, so step 0 (the initialisation) sits visibly left of step 1.
 """
@@ -13,7 +14,6 @@ from typing import Dict, List, Optional, Sequence
 
 from parc.errors import ParcError
 from parc.store.fileio import atomic_write
-from parc.training.metrics import METRICS_FILE, read_metrics
 from parc.study.stats import BANDS, seed_bands
 
 X_AXES = ("step", "tokens")
@@ -160,119 +160,3 @@ def group_label(frame) -> "object":
     if sizes is None or sizes.nunique() <= 1:
         return frame["arch"].astype(str)
     return frame["arch"].astype(str) + " " + sizes
-
-
-# --- evaluation results: python -m parc.plot evals <dir> -----------------------------------------------
-
-def read_results(evals_dir: Path):
-    """The tidy table parc.evaluate wrote (`results.parquet`, else `results.csv`)."""
-    import pandas as pd
-
-    evals_dir = Path(evals_dir)
-    for name, read in (("results.parquet", pd.read_parquet), ("results.csv", pd.read_csv)):
-        if (evals_dir / name).is_file():
-            return read(evals_dir / name)
-    raise ParcError(f"no results.parquet or results.csv in {evals_dir}: pass the out= directory of "
-                    f"python -m parc.evaluate (default <grid root>/evals)")
-
-
-def eval_figures(table, band: str = "t95", x: str = "step") -> Dict[str, object]:
-    """evaluation name -> figure with one panel per task/metric, one line per architecture, seed bands."""
-    check_choices(band, x)
-    table = table[table["value"].notna()].copy()
-    if table.empty:
-        raise ParcError("the results table holds no values to plot: run python -m parc.evaluate first")
-    if table[x].isna().any():
-        raise ParcError(f"some rows have no {x} (foreign checkpoints): plot with --x step")
-    table["line"] = group_label(table)
-    table["panel"] = table["task"].astype(str) + " / " + table["metric"].astype(str)
-    figures = {}
-    for evaluation, rows in sorted(table.groupby("evaluation"), key=lambda item: str(item[0])):
-        figures[str(evaluation)] = band_figure(rows, x=x, y="value", hue="line", panel="panel", band=band,
-                                               ylabel="value", title=str(evaluation))
-    return figures
-
-
-def plot_evals(evals_dir: Path, out_dir: Path, band: str = "t95", x: str = "step") -> List[Path]:
-    """`<out_dir>/evals-<evaluation>.png` and `.pdf` for every evaluation in the table."""
-    figures = eval_figures(read_results(evals_dir), band, x)
-    return [path for name, fig in figures.items() for path in save_figure(fig, Path(out_dir) / f"evals-{name}")]
-
-
-# --- training curves: python -m parc.plot curves <runs> and python -m parc.plot <runs> --------------------
-
-def find_runs(paths: Sequence[str]) -> Dict[Path, List[dict]]:
-    """run directory -> its metrics.jsonl rows; a directory holding several runs expands to all of them."""
-    runs = {}
-    for given in map(Path, paths):
-        candidates = [given] if (given / METRICS_FILE).exists() else sorted(p.parent for p in given.glob(f"*/{METRICS_FILE}"))
-        if not candidates:
-            raise ParcError(f"no {METRICS_FILE} in {given} or its subdirectories: pass a run's output_dir")
-        for run in candidates:
-            runs[run] = read_metrics(run / METRICS_FILE)
-    return runs
-
-
-def run_identity(run_dir: Path) -> Dict[str, object]:
-    """arch, size, seed of a run: from the config.yaml parc.train wrote, else from its directory name."""
-    from parc.study.sources import RUN_CONFIG, identity_from_config, parse_name
-
-    identity = {}
-    if (run_dir / RUN_CONFIG).is_file():
-        from omegaconf import OmegaConf
-
-        identity = identity_from_config(OmegaConf.to_container(OmegaConf.load(run_dir / RUN_CONFIG)))
-    named = parse_name(run_dir.name)
-    return {"arch": identity.get("arch") or named.get("arch") or run_dir.name.split("-seed")[0],
-            "size": identity.get("size") or named.get("size") or "",
-            "seed": identity.get("seed", int(named["seed"]) if "seed" in named else None), "run": str(run_dir)}
-
-
-def learning_curves(runs: Dict[Path, List[dict]]):
-    """One row per (run, logged step): arch, size, seed, run, step, tokens, loss."""
-    import pandas as pd
-
-    frames = []
-    for run_dir, rows in sorted(runs.items()):
-        frame = pd.DataFrame([{k: r.get(k) for k in ("step", "tokens", "loss")} for r in rows])
-        for key, value in run_identity(run_dir).items():
-            frame[key] = value
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def curves_figure(curves, band: str = "t95", x: str = "step"):
-    check_choices(band, x)
-    curves = curves[curves["loss"].notna()].copy()
-    curves["line"] = group_label(curves)
-    runs = curves["run"].nunique()
-    return band_figure(curves, x=x, y="loss", hue="line", band=band, ylabel="training loss (nats/token)",
-                       title=f"learning curves, {runs} run(s)")
-
-
-def plot_curves(paths: Sequence[str], out_dir: Path, band: str = "t95", x: str = "step") -> List[Path]:
-    """`<out_dir>/curves.png` and `.pdf`: training loss of a grid, seed bands per architecture."""
-    return save_figure(curves_figure(learning_curves(find_runs(paths)), band, x), Path(out_dir) / "curves")
-
-
-def plot_runs(runs: Dict[Path, List[dict]], out: Path) -> Path:
-    """Every run's loss and learning rate, one colour per architecture (`python -m parc.plot <runs>`)."""
-    plt = pyplot()
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colours: Dict[str, str] = {}
-    for run_dir, rows in sorted(runs.items()):
-        family = run_dir.name.split("-seed")[0]
-        colour = colours.setdefault(family, f"C{len(colours)}")
-        steps = [r["step"] for r in rows]
-        ax_loss.plot(steps, [r["loss"] for r in rows], color=colour, alpha=0.7, lw=1)
-        ax_lr.plot(steps, [r["lr"] for r in rows], color=colour, lw=1)
-    handles = [plt.Line2D([], [], color=c, label=f) for f, c in colours.items()]
-    ax_loss.legend(handles=handles)
-    ax_loss.set(xlabel="step", ylabel="training loss (nats/token)", title=f"{len(runs)} run(s)")
-    ax_lr.set(xlabel="step", ylabel="learning rate", title="schedule")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=120))
-    plt.close(fig)
-    return out

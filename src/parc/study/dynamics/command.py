@@ -38,8 +38,8 @@ def own_float(name: str, text: str) -> float:
 
 
 def prepare_out(own: Dict[str, str], fallback_runs_key: str, leaf: str = "dynamics") -> Path:
-    from parc.study.runner import check_writable
-    from parc.study.sources import default_out
+    from parc.study.evaluations.loop import check_writable
+    from parc.study.sources.runs import default_out
 
     out = Path(own["out"]) if own.get("out") else default_out(own[fallback_runs_key], leaf)
     check_writable(out)
@@ -72,10 +72,10 @@ def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> Non
     from parc.config import own_int
     from parc.study.dynamics.figures import similarity_figures
     from parc.study.dynamics.similarity import check_kinds, held_out, loader, score
-    from parc.study.evalconfig import register_evaluate_schema
-    from parc.study.evaluate_run import parse_steps
-    from parc.study.modelcache import ModelCache
-    from parc.study.sources import resolve_runs
+    from parc.study.evaluations.settings import register_evaluate_schema
+    from parc.study.evaluations.command import parse_steps
+    from parc.study.sources.model_cache import ModelCache
+    from parc.study.sources.runs import resolve_runs
 
     if "runs" not in own:
         raise ParcError("similarity needs runs=<run dirs, grid roots or hub:org/name>, e.g. runs=runs/demo")
@@ -119,7 +119,7 @@ def run_diffs(own: Dict[str, str], echo=print) -> None:
     from parc.hub.reader import is_hub_spec, open_repo, parse_hub_spec
     from parc.hub.weightdiff import DEFAULT_TOLERANCE, hub_revisions, local_revisions, render, weight_diffs
     from parc.study.dynamics.figures import diffs_figure
-    from parc.study.sources import split_runs
+    from parc.study.sources.runs import split_runs
 
     if "runs" not in own:
         raise ParcError("diffs needs runs=<run dirs or hub:org/name>, e.g. runs=hub:EleutherAI/pythia-160m")

@@ -224,7 +224,7 @@ def noise_table(evals_dir):
     import pandas as pd
 
     from parc.errors import ParcError
-    from parc.study.plots import read_results
+    from parc.study.evaluations.figures import read_results
 
     results = read_results(evals_dir)
     results = results[pd.to_numeric(results["value"], errors="coerce").notna()]

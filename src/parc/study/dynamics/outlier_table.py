@@ -24,7 +24,8 @@ def outlier_table(runs: Sequence[str], evals: Optional[Path], k: float):
     import pandas as pd
 
     from parc.errors import ParcError
-    from parc.study.plots import find_runs, read_results, run_identity
+    from parc.study.evaluations.figures import read_results
+    from parc.study.evaluations.learning_curves import find_runs, run_identity
     from parc.training.metrics import METRICS_FILE
 
     rows = []

@@ -28,7 +28,7 @@ import numpy as np
 
 from parc.errors import ParcError
 from parc.study.dynamics.cka import Moments, effective_rank
-from parc.study.refs import CheckpointRef
+from parc.study.sources.refs import CheckpointRef
 
 PAIR_KINDS = ("steps", "seeds", "archs")
 TOKEN_SEED = 0  # which positions max_tokens keeps: fixed, so every checkpoint sees the same tokens
@@ -63,7 +63,7 @@ def held_out(refs: Sequence[CheckpointRef], overrides: List[str], sequences: int
     """parc.evaluate's held-out loss for these runs, restricted to its first `sequences` sequences: `.stream`,
     `.indices` (the token ids are `held_out_ids(...)`), `.check_tokenizer(directory, ref)`."""
     from parc.config import compose
-    from parc.study.evalconfig import register_evaluate_schema, validate_eval
+    from parc.study.evaluations.settings import register_evaluate_schema, validate_eval
     from parc.study.evaluations.heldout import HeldoutLoss
 
     register_evaluate_schema()

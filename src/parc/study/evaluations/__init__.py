@@ -1,4 +1,11 @@
-"""The evaluation registry and protocol: each evaluation is a small module, found by its name in `eval.evaluations`.
+"""Checkpoint evaluations (`python -m parc.evaluate`): this module is their registry and protocol; beside it the
+built-in evaluations (heldout.py, lmeval.py, memorization.py), their settings (settings.py, the eval/ config
+group), the loop over checkpoints (loop.py), the command's typed entry (command.py), greedy decoding for
+memorization (greedy.py), A/B comparisons with the multi-bootstrap (compare.py, parc.compare) and the figures of
+results and of training curves (figures.py, learning_curves.py: parc.plot). May import the study root and
+sources/; not phases/ or dynamics/.
+
+Each evaluation is a small module, found by its name in `eval.evaluations`.
 
     @register("memorization")
     class Memorization(Evaluation):
@@ -6,10 +13,10 @@
             super().__init__(eval_cfg, refs)    # raised here, before anything runs or is written
         def tasks(self) -> list[str]: ...       # the task names its rows will carry (for the plan and summaries)
         def fingerprint(self) -> dict: ...      # every setting its numbers depend on (hashed into the unit key)
-        def run(self, loaded) -> EvalResult: ...  # one checkpoint (parc.study.sources.LoadedCheckpoint)
+        def run(self, loaded) -> EvalResult: ...  # one checkpoint (parc.study.sources.runs.LoadedCheckpoint)
 
 `EvalResult.rows` are dicts with at least `task, metric, value, stderr, n` (more columns may follow, e.g.
-`task_version`); the runner (parc.study.runner) adds the checkpoint's identity (CheckpointRef.columns()),
+`task_version`); the runner (parc.study.evaluations.loop) adds the checkpoint's identity (CheckpointRef.columns()),
 `evaluation`, and provenance (`parc_version`, and `provenance()`'s values such as `lm_eval_version`), and
 stores them as one part of the results table `<out>/results.parquet` under `unit_key(ref, evaluation)`:
 `ref.key()` (source, revision and commit/manifest hash) + evaluation name + hash of `fingerprint()`. A rerun

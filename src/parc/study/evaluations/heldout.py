@@ -25,7 +25,7 @@ from parc.data.stream import FORMAT, PackedStream, read_manifest
 from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError
 from parc.study.evaluations import EvalResult, Evaluation, register
-from parc.study.sources import TRAINER_STATE, CheckpointRef, run_config
+from parc.study.sources.runs import TRAINER_STATE, CheckpointRef, run_config
 
 
 def training_stream_hash(ref: CheckpointRef) -> Optional[str]:

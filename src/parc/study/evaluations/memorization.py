@@ -1,7 +1,7 @@
 """Memorization, Pythia's protocol, over the exact sequences a run trained on up to the checkpoint's step.
 
 For each training sequence scored, its first `eval.prompt_len` tokens are the prompt and its next
-`eval.continuation_len` tokens the true continuation; greedy decoding (`parc.study.greedy`, equal to
+`eval.continuation_len` tokens the true continuation; greedy decoding (`parc.study.evaluations.greedy`, equal to
 `model.generate` greedy decoding) produces as many tokens. Metrics: `score`, the mean fraction of greedy tokens
 equal to the true ones (Pythia's memorization score), and `memorized`, the fraction of sequences reproduced
 exactly (score 1.0).
@@ -30,8 +30,8 @@ from parc.errors import ParcError
 from parc.store.fileio import read_json
 from parc.study.evaluations import EvalResult, Evaluation, register
 from parc.study.evaluations.heldout import find_stream_dir
-from parc.study.greedy import greedy_continuations
-from parc.study.sources import CheckpointRef, run_config
+from parc.study.evaluations.greedy import greedy_continuations
+from parc.study.sources.runs import CheckpointRef, run_config
 
 SAMPLE_SEED = 0  # the fixed order the sample is drawn from; a constant so that every invocation agrees
 TASK = "memorization"

@@ -1,8 +1,8 @@
 """parc.evaluate's job: `runs=` + an eval config -> the evaluated checkpoints' rows in one tidy table.
 
 `run_evaluate(own, overrides)` checks this command's own arguments (runs, steps, out, pattern, part /
-num_parts), composes configs/evaluate.yaml with the overrides, resolves the checkpoints, builds the
-evaluations (bad input is refused before anything loads) and runs them through parc.study.runner.
+num_parts), composes parc/configs/evaluate.yaml with the overrides, resolves the checkpoints, builds the
+evaluations (bad input is refused before anything loads) and runs them through parc.study.evaluations.loop.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Dict, List, Optional
 
 from parc.config import compose, own_int, own_ints
 from parc.errors import ParcError
-from parc.study.evalconfig import evaluation_names, register_evaluate_schema, validate_eval
+from parc.study.evaluations.settings import evaluation_names, register_evaluate_schema, validate_eval
 from parc.study.evaluations import build_evaluations
-from parc.study.modelcache import ModelCache
-from parc.study.runner import check_writable, run_evaluations
-from parc.study.sources import default_out, resolve_runs
+from parc.study.sources.model_cache import ModelCache
+from parc.study.evaluations.loop import check_writable, run_evaluations
+from parc.study.sources.runs import default_out, resolve_runs
 
 OWN_EVALUATE_ARGS = ("runs", "steps", "out", "pattern", "part", "num_parts")
 

@@ -1,6 +1,6 @@
 """Scoring stimulus sets at every checkpoint of `runs=`: the paper's TSVs and the tidy `surprisal` table.
 
-For each checkpoint (parc.study.sources) and each stimulus set, one unit of work writes, atomically:
+For each checkpoint (parc.study.sources.runs) and each stimulus set, one unit of work writes, atomically:
 - `<out>/<set>.surprisal.<model>___<revision>.causal.output`, the paper's TSV (columns FullSentence,
   Sentence, TargetWords, Surprisal, NumTokens; one row per stimulus in file order; `<model>` is the Hub
   repo id, or the run's label for a local run, with `/` -> `__` and `.` -> `_` as the paper named it);
@@ -21,8 +21,8 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from parc.study.stimuli import Stimulus, read_stimuli, set_name
-from parc.study.surprisal import DEFAULT_TOKEN_BUDGET, NATS_PER_BIT, Encoded, StimulusEncoder, check_lengths, score
+from parc.study.phases.stimuli import Stimulus, read_stimuli, set_name
+from parc.study.phases.surprisal import DEFAULT_TOKEN_BUDGET, NATS_PER_BIT, Encoded, StimulusEncoder, check_lengths, score
 
 TABLE = "surprisal"
 SORT_BY = ["stimuli", "arch", "size", "seed", "shard", "data_seed", "step", "source", "revision", "stimulus_id"]
@@ -136,9 +136,9 @@ def run_surprisal(stimuli: str, runs: str, steps: Optional[Sequence[int]] = None
     """`python -m parc.surprisal`: check every input first, then score what is not done yet."""
     import contextlib
 
-    from parc.study.modelcache import ModelCache
-    from parc.study.sources import default_out, resolve_runs
-    from parc.study.stimuli import parse_stimuli_arg
+    from parc.study.sources.model_cache import ModelCache
+    from parc.study.sources.runs import default_out, resolve_runs
+    from parc.study.phases.stimuli import parse_stimuli_arg
 
     sets = load_sets(parse_stimuli_arg(stimuli))
     refs = resolve_runs(runs, steps)

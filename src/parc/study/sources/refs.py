@@ -1,7 +1,7 @@
 """What a checkpoint reference is: CheckpointRef (where, which architecture / seed / shard / step), the loaded
 form, and reading that identity from a Parc run config or from repository and revision names.
 
-parc.study.sources resolves `runs=` into these; parc.study.hubsource and parc.study.modelcache read them.
+parc.study.sources.runs resolves `runs=` into these; parc.study.sources.hub and parc.study.sources.model_cache read them.
 """
 
 from __future__ import annotations

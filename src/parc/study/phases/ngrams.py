@@ -13,7 +13,7 @@ no stimulus sentence is counted from its own source; a set without origins (buil
 nothing, with a note. Every other argument is a training override (`data=`, `experiment=`, `paths.root=`,
 ...) that says where the prepared data lives. `ngrams.json` also reports the coverage: per order n, the
 fraction of stimuli whose n-gram ending at the target occurs at least once. `vectors=true` also trains
-fastText vectors (gensim, parc.study.context_similarity) on the counted sequences' text, one sequence a
+fastText vectors (gensim, parc.study.phases.context_similarity) on the counted sequences' text, one sequence a
 sentence, into `<out>/fasttext.bin`, which parc.phases then uses for the context-similarity predictors.
 The index (`ngram_index.py`) is built once per stream selection under `<out>/ngram_index/<fingerprint>/`
 (or `index=<dir>`, an index built before) and reused; a run whose tokenizer is not the index's is refused.
@@ -37,8 +37,8 @@ from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError
 from parc.training.runconfig import config_on_this_machine
 from parc.store.fileio import atomic_write, atomic_write_json, sha256_file
-from parc.study.backoff import ALPHA, ORDERS, WordCounter, ngram_rows
-from parc.study.ngram_index import NgramIndex, build_index, open_or_none
+from parc.study.phases.ngram_backoff import ALPHA, ORDERS, WordCounter, ngram_rows
+from parc.study.phases.ngram_index import NgramIndex, build_index, open_or_none
 
 OWN_ARGS = ("stimuli", "runs", "out", "index", "upto_step", "word_end", "corpus", "vectors")
 VECTORS = "fasttext.bin"  # vectors=true: fastText trained on the counted text, read by parc.phases
@@ -110,7 +110,7 @@ def run_stream(refs, overrides: List[str], upto_step: Optional[int], corpus: str
                origins: Optional[dict] = None, log=print) -> StreamSelection:
     """The training sequences of the runs (they must share one data shard and order), found via `overrides`;
     with corpus=stream, their whole stream but the stimuli's documents."""
-    from parc.study.sources import run_config
+    from parc.study.sources.runs import run_config
 
     plans = {}
     for ref in refs:
@@ -161,8 +161,8 @@ def stimulus_words(stimuli) -> List[Tuple[int, List[str]]]:
 
 def run_ngrams(argv: List[str], log=print) -> Path:
     """The whole command; every check (stimuli, runs, tokenizers) passes before anything is written."""
-    from parc.study.sources import default_out, resolve_runs
-    from parc.study.stimuli import parse_stimuli_arg, read_origins, read_stimuli
+    from parc.study.sources.runs import default_out, resolve_runs
+    from parc.study.phases.stimuli import parse_stimuli_arg, read_origins, read_stimuli
 
     own, overrides = split_args(argv)
     paths = parse_stimuli_arg(own["stimuli"])
@@ -207,7 +207,7 @@ def parse_corpus(own: Dict[str, str]) -> str:
 def ensure_vectors(selection: StreamSelection, out: Path, log=print) -> Path:
     """`<out>/fasttext.bin` trained on the selection's text (skipped when its record matches)."""
     from parc.data.tokenizer import load_saved_tokenizer
-    from parc.study.context_similarity import TRAIN_SETTINGS, text_words, train_vectors
+    from parc.study.phases.context_similarity import TRAIN_SETTINGS, text_words, train_vectors
 
     path, sidecar = out / VECTORS, out / (VECTORS + ".json")
     record = {"selection": selection.key(), "settings": TRAIN_SETTINGS}

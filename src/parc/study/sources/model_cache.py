@@ -20,8 +20,8 @@ from typing import Dict, Iterator, Optional
 import torch
 
 from parc.errors import ParcError
-from parc.study.refs import CheckpointRef, LoadedCheckpoint
-from parc.study.sources import run_config
+from parc.study.sources.refs import CheckpointRef, LoadedCheckpoint
+from parc.study.sources.runs import run_config
 
 DEFAULT_MAX_LENGTH = 2048  # what lm-eval assumes when a config names no context length
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
@@ -118,7 +118,7 @@ class ModelCache:
         temp = None
         try:
             if ref.is_hub:
-                from parc.study.hubsource import download
+                from parc.study.sources.hub import download
 
                 target = self.download_dir(ref)
                 temp = None if self.keep_downloads else Path(target)

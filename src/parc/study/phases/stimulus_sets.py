@@ -34,7 +34,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from parc.errors import ParcError
-from parc.study.stimuli import Stimulus, write_stimuli
+from parc.study.phases.stimuli import Stimulus, write_stimuli
 
 PAPER_SEED = 1001010  # np.random.seed of construct_dataset2.py
 DEFAULT_SIZES = {"train": 1000, "val": 500, "test": 500}  # the paper's 100k / 50k / 50k, scaled by 1/100

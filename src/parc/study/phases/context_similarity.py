@@ -25,7 +25,7 @@ import numpy as np
 from parc.errors import ParcError
 
 COLUMNS = ("context_similarity", "context_similarity_weighted")
-WORD = re.compile(r"[A-Za-z'\u2019]+")  # the words stimuli are made of (parc.study.nawoco's filter)
+WORD = re.compile(r"[A-Za-z'\u2019]+")  # the words stimuli are made of (parc.study.phases.stimulus_sets's filter)
 TRAIN_SETTINGS = {"vector_size": 100, "window": 5, "min_count": 2, "epochs": 5, "sg": 0, "seed": 0}
 
 

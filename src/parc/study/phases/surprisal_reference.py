@@ -3,14 +3,14 @@
 calculate_surprisal.py ran one full forward pass per target token, at batch size 1, without a cache:
 for token k of the target, the input is the context (BOS first) plus the target's first k tokens, and the
 surprisal of token k is -log softmax(logits at the last position)[token]. This module does exactly that,
-written plainly, on ids from parc.study.surprisal.StimulusEncoder.
+written plainly, on ids from parc.study.phases.surprisal.StimulusEncoder.
 """
 
 from __future__ import annotations
 
 from typing import List, Sequence
 
-from parc.study.surprisal import Encoded
+from parc.study.phases.surprisal import Encoded
 
 
 def loop_surprisal(model, item: Encoded) -> float:

@@ -130,7 +130,7 @@ def read_examples(evals_dir: Path, evaluations: Sequence[str]):
 
 def compare(evals_dir: Path, metric: str, a_filters: Dict[str, str], b_filters: Dict[str, str],
             step: Optional[int] = None, task: Optional[str] = None, samples: int = 2000, seed: int = 0) -> dict:
-    from parc.study.plots import read_results
+    from parc.study.evaluations.figures import read_results
 
     table = metric_rows(read_results(evals_dir), metric, task)
     if step is not None:

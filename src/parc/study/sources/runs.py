@@ -10,7 +10,7 @@ one-line error asks for them.
 CONTRACT (shared by parc.evaluate and the surprisal/n-gram analysis):
 
     refs = resolve_runs("runs/parc,hub:org/repo@checkpoint-40", steps=[10, 20])   # List[CheckpointRef]
-    cache = ModelCache(keep_downloads=True)    # parc.study.modelcache
+    cache = ModelCache(keep_downloads=True)    # parc.study.sources.model_cache
     with cache.open(ref) as loaded:        # weights read once; one module per architecture reused
         loaded.model, loaded.tokenizer, loaded.directory, loaded.max_length
     run_config(ref)                        # the run's training config (dict) when Parc wrote it, else None
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from parc.store.checkpoint import MANIFEST, STATE_DIR, complete_checkpoints, step_of
 from parc.errors import ParcError
 from parc.store.fileio import sha256_file
-from parc.study.refs import (HUB_PREFIX, IDENTITY_COLUMNS, NAME_PATTERNS, RUN_CONFIG,  # noqa: F401
+from parc.study.sources.refs import (HUB_PREFIX, IDENTITY_COLUMNS, NAME_PATTERNS, RUN_CONFIG,  # noqa: F401
                              TRAINER_STATE, CheckpointRef, LoadedCheckpoint, describe_steps, identity_from_config,
                              make_ref, parse_name)
 
@@ -135,7 +135,7 @@ def resolve_runs(runs: Union[str, Sequence[str]], steps: Optional[Sequence[int]]
     Raises ParcError (one line) for a path that holds no run, a run with no complete checkpoint, a requested
     step a run does not have, or a Hub repo/revision that does not exist.
     """
-    from parc.study.hubsource import hub_refs
+    from parc.study.sources.hub import hub_refs
 
     refs: List[CheckpointRef] = []
     for item in split_runs(runs):
@@ -158,7 +158,7 @@ def resolve_runs(runs: Union[str, Sequence[str]], steps: Optional[Sequence[int]]
 def run_config(ref: CheckpointRef) -> Optional[Dict[str, Any]]:
     """The training config Parc stored with the run (trainer_state / manifest), or None for foreign models."""
     if ref.is_hub:
-        from parc.study.hubsource import hub_run_config
+        from parc.study.sources.hub import hub_run_config
 
         return hub_run_config(ref)
     source = Path(ref.source)

@@ -8,9 +8,9 @@ Stages, each printed as one progress line and each skipping what is already fini
      (one process per cell; a finished cell is skipped, an interrupted one continues through resume=auto);
   2. build the stimuli from text no cell trains on (`python -m parc.stimuli`) -> `<out>/analysis/<data>.stims`;
   3. score them at the chosen checkpoints (`python -m parc.surprisal`, incremental per checkpoint);
-  4. n-grams from the cells' own prepared stream (parc.study.ngrams, index built once): `corpus=stream` (default,
+  4. n-grams from the cells' own prepared stream (parc.study.phases.ngrams, index built once): `corpus=stream` (default,
      as the paper: every document but the stimuli's own) or `corpus=consumed` (only the batches trained on);
-  5. statistics and figures (parc.study.phases, incremental per checkpoint).
+  5. statistics and figures (parc.study.phases.statistics, incremental per checkpoint).
 `train= val= test=` set the stimulus-set sizes (as for parc.stimuli). Every other argument is a training override, given to every stage
 that composes the training config, so the stages agree on the data, the shard and the checkpoints.
 """
@@ -126,13 +126,13 @@ class Study:
                      f"steps={','.join(map(str, self.steps))}", f"out={self.analysis}")
 
     def ngrams(self) -> None:
-        from parc.study.ngrams import run_ngrams
+        from parc.study.phases.ngrams import run_ngrams
 
         run_ngrams([f"stimuli={self.stimuli}", f"runs={self.runs()}", f"corpus={self.corpus}", "vectors=true",
                     f"out={self.analysis}", *self.overrides], log=lambda line: say(f"  {line}"))
 
     def phases(self) -> None:
-        from parc.study.phases import run_phases
+        from parc.study.phases.statistics import run_phases
 
         run_phases({"out": str(self.analysis), "stimuli": str(self.stimuli)},
                    log=lambda line: say(f"  {line}"))

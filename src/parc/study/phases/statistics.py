@@ -15,7 +15,7 @@ Per checkpoint (arch, seed, step) of `<out>/surprisal.parquet`, joined by stimul
   an intercept by least squares, then Pearson; Spearman the same on ranks);
 - OLS (statsmodels) `LM ~ 1-gram + 5-gram + context similarity (unweighted and position-weighted)`, the
   paper's regression, whenever fastText vectors exist (`phases.vectors=`, else `<out>/fasttext.bin` from
-  `parc.ngrams vectors=true`; parc.study.context_similarity), and `LM ~ 1-gram + 5-gram` beside it; fitted on train; R^2 on train, and on val as 1 - SS_res/SS_tot of the train fit's predictions
+  `parc.ngrams vectors=true`; parc.study.phases.context_similarity), and `LM ~ 1-gram + 5-gram` beside it; fitted on train; R^2 on train, and on val as 1 - SS_res/SS_tot of the train fit's predictions
   -> `regressions.csv` (arch, seed, step, formula, r2_train, r2_val);
 - agreement between models: at each step, the Pearson correlation of the surprisals of every pair of runs
   -> `agreement.csv` (step, run_a, run_b, arch_a, arch_b, pearson_r).
@@ -145,7 +145,7 @@ def stimulus_splits(stimuli):
 
 def training_splits(splits):
     """Stimuli read without split information count as train (correlations only; no val R^2)."""
-    from parc.study.stimuli import UNSPLIT
+    from parc.study.phases.stimuli import UNSPLIT
 
     if (splits["split"] == UNSPLIT).all():
         return splits.assign(split="train")
@@ -274,7 +274,7 @@ def read_inputs(out: Path, stimuli_arg: Optional[str]):
     import pandas as pd
 
     from parc.store.fileio import sha256_file
-    from parc.study.stimuli import parse_stimuli_arg, read_stimuli, set_name
+    from parc.study.phases.stimuli import parse_stimuli_arg, read_stimuli, set_name
 
     surprisal_path, ngrams_path, record_path = out / "surprisal.parquet", out / "ngrams.parquet", out / "ngrams.json"
     if not surprisal_path.is_file():
@@ -318,15 +318,15 @@ def one_score_per_checkpoint(surprisal, log=print):
 def run_phases(own: Dict[str, str], log=print) -> Dict[str, Path]:
     """The whole `python -m parc.phases` command: tables, figures and the phase peaks under `out`."""
     from parc.store.fileio import atomic_write
-    from parc.study.ngrams import stimulus_words
-    from parc.study.phase_figures import draw_all
+    from parc.study.phases.ngrams import stimulus_words
+    from parc.study.phases.figures import draw_all
 
     if not own.get("out") and not own.get("runs"):
         raise ParcError("where are the results? pass runs=<runs or grid root> (reads <root>/analysis) or out=<dir>")
     if own.get("out"):
         out = Path(own["out"])
     else:
-        from parc.study.sources import default_out
+        from parc.study.sources.runs import default_out
 
         out = default_out(own["runs"], "analysis")
     surprisal, ngrams, stimuli, _ = read_inputs(out, own.get("stimuli"))
@@ -334,7 +334,7 @@ def run_phases(own: Dict[str, str], log=print) -> Dict[str, Path]:
     similarity, formulas = None, [NGRAM_FORMULA]
     vectors_path = own.get("phases.vectors") or (str(out / "fasttext.bin") if (out / "fasttext.bin").is_file() else "")
     if vectors_path:
-        from parc.study.context_similarity import context_similarities, read_vectors
+        from parc.study.phases.context_similarity import context_similarities, read_vectors
 
         words = stimulus_words(stimuli)
         vectors = read_vectors(Path(vectors_path), {w for _, ws in words for w in ws})

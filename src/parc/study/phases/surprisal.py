@@ -15,7 +15,7 @@ batch has no padding and needs no attention mask: Mamba and RWKV in transformers
 left padding would change their states. Each group is cut into batches of about `token_budget` tokens; one
 forward per batch returns the logits of the last (longest target) positions only (`logits_to_keep`), and
 every target token's log-probability is gathered from them. The result equals the paper's per-token loop
-(parc.study.paper_loop) to float rounding; tests/test_surprisal.py checks <= 1e-4 nats on every stimulus.
+(parc.study.phases.surprisal_reference) to float rounding; tests/test_surprisal.py checks <= 1e-4 nats on every stimulus.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from parc.errors import ParcError
-from parc.study.stimuli import Stimulus
+from parc.study.phases.stimuli import Stimulus
 
 MARKER = "[!StimulusMarker!]"
 DEFAULT_TOKEN_BUDGET = 8192  # tokens per forward: big enough to amortise per-call overhead, small for memory

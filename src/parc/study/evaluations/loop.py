@@ -21,8 +21,8 @@ from typing import Dict, List, Sequence
 from parc.errors import ParcError
 from parc.study.evaluations import EvalResult, Evaluation, unit_key
 from parc.study.results import RESULT_COLUMNS, TidyTable
-from parc.study.modelcache import ModelCache
-from parc.study.refs import CheckpointRef
+from parc.study.sources.model_cache import ModelCache
+from parc.study.sources.refs import CheckpointRef
 
 SORT_BY = ["arch", "size", "seed", "shard", "data_seed", "step", "evaluation", "task", "metric", "source", "revision"]
 EXAMPLE_SORT_BY = ["arch", "size", "seed", "shard", "data_seed", "step", "task", "example_id", "source", "revision"]
