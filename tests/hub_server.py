@@ -25,12 +25,12 @@ import hashlib
 import json
 import math
 import random
-from fnmatch import fnmatch
 import re
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
 from urllib.parse import parse_qs, unquote, urlsplit

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from hub_server import Faults, Repo, hub_server  # noqa: F401  (the fixture)
 from parc.errors import ParcError
 from parc.hub.reader import HubSpec, parse_hub_spec, resume_spec
+
+from hub_server import Faults, Repo, hub_server  # noqa: F401  (the fixture)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "parc"
 LFS_RULE = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"

@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.store.checkpoint import MANIFEST, complete_checkpoints, step_of
 from parc.errors import ParcError
-from parc.store.fileio import sha256_file
 from parc.hub.reader import revisions_by_step
 from parc.hub.repo import HubRepo, survey
+from parc.store.checkpoint import MANIFEST, complete_checkpoints, step_of
+from parc.store.fileio import sha256_file
 
 MAIN_BRANCH = "main"
 

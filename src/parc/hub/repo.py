@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from parc.hub.branches import DEFAULT as DEFAULT_BRANCH, BranchTemplate
+from parc.errors import ParcError
+from parc.hub.branches import DEFAULT as DEFAULT_BRANCH
+from parc.hub.branches import BranchTemplate
 from parc.store.checkpoint import MANIFEST, STATE_DIR, has_train_state, weights_only
 from parc.store.fileio import sha256_file
-from parc.errors import ParcError
 
 log = logging.getLogger("parc.hub.publisher")
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from parc.store import checkpoint
 from parc.errors import ParcError
 from parc.hub.reader import is_hub_spec
+from parc.store import checkpoint
 
 log = logging.getLogger("parc.training.initfrom")
 

@@ -17,8 +17,15 @@ from typing import Any, Dict, List, Optional
 
 from parc.errors import ParcError
 from parc.store.checkpoint import MANIFEST, STATE_DIR
-from parc.study.sources.refs import (HUB_PREFIX, TRAINER_STATE, CheckpointRef, describe_steps, identity_from_config,
-                                     make_ref, parse_name)
+from parc.study.sources.refs import (
+    HUB_PREFIX,
+    TRAINER_STATE,
+    CheckpointRef,
+    describe_steps,
+    identity_from_config,
+    make_ref,
+    parse_name,
+)
 
 LOOKUP_THREADS = 8  # two small reads per revision; a Parc run has hundreds
 MODEL_ONLY = [f"{STATE_DIR}/*", "*.pt", "*.pth", "*.ckpt", "*.msgpack", "*.h5"]  # never the training state
