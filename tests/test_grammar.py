@@ -11,7 +11,7 @@ from conftest import run_cli_cases
 from parc.cli import INTS, REQUIRED, STRS, Command, Key, Paths, parse_ints
 from parc.errors import ParcError
 
-FACES = ["parc.batch", "parc.compare", "parc.dynamics", "parc.evaluate", "parc.export", "parc.grid", "parc.ngrams",
+FACES = ["parc.batch", "parc.card", "parc.compare", "parc.dynamics", "parc.evaluate", "parc.export", "parc.grid", "parc.ngrams",
          "parc.parity", "parc.phases", "parc.plot", "parc.prepare", "parc.revisions", "parc.stimuli", "parc.study",
          "parc.surprisal", "parc.sync", "parc.verify"]
 

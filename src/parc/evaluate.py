@@ -10,7 +10,7 @@ Own arguments: runs= (comma-separated run dirs, grid roots, HF model dirs, hub:<
 separated, ranges allowed; default every checkpoint), out= (default <root of the first run>/evals), pattern= (a
 regex with named groups arch/size/seed/shard/step for names without manifests), part= / num_parts= (evaluate every
 num_parts-th checkpoint starting at part: Slurm array tasks). Everything else is a Hydra override of
-configs/evaluate.yaml and its `eval/` group (parc.study.evaluations.settings lists the keys). Reruns evaluate only
+parc/configs/evaluate.yaml and its `eval/` group (parc.study.evaluations.settings lists the keys). Reruns evaluate only
 what is missing.
 """
 

@@ -31,6 +31,7 @@ import torch
 
 from parc.config import compose
 from parc.training.runconfig import validate
+from parc.training.lr_neox import warmup_iters
 from parc.errors import ParcError
 
 DEFAULT_STEPS = 50
@@ -65,8 +66,8 @@ def parity_config(overrides: List[str], steps: int):
     """The run's config shortened to `steps`, the warmup scaled with it unless set explicitly."""
     full = compose(overrides)
     extra = [f"trainer.max_steps={steps}"]
-    if not any(arg.startswith("trainer.warmup_steps=") for arg in overrides):
-        warmup = full.trainer.warmup_steps * steps / full.trainer.max_steps
+    if full.trainer.warmup_steps is not None and not any(arg.startswith("trainer.warmup_steps=") for arg in overrides):
+        warmup = full.trainer.warmup_steps * steps / full.trainer.max_steps  # (a warmup_fraction scales itself)
         extra.append(f"trainer.warmup_steps={max(1, round(warmup)) if full.trainer.warmup_steps else 0}")
     cfg = compose([*overrides, *extra])
     validate(cfg)
@@ -135,7 +136,7 @@ def reference_arguments(cfg, output_dir: str, accumulation: int):
         gradient_accumulation_steps=accumulation,
         learning_rate=t.lr,
         weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_steps,
+        warmup_steps=round(warmup_iters(t)),  # as build_scheduler rounds a warmup_fraction
         lr_scheduler_type=t.lr_schedule if t.lr_schedule != "constant" else "constant_with_warmup",
         max_steps=t.max_steps,
         max_grad_norm=t.grad_clip,
@@ -259,7 +260,7 @@ def run_parity(overrides: List[str], steps: int = DEFAULT_STEPS, tolerance: floa
     plan = Plan.build(cfg, world_size=1)
     print(f"parity: {cfg.arch.name} ({cfg.arch.size}), {plan.max_steps} steps of {plan.global_batch_size} x "
           f"{plan.seq_len} tokens = micro-batch {plan.micro_batch_size} x accumulation {plan.accumulation}, "
-          f"lr {cfg.trainer.lr} {cfg.trainer.lr_schedule}, warmup {cfg.trainer.warmup_steps}, seed {cfg.seed}",
+          f"lr {cfg.trainer.lr} {cfg.trainer.lr_schedule}, warmup {warmup_iters(cfg.trainer):g}, seed {cfg.seed}",
           flush=True)
     ours, initial = run_ours(cfg, batches, stream.tokenizer_dir)
     reference = run_reference(cfg, batches, stream.tokenizer_dir, initial, plan.accumulation)

@@ -1,10 +1,11 @@
 """What a composed training config means: the checks a type cannot express, the plan, the portable copy.
 
 ``validate`` adds the checks a type cannot express (positive step counts, a divisible batch, a known
-schedule, a valid branch template) and ``Plan`` derives, in one place, every quantity the run prints and
-uses: accumulation, tokens per step, checkpoint steps, output directory. ``portable_config`` is the config
-without local paths, as stored in every checkpoint and published; ``config_on_this_machine`` is the way back:
-a run's saved config with this machine's data location (the run's own record first, see parc.data.location).
+schedule, a warmup within the run, a valid branch template) and ``Plan`` derives, in one place, every
+quantity the run prints and uses: accumulation, tokens per step, checkpoint steps, output directory.
+``portable_config`` is the config without local paths, as stored in every checkpoint and published;
+``config_on_this_machine`` is the way back: a run's saved config with this machine's data location (the
+run's own record first, see parc.data.location).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def validate(cfg: DictConfig) -> None:
         if value <= 0:
             raise ParcError(f"{key}={value} must be a positive integer")
     for key, value in {"hub.retry_initial_s": cfg.hub.retry_initial_s, "hub.retry_max_s": cfg.hub.retry_max_s,
-                       "hub.retry_timeout_s": cfg.hub.retry_timeout_s, "trainer.warmup_steps": t.warmup_steps, "data.shard": d.shard, "seed": cfg.seed,
+                       "hub.retry_timeout_s": cfg.hub.retry_timeout_s, "data.shard": d.shard, "seed": cfg.seed,
                        "trainer.lr": t.lr, "trainer.min_lr": t.min_lr, "trainer.weight_decay": t.weight_decay, "trainer.grad_clip": t.grad_clip}.items():
         if value < 0:
             raise ParcError(f"{key}={value} must not be negative")
@@ -49,7 +50,7 @@ def validate(cfg: DictConfig) -> None:
         "data.format": (d.format, ("parc", "megatron")),
         "trainer.loss_normalization": (t.loss_normalization, ("tokens", "hf4")),
         "trainer.weight_decay_rule": (t.weight_decay_rule, ("transformers", "hf4.50", "neox")),
-        "checkpoint.schedule": (c.schedule, ("parc", "pythia", "list", "every")),
+        "checkpoint.schedule": (c.schedule, ("parc", "pythia", "neox_raw", "list", "every")),
         "data.packing": (d.packing, ("parc", "concat")),
         "arch.size": (cfg.arch.size, ("full", "tiny", *cfg.arch.sizes)),
         "hub.mode": (cfg.hub.mode, ("online", "offline")),
@@ -59,6 +60,9 @@ def validate(cfg: DictConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ParcError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    from parc.training.lr_neox import warmup_iters
+
+    warmup_iters(t)  # a warmup longer than the run is refused: it would make NeoX's LR negative
     if c.every is not None and c.every <= 0:
         raise ParcError(f"checkpoint.every={c.every} must be a positive integer")
     if c.schedule == "list" and any(s < 0 or s > t.max_steps for s in c.steps):

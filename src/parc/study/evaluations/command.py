@@ -1,7 +1,8 @@
 """parc.evaluate's job: `runs=` + an eval config -> the evaluated checkpoints' rows in one tidy table.
 
 `run_evaluate(runs, overrides, steps, out, pattern, part, num_parts)` checks the arguments, composes
-configs/evaluate.yaml with the overrides, resolves the checkpoints, builds the evaluations (bad input is refused before anything loads) and runs them through parc.study.evaluations.loop.
+parc/configs/evaluate.yaml with the overrides, resolves the checkpoints, builds the evaluations (bad input is
+refused before anything loads) and runs them through parc.study.evaluations.loop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from parc.study.sources.runs import default_out, resolve_runs
 def run_evaluate(runs: str, overrides: List[str], steps: Optional[List[int]] = None, out: Optional[Path] = None,
                  pattern: Optional[str] = None, part: int = 0, num_parts: int = 1) -> None:
     """Evaluate the checkpoints of `runs` (run dirs, grid roots, HF model dirs, hub:<repo>[@<rev>]; comma-separated)
-    at `steps` (None: every one) into `<out>/results.parquet`; `overrides` are of configs/evaluate.yaml."""
+    at `steps` (None: every one) into `<out>/results.parquet`; `overrides` are of parc/configs/evaluate.yaml."""
     if num_parts < 1 or not 0 <= part < num_parts:
         raise ParcError(f"part={part} num_parts={num_parts}: need 0 <= part < num_parts")
     register_evaluate_schema()
