@@ -164,4 +164,4 @@ def test_study_and_grid_take_seed_ranges(tmp_path):
         ["parc.study", "experiment=demo", f"paths.root={tmp_path}", "seeds=0-5", "archs=gpt"]])
     assert grid.returncode == 0, grid.stderr
     assert [cell["seed"] for cell in json.loads(grid.stdout)["cells"]] == [0, 1, 2, 5]
-    assert study.returncode == 2 and study.stderr.startswith("error: archs='gpt'"), study.stderr  # seeds read
+    assert study.returncode == 2 and study.stderr.startswith("error: archs= names 'gpt'"), study.stderr  # seeds read

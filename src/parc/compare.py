@@ -30,9 +30,9 @@ COMMAND = Command(
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
+    args = COMMAND.parse(argv)
     from parc.study import compare_evals as compare, describe_comparison as describe, parse_filters
 
-    args = COMMAND.parse(argv)
     result = compare(args.paths[0], args.metric, parse_filters(args.a), parse_filters(args.b), args.step,
                      args.task, args.samples, args.seed)
     print(json.dumps(result) if args.json else describe(result))

@@ -42,9 +42,9 @@ COMMAND = Command("parc.dynamics", __doc__, example="python -m parc.dynamics noi
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
+    args = COMMAND.parse(argv)
     from parc.study import run_diffs, run_noise, run_outliers, run_similarity
 
-    args = COMMAND.parse(argv)
     if args.subcommand == "noise":
         run_noise(args.evals, args.out)
     elif args.subcommand == "similarity":

@@ -19,12 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from parc.archs import NAMES
 from parc.cli import INTS, STRS, Command, Key
 from parc.errors import exit_on_error
 
 KEYS = (Key("root", Path, None, "the run directory (default <paths.output_root>/<run_name>)"),
-        Key("archs", STRS, list(NAMES), "architectures", tuple(NAMES)),
+        Key("archs", STRS, None, "architectures (default pythia,mamba,rwkv)"),
         Key("seeds", INTS, [0, 1, 2, 3, 4, 5], "seeds, e.g. 0-5 or 0,1 or 0-2,5"),
         Key("stale_after", float, 1800.0, "seconds without a write after which an unfinished run counts as stalled"),
         Key("outlier_k", float, 6.0, "flag a run whose loss leaves the other seeds' median by more than k robust "
@@ -37,9 +36,9 @@ COMMAND = Command("parc.grid", __doc__, example="python -m parc.grid status expe
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
+    args = COMMAND.parse(argv)
     from parc.training import grid_status
 
-    args = COMMAND.parse(argv)
     grid_status(args.overrides, args.root, args.archs, args.seeds, args.stale_after, args.json, args.outlier_k)
 
 

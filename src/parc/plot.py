@@ -32,9 +32,9 @@ COMMAND = Command("parc.plot", __doc__, example="python -m parc.plot runs/demo o
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
+    args = COMMAND.parse(argv)
     from parc.study import find_runs, plot_curves, plot_evals, plot_runs
 
-    args = COMMAND.parse(argv)
     if not args.subcommand:
         print(f"wrote {plot_runs(find_runs(args.paths), args.out)}")
         return

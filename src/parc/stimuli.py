@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from parc.cli import INTS, Command, Key
-from parc.config import compose
 from parc.errors import exit_on_error
-from parc.training import validate
 
 COMMAND = Command("parc.stimuli", __doc__, overrides=True, example="python -m parc.stimuli data=demo train=200",
                   keys=(Key("out", Path, None, "the .stims file to write (default stimuli/<data.name>.stims)"),
@@ -32,9 +30,11 @@ def demo_defaults(overrides: List[str]) -> List[str]:
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    from parc.study import DEFAULT_SIZES, PAPER_SEED, build_stimuli
-
     args = COMMAND.parse(argv)
+    from parc.config import compose
+    from parc.study import DEFAULT_SIZES, PAPER_SEED, build_stimuli
+    from parc.training import validate
+
     cfg = compose(demo_defaults(args.overrides))
     validate(cfg)
     sizes = {split: size if getattr(args, split) is None else getattr(args, split) for split, size in DEFAULT_SIZES.items()}

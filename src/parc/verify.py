@@ -29,9 +29,9 @@ COMMAND = Command("parc.verify", __doc__, paths=Paths("output_dir | grid root | 
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
+    args = COMMAND.parse(argv)
     from parc.store import verify_tree
 
-    args = COMMAND.parse(argv)
     if verify_tree(args.paths[0], check_sha=not args.size_only, as_json=args.json):
         sys.exit(EXIT_DAMAGED)
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from parc.archs import NAMES
 from parc.cli import INTS, STRS, Command, Key
 from parc.errors import exit_on_error
 
 COMMAND = Command(
     "parc.study", __doc__, overrides=True, example="python -m parc.study experiment=demo seeds=0-2",
     keys=(Key("seeds", INTS, [0], "seeds of every architecture, e.g. 0-2 or 0,1,5"),
-          Key("archs", STRS, list(NAMES), "architectures", NAMES),
+          Key("archs", STRS, None, "architectures (default pythia,mamba,rwkv)"),
           Key("steps", INTS, None, "checkpoints to analyse (default step 0, powers of two, the final step)"),
           Key("out", Path, None, "the grid's directory (default <paths.output_root>/<run_name>)"),
           Key("corpus", str, "stream", "n-grams from the whole stream but the stimuli's documents, or the batches "
@@ -28,7 +27,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     from parc.study import run_study
 
     sizes = {split: getattr(args, split) for split in ("train", "val", "test") if getattr(args, split) is not None}
-    run_study(args.overrides, args.seeds, args.archs, args.steps, args.out, args.corpus, sizes)
+    run_study(args.overrides, args.seeds, args.archs or None, args.steps, args.out, args.corpus, sizes)
 
 
 if __name__ == "__main__":

@@ -232,13 +232,14 @@ def render(root: Path, cells: List[Cell]) -> None:
         Console(stderr=True).print(f"no output under {root} yet: check run_name= / paths.root= (or root=)")
 
 
-def grid_status(overrides: List[str], root: Optional[Path], archs: List[str], seeds: List[int], stale_after: float,
-                as_json: bool, outlier_k: float = 6.0) -> None:
+def grid_status(overrides: List[str], root: Optional[Path], archs: Optional[List[str]], seeds: List[int],
+                stale_after: float, as_json: bool, outlier_k: float = 6.0) -> None:
+    """Print where every run of the grid stands; `archs` None: the three Parc architectures."""
     from parc.config import compose
 
     cfg = compose(overrides)
     root = root if root is not None else Path(cfg.paths.output_root) / cfg.run_name
-    cells = grid_cells(root, list(archs), sorted(set(seeds)), cfg.data.shard, cfg.trainer.max_steps,
+    cells = grid_cells(root, list(archs or PARC_ARCHS), sorted(set(seeds)), cfg.data.shard, cfg.trainer.max_steps,
                        stale_after)
     if outlier_k > 0:  # 0 turns the alarm off (it reads every metrics.jsonl in full)
         mark_outliers(cells, outlier_k)

@@ -43,7 +43,7 @@ def log_spaced_steps(saved: Sequence[int], max_steps: int) -> List[int]:
 
 
 class Study:
-    def __init__(self, overrides: List[str], seeds: Sequence[int] = (0,), archs: Sequence[str] = ARCHS,
+    def __init__(self, overrides: List[str], seeds: Sequence[int] = (0,), archs: Optional[Sequence[str]] = None,
                  steps: Optional[Sequence[int]] = None, out: Optional[Path] = None, corpus: str = "stream",
                  stimuli_sizes: Optional[Dict[str, int]] = None):
         from parc.store.steps import checkpoint_steps
@@ -53,7 +53,7 @@ class Study:
         self.stimuli_sizes = {**DEFAULT_SIZES, **(stimuli_sizes or {})}
         self.cfg = compose(self.overrides)
         validate(self.cfg)
-        self.seeds, self.archs = list(seeds), list(archs)
+        self.seeds, self.archs = list(seeds), list(archs or ARCHS)
         unknown = sorted(set(self.archs) - set(ARCHS))
         if unknown:
             raise ParcError(f"archs= names {unknown[0]!r}: choose from {', '.join(ARCHS)}")
@@ -160,7 +160,7 @@ def say(line: str) -> None:
     print(line, flush=True)  # before a child process writes its own lines
 
 
-def run_study(overrides: List[str], seeds: Sequence[int] = (0,), archs: Sequence[str] = ARCHS,
+def run_study(overrides: List[str], seeds: Sequence[int] = (0,), archs: Optional[Sequence[str]] = None,
               steps: Optional[Sequence[int]] = None, out: Optional[Path] = None, corpus: str = "stream",
               stimuli_sizes: Optional[Dict[str, int]] = None) -> Dict[str, float]:
     """The whole of `python -m parc.study`; returns the seconds each stage took."""
