@@ -57,16 +57,18 @@ print(json.dumps(results))
 """
 
 
-def run_cli_cases(module, cases, cwd=None, timeout=600, env=None) -> list:
+def run_cli_cases(module, cases, cwd=None, timeout=600, env=None, python=None) -> list:
     """`python -m <module> <argv>` for each argv of `cases`, in turn in one interpreter (each as runpy runs
     `-m`, with its own sys.argv, stdout and stderr): for many quick commands, whose cost is the imports.
-    module=None: each case is [module, *argv]; env: variables added to this one's, as run_cli. Returns one SimpleNamespace(returncode, stdout, stderr) per case."""
+    module=None: each case is [module, *argv]; env: variables added to this one's, as run_cli; python: the
+    interpreter (default this one's, e.g. another virtual environment's). Returns one
+    SimpleNamespace(returncode, stdout, stderr) per case."""
     import json
     import subprocess
     from types import SimpleNamespace
 
     commands = [list(c) if module is None else [module, *c] for c in cases]
-    result = subprocess.run([sys.executable, "-c", CASES_DRIVER, json.dumps(commands)],
+    result = subprocess.run([str(python or sys.executable), "-c", CASES_DRIVER, json.dumps(commands)],
                             cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                             timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -29,6 +29,41 @@ def test_every_config_file_composes_and_validates(group, option):
     Plan.build(cfg)
 
 
+def test_configs_are_package_data():
+    """The configs live inside the package (so a wheel carries them); every group the test above walks has options."""
+    import parc
+
+    assert CONFIG_DIR == Path(parc.__file__).resolve().parent / "configs"
+    assert all(list((CONFIG_DIR / group).glob("*.yaml")) for group in GROUPS)
+    assert {path.parent.name for path in CONFIG_DIR.glob("*/*.yaml")} == set(GROUPS) | {"eval"}
+
+
+@pytest.mark.parametrize("overrides", [["experiment=demo", "dry_run=true"], []])
+def test_a_missing_config_directory_is_named_first(tmp_path, monkeypatch, overrides):
+    """A broken install (no configs/) is said in one line before any check of the user's overrides."""
+    import parc.config
+
+    missing = tmp_path / "site-packages" / "parc" / "configs"
+    monkeypatch.setattr(parc.config, "CONFIG_DIR", missing)
+    with pytest.raises(ParcError) as info:
+        compose(overrides)
+    message = str(info.value)
+    assert "\n" not in message and str(missing) in message and "reinstall parc" in message
+    assert "experiment" not in message
+
+
+def test_a_missing_config_directory_stops_hydras_command_line(tmp_path, monkeypatch, capsys):
+    """`python -m parc.train --cfg job` (Hydra's own command line) says the same, exit 2, not Hydra's error."""
+    import parc.train
+
+    monkeypatch.setattr(parc.train, "CONFIG_DIR", tmp_path / "configs")
+    with pytest.raises(SystemExit) as info:
+        parc.train.main(["--cfg", "job"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert str(tmp_path / "configs") in err and "reinstall parc" in err
+
+
 def test_every_launcher_config_is_valid_yaml():
     for path in sorted((CONFIG_DIR / "hydra" / "launcher").glob("*.yaml")):
         assert OmegaConf.load(path) is not None, path

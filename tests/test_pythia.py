@@ -70,8 +70,8 @@ def test_mamba_and_rwkv_preset_totals(base, arch, size):
 
 def test_full_stays_the_default_and_unknown_sizes_are_refused(base):
     assert base["pythia"].arch.size == "full" and base["pythia"].arch.init == "hf"
-    with pytest.raises(ParcError, match="arch.size='13b' is not one of full, tiny, 14m"):
-        validate(compose(["arch=pythia", "arch.size=13b"]))
+    with pytest.raises(ParcError, match="arch.size='15b' is not one of full, tiny, 14m"):
+        validate(compose(["arch=pythia", "arch.size=15b"]))
 
 
 def test_experiment_takes_per_size_values():
@@ -80,7 +80,8 @@ def test_experiment_takes_per_size_values():
     assert (one_b.trainer.lr, one_b.trainer.precision) == (2.5e-4, "bf16")  # Pythia README: 1b trained in bf16
     assert big.arch.init == "neox-normal" and big.trainer.lr == 1.2e-4
     t = small.trainer
-    assert (t.betas, t.eps, t.weight_decay, t.grad_clip, t.warmup_steps, t.max_steps) == ([0.9, 0.95], 1e-8, 0.1, 1.0, 1430, 143000)
+    assert (t.betas, t.eps, t.weight_decay, t.grad_clip, t.max_steps) == ([0.9, 0.95], 1e-8, 0.1, 1.0, 143000)
+    assert (t.warmup_steps, t.warmup_fraction) == (None, 0.01)  # NeoX's "warmup": 0.01 of the run, 1430 steps
     assert small.seed == 1234 and small.trainer.ignore_eos_labels is False
     from parc.store.steps import checkpoint_steps
 
@@ -208,7 +209,8 @@ def test_pythia_experiment_on_the_demo_trains_publishes_step_branches_and_resume
 
     out, repo = tmp_path / "run", "org/pythia-14m"
     args = ["experiment=pythia", "arch.size=14m", "data=demo", f"paths.root={demo_root}", f"output_dir={out}",
-            "trainer.precision=fp32", "trainer.max_steps=4", "trainer.warmup_steps=2", "trainer.global_batch_size=8",
+            "trainer.precision=fp32", "trainer.max_steps=4", "trainer.warmup_fraction=null", "trainer.warmup_steps=2",
+            "trainer.global_batch_size=8",
             "trainer.micro_batch_size=4", "trainer.progress=false", f"hub.repo_id={repo}", "hub.retry_initial_s=0.05",
             "hub.max_commits_per_hour=360000"]  # the default spaces commits 36 s apart
     result = run_cli("parc.train", *args, env=hub_server.env())

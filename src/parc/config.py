@@ -1,11 +1,10 @@
 """Typed schema for every knob, config composition, and the checks that turn mistakes into one-line errors.
 
 The dataclasses below are registered with Hydra's ConfigStore as the base of
-``configs/train.yaml``, so an unknown key or a wrong type is refused while the
-config is composed. What a composed config means for a run (the checks a type
-cannot express, the derived plan, the portable copy stored with checkpoints)
-is parc.training.runconfig. This module imports nothing of Parc but its errors:
-every layer may use it.
+``configs/train.yaml`` (package data, src/parc/configs/: it ships in the wheel), so an unknown key or a wrong
+type is refused while the config is composed. What a composed config means for a run (the checks a type
+cannot express, the derived plan, the portable copy stored with checkpoints) is parc.training.runconfig.
+This module imports nothing of Parc but its errors: every layer may use it.
 """
 
 from __future__ import annotations
@@ -20,7 +19,16 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from parc.errors import ParcError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: every yaml ships in the wheel
+
+
+def check_config_dir(directory: Path) -> Path:
+    """The config directory, or a one-line error when the install lacks it (checked before any composition)."""
+    if not (directory / "train.yaml").is_file():
+        raise ParcError(f"parc's config directory {directory} is missing or incomplete (no train.yaml): the "
+                        "install is broken; reinstall parc (pip install --force-reinstall parc, or pip install -e . "
+                        "in a checkout)")
+    return directory
 
 
 @dataclass
@@ -29,7 +37,8 @@ class ArchConfig:
     model_type: str = MISSING  # transformers model_type of the config class
     hf: Dict[str, Any] = field(default_factory=dict)  # config values of the published model
     tiny: Dict[str, Any] = field(default_factory=dict)  # overrides of `hf` used when size=tiny
-    size: str = "full"  # full | tiny | a key of `sizes`
+    size: str = "full"  # full | tiny | a key of `sizes` | a key of `aliases`
+    aliases: Dict[str, str] = field(default_factory=dict)  # old size names: arch.size=<alias> is read as its size
     sizes: Dict[str, Any] = field(default_factory=dict)  # published size presets: {hf: {...}, pad_vocab_multiple, ...}
     init: str = "hf"  # hf (from_config, as Parc) | neox (Pythia's small_init/wang_init; per size) | neox-normal
     pad_vocab_multiple: int = 1  # 1 = len(tokenizer) as Parc did; 128 gives 50304 for Pythia
@@ -81,7 +90,8 @@ class TrainerConfig:
     eps: float = 1e-8
     weight_decay: float = 0.1
     weight_decay_rule: str = "transformers"  # which tensors decay: transformers (installed) | hf4.50 (parc.training.optim)
-    warmup_steps: int = 100
+    warmup_steps: Optional[int] = 100  # null when warmup_fraction gives it; longer than max_steps is refused
+    warmup_fraction: Optional[float] = None  # GPT-NeoX's `warmup`: this share of max_steps (Pythia: 0.01)
     lr_schedule: str = "cosine"  # cosine | linear | constant (transformers' schedules) | neox (GPT-NeoX v1.0)
     min_lr: float = 0.0  # the floor of lr_schedule=neox
     grad_clip: float = 1.0
@@ -96,10 +106,10 @@ class TrainerConfig:
 
 @dataclass
 class CheckpointConfig:
-    schedule: str = "parc"  # parc (every 10) | pythia (0, 1, 2, 4 .. 512, then evenly) | list | every
+    schedule: str = "parc"  # parc (every 10) | pythia (0, 1, 2, 4 .. 512, then evenly) | neox_raw | list | every
     every: Optional[int] = None  # checkpoint.every=N overrides the schedule
     steps: List[int] = field(default_factory=list)  # for schedule=list
-    interval: Optional[int] = None  # parc: 10; pythia: None = every 1000/143000 of the run
+    interval: Optional[int] = None  # parc: 10; pythia: None = every 1000/143000 of the run; neox_raw: x 1, 2 .. 128
     keep_train_states: Optional[int] = None  # newest N full training states kept; None keeps all
     save_train_state: bool = True
 
@@ -172,6 +182,24 @@ def parse_cell_name(name: str) -> Optional[Tuple[str, int, int]]:
     return (match["arch"], int(match["seed"]), int(match["shard"])) if match else None
 
 
+RUN_CONFIG = "config.yaml"  # <output_dir>/config.yaml: the run's portable config (parc.training.runconfig writes it)
+
+
+def read_run_config(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The config a run saved in `<run_dir>/config.yaml` (unresolved, as a dict); None when there is none."""
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        values = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # OmegaConf and yaml raise many types; all say the file is not a config
+        raise ParcError(f"{path} is not a readable config ({type(exc).__name__}): restore it from the run's "
+                        "checkpoints (trainer_state.json holds the same config)") from None
+    if not isinstance(values, dict):
+        raise ParcError(f"{path} is not a run config (no keys): restore it from the run's checkpoints")
+    return values
+
+
 def register_schema() -> None:
     import parc
 
@@ -185,6 +213,7 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    check_config_dir(CONFIG_DIR)  # first: a broken install is not the user's experiment= typo
     register_schema()
     for override in overrides:  # Hydra silently ignores an unknown option of an optional group
         group, _, option = override.partition("=")
@@ -196,11 +225,21 @@ def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
-        OmegaConf.resolve(cfg)
+        OmegaConf.resolve(read_size_alias(cfg))
     except Exception as exc:  # Hydra/OmegaConf raise many types; all are user input problems here
         raise ParcError(describe_compose_error(exc)) from None
     finally:
         GlobalHydra.instance().clear()
+    return cfg
+
+
+def read_size_alias(cfg: DictConfig) -> DictConfig:
+    """`arch.size` given by an old name (`arch.aliases`: Pythia v0's 125m is 160m) becomes the size it names,
+    before any interpolation reads it (the size preset's lr, the output directory). Returns cfg."""
+    arch = cfg.get("arch")
+    target = (arch.get("aliases") or {}).get(str(arch.size).lower()) if arch is not None else None
+    if target is not None:
+        arch.size = target
     return cfg
 
 
@@ -210,37 +249,6 @@ def quote_branch_template(override: str) -> str:
     if key.lstrip("+~") == "hub.branch" and sep and "{" in value and value[:1] not in "'\"":
         return f"{key}='{value}'"
     return override
-
-
-def split_own_args(argv: List[str], names) -> tuple[Dict[str, str], List[str]]:
-    """An entry point's own `key=value` arguments (keys in `names`), and the training overrides left for compose."""
-    own, overrides = {}, []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key in names:
-            own[key] = value
-        else:
-            overrides.append(arg)
-    return own, overrides
-
-
-def own_int(name: str, text: str) -> int:
-    """An entry point's own integer argument, or a one-line error naming it."""
-    try:
-        return int(text)
-    except ValueError:
-        raise ParcError(f"{name}={text!r} is not an integer: pass {name}=N") from None
-
-
-def own_ints(name: str, text: str, example: str = "0,1,2") -> List[int]:
-    """An entry point's own comma-separated integers (brackets allowed, `steps=[10,20]`); at least one."""
-    try:
-        values = [int(part) for part in text.strip().strip("[]").split(",") if part.strip()]
-    except ValueError:
-        raise ParcError(f"{name}={text!r} must be comma-separated integers, e.g. {name}={example}") from None
-    if not values:
-        raise ParcError(f"{name}= is empty: give comma-separated integers, e.g. {name}={example}")
-    return values
 
 
 def describe_compose_error(exc: BaseException) -> str:

@@ -12,10 +12,11 @@ from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from parc.config import CONFIG_DIR, compose, register_schema
+from parc.config import CONFIG_DIR, check_config_dir, compose, read_size_alias, register_schema
 from parc.errors import exit_on_error
 
 
+@exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(arg.startswith("-") for arg in argv):
@@ -23,7 +24,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     run_composed(argv)
 
 
-@exit_on_error
 def run_composed(overrides: List[str]) -> None:
     run(compose(overrides))
 
@@ -48,9 +48,9 @@ def hydra_cli() -> None:
 
     register_schema()
 
-    @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base=None)
+    @hydra.main(config_path=str(check_config_dir(CONFIG_DIR)), config_name="train", version_base=None)
     def task(cfg: DictConfig) -> None:
-        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        cfg = OmegaConf.create(OmegaConf.to_container(read_size_alias(cfg), resolve=True))
         run(cfg)
 
     task()

@@ -2,7 +2,7 @@
 
 `get_spec(name)` returns the spec; `build_model(arch_cfg, vocab_size, seed)` builds a randomly initialised
 transformers model exactly as Parc did (`set_seed(seed)` then `from_config`), from values held in
-`configs/arch/*.yaml` — nothing is downloaded. Imports kernels and the shared bottom only.
+`parc/configs/arch/*.yaml` — nothing is downloaded. Imports kernels and the shared bottom only.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def hf_config(arch_cfg, vocab_size: int):
     try:
         return spec.config_class(**values)
     except (TypeError, ValueError) as exc:
-        raise ParcError(f"arch {arch_cfg.name}: invalid model config value ({exc}); fix configs/arch/{arch_cfg.name}.yaml") from None
+        from parc.config import CONFIG_DIR
+
+        raise ParcError(f"arch {arch_cfg.name}: invalid model config value ({exc}); fix {CONFIG_DIR}/arch/{arch_cfg.name}.yaml") from None
 
 
 def build_model(arch_cfg, vocab_size: int, seed: int, device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -68,7 +68,7 @@ def prepare_command(cfg, with_dir: bool = True) -> str:
 
 
 def _data_group_defaults(name: str) -> dict:
-    """`configs/data/<name>.yaml` as composed with default paths; read without Hydra, which may be running us."""
+    """`parc/configs/data/<name>.yaml` as composed with default paths; read without Hydra, which may be running us."""
     from omegaconf import OmegaConf
 
     from parc.config import CONFIG_DIR, DataConfig, PathsConfig, register_schema

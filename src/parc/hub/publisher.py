@@ -18,8 +18,6 @@ The token is never handled here: huggingface_hub reads HF_TOKEN or its login cac
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import queue
@@ -31,24 +29,20 @@ from typing import Dict, List, Optional
 
 from parc.hub.branches import BranchTemplate
 from parc.store.checkpoint import checkpoint_path
-from parc.store.fileio import atomic_write_json
 from parc.errors import ParcError
+from parc.hub.journal import JOURNAL_DIR, MAIN, TARGET_FILE, Journal  # noqa: F401  (re-exported: the journal's names)
 from parc.hub.repo import HubRepo, RetryPolicy, describe, repo_id_for
 from parc.hub.pacing import HUB_LIMIT_PER_HOUR, CommitPacer, PushInterrupted
 
 log = logging.getLogger("parc.hub.publisher")
 
-JOURNAL_DIR = "hub_journal"
-TARGET_FILE = "repo.json"  # where the journal's revisions go: what parc.sync needs, no config required
-MAIN = "main"
 PREEMPTED_WAIT_S = 60.0  # at most this long for pending pushes when a run stops before its end (preemption)
 
 
 def refuse_offline_env() -> None:
-    from huggingface_hub import constants
+    from parc.hub.repo import offline_mode
 
-    offline = constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE
-    if offline:
+    if offline_mode():
         raise ParcError("HF_HUB_OFFLINE=1 is set, so the Hub cannot be reached: unset it, or train with "
                         "hub.mode=offline and push later with python -m parc.sync <output_dir>")
 
@@ -62,50 +56,6 @@ def local_paths(cfg, output_dir: Path) -> List[str]:
             if len(form.parts) > 2:  # "/tmp" or "/home" alone would match innocent text
                 found.add(str(form))
     return sorted(found)
-
-
-class Journal:
-    """`<output_dir>/hub_journal/`: the target repo, and one JSON per revision: pending, pushed or abandoned."""
-
-    def __init__(self, output_dir: Path):
-        self.dir = Path(output_dir) / JOURNAL_DIR
-
-    def _write(self, name: str, data: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.dir / name, data)  # fsyncs the directory too: the rename survives a power cut
-
-    def save_target(self, target: dict) -> None:
-        self._write(TARGET_FILE, target)
-
-    def target(self) -> Optional[dict]:
-        path = self.dir / TARGET_FILE
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def record(self, entry: dict) -> None:
-        self._write(f"{entry['revision']}.json", {**entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-
-    def entries(self) -> List[dict]:
-        """Every revision, in push order: checkpoints by step, then main."""
-        found = [json.loads(p.read_text()) for p in self.dir.glob("*.json") if p.name != TARGET_FILE]
-        return sorted(found, key=lambda e: (e["revision"] == MAIN, e["step"]))
-
-    def last_push(self) -> Optional[float]:
-        """When the newest confirmed push happened (time.time()), so a new process keeps the commit pace."""
-        times = [e.get("pushed_at") for e in self.entries() if e.get("state") == "pushed"]
-        return max((t for t in times if t is not None), default=None)
-
-    def lock(self):
-        """An exclusive lock held while pushing, so a run and parc.sync never push the same revisions at once.
-        The kernel drops it when the process dies, kill -9 included."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.dir / ".lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise ParcError(f"another process is pushing the checkpoints of {self.dir.parent} right now; "
-                            "wait for it to finish") from None
-        return handle
 
 
 class Publisher:
@@ -178,10 +128,7 @@ class Publisher:
             return
         refuse_offline_env()
         self._lock_handle = self.journal.lock()
-        self.repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.branch_template)
-        self.repo.stop = self._stop
-        self.repo.pacer = CommitPacer(self.target.get("max_commits_per_hour", HUB_LIMIT_PER_HOUR),
-                                      self.journal.last_push(), self._stop)
+        self.repo = self._connect()
         self.repo.ensure(private=self.target["private"])
         self._thread = threading.Thread(target=self._upload_loop, name="parc-hub-uploader", daemon=True)
         self._thread.start()
@@ -191,13 +138,20 @@ class Publisher:
         for entry in pending:
             self._enqueue(entry)
 
+    def _connect(self) -> HubRepo:
+        repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.branch_template)
+        repo.stop = self._stop
+        repo.pacer = CommitPacer(self.target.get("max_commits_per_hour", HUB_LIMIT_PER_HOUR), self.journal.last_push(),
+                                 self._stop)
+        return repo
+
     def submit(self, step: int, checkpoint_dir: Path) -> None:
         """Journal the push of checkpoint `step` (durable before returning), then queue it."""
         self._stage(self.revision(step), step, os.path.relpath(checkpoint_dir, self.output_dir))
 
     def requeue(self, step: int, main: bool = False) -> str:
         """Journal a push of local checkpoint `step` again (to its revision, or to main), made even where the
-        revision looks complete: an audit found it wrong (parc.revisions --repair). Returns the revision."""
+        revision looks complete: an audit found it wrong (parc.revisions repair=true). Returns the revision."""
         revision = MAIN if main else self.revision(step)
         self._stage(revision, step, checkpoint_path(Path("."), step).name, force=True)
         return revision
@@ -313,11 +267,45 @@ class Publisher:
         secrets["the Hugging Face token"] = get_token() or ""
         started = time.monotonic()
         extra = extra_files(self.target.get("extra_formats", []), directory, self.journal.dir / "extra")
+        card = self._card(secrets) if revision == MAIN else None
         pushed = self.repo.push(revision, directory, self.target["push_train_state"], secrets, extra,
-                                force=bool(entry.get("force")))
+                                force=bool(entry.get("force")), card=card)
         self._settle(entry, "pushed")
         log.info("hub: %s %s of %s (%.1f s)", "pushed" if pushed else "already complete:", revision, self.repo_id,
                  time.monotonic() - started)
+
+    # --- the model card (parc.hub.card) ----------------------------------------------------------------
+
+    def _card(self, secrets: Dict[str, str]) -> Dict[str, Path]:
+        """main's README.md and loss curve, built from the run's files now (path in repo -> file). A card that
+        cannot be built (a run directory parc.train did not write: no config.yaml) or that would publish a
+        secret is left out with a warning: it never holds back the weights."""
+        from parc.hub.card import card_files
+        from parc.hub.repo import refuse_secrets
+
+        try:
+            files = card_files(self.output_dir, self.journal.dir / "card")
+            refuse_secrets(self.output_dir, list(files), secrets, files)
+            return files
+        except Exception as exc:  # documentation only: main is pushed without it (parc.sync retries the card)
+            log.warning("hub: main of %s goes without a model card: %s", self.repo_id, describe(exc, self.repo_id))
+            return {}
+
+    def refresh_card(self) -> Optional[bool]:
+        """parc.sync: make main's model card what the run's files give now (new evaluations, say): one commit if
+        it changed, none if not (True / False); None when main is not published yet or there is no card."""
+        from huggingface_hub import get_token
+
+        if not any(e["revision"] == MAIN and e["state"] == "pushed" for e in self.journal.entries()):
+            return None
+        secrets = {f"the local path {p}": p for p in self.target["local_paths"]}
+        secrets["the Hugging Face token"] = get_token() or ""
+        card = self._card(secrets)
+        if not card:
+            return None
+        refuse_offline_env()
+        with self.journal.lock():
+            return self._connect().put_files(MAIN, card, f"{MAIN}: model card")
 
     def _settle(self, entry: dict, state: str) -> None:
         with self._lock:  # only the newest entry of a revision settles it: a newer one still has to be pushed
@@ -340,10 +328,12 @@ def extra_files(formats: List[str], checkpoint_dir: Path, work_dir: Path) -> Dic
 
 
 def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Optional[Path]:
-    """Download a Hub checkpoint to resume from: `revision` (resume=hub:<rev>), or with None (resume=auto
-    and nothing local) the newest complete revision holding the training state. None: nothing to resume."""
+    """Download a Hub checkpoint to resume from: `revision` of the run's own repo (resume=hub:<revision>, see
+    parc.hub.reader.resume_spec), or with None (resume=auto and nothing local) the newest complete revision
+    holding the training state. None: nothing to resume."""
+    from parc.hub.reader import complete_revision, fetch_checkpoint, revisions_by_step
+
     hub = cfg.hub
-    revision = revision.removeprefix("hub:") if revision else None
     if hub.repo_id is None or hub.mode == "offline":
         if revision:
             raise ParcError(f"resume=hub:{revision} reads the Hub: set hub.repo_id=<org/name> and hub.mode=online")
@@ -355,22 +345,15 @@ def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Op
             raise ParcError(f"resume=hub:{revision}: repository {repo.repo_id} does not exist on the Hub")
         return None
     if revision:
-        if revision not in repo.branches():
-            raise ParcError(f"{revision} is not a revision of {repo.repo_id}; python -m parc.revisions "
-                            f"{repo.repo_id} lists them")
-        remote = repo.inspect(revision)
-        if remote.manifest is None:
-            raise ParcError(f"revision {revision} of {repo.repo_id} is incomplete ({remote.problem}); "
-                            f"pick a complete one: python -m parc.revisions {repo.repo_id}")
-        return repo.download(remote, output_dir)
+        return fetch_checkpoint(repo, complete_revision(repo, revision, f"resume=hub:{revision}"), output_dir)
     weights_only = None
-    for step, name in sorted(repo.revisions().items(), reverse=True):  # by step (step10 after step9), never as text
+    for step, name in reversed(revisions_by_step(repo)):
         remote = repo.inspect(name)
         if remote.manifest is None:
             log.warning("hub: skipping %s of %s: incomplete (%s)", name, repo.repo_id, remote.problem)
         elif remote.manifest.get("train_state"):
             log.info("hub: resuming from %s of %s", name, repo.repo_id)
-            return repo.download(remote, output_dir)
+            return fetch_checkpoint(repo, remote, output_dir)
         else:
             weights_only = weights_only or name
     if weights_only:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from parc.errors import ParcError
+from parc.hub.reader import open_repo
 
 
 def render(report: dict) -> str:
@@ -30,21 +31,6 @@ def render(report: dict) -> str:
     else:
         lines.append(f"missing: {', '.join(map(str, report['missing'])) or 'none'}")
     return "\n".join(lines)
-
-
-def open_repo(repo_id: str, branch: Optional[str]):
-    """The repo, its branch template given or guessed from its branches; a missing repo is a one-line error."""
-    from parc.hub.branches import BranchTemplate, guess
-    from parc.hub.repo import REPO_ID, HubRepo
-
-    if not REPO_ID.match(repo_id):
-        raise ParcError(f"{repo_id!r} is not a repo id: give org/name")
-    template = BranchTemplate(branch) if branch is not None else None  # a bad template fails before any request
-    repo = HubRepo(repo_id)
-    if not repo.exists():
-        raise ParcError(f"repository {repo_id} not found on the Hub (check the name and HF_TOKEN)")
-    repo.template = template or guess(repo.branches())
-    return repo
 
 
 def audit_run(repo_id: str, branch: Optional[str], local: Optional[Path], fix: bool, diffs: bool = False) -> dict:
@@ -90,13 +76,13 @@ def run_revisions(repo_id: Optional[str], branch: Optional[str], audit: bool, lo
     from parc.hub.publisher import refuse_offline_env
 
     if (repo_id is None) == (grid is None):
-        raise ParcError("give either a repo id (org/name) or --grid <run root>")
+        raise ParcError("give either a repo id (org/name) or grid=<run root>")
     if (local or repair or grid or diffs) and not audit:
-        raise ParcError("--local, --repair, --grid and --diffs go with --audit: add --audit")
+        raise ParcError("local=, repair=, grid= and diffs= go with audit=true: add audit=true")
     if repair and local is None and grid is None:
-        raise ParcError("--repair re-pushes from the local checkpoints: add --local <output_dir> of the run")
+        raise ParcError("repair=true re-pushes from the local checkpoints: add local=<output_dir> of the run")
     if local is not None and not local.is_dir():
-        raise ParcError(f"--local {local} is not a directory: give the run's output_dir")
+        raise ParcError(f"local={local} is not a directory: give the run's output_dir")
     refuse_offline_env()
     if grid is not None:
         from parc.hub.audit import grid_table

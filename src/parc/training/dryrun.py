@@ -17,6 +17,7 @@ from parc.hub.pacing import commit_budget_line
 from parc.store import diskplan
 from parc.training.memory import describe as describe_memory
 from parc.training.metrics import METRICS_FILE, format_plan, measured_step_s
+from parc.training.optim import describe_schedule
 from parc.training.runconfig import Plan
 from parc.training.trainer import describe_steps
 
@@ -37,6 +38,7 @@ def dry_run_report(cfg: DictConfig) -> str:
         "tokens per step": plan.tokens_per_step,
         "steps": plan.max_steps,
         "total tokens": plan.total_tokens,
+        "learning rate": describe_schedule(cfg.trainer),
         "FLOPs per token": f"{spec.flops_per_token(model.config, cfg.data.seq_len):.4g}",
         "memory per device": describe_memory(cfg, model, plan.world_size),
         "checkpoint steps": describe_steps(plan.checkpoint_steps),

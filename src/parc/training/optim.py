@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import Trainer, get_scheduler
 
+from parc.training.lr_neox import neox_scheduler, warmup_iters
+
 
 def decay_parameter_names(model: torch.nn.Module, rule: str = "transformers") -> set:
     """The Trainer's rule, called rather than copied so it stays the same: no decay for biases and norms.
@@ -51,11 +53,25 @@ def build_optimizer(model: torch.nn.Module, trainer_cfg, device: torch.device) -
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, trainer_cfg) -> torch.optim.lr_scheduler.LambdaLR:
-    """transformers' own schedules: linear warmup from 0, then cosine/linear decay to 0 at max_steps; or NeoX's."""
+    """transformers' own schedules: linear warmup from 0, then cosine/linear decay to 0 at max_steps; or NeoX's.
+    The warmup is `warmup_iters` (refused when longer than the run), rounded to whole steps for transformers'."""
     if trainer_cfg.lr_schedule == "neox":
-        from parc.training.lr_neox import neox_scheduler
-
         return neox_scheduler(optimizer, trainer_cfg)
     name = {"constant": "constant_with_warmup"}.get(trainer_cfg.lr_schedule, trainer_cfg.lr_schedule)
-    return get_scheduler(name, optimizer, num_warmup_steps=trainer_cfg.warmup_steps,
+    return get_scheduler(name, optimizer, num_warmup_steps=round(warmup_iters(trainer_cfg)),
                          num_training_steps=trainer_cfg.max_steps)
+
+
+def describe_schedule(trainer_cfg) -> str:
+    """The dry run's line: the warmup, and the LR of the first update, the peak, the last and the lowest."""
+    t = trainer_cfg
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=t.lr)
+    factor = build_scheduler(optimizer, t).lr_lambdas[0]
+    lr0, steps = t.lr, t.max_steps  # read once: each DictConfig read costs microseconds
+    rates = [lr0 * factor(n) for n in range(steps)]  # update k uses lr(k - 1)
+    peak = max(range(len(rates)), key=rates.__getitem__)
+    warmup = warmup_iters(t)
+    how = f"{t.warmup_fraction:g} x {t.max_steps}" if t.warmup_fraction is not None else "trainer.warmup_steps"
+    floor = f", floor {t.min_lr:g}" if t.lr_schedule == "neox" else ""
+    return (f"{t.lr_schedule}{floor}, warmup {warmup:g} steps ({how}); lr at update 1 {rates[0]:.4g}, "
+            f"peak {rates[peak]:.4g} (update {peak + 1}), last {rates[-1]:.4g}, lowest {min(rates):.4g}")

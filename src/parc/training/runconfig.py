@@ -1,12 +1,12 @@
 """What a composed training config means: the checks a type cannot express, the plan, the portable copy.
 
 ``validate`` adds the checks a type cannot express (positive step counts, a divisible batch, a known
-schedule, a valid branch template) and ``Plan`` derives, in one place, every quantity the run prints and
-uses: accumulation, tokens per step, checkpoint steps, output directory. ``portable_config`` is the config
-without local paths, as stored in every checkpoint and published, and in `<output_dir>/config.yaml`
-(``write_run_config`` / ``read_run_config``, the file's one writer and one reader); ``config_on_this_machine`` is
-the way back: a run's saved config with this machine's data location (the run's own record first, see
-parc.data.location).
+schedule, a warmup within the run, a valid branch template) and ``Plan`` derives, in one place, every
+quantity the run prints and uses: accumulation, tokens per step, checkpoint steps, output directory.
+``portable_config`` is the config without local paths, as stored in every checkpoint and published, and in
+`<output_dir>/config.yaml` (``write_run_config``, the file's one writer; parc.config.read_run_config reads it);
+``config_on_this_machine`` is the way back: a run's saved config with this machine's data location (the
+run's own record first, see parc.data.location).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from omegaconf import DictConfig, OmegaConf
 
+from parc.config import RUN_CONFIG
 from parc.errors import ParcError
 
 
@@ -39,7 +40,7 @@ def validate(cfg: DictConfig) -> None:
         if value <= 0:
             raise ParcError(f"{key}={value} must be a positive integer")
     for key, value in {"hub.retry_initial_s": cfg.hub.retry_initial_s, "hub.retry_max_s": cfg.hub.retry_max_s,
-                       "hub.retry_timeout_s": cfg.hub.retry_timeout_s, "trainer.warmup_steps": t.warmup_steps, "data.shard": d.shard, "seed": cfg.seed,
+                       "hub.retry_timeout_s": cfg.hub.retry_timeout_s, "data.shard": d.shard, "seed": cfg.seed,
                        "trainer.lr": t.lr, "trainer.min_lr": t.min_lr, "trainer.weight_decay": t.weight_decay, "trainer.grad_clip": t.grad_clip}.items():
         if value < 0:
             raise ParcError(f"{key}={value} must not be negative")
@@ -51,7 +52,7 @@ def validate(cfg: DictConfig) -> None:
         "data.format": (d.format, ("parc", "megatron")),
         "trainer.loss_normalization": (t.loss_normalization, ("tokens", "hf4")),
         "trainer.weight_decay_rule": (t.weight_decay_rule, ("transformers", "hf4.50", "neox")),
-        "checkpoint.schedule": (c.schedule, ("parc", "pythia", "list", "every")),
+        "checkpoint.schedule": (c.schedule, ("parc", "pythia", "neox_raw", "list", "every")),
         "data.packing": (d.packing, ("parc", "concat")),
         "arch.size": (cfg.arch.size, ("full", "tiny", *cfg.arch.sizes)),
         "hub.mode": (cfg.hub.mode, ("online", "offline")),
@@ -61,6 +62,9 @@ def validate(cfg: DictConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ParcError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    from parc.training.lr_neox import warmup_iters
+
+    warmup_iters(t)  # a warmup longer than the run is refused: it would make NeoX's LR negative
     if c.every is not None and c.every <= 0:
         raise ParcError(f"checkpoint.every={c.every} must be a positive integer")
     if c.schedule == "list" and any(s < 0 or s > t.max_steps for s in c.steps):
@@ -127,9 +131,6 @@ class Plan:
         )
 
 
-RUN_CONFIG = "config.yaml"  # <output_dir>/config.yaml: the run's portable config
-
-
 def write_run_config(output_dir: Path, cfg: DictConfig) -> Path:
     """`<output_dir>/config.yaml`, atomically (the caller guards the write against disk faults)."""
     from parc.store.fileio import atomic_write
@@ -138,21 +139,6 @@ def write_run_config(output_dir: Path, cfg: DictConfig) -> Path:
     path = Path(output_dir) / RUN_CONFIG
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path
-
-
-def read_run_config(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """The config a run saved in `<run_dir>/config.yaml` (unresolved, as a dict); None when there is none."""
-    path = Path(run_dir) / RUN_CONFIG
-    if not path.is_file():
-        return None
-    try:
-        values = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as exc:  # OmegaConf and yaml raise many types; all say the file is not a config
-        raise ParcError(f"{path} is not a readable config ({type(exc).__name__}): restore it from the run's "
-                        "checkpoints (trainer_state.json holds the same config)") from None
-    if not isinstance(values, dict):
-        raise ParcError(f"{path} is not a run config (no keys): restore it from the run's checkpoints")
-    return values
 
 
 def portable_config(cfg: DictConfig) -> Dict[str, Any]:

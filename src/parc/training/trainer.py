@@ -19,7 +19,8 @@ from parc import archs
 from parc.store import checkpoint, diskplan, iofaults
 
 from parc.training import initfrom, resume, strategy
-from parc.training.runconfig import RUN_CONFIG, Plan, portable_config, write_run_config
+from parc.config import RUN_CONFIG
+from parc.training.runconfig import Plan, portable_config, write_run_config
 from parc.errors import EXIT_DONE, EXIT_PREEMPTED, ParcError
 from parc.training.loss import normalization, step_labels
 from parc.training.metrics import RunReporter, format_plan

@@ -1,8 +1,8 @@
-"""The typed schema of `python -m parc.evaluate` (configs/evaluate.yaml and the `eval/` group), and its checks.
+"""The typed schema of `python -m parc.evaluate` (parc/configs/evaluate.yaml and the `eval/` group), and its checks.
 
 `runs=`, `steps=`, `out=`, `pattern=`, `part=`, `num_parts=` are read by the entry point itself (their values
 hold commas, which Hydra would take for a sweep); everything under `eval.` is composed by Hydra from a preset in
-configs/eval/ (`default` = held-out loss, `parc` = the Parc paper's lm-eval tasks, `memorization`) and
+parc/configs/eval/ (`default` = held-out loss, `parc` = the Parc paper's lm-eval tasks, `memorization`) and
 overrides such as `eval.tasks=[blimp,sciq] eval.batch_size=16`. An unknown key is refused while composing.
 """
 

@@ -13,14 +13,13 @@ from typing import Any, Dict, List, Optional
 
 from parc.errors import ParcError
 from parc.store.checkpoint import STATE_DIR, TRAINER_STATE  # noqa: F401 (TRAINER_STATE: the Hub reader's path)
-from parc.training.runconfig import RUN_CONFIG  # noqa: F401 (the name sources use)
+from parc.config import RUN_CONFIG  # noqa: F401 (the name sources use)
 
 IDENTITY_COLUMNS = ["arch", "size", "seed", "shard", "data_seed", "step", "tokens", "source", "revision", "commit"]
 HUB_PREFIX = "hub:"
 # What a name tells when no manifest does: searched in "<run or repo name>@<revision>", later ones win.
 NAME_PATTERNS = [r"(?P<arch>pythia|mamba|rwkv)", r"pythia-(?P<size>\d+(?:\.\d+)?[mMbB])(?:-deduped)?\b",
                  r"seed[-_]?(?P<seed>\d+)", r"shard[-_]?(?P<shard>\d+)", r"@(?:checkpoint-|step)(?P<step>\d+)$"]
-REVISION_STEP = re.compile(r"^(?:checkpoint-|step)(\d+)$")
 
 
 @dataclass(frozen=True)
