@@ -36,9 +36,9 @@ import common
 
 sys.path.insert(0, str(common.REPO / "tests"))
 
-from hub_server import CommitLimit, HubServer  # noqa: E402
-
 from parc.training.metrics import METRICS_FILE, read_metrics  # noqa: E402
+
+from hub_server import CommitLimit, HubServer  # noqa: E402
 
 
 def train_once(root: Path, out: Path, args, data: list, hub: HubServer | None, cpu: int | None) -> tuple:

@@ -70,10 +70,9 @@ def ours(work: Path, corpus: Path, tokens: int) -> float:
 
 def original(work: Path, corpus: Path) -> float:
     """Seconds to stream the corpus through the script's map(tokenize) to the end."""
+    import original as script
     from datasets import load_dataset
     from transformers import AutoTokenizer
-
-    import original as script
 
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(str(common.demo_tokenizer_dir(work)))

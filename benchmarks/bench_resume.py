@@ -100,9 +100,8 @@ def child_ours_checkpoint(k: int, args: list) -> None:
     import torch
 
     from parc.config import compose
-
-    from parc.training.runconfig import validate
     from parc.data.stream import BatchPlan, open_stream
+    from parc.training.runconfig import validate
     from parc.training.trainer import Trainer, make_accelerator
 
     cfg = compose(args + (["checkpoint.save_train_state=false"] if k == 0 else []))
@@ -125,7 +124,6 @@ def child_ours_checkpoint(k: int, args: list) -> None:
 def child_ours_run(args: list) -> None:
     """`python -m parc.train <args>`, stopped as its first new step begins."""
     import parc.training.trainer
-
     from parc.train import main
 
     train_step = parc.training.trainer.Trainer.train_step
@@ -138,13 +136,13 @@ def child_ours_run(args: list) -> None:
 
 def original_trainer(args: list, stop_at_first_step: bool):
     """transformers.Trainer as the script builds it, on the script's streamed, tokenized documents."""
+    import original
     from transformers import DataCollatorForLanguageModeling, Trainer
 
-    import original
     from parc import archs
-    from parc.training import parity
     from parc.config import compose
     from parc.data.tokenizer import load_saved_tokenizer
+    from parc.training import parity
 
     cfg = compose(args)
     tokenizer_dir = Path(cfg.data.dir) / "tokenizer"

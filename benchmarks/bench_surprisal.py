@@ -73,10 +73,10 @@ def measure(arch: str, size: str, count: int, pairs: int, work, flops: bool) -> 
 
     from parc.archs import build_model
     from parc.config import compose
-    from parc.study.phases.surprisal_reference import loop_all
+    from parc.data.tokenizer import load_saved_tokenizer
     from parc.study.phases.stimuli import read_stimuli
     from parc.study.phases.surprisal import StimulusEncoder, score
-    from parc.data.tokenizer import load_saved_tokenizer
+    from parc.study.phases.surprisal_reference import loop_all
     from parc.study.sources.model_cache import install_fast_path
 
     overrides = ["experiment=demo", f"arch={arch}"] + (["arch.size=full", "data.vocab_size=50277"] if size == "parc" else [])

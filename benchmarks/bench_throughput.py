@@ -46,10 +46,10 @@ def sizes(args) -> dict:
 
 def measure_pair(arch: str, root, steps: int, overrides: list) -> tuple[float, float, float]:
     """One alternation: (ours tokens/s, baseline tokens/s, max relative loss difference)."""
-    from parc.training import parity
-    from parc.training.runconfig import Plan
     from parc.data.prepare import ensure_prepared
     from parc.data.stream import BatchPlan
+    from parc.training import parity
+    from parc.training.runconfig import Plan
 
     cfg = parity.parity_config(["experiment=demo", f"arch={arch}", f"paths.root={root}", *overrides], steps)
     stream = ensure_prepared(cfg)

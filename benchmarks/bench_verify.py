@@ -21,7 +21,6 @@ from pathlib import Path
 
 import common
 
-
 SIZES = {"parc": ["arch=pythia", "data.vocab_size=50277"], "demo": ["experiment=demo", "arch=pythia"]}
 
 
@@ -30,9 +29,8 @@ def make_checkpoint(work: Path, size: str) -> Path:
     from accelerate import Accelerator
 
     from parc import archs
-
-    from parc.store import checkpoint
     from parc.config import compose
+    from parc.store import checkpoint
     from parc.training.optim import build_optimizer, build_scheduler
 
     run_dir = work / "verify" / size

@@ -24,6 +24,7 @@ import bench_prepare
 import bench_resume
 import bench_surprisal
 import bench_throughput
+
 import common
 
 BENCHMARKS = {"B1": bench_throughput, "B2": bench_resume, "B3": bench_prepare, "B4": bench_memory,

@@ -8,10 +8,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from parc.config import CONFIG_DIR, cell_name, compose, parse_cell_name
-
-from parc.training.runconfig import Plan, portable_config, validate
 from parc.errors import ParcError
 from parc.store.steps import checkpoint_steps
+from parc.training.runconfig import Plan, portable_config, validate
 
 GROUPS = ["arch", "data", "trainer", "checkpoint", "hub", "logger", "experiment"]
 

@@ -8,10 +8,17 @@ import json
 
 import pytest
 
-from conftest import run_cli_cases
 from parc.errors import ParcError
-from parc.training.metrics import (METRICS_FILE, last_metrics_row, loss_curve, measured_step_s, read_metrics,
-                                   truncate_metrics)
+from parc.training.metrics import (
+    METRICS_FILE,
+    last_metrics_row,
+    loss_curve,
+    measured_step_s,
+    read_metrics,
+    truncate_metrics,
+)
+
+from conftest import run_cli_cases
 
 ROWS = 12
 
@@ -82,9 +89,9 @@ def test_commands_read_a_torn_file(tmp_path):
     damaged.mkdir(parents=True)
     (damaged / METRICS_FILE).write_text("\n".join(lines[:2] + [torn(3)] + lines[2:]))
     drawn, refused, status = run_cli_cases(None, [
-        ["parc.plot", str(grid / "pythia-seed0-shard0"), "--out", str(tmp_path / "loss.png")],
-        ["parc.plot", str(damaged), "--out", str(tmp_path / "damaged.png")],
-        ["parc.grid", "status", "--root", str(grid), "--seeds", "0", "--json"]])
+        ["parc.plot", str(grid / "pythia-seed0-shard0"), f"out={tmp_path / 'loss.png'}"],
+        ["parc.plot", str(damaged), f"out={tmp_path / 'damaged.png'}"],
+        ["parc.grid", "status", f"root={grid}", "seeds=0", "json=true"]])
     assert drawn.returncode == 0, drawn.stderr
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1

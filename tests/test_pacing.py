@@ -12,12 +12,12 @@ import sys
 import time
 
 import pytest
-
-from conftest import run_cli, short_run
-from hub_server import CommitLimit, hub_server  # noqa: F401  (the fixture)
 from test_hub import PUBLISH, client, copy_run, journal, local_files, template  # noqa: F401
 
 from parc.training.metrics import read_metrics
+
+from conftest import run_cli, short_run
+from hub_server import CommitLimit, hub_server  # noqa: F401  (the fixture)
 
 LIMITED_REPO = "org/limited"
 

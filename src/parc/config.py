@@ -210,7 +210,8 @@ def register_schema() -> None:
 
 def compose(overrides: List[str], config_name: str = "train") -> DictConfig:
     """Compose the config as Hydra would for `python -m parc.train <overrides>`; errors become ParcError."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     check_config_dir(CONFIG_DIR)  # first: a broken install is not the user's experiment= typo

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.store.checkpoint import MANIFEST, TRAINER_STATE, has_train_state, read_manifest, step_of
 from parc.errors import ParcError
+from parc.store.checkpoint import MANIFEST, TRAINER_STATE, has_train_state, read_manifest, step_of
 from parc.store.fileio import HASH_CHUNK
 
 log = logging.getLogger("parc.store.integrity")

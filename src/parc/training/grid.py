@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from parc.archs import NAMES as PARC_ARCHS  # noqa: F401  the grid's order, as slurm/train_array.sbatch numbers its tasks
 from parc.config import RUN_CONFIG, cell_name, parse_cell_name, read_run_config
 from parc.errors import ParcError
 from parc.training.metrics import METRICS_FILE, last_metrics_row, loss_curve
 
-from parc.archs import NAMES as PARC_ARCHS  # noqa: F401  the grid's order, as slurm/train_array.sbatch numbers its tasks
 PARC_SEEDS = tuple(range(6))
 STATES = ("done", "running", "stalled", "not started")
 

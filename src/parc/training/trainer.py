@@ -15,17 +15,14 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list
 
 from parc import archs
-
-from parc.store import checkpoint, diskplan, iofaults
-
-from parc.training import initfrom, resume, strategy
 from parc.config import RUN_CONFIG
-from parc.training.runconfig import Plan, portable_config, write_run_config
 from parc.errors import EXIT_DONE, EXIT_PREEMPTED, ParcError
+from parc.store import checkpoint, diskplan, iofaults
+from parc.training import initfrom, resume, strategy
 from parc.training.loss import normalization, step_labels
 from parc.training.metrics import RunReporter, format_plan
 from parc.training.optim import build_optimizer, build_scheduler
-
+from parc.training.runconfig import Plan, portable_config, write_run_config
 
 
 class PreemptionFlag:

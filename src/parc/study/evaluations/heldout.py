@@ -18,11 +18,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from parc.store.checkpoint import complete_checkpoints, read_trainer_state
 from parc.data.location import STREAM_RECORD, check_same_stream, recorded_stream_dir
 from parc.data.stream import FORMAT, PackedStream, read_manifest
 from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError
+from parc.store.checkpoint import complete_checkpoints, read_trainer_state
 from parc.study.evaluations import EvalResult, Evaluation, register
 from parc.study.sources.runs import CheckpointRef, run_config
 

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from parc.config import RUN_CONFIG  # noqa: F401 (the name sources use)
 from parc.errors import ParcError
 from parc.store.checkpoint import STATE_DIR, TRAINER_STATE  # noqa: F401 (TRAINER_STATE: the Hub reader's path)
-from parc.config import RUN_CONFIG  # noqa: F401 (the name sources use)
 
 IDENTITY_COLUMNS = ["arch", "size", "seed", "shard", "data_seed", "step", "tokens", "source", "revision", "commit"]
 HUB_PREFIX = "hub:"

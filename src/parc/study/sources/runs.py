@@ -23,13 +23,24 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from parc.store.checkpoint import MANIFEST, STATE_DIR, complete_checkpoints, read_manifest, read_trainer_state, step_of
-from parc.errors import ParcError
-from parc.store.fileio import sha256_file
 from parc.config import read_run_config
-from parc.study.sources.refs import (HUB_PREFIX, IDENTITY_COLUMNS, NAME_PATTERNS, RUN_CONFIG,  # noqa: F401
-                             TRAINER_STATE, CheckpointRef, LoadedCheckpoint, describe_steps, identity_from_config,
-                             make_ref, parse_name)
+from parc.errors import ParcError
+from parc.store.checkpoint import MANIFEST, STATE_DIR, complete_checkpoints, read_manifest, read_trainer_state, step_of
+from parc.store.fileio import sha256_file
+from parc.study.sources.refs import (  # noqa: F401
+    HUB_PREFIX,
+    IDENTITY_COLUMNS,
+    NAME_PATTERNS,
+    RUN_CONFIG,
+    TRAINER_STATE,
+    CheckpointRef,
+    LoadedCheckpoint,
+    describe_steps,
+    identity_from_config,
+    make_ref,
+    parse_name,
+)
+
 
 def _model_type(config_file: Path) -> Optional[str]:
     try:
