@@ -160,9 +160,9 @@ class TrainConfig:
     seed: int = 0  # weight initialisation only; the data is chosen by data.shard / data.data_seed
     run_name: str = "parc"
     output_dir: str = "${paths.output_root}/${run_name}/${arch.name}-seed${seed}-shard${data.shard}"
-    resume: str = "auto"  # auto | none | checkpoint-N | <path> | hub:<revision>
-    init_from: Optional[str] = None  # a new run from these weights: <checkpoint dir> | hub:<org/name>@<revision>
-    overwrite: bool = False  # with resume=none: delete an existing run in output_dir first
+    resume: str = "auto"  # auto | none | checkpoint-N | <path> | hub:<revision> | neox:<raw GPT-NeoX checkpoint>
+    init_from: Optional[str] = None  # new run from these weights: <checkpoint dir> | hub:<org/name>@<revision> | neox:<dir>
+    overwrite: bool = False  # with resume=none (or neox:): delete an existing run in output_dir first
     dry_run: bool = False
     device: str = "auto"  # auto | cpu | cuda
 

@@ -274,3 +274,12 @@ def hf_names(names: List[str]) -> Dict[str, str]:
         else:
             raise ParcError(f"unexpected parameter {name} in a GPT-NeoX checkpoint (final norm at layer {norm_index})")
     return out
+
+
+def for_model(tensors: Dict[str, object], model_names) -> Dict[str, object]:
+    """`tensors` keyed by the names of this transformers version's model: the published checkpoints' `embed_out`
+    is `lm_head` in transformers 5 (which renames it when loading a file)."""
+    names = set(model_names)
+    if "embed_out.weight" in tensors and "embed_out.weight" not in names and "lm_head.weight" in names:
+        tensors = {("lm_head.weight" if n == "embed_out.weight" else n): v for n, v in tensors.items()}
+    return tensors

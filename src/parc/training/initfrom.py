@@ -28,8 +28,16 @@ HUB_SOURCE = re.compile(r"^hub:(?P<repo>[^@\s]+?)(?:@(?P<revision>[^@\s]+))?$")
 
 @dataclass(frozen=True)
 class InitSource:
-    path: Path  # a verified local checkpoint directory
+    path: Path  # a verified local checkpoint directory (or a raw GPT-NeoX global_stepN directory)
     record: dict  # what the new run records: source, step, tokens, weights sha256 (and the Hub commit)
+
+    def load_weights(self, model) -> None:
+        if self.record["source"].startswith("neox:"):
+            from parc.training import neox_source
+
+            neox_source.check_and_load_weights(model, self.path, self.record["source"])
+        else:
+            checkpoint.load_weights(model, self.path)
 
 
 def parse_hub(text: str) -> tuple[str, str]:
@@ -46,6 +54,10 @@ def portable(text: Optional[str]) -> Optional[str]:
     given, a local checkpoint as `<run dir name>/<checkpoint name>`."""
     if text is None or text.startswith("hub:"):
         return text
+    if text.startswith("neox:"):
+        from parc.training import neox_source
+
+        return neox_source.parse(text).source
     path = Path(text)
     return f"{path.parent.name}/{path.name}"
 
@@ -58,6 +70,14 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
         return None
     if cfg.resume not in ("auto", "none"):
         raise ParcError(f"init_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them")
+    if text.startswith("neox:"):  # a raw GPT-NeoX checkpoint: its fp32 master weights
+        from parc.training import neox_source
+
+        start = neox_source.parse(text, Path(output_dir) / DOWNLOAD_DIR if download else None)
+        if not download and text.startswith("neox:hub:"):
+            return None  # the checks before anything is written: a Hub source is only parsed
+        return InitSource(start.path, {"source": start.source, "step": neox_source.iteration_of(start.path),
+                                       "tokens": None})
     hub = parse_hub(text) if text.startswith("hub:") else None
     if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
         return None  # the branched run continues from its own checkpoints; the source is no longer needed

@@ -82,8 +82,9 @@ def validate(cfg: DictConfig) -> None:
     if "rwkv" in cfg.hub.extra_formats and cfg.arch.name != "rwkv":
         raise ParcError(f"hub.extra_formats=[rwkv] needs arch=rwkv (this run is arch={cfg.arch.name})")
     resume = cfg.resume
-    if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:")) or os.sep in resume):
-        raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision> or a checkpoint path")
+    if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:", "neox:")) or os.sep in resume):
+        raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision>, a checkpoint path or "
+                        f"neox:<raw GPT-NeoX global_stepN dir>")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from parc import archs
 
 from parc.store import checkpoint, diskplan, iofaults
 
-from parc.training import initfrom, resume, strategy
+from parc.training import initfrom, neox_source, resume, strategy
 from parc.training.runconfig import Plan, portable_config
 from parc.errors import ParcError
 from parc.store.fileio import atomic_write
@@ -88,10 +88,12 @@ class Trainer:
         self.output_dir_identity = iofaults.directory_identity(self.output_dir) if self.output_dir.is_dir() else None
         optimizer = build_optimizer(model, cfg.trainer, accelerator.device)
         self.scheduler = build_scheduler(optimizer, cfg.trainer)
-        if start is not None:
+        if isinstance(start, neox_source.NeoxStart):  # resume=neox:<dir>: continue a raw GPT-NeoX checkpoint
+            optimizer_state = neox_source.restore(self, start, model, optimizer)
+        elif start is not None:
             optimizer_state = self._restore(start, model)
         elif init is not None:  # a new run from another run's weights: optimizer, schedule and step start fresh
-            checkpoint.load_weights(model, init.path)
+            init.load_weights(model)
         if cfg.arch.compile:
             model = torch.compile(model)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
@@ -296,7 +298,7 @@ def train(cfg) -> int:
     init = broadcast_object_list([init])[0]  # a new run from another run's weights (init_from=), verified
     batches = BatchPlan(stream, cfg.data.shard, cfg.data.data_seed, cfg.trainer.global_batch_size, cfg.trainer.max_steps)
     if accelerator.is_main_process:
-        if cfg.resume == "none" and cfg.overwrite:
+        if cfg.overwrite and (cfg.resume == "none" or cfg.resume.startswith("neox:")):
             resume.clear_run(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         with iofaults.DiskWrites(f"writing {output_dir / 'config.yaml'}", output_dir, then="run the same command again",
@@ -307,7 +309,7 @@ def train(cfg) -> int:
     accelerator.wait_for_everyone()
     trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start, init)
     if accelerator.is_main_process:
-        origin = f"resuming from {start}" if start is not None else "starting from scratch"
+        origin = f"resuming from {getattr(start, 'source', start)}" if start is not None else "starting from scratch"
         origin = f"starting a new run from the weights of {init.record['source']}" if init is not None else origin
         print(f"parc: {origin}\n{trainer.describe()}", flush=True)
         diskplan.warn_if_short(cfg, accelerator.unwrap_model(trainer.model), trainer.plan, stream.tokenizer_dir, trainer.step)
