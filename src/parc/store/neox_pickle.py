@@ -63,6 +63,10 @@ class RestrictedUnpickler(pickle.Unpickler):
     path = "?"  # the file being read, for the refusal (set by load_untrusted on a subclass)
 
     def find_class(self, module: str, name: str):
+        import _compat_pickle  # protocol 2 (torch.save's) writes Python 2 names: __builtin__.set is builtins.set
+
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in SCALER_CLASSES:
             return type(name, (ScalerRecord,), {"kind": name})
         if (module, name) == ZERO_STAGE_ENUM:
