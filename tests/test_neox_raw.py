@@ -297,7 +297,7 @@ def patch_checkpoint(checkpoint: Path, captured: dict) -> None:
     by_hf = {hf_name(n, 2): v for n, v in captured["params"].items()}
     head = "lm_head.weight" if "lm_head.weight" in weights else "embed_out.weight"
     by_hf[head] = by_hf.pop("embed_out.weight")
-    save_file({n: by_hf[n].contiguous() for n in weights}, checkpoint / "model.safetensors", metadata={"format": "pt"})
+    save_file({n: by_hf[n]["master"].contiguous() for n in weights}, checkpoint / "model.safetensors", metadata={"format": "pt"})
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(checkpoint)
