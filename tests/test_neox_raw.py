@@ -295,8 +295,7 @@ def patch_checkpoint(checkpoint: Path, captured: dict) -> None:
 
     weights = load_file(checkpoint / "model.safetensors")
     by_hf = {hf_name(n, 2): v for n, v in captured["params"].items()}
-    head = "lm_head.weight" if "lm_head.weight" in weights else "embed_out.weight"
-    by_hf[head] = by_hf.pop("embed_out.weight")
+    by_hf["lm_head.weight"] = by_hf["embed_out.weight"]  # transformers 5's name in the model (the file keeps embed_out)
     save_file({n: by_hf[n]["master"].contiguous() for n in weights}, checkpoint / "model.safetensors", metadata={"format": "pt"})
     from transformers import AutoModelForCausalLM
 

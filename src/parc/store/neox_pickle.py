@@ -61,6 +61,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     """torch.load's Unpickler with a closed list of classes (see the module docstring)."""
 
     path = "?"  # the file being read, for the refusal (set by load_untrusted on a subclass)
+    allowed: dict = {}  # torch's weights-only globals (set by load_untrusted on a subclass)
 
     def find_class(self, module: str, name: str):
         import _compat_pickle  # protocol 2 (torch.save's) writes Python 2 names: __builtin__.set is builtins.set
@@ -76,7 +77,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         key = f"{module}.{name}"
         if key in NUMPY_DATA:
             return super().find_class(module, name)
-        allowed = _allowed().get(key)
+        allowed = self.allowed.get(key)
         if allowed is not None:
             return allowed
         raise ParcError(f"{self.path} asks to load the class {key}, which a GPT-NeoX/DeepSpeed checkpoint does not "
@@ -85,7 +86,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def load_untrusted(path: Path):
     """The object pickled in `path` (a torch.save file), read with the restricted unpickler, onto the CPU."""
-    unpickler = type("Unpickler", (RestrictedUnpickler,), {"path": str(path)})
+    unpickler = type("Unpickler", (RestrictedUnpickler,), {"path": str(path), "allowed": _allowed()})
     module = types.SimpleNamespace(Unpickler=unpickler, load=pickle.load, __name__="parc_neox_pickle")
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)
