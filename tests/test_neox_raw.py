@@ -343,7 +343,7 @@ def test_continuing_the_raw_checkpoint_equals_continuing_an_equivalent_parc_chec
 
     # the same command again is refused (the run exists); another architecture is refused in one line
     again = run_cli_cases("parc.train", [[*base, f"output_dir={tmp_path / 'B'}", f"resume=neox:{deepspeed_checkpoint}"],
-                                         [*base, f"output_dir={tmp_path / 'D'}", "arch.hf.num_hidden_layers=3",
+                                         [*base, f"output_dir={tmp_path / 'D'}", "arch.tiny.num_hidden_layers=3",
                                           f"resume=neox:{deepspeed_checkpoint}"]])
     assert [r.returncode for r in again] == [2, 2]
     assert "already holds a run: resume=auto continues it" in again[0].stderr
