@@ -46,20 +46,18 @@ def parse(text: str, download_dir: Optional[Path] = None) -> NeoxStart:
 
 
 def _from_hub(spec: str, download_dir: Optional[Path]) -> NeoxStart:
-    repo_id, _, revision = spec[len("hub:"):].partition("@")
-    if "/" not in repo_id or not revision:
-        raise ParcError(f"neox:{spec}: write neox:hub:<org/name>@<revision>, e.g. "
-                        "neox:hub:EleutherAI/neox-ckpt-pythia-160m-deduped@step1000")
+    """A raw branch on the Hub (e.g. EleutherAI/neox-ckpt-pythia-160m-deduped@step1000), fetched by the hub
+    package's reader into `download_dir/<org--name>/<revision>`, every file verified (LFS sha256 / git blob id)."""
+    from parc.hub import fetch_revision, open_repo, parse_hub_spec
+
+    hub = parse_hub_spec(spec, "neox")
+    if hub.revision is None:
+        raise ParcError(f"neox:{spec}: name the branch, e.g. neox:hub:EleutherAI/neox-ckpt-pythia-160m-deduped@step1000")
     if download_dir is None:
-        return NeoxStart(Path(spec), f"{PREFIX}{spec}")
-    from huggingface_hub import snapshot_download
-
-    from parc.hub import refuse_offline_env
-
-    refuse_offline_env()
-    local = Path(snapshot_download(repo_id, revision=revision, local_dir=download_dir / repo_id.replace("/", "--")
-                                   / revision))
-    return NeoxStart(neox_raw.locate(local), f"{PREFIX}{spec}")
+        return NeoxStart(Path(str(hub)), f"{PREFIX}{hub}")
+    repo = open_repo(hub.repo_id, what=f"{PREFIX}{hub}")
+    local = fetch_revision(repo, hub.revision, download_dir / hub.repo_id.replace("/", "--") / hub.revision)
+    return NeoxStart(neox_raw.locate(local), f"{PREFIX}{hub}")
 
 
 def read(start: NeoxStart) -> neox_raw.RawCheckpoint:
