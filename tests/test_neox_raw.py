@@ -229,8 +229,8 @@ def test_export_hf_loads_with_from_pretrained_and_gives_the_reader_s_logits(tmp_
     params = neox_params(16, 2, 64)
     write_0315(tmp_path / "global_step7", params, dp=2, bucket=2800, monkeypatch=monkeypatch)
     results = run_cli_cases("parc.export", [["hf", str(tmp_path / "global_step7"), str(tmp_path / "fp32")],
-                                            ["hf", str(tmp_path / "global_step7"), str(tmp_path / "fp16"), "--dtype",
-                                             "fp16"],
+                                            ["hf", str(tmp_path / "global_step7"), str(tmp_path / "fp16"),
+                                             "dtype=fp16"],
                                             ["hf", str(tmp_path / "nowhere"), str(tmp_path / "x")]])
     assert [r.returncode for r in results] == [0, 0, 2], [r.stderr[-500:] for r in results]
     assert results[2].stderr.startswith("error: ") and not (tmp_path / "x").exists()
