@@ -32,12 +32,12 @@ class InitSource:
     record: dict  # what the new run records: source, step, tokens, weights sha256 (and the Hub commit)
 
 
-def parse_hub(text: str) -> tuple[str, str]:
+def parse_hub(text: str, key: str = "init_from") -> tuple[str, str]:
     """'hub:org/name@revision' -> (repo id, revision); the revision defaults to main."""
     match = HUB_SOURCE.match(text)
     if not match or "/" not in match["repo"]:
-        raise ParcError(f"init_from={text!r}: write hub:<org/name>@<revision>, e.g. "
-                        "init_from=hub:my-org/parc-pythia-seed0@checkpoint-2000")
+        raise ParcError(f"{key}={text!r}: write hub:<org/name>@<revision>, e.g. "
+                        f"{key}=hub:my-org/parc-pythia-seed0@checkpoint-2000")
     return match["repo"], match["revision"] or "main"
 
 
@@ -62,19 +62,20 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
     if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
         return None  # the branched run continues from its own checkpoints; the source is no longer needed
     if hub is not None:
-        return _from_hub(cfg, *hub, Path(output_dir)) if download else None
-    return _from_local(Path(text), text, portable(text), check_sha=download)
+        return from_hub(cfg, *hub, Path(output_dir)) if download else None
+    return from_local(Path(text), text, portable(text), check_sha=download)
 
 
-def _from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None) -> InitSource:
+def from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None,
+                key: str = "init_from") -> InitSource:
     from parc.store import integrity
 
     if not path.is_dir():
-        raise ParcError(f"init_from={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
+        raise ParcError(f"{key}={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
                         "(python -m parc.verify <output_dir> lists them) or hub:<org/name>@<revision>")
     verdict = integrity.verify(path, check_sha)
     if verdict.status != integrity.OK:
-        raise ParcError(f"init_from={text} is not an intact checkpoint: {verdict.problem}; "
+        raise ParcError(f"{key}={text} is not an intact checkpoint: {verdict.problem}; "
                         "pick another one (python -m parc.verify <its output_dir> lists them)")
     manifest = verdict.manifest
     record = {"source": source, "step": manifest["step"],
@@ -83,22 +84,27 @@ def _from_local(path: Path, text: str, source: str, check_sha: bool, extra: Opti
     return InitSource(path, record)
 
 
-def _from_hub(cfg, repo_id: str, revision: str, output_dir: Path) -> InitSource:
+def from_hub(cfg, repo_id: str, revision: str, output_dir: Path, key: str = "init_from",
+              into: str = DOWNLOAD_DIR) -> InitSource:
     from parc.hub.publisher import refuse_offline_env
     from parc.hub.repo import HubRepo, RetryPolicy
 
     refuse_offline_env()
     repo = HubRepo(repo_id, RetryPolicy.from_config(cfg.hub), cfg.hub.branch)
     if not repo.exists():
-        raise ParcError(f"init_from=hub:{repo_id}@{revision}: repository {repo_id} does not exist on the Hub")
+        raise ParcError(f"{key}=hub:{repo_id}@{revision}: repository {repo_id} does not exist on the Hub")
     if revision not in repo.branches():
-        raise ParcError(f"init_from: {revision} is not a revision of {repo_id}; python -m parc.revisions {repo_id} "
+        raise ParcError(f"{key}: {revision} is not a revision of {repo_id}; python -m parc.revisions {repo_id} "
                         "lists them")
     remote = repo.inspect(revision)
     if remote.manifest is None:
-        raise ParcError(f"init_from: revision {revision} of {repo_id} is incomplete ({remote.problem}); pick a "
+        raise ParcError(f"{key}: revision {revision} of {repo_id} is incomplete ({remote.problem}); pick a "
                         f"complete one: python -m parc.revisions {repo_id}")
-    log.info("parc: downloading the weights to start from: %s of %s", revision, repo_id)
-    path = repo.download(remote, output_dir / DOWNLOAD_DIR)  # verified (sha256) by the download itself
+    if key == "branch_from" and not remote.manifest.get("train_state"):
+        raise ParcError(f"branch_from: revision {revision} of {repo_id} holds no training state (optimizer, "
+                        "scheduler, RNG), so no exact branch can start there; pick a revision published with "
+                        "hub.push_train_state=true, or start from its weights alone with init_from=")
+    log.info("parc: downloading the checkpoint to start from: %s of %s", revision, repo_id)
+    path = repo.download(remote, output_dir / into)  # verified (sha256) by the download itself
     source = f"hub:{repo_id}@{revision}"
-    return _from_local(path, source, source, check_sha=False, extra={"commit": remote.commit})
+    return from_local(path, source, source, check_sha=False, extra={"commit": remote.commit}, key=key)
