@@ -329,7 +329,17 @@ def train(cfg) -> int:
     if accelerator.is_main_process:
         if cfg.resume == "none" and cfg.overwrite:
             resume.clear_run(output_dir)
+    created = not output_dir.exists()
+    if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    try:  # the checkpoint's compatibility (data, recipe, a branch's prefix) is checked here, before config.yaml
+        trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start, init, branch)
+    except ParcError:
+        if created and accelerator.is_main_process and not any(output_dir.iterdir()):
+            output_dir.rmdir()  # a refusal leaves nothing behind
+        raise
+    if accelerator.is_main_process:
         with iofaults.DiskWrites(f"writing {output_dir / 'config.yaml'}", output_dir, then="run the same command again",
                                  elsewhere="choose another output_dir="):
             text = OmegaConf.to_yaml(portable_config(cfg))
@@ -338,7 +348,6 @@ def train(cfg) -> int:
             if batches.edits is not None and batches.edits.canaries is not None:
                 atomic_write_json(output_dir / CANARY_FILE, batches.edits.canary_record(batches))
     accelerator.wait_for_everyone()
-    trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start, init, branch)
     if accelerator.is_main_process:
         origin = f"resuming from {start}" if start is not None else "starting from scratch"
         origin = f"starting a new run from the weights of {init.record['source']}" if init is not None else origin
