@@ -3,8 +3,14 @@
 
 It covers the calls Parc makes (see /work/shared/notes/hub-protocol.md): create_repo, create_branch,
 list_repo_refs, upload_folder/upload_file (preupload answers "regular": content travels base64-inline
-in the NDJSON commit), repo_info, list_repo_tree, snapshot_download/hf_hub_download (resolve), and the
-metadata check the client runs before committing a README.md (validate-yaml, `card_metadata_problems`).
+in the NDJSON commit), repo_info, list_repo_tree, get_paths_info, snapshot_download/hf_hub_download
+(resolve), and the metadata check the client runs before committing a README.md (validate-yaml,
+`card_metadata_problems`). Files that the commit's `.gitattributes` sends to LFS (`filter=lfs`) are stored as
+the Hub stores an LFS object: the pointer (sha256 and size) is what repo_info (blobs), the tree and paths-info
+report (`lfs`), and resolve answers with X-Linked-Etag/X-Linked-Size; the content still travels inline in the
+commit (preupload answers "regular"), a shortcut of the transport only. What the listings say of a file (size,
+git blob id, LFS pointer) is taken when the commit is made, as git records it in the tree: a test that replaces
+a stored file's bytes after the commit models an object store serving other bytes than the commit names.
 Repos, branches and commits live in memory in a `HubState` that outlives `stop()`/`restart()` on the
 same port, so a test can take the Hub down mid-push and bring it back. `Faults` answers a seeded
 fraction of requests with 500/503/429 or a dropped connection (before or after the request took
@@ -24,6 +30,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,13 +38,40 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 API = re.compile(r"^/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
-                 r"(?:/(?P<action>branch|refs|preupload|commits|commit|revision|tree)(?:/(?P<rest>.*))?)?$")
+                 r"(?:/(?P<action>branch|refs|preupload|commits|commit|revision|tree|paths-info)(?:/(?P<rest>.*))?)?$")
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 
 
 def git_blob_oid(data: bytes) -> str:
     """The id git (and the Hub) gives a regular file: lets the client skip files that did not change."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_paths(snapshot: Dict[str, bytes]) -> List[str]:
+    """The paths of a snapshot that its `.gitattributes` stores in LFS (`<pattern> filter=lfs ...` lines)."""
+    patterns = [line.split()[0] for line in snapshot.get(".gitattributes", b"").decode().splitlines()
+                if line.strip() and not line.startswith("#") and "filter=lfs" in line.split()[1:]]
+    return [path for path in snapshot if path != ".gitattributes"
+            and any(fnmatch(path if "/" in pattern else path.rsplit("/", 1)[-1], pattern) for pattern in patterns)]
+
+
+def listing(snapshot: Dict[str, bytes]) -> Dict[str, dict]:
+    """path -> {"size", "oid" (git blob id), "lfs" (None or the pointer)}: what a commit records of each file."""
+    stored_in_lfs = set(lfs_paths(snapshot))
+    found = {}
+    for path, data in snapshot.items():
+        if path not in stored_in_lfs:
+            found[path] = {"size": len(data), "oid": git_blob_oid(data), "lfs": None}
+            continue
+        sha256 = hashlib.sha256(data).hexdigest()
+        text = lfs_pointer_text(sha256, len(data))
+        found[path] = {"size": len(data), "oid": git_blob_oid(text),
+                       "lfs": {"sha256": sha256, "size": len(data), "pointerSize": len(text)}}
+    return found
+
+
+def lfs_pointer_text(sha256: str, size: int) -> bytes:
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
 
 
 @dataclass
@@ -48,6 +82,14 @@ class Repo:
     history: List[tuple] = field(default_factory=list)  # (branch, paths added or changed, paths deleted)
     parents: Dict[str, Optional[str]] = field(default_factory=dict)  # commit oid -> parent oid (None: the first)
     titles: Dict[str, str] = field(default_factory=dict)  # commit oid -> commit message
+    listings: Dict[str, Dict[str, dict]] = field(default_factory=dict)  # commit oid -> what it records of each file
+
+    def describe(self, oid: str, path: str) -> dict:
+        """size, git blob id and (LFS files) the pointer of one file of commit `oid`, as recorded when it was
+        made; a commit a test planted directly (not through HubState.commit) is described from its bytes."""
+        if oid not in self.listings:
+            self.listings[oid] = listing(self.commits[oid])
+        return self.listings[oid][path]
 
 
 @dataclass
@@ -125,6 +167,7 @@ class HubState:
                              sorted(p for p in before if p not in snapshot)))
         oid = hashlib.sha1(f"{repo_id}{branch}{len(repo.commits)}{time.time_ns()}".encode()).hexdigest()
         repo.commits[oid] = snapshot
+        repo.listings[oid] = listing(snapshot)  # taken now: later changes to the bytes do not move it
         repo.parents[oid], repo.titles[oid] = repo.branches.get(branch), title
         if self.commit_limit is not None:
             self.commit_limit.times.setdefault(repo_id, []).append(time.monotonic())
@@ -258,7 +301,8 @@ class Handler(BaseHTTPRequestHandler):
                     blobs = query.get("blobs", ["false"])[0].lower() in ("1", "true")
                     return self._info(repo_id, repo, rest or "main", blobs)
                 handler = {"branch": self._create_branch, "refs": self._refs, "preupload": self._preupload,
-                           "commit": self._commit, "tree": self._tree, "commits": self._commits}[action]
+                           "commit": self._commit, "tree": self._tree, "commits": self._commits,
+                           "paths-info": self._paths_info}[action]
                 return handler(repo_id, repo, rest, query, body)
             match = RESOLVE.match(path)
             if match and self.command in ("GET", "HEAD"):
@@ -351,14 +395,42 @@ class Handler(BaseHTTPRequestHandler):
     def _info(self, repo_id: str, repo: Repo, revision: str, blobs: bool):
         oid = self._oid(repo, revision)
         files = repo.commits[oid]
-        siblings = [{"rfilename": p, **({"size": len(d), "blobId": git_blob_oid(d)} if blobs else {})}
-                    for p, d in sorted(files.items())]
+        siblings = [{"rfilename": p, **(self._sibling(repo, oid, p) if blobs else {})} for p in sorted(files)]
         return 200, {"id": repo_id, "modelId": repo_id, "sha": oid, "siblings": siblings, "private": repo.private,
                      "lastModified": "2026-01-01T00:00:00.000Z", "tags": [], "downloads": 0, "likes": 0}, {}
 
+    @staticmethod
+    def _sibling(repo: Repo, oid: str, path: str) -> dict:
+        meta = repo.describe(oid, path)
+        return {"size": meta["size"], "blobId": meta["oid"], **({"lfs": meta["lfs"]} if meta["lfs"] else {})}
+
+    @staticmethod
+    def _entry(repo: Repo, oid: str, path: str) -> dict:
+        """One file as the tree and paths-info list it (the lfs pointer's sha256 is its `oid` there)."""
+        meta = repo.describe(oid, path)
+        pointer = meta["lfs"]
+        lfs = pointer and {"oid": pointer["sha256"], "size": pointer["size"], "pointerSize": pointer["pointerSize"]}
+        return {"type": "file", "path": path, "size": meta["size"], "oid": meta["oid"], **({"lfs": lfs} if lfs else {})}
+
+    def _paths_info(self, repo_id, repo, revision, query, body):
+        """POST .../paths-info/<rev> (HfApi.get_paths_info): the named files and folders, those that exist."""
+        oid = self._oid(repo, revision)
+        files = repo.commits[oid]
+        fields = parse_qs(body.decode()) if body and not body.lstrip().startswith(b"{") else {}
+        paths = fields.get("paths") or (json.loads(body).get("paths", []) if body else [])
+        found = []
+        for path in paths:
+            path = path.strip("/")
+            if path in files:
+                found.append(self._entry(repo, oid, path))
+            elif any(p.startswith(path + "/") for p in files):
+                found.append({"type": "directory", "path": path, "oid": "0" * 40, "size": 0})
+        return 200, found, {}
+
     def _tree(self, repo_id, repo, rest, query, body):
         revision, _, folder = rest.partition("/")
-        files = self.state.files(repo_id, self._oid(repo, revision))
+        oid = self._oid(repo, revision)
+        files = repo.commits[oid]
         prefix = folder.strip("/") + "/" if folder.strip("/") else ""
         recursive = query.get("recursive", ["false"])[0].lower() == "true"
         entries, folders = [], set()
@@ -367,7 +439,7 @@ class Handler(BaseHTTPRequestHandler):
             for depth in range(1, len(parts)):  # every folder on the way, once
                 folders.add(prefix + "/".join(parts[:depth]))
             if recursive or len(parts) == 1:
-                entries.append({"type": "file", "path": path, "size": len(files[path]), "oid": git_blob_oid(files[path])})
+                entries.append(self._entry(repo, oid, path))
         if prefix and not folders and not entries:
             raise HubError(404, f"{folder} does not exist", "EntryNotFound")
         shown = sorted(f for f in folders if recursive or "/" not in f[len(prefix):])
@@ -378,7 +450,10 @@ class Handler(BaseHTTPRequestHandler):
         files = self.state.files(repo_id, oid)
         if path not in files:
             raise HubError(404, f"Entry {path} not found", "EntryNotFound", commit=oid)
-        data, headers = files[path], {"X-Repo-Commit": oid, "ETag": f'"{git_blob_oid(files[path])}"'}
+        meta = self.state.repos[repo_id].describe(oid, path)
+        data, headers = files[path], {"X-Repo-Commit": oid, "ETag": f'"{meta["oid"]}"'}
+        if meta["lfs"]:  # an LFS file: the Hub names it by the pointer's sha256 and size
+            headers.update({"X-Linked-Etag": f'"{meta["lfs"]["sha256"]}"', "X-Linked-Size": str(meta["lfs"]["size"])})
         first = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
         if first:  # a resumed download
             start = int(first.group(1))

@@ -77,12 +77,11 @@ def test_a_warmup_fraction_gives_transformers_schedules_the_rounded_steps():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["experiment=demo", "trainer.warmup_steps=500", "trainer.max_steps=100"],
-     "trainer.warmup_steps=500 exceeds trainer.max_steps=100: shorten it .* trainer.warmup_fraction=0.01"),
-    (["experiment=demo", "trainer.lr_schedule=linear", "trainer.warmup_steps=101", "trainer.max_steps=100"],
-     "exceeds trainer.max_steps=100"),
+    (["experiment=demo", "trainer.lr_schedule=neox", "trainer.warmup_steps=500", "trainer.max_steps=100"],
+     "trainer.warmup_steps=500 is not shorter than trainer.max_steps=100: .* shorten it .* "
+     "trainer.warmup_fraction=0.01"),
     (["experiment=pythia", "trainer.warmup_fraction=null", "trainer.warmup_steps=1430", "trainer.max_steps=1430"],
-     "equals trainer.max_steps: NeoX's schedule .* LR would stay 0"),
+     "is not shorter than trainer.max_steps=1430: NeoX's schedule .* zero or negative"),
     (["experiment=pythia", "trainer.warmup_steps=2"], "both set the warmup: give one"),
     (["experiment=pythia", "trainer.warmup_fraction=1.0"], r"must lie in \[0, 1\)"),
     (["experiment=demo", "trainer.warmup_steps=null"], "both null"),
@@ -96,6 +95,15 @@ def test_warmups_the_run_cannot_hold_are_refused(overrides, message):
         build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), cfg.trainer)
 
 
+def test_transformers_schedules_longer_warmups_only_warm_up():
+    """A smoke run shorter than its preset's warmup (experiment=demo trainer.max_steps=8: warmup 20) rises all along."""
+    for schedule in ("cosine", "linear", "constant"):
+        cfg = compose(["experiment=demo", f"trainer.lr_schedule={schedule}", "trainer.max_steps=8"])
+        validate(cfg)
+        warmup = cfg.trainer.warmup_steps
+        assert rates(cfg) == pytest.approx([cfg.trainer.lr * n / warmup for n in range(9)])
+
+
 def test_three_step_pythia_dry_run_and_run_have_no_negative_lr_and_a_long_warmup_exits_2(demo_root, tmp_path):
     """The defect's command, as a dry run and as a real 3-step run of the 14m preset on the demo corpus."""
     out = tmp_path / "run"
@@ -104,7 +112,7 @@ def test_three_step_pythia_dry_run_and_run_have_no_negative_lr_and_a_long_warmup
         [*short, "dry_run=true"],
         [*short, f"output_dir={out}", "trainer.precision=fp32", "trainer.global_batch_size=4",
          "trainer.micro_batch_size=4", "trainer.progress=false", "checkpoint.save_train_state=false"],
-        ["experiment=demo", f"paths.root={demo_root}", "trainer.lr_schedule=cosine", "trainer.warmup_steps=50",
+        ["experiment=demo", f"paths.root={demo_root}", "trainer.lr_schedule=neox", "trainer.warmup_steps=50",
          "trainer.max_steps=10", "dry_run=true"],
     ])
     assert dry.returncode == 0, dry.stderr[-2000:]
@@ -117,6 +125,7 @@ def test_three_step_pythia_dry_run_and_run_have_no_negative_lr_and_a_long_warmup
     assert [s for s, _ in logged] == [1, 2, 3]
     assert [lr for _, lr in logged] == pytest.approx(expected, rel=1e-9, abs=1e-18)
     assert refused.returncode == 2 and refused.stdout == ""
-    assert refused.stderr.strip() == ("error: trainer.warmup_steps=50 exceeds trainer.max_steps=10: shorten it "
-                                      "(trainer.warmup_steps=1 is a tenth) or give it as a fraction of the run "
+    assert refused.stderr.strip() == ("error: trainer.warmup_steps=50 is not shorter than trainer.max_steps=10: "
+                                      "NeoX's schedule caps the step at max_steps - warmup_steps, so its LR would be "
+                                      "zero or negative: shorten it (trainer.warmup_steps=1 is a tenth) or give it as a fraction of the run "
                                       "(trainer.warmup_steps=null trainer.warmup_fraction=0.01, GPT-NeoX's way)")

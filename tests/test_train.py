@@ -101,8 +101,10 @@ BAD_INPUT = [
     (["trainer.lr=fast"], "bad value for trainer.lr"),
     (["checkpoint.evry=5"], "unknown config key 'checkpoint.evry'"),
     (["init_from=/nonexistent/checkpoint-3"], "init_from=/nonexistent/checkpoint-3: no such checkpoint directory"),
-    (["init_from=hub:parc-pythia"], "write hub:<org/name>@<revision>"),
+    (["init_from=hub:parc-pythia"], "names no organisation; write hub:<org/name>[@<revision>]"),
     (["init_from=hub:org/parc@checkpoint-4", "resume=checkpoint-4"], "init_from= starts a new run"),
+    (["hub.repo_id=org/run", "resume=hub:"], "resume=hub:: name the revision"),
+    (["hub.repo_id=org/run", "resume=hub:org/other@checkpoint-4"], "use init_from=hub:org/other@checkpoint-4"),
 ]
 
 

@@ -20,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.store.checkpoint import MANIFEST, complete_checkpoints, step_of
 from parc.errors import ParcError
-from parc.store.fileio import sha256_file
+from parc.hub.reader import revisions_by_step
 from parc.hub.repo import HubRepo, survey
+from parc.store.checkpoint import MANIFEST, complete_checkpoints, step_of
+from parc.store.fileio import sha256_file
 
 MAIN_BRANCH = "main"
 
@@ -36,26 +37,22 @@ def is_weights(path: str) -> bool:
 
 def revision_files(repo: HubRepo, revision: str) -> dict:
     """One revision read at one commit: {"commit", "files": path -> {"size", "sha256"}, "manifest"}."""
-    from huggingface_hub import hf_hub_download
-
-    info = repo._call(f"read {revision}", repo.api.repo_info, repo.repo_id, revision=revision, files_metadata=True)
+    listed = repo.files(revision)
     files = {}
-    for sibling in info.siblings or []:
-        lfs = getattr(sibling, "lfs", None)
-        sha = getattr(lfs, "sha256", None) if lfs is not None else None
-        if sha is None and sibling.rfilename != ".gitattributes":  # a regular (non-LFS) file: read it
-            local = repo._call(f"read {revision}/{sibling.rfilename}", hf_hub_download, repo.repo_id,
-                               sibling.rfilename, revision=info.sha)
-            sha = sha256_file(Path(local))
-        files[sibling.rfilename] = {"size": sibling.size, "sha256": sha}
+    for rel, meta in listed.files.items():
+        sha = meta.sha256
+        if sha is None and rel != ".gitattributes":  # a regular (non-LFS) file: read it
+            local = repo.download_file(listed.commit, rel)
+            sha = sha256_file(local) if local is not None else None
+        files[rel] = {"size": meta.size, "sha256": sha}
     manifest = None
     if MANIFEST in files:
         try:
-            manifest = repo.read_json(info.sha, MANIFEST)
+            manifest = repo.read_json(listed.commit, MANIFEST)
             manifest["files"].items()
         except (ValueError, KeyError, TypeError, AttributeError):
             manifest = {"invalid": True}
-    return {"commit": info.sha, "files": files, "manifest": manifest}
+    return {"commit": listed.commit, "files": files, "manifest": manifest}
 
 
 def weights_hash(files: Dict[str, dict]) -> Optional[str]:
@@ -107,7 +104,7 @@ def compare_local(output_dir: Path, template, seen_by_step: Dict[int, dict]) -> 
 
 def audit(repo: HubRepo, local: Optional[Path] = None) -> dict:
     branches = repo.branches()
-    named = sorted(repo.revisions().items())
+    named = revisions_by_step(repo, branches)
     names = [name for _, name in named] + ([MAIN_BRANCH] if MAIN_BRANCH in branches else [])
     with ThreadPoolExecutor(max_workers=8) as pool:
         seen = dict(zip(names, pool.map(lambda n: revision_files(repo, n), names)))

@@ -81,10 +81,10 @@ def build_card(facts: RunFacts, curve: bool = True):
 
 def base_model(cfg) -> Optional[str]:
     """The Hub repo a run was initialised from (init_from=hub:org/name@rev); a local source has no Hub id."""
+    from parc.hub.reader import is_hub_spec, parse_hub_spec
+
     source = cfg.get("init_from")
-    if not source or not str(source).startswith("hub:"):
-        return None
-    return str(source)[len("hub:"):].split("@")[0]
+    return parse_hub_spec(str(source), "init_from").repo_id if is_hub_spec(str(source)) else None
 
 
 def tags(cfg) -> List[str]:

@@ -40,10 +40,9 @@ PREEMPTED_WAIT_S = 60.0  # at most this long for pending pushes when a run stops
 
 
 def refuse_offline_env() -> None:
-    from huggingface_hub import constants
+    from parc.hub.repo import offline_mode
 
-    offline = constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE
-    if offline:
+    if offline_mode():
         raise ParcError("HF_HUB_OFFLINE=1 is set, so the Hub cannot be reached: unset it, or train with "
                         "hub.mode=offline and push later with python -m parc.sync <output_dir>")
 
@@ -329,10 +328,12 @@ def extra_files(formats: List[str], checkpoint_dir: Path, work_dir: Path) -> Dic
 
 
 def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Optional[Path]:
-    """Download a Hub checkpoint to resume from: `revision` (resume=hub:<rev>), or with None (resume=auto
-    and nothing local) the newest complete revision holding the training state. None: nothing to resume."""
+    """Download a Hub checkpoint to resume from: `revision` of the run's own repo (resume=hub:<revision>, see
+    parc.hub.reader.resume_spec), or with None (resume=auto and nothing local) the newest complete revision
+    holding the training state. None: nothing to resume."""
+    from parc.hub.reader import complete_revision, fetch_checkpoint, revisions_by_step
+
     hub = cfg.hub
-    revision = revision.removeprefix("hub:") if revision else None
     if hub.repo_id is None or hub.mode == "offline":
         if revision:
             raise ParcError(f"resume=hub:{revision} reads the Hub: set hub.repo_id=<org/name> and hub.mode=online")
@@ -344,22 +345,15 @@ def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Op
             raise ParcError(f"resume=hub:{revision}: repository {repo.repo_id} does not exist on the Hub")
         return None
     if revision:
-        if revision not in repo.branches():
-            raise ParcError(f"{revision} is not a revision of {repo.repo_id}; python -m parc.revisions "
-                            f"{repo.repo_id} lists them")
-        remote = repo.inspect(revision)
-        if remote.manifest is None:
-            raise ParcError(f"revision {revision} of {repo.repo_id} is incomplete ({remote.problem}); "
-                            f"pick a complete one: python -m parc.revisions {repo.repo_id}")
-        return repo.download(remote, output_dir)
+        return fetch_checkpoint(repo, complete_revision(repo, revision, f"resume=hub:{revision}"), output_dir)
     weights_only = None
-    for step, name in sorted(repo.revisions().items(), reverse=True):  # by step (step10 after step9), never as text
+    for step, name in reversed(revisions_by_step(repo)):
         remote = repo.inspect(name)
         if remote.manifest is None:
             log.warning("hub: skipping %s of %s: incomplete (%s)", name, repo.repo_id, remote.problem)
         elif remote.manifest.get("train_state"):
             log.info("hub: resuming from %s of %s", name, repo.repo_id)
-            return repo.download(remote, output_dir)
+            return fetch_checkpoint(repo, remote, output_dir)
         else:
             weights_only = weights_only or name
     if weights_only:

@@ -1,5 +1,6 @@
 """One Hub model repo seen through the real `huggingface_hub` client: push a checkpoint directory to a
-`checkpoint-N` branch, tell whether a revision is complete, download one, and retry what is transient.
+`checkpoint-N` branch, tell whether a revision is complete, list a revision's files, read one file, and retry
+what is transient. Fetching a whole revision, verified, is parc.hub.reader's.
 
 Each revision is ONE commit holding the files and `parc_checkpoint.json` together; the Hub applies a commit
 atomically, so a revision is complete or absent. A revision is *complete* when its `parc_checkpoint.json`
@@ -14,16 +15,16 @@ import logging
 import os
 import random
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from parc.hub.branches import DEFAULT as DEFAULT_BRANCH, BranchTemplate
+from parc.errors import ParcError
+from parc.hub.branches import DEFAULT as DEFAULT_BRANCH
+from parc.hub.branches import BranchTemplate
 from parc.store.checkpoint import MANIFEST, STATE_DIR, has_train_state, weights_only
 from parc.store.fileio import sha256_file
-from parc.errors import ParcError
 
 log = logging.getLogger("parc.hub.publisher")
 
@@ -63,6 +64,13 @@ def _transport_errors() -> tuple:
     return tuple(types)
 
 
+def offline_mode() -> bool:
+    """HF_HUB_OFFLINE=1: the client refuses every request (and its refusal looks like a dropped connection)."""
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else bool(constants.HF_HUB_OFFLINE)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: the connection failed, the Hub is overloaded (5xx) or rate-limits us (429)."""
     transport = _transport_errors()
@@ -83,6 +91,11 @@ def describe(exc: BaseException, repo_id: str) -> str:
                 "with a token that can write")
     if status == 403:
         return f"no write access to {repo_id} (HTTP 403): use a token with write access to that namespace"
+    kinds = {type(link).__name__ for link in _chain(exc)}
+    if status == 404 and "EntryNotFoundError" in kinds:
+        return f"a file is not in {repo_id} (HTTP 404)"
+    if status == 404 and "RevisionNotFoundError" in kinds:
+        return f"no such revision in {repo_id} (HTTP 404)"
     if status == 404:
         return f"repository {repo_id} not found (HTTP 404): check hub.repo_id and that the token can see it"
     text = str(exc).strip().splitlines()
@@ -141,12 +154,17 @@ class RetryPolicy:
 
 # --- what gets published ------------------------------------------------------------------------------
 
+def is_repo_id(text: str) -> bool:
+    """`org/name` as the Hub allows it (letters, digits, '-', '_', '.'; no '--' or '..')."""
+    return bool(REPO_ID.match(text)) and "--" not in text and ".." not in text
+
+
 def repo_id_for(cfg) -> str:
     """hub.repo_id as given ("org/name"), or for a bare namespace "org": org/<run_name>-<arch>-seed<S>-shard<K>."""
     repo_id = str(cfg.hub.repo_id)
     if "/" not in repo_id:
         repo_id = f"{repo_id}/{cfg.run_name}-{cfg.arch.name}-seed{cfg.seed}-shard{cfg.data.shard}"
-    if not REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
+    if not is_repo_id(repo_id):
         raise ParcError(f"hub.repo_id={cfg.hub.repo_id!r} is not a valid repo id: use org/name (letters, digits, "
                         "'-', '_', '.'; at most 96 characters each), or just org to derive the name")
     return repo_id
@@ -184,13 +202,9 @@ def refuse_secrets(checkpoint_dir: Path, paths: Iterable[str], secrets: Dict[str
                                 "a published checkpoint must hold no secrets or local paths")
 
 
-def verify_files(directory: Path, manifest: dict, check_sha: bool) -> Optional[str]:
-    """None if every file the manifest lists is there with its size (and sha256); else what is wrong."""
-    return verify_files_at({rel: Path(directory) / rel for rel in manifest["files"]}, manifest, check_sha)
-
-
 def verify_files_at(located: Dict[str, Path], manifest: dict, check_sha: bool) -> Optional[str]:
-    """verify_files with each listed file's local path given (path in repo -> local file)."""
+    """None if every file the manifest lists is at its local path (path in repo -> local file) with its size
+    (and sha256); else what is wrong."""
     for rel, meta in sorted(manifest["files"].items()):
         path = located[rel]
         if not path.is_file():
@@ -219,6 +233,23 @@ def same_file(sibling, path: Path) -> bool:
 # --- the repo -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class RemoteFile:
+    """One file of a revision as the Hub lists it."""
+
+    size: int
+    sha256: Optional[str]  # an LFS file's sha256 (from its pointer); None for a regular git file
+    blob_id: Optional[str]  # the git blob id (of the pointer, for an LFS file)
+
+
+@dataclass(frozen=True)
+class RevisionFiles:
+    """A revision's files at one commit (what `HubRepo.files` read)."""
+
+    commit: str
+    files: Dict[str, RemoteFile]
+
+
+@dataclass(frozen=True)
 class RemoteRevision:
     name: str
     commit: str
@@ -241,6 +272,10 @@ class HubRepo:
     def _call(self, what: str, fn: Callable, /, *args, **kwargs):
         return self.retry.call_until(self.stop, what, self.repo_id, fn, *args, **kwargs)
 
+    def attempt(self, what: str, fn: Callable, /, *args, **kwargs):
+        """Run `fn` (a whole download, say) under this repo's retry policy: retried while it fails transiently."""
+        return self._call(what, fn, *args, **kwargs)
+
     def revision(self, step: int) -> str:
         return self.template.name(step)
 
@@ -248,7 +283,15 @@ class HubRepo:
         self._call(f"create repo {self.repo_id}", self.api.create_repo, self.repo_id, private=private, exist_ok=True)
 
     def exists(self) -> bool:
-        return self._call(f"look up {self.repo_id}", self.api.repo_exists, self.repo_id)
+        from huggingface_hub.errors import RevisionNotFoundError
+
+        def look_up() -> bool:
+            try:
+                return self.api.repo_exists(self.repo_id)
+            except RevisionNotFoundError:  # the repo is there, its default branch is not
+                return True
+
+        return self._call(f"look up {self.repo_id}", look_up)
 
     def branches(self) -> Dict[str, str]:
         """Every branch -> its head commit."""
@@ -259,27 +302,51 @@ class HubRepo:
         """step -> checkpoint branch, for the branches that follow the template (hub.branch)."""
         return self.template.revisions(self.branches())
 
-    def read_json(self, commit: str, path: str):
-        from huggingface_hub import hf_hub_download
-
-        local = self._call(f"read {path}", hf_hub_download, self.repo_id, path, revision=commit)
-        return json.loads(Path(local).read_text())
-
-    def inspect(self, revision: str) -> RemoteRevision:
-        """Is `revision` complete? Reads one commit (so a push in progress cannot mix two states)."""
+    def files(self, revision: str) -> RevisionFiles:
+        """Every file of `revision` with its size, LFS sha256 and git blob id, read at one commit."""
         info = self._call(f"read {revision}", self.api.repo_info, self.repo_id, revision=revision, files_metadata=True)
-        sizes = {s.rfilename: s.size for s in info.siblings or []}
+        return RevisionFiles(info.sha, {s.rfilename: RemoteFile(s.size, s.lfs.sha256 if s.lfs else None, s.blob_id)
+                                        for s in info.siblings or []})
+
+    def download_file(self, commit: str, path: str, local_dir: Optional[Path] = None) -> Optional[Path]:
+        """One file of one commit: into `local_dir` (at its path in the repo) or the client's cache; None when
+        the commit does not have it."""
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        def get():
+            try:
+                return hf_hub_download(self.repo_id, path, revision=commit,
+                                       local_dir=None if local_dir is None else str(local_dir))
+            except EntryNotFoundError:
+                return None
+
+        local = self._call(f"read {path}", get)
+        return None if local is None else Path(local)
+
+    def read_json(self, commit: str, path: str, missing_ok: bool = False):
+        """A JSON file of one commit; None when it is missing and `missing_ok`."""
+        local = self.download_file(commit, path)
+        if local is None:
+            if missing_ok:
+                return None
+            raise ParcError(f"{path} is not in commit {commit[:12]} of {self.repo_id}")
+        return json.loads(local.read_text())
+
+    def inspect(self, revision: str, listed: Optional[RevisionFiles] = None) -> RemoteRevision:
+        """Is `revision` complete? Reads one commit (so a push in progress cannot mix two states)."""
+        listed = listed or self.files(revision)
+        sizes = {path: meta.size for path, meta in listed.files.items()}
         if MANIFEST not in sizes:
-            return RemoteRevision(revision, info.sha, None, f"no {MANIFEST}")
+            return RemoteRevision(revision, listed.commit, None, f"no {MANIFEST}")
         try:
-            manifest = self.read_json(info.sha, MANIFEST)
-            listed = manifest["files"]
-        except (ValueError, KeyError, TypeError):
-            return RemoteRevision(revision, info.sha, None, f"{MANIFEST} is not a valid manifest")
-        wrong = [p for p, meta in listed.items() if sizes.get(p) != meta.get("size")]
+            manifest = self.read_json(listed.commit, MANIFEST)
+            wrong = [p for p, meta in manifest["files"].items() if sizes.get(p) != meta.get("size")]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return RemoteRevision(revision, listed.commit, None, f"{MANIFEST} is not a valid manifest")
         if wrong:
-            return RemoteRevision(revision, info.sha, None, f"{len(wrong)} listed files missing, e.g. {wrong[0]}")
-        return RemoteRevision(revision, info.sha, manifest, None)
+            return RemoteRevision(revision, listed.commit, None, f"{len(wrong)} listed files missing, e.g. {wrong[0]}")
+        return RemoteRevision(revision, listed.commit, manifest, None)
 
     def push(self, revision: str, checkpoint_dir: Path, with_train_state: bool, secrets: Dict[str, str],
              extra: Optional[Dict[str, Path]] = None, force: bool = False,
@@ -346,38 +413,6 @@ class HubRepo:
         self.api.create_commit(self.repo_id, operations, commit_message=message, revision=revision)
         if self.pacer is not None:
             self.pacer.after_commit()
-
-    def download(self, remote: RemoteRevision, output_dir: Path) -> Path:
-        """Fetch a complete revision into output_dir/checkpoint-N, atomically and verified (sha256)."""
-        from huggingface_hub import snapshot_download
-
-        from parc.store.checkpoint import checkpoint_path, is_complete
-
-        manifest = remote.manifest
-        final = checkpoint_path(output_dir, int(manifest["step"]))
-        if is_complete(final) and verify_files(final, manifest, check_sha=True) is None:
-            return final
-        temp = Path(output_dir) / f".{final.name}.download"
-
-        def fetch():  # a fresh folder each try: the client would otherwise settle for what a failed try left
-            shutil.rmtree(temp, ignore_errors=True)
-            snapshot_download(self.repo_id, revision=remote.commit, local_dir=str(temp),
-                              allow_patterns=[MANIFEST, *manifest["files"]])
-
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        self._call(f"download {remote.name}", fetch)
-        shutil.rmtree(temp / ".cache", ignore_errors=True)  # the client's bookkeeping, not part of a checkpoint
-        problem = verify_files(temp, manifest, check_sha=True)
-        if problem is None and json.loads((temp / MANIFEST).read_text()) != manifest:
-            problem = f"{MANIFEST} changed during the download"
-        if problem:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise ParcError(f"revision {remote.name} of {self.repo_id} is corrupt: {problem}")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temp, final)
-        return final
-
 
 
 def schedule_of(repo: HubRepo, remote: RemoteRevision) -> Optional[List[int]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from parc.errors import ParcError
+from parc.hub.reader import open_repo
 
 
 def render(report: dict) -> str:
@@ -30,21 +31,6 @@ def render(report: dict) -> str:
     else:
         lines.append(f"missing: {', '.join(map(str, report['missing'])) or 'none'}")
     return "\n".join(lines)
-
-
-def open_repo(repo_id: str, branch: Optional[str]):
-    """The repo, its branch template given or guessed from its branches; a missing repo is a one-line error."""
-    from parc.hub.branches import BranchTemplate, guess
-    from parc.hub.repo import REPO_ID, HubRepo
-
-    if not REPO_ID.match(repo_id):
-        raise ParcError(f"{repo_id!r} is not a repo id: give org/name")
-    template = BranchTemplate(branch) if branch is not None else None  # a bad template fails before any request
-    repo = HubRepo(repo_id)
-    if not repo.exists():
-        raise ParcError(f"repository {repo_id} not found on the Hub (check the name and HF_TOKEN)")
-    repo.template = template or guess(repo.branches())
-    return repo
 
 
 def audit_run(repo_id: str, branch: Optional[str], local: Optional[Path], fix: bool, diffs: bool = False) -> dict:

@@ -14,9 +14,10 @@ equal to the final one (other than the final itself), and non-monotone change fr
 revisions whose removal leaves rel_init non-decreasing (within a relative tolerance) are flagged, so a
 final-weights copy in the middle of training is caught while the revisions after it are not.
 
-Sources: a local run (`checkpoint-N/` with `model.safetensors`) or a Hub repo read-only (`list_repo_refs`,
-branches following the repo's template, files by `hf_hub_download` at each commit into a temporary
-directory, each revision's files removed once no later comparison needs them).
+Sources: a local run (`checkpoint-N/` with `model.safetensors`) or a Hub repo read-only through
+parc.hub.reader (branches following the repo's template, sorted by step; each revision's safetensors
+fetched at its commit into a temporary directory, verified against the LFS sha256 / git blob id the Hub
+lists, and removed once no later comparison needs them).
 """
 
 from __future__ import annotations
@@ -75,23 +76,23 @@ def local_revisions(run_dir: Path) -> List[Revision]:
 def hub_revisions(repo, scratch: Optional[Path] = None) -> List[Revision]:
     """Every numbered revision of a repo (a parc.hub.repo.HubRepo whose template is set; read-only); files are
     downloaded under `scratch` (a new temporary directory by default) when needed."""
-    from huggingface_hub import hf_hub_download
+    from parc.hub.reader import Expected, fetch_files, revisions_by_step
 
     repo_id = repo.repo_id
     scratch = Path(scratch or tempfile.mkdtemp(prefix="parc-diffs-"))
     found = []
-    for step, name in sorted(repo.revisions().items()):
-        info = repo._call(f"read {name}", repo.api.repo_info, repo_id, revision=name, files_metadata=True)
-        # what the file is: its LFS sha256, else its git blob id (both name the bytes)
-        files = {s.rfilename: getattr(getattr(s, "lfs", None), "sha256", None) or getattr(s, "blob_id", None)
-                 for s in info.siblings or [] if "/" not in s.rfilename and s.rfilename.endswith(".safetensors")}
+    for step, name in revisions_by_step(repo):
+        listed = repo.files(name)
+        weights = {rel: meta for rel, meta in listed.files.items() if "/" not in rel and rel.endswith(".safetensors")}
+        files = {rel: meta.sha256 or meta.blob_id for rel, meta in weights.items()}  # both name the bytes
         target = scratch / f"{step}"
 
-        def fetch(files=files, commit=info.sha, target=target, name=name):
-            if not files:
+        def fetch(weights=weights, commit=listed.commit, target=target, name=name):
+            if not weights:
                 raise ParcError(f"hub:{repo_id}@{name} has no .safetensors weights: diffs read safetensors only")
-            return [Path(repo._call(f"read {name}/{f}", hf_hub_download, repo_id, f, revision=commit,
-                                    local_dir=str(target))) for f in sorted(files)]
+            expected = {rel: Expected(meta.size, meta.sha256, meta.blob_id, "Hub") for rel, meta in weights.items()}
+            fetch_files(repo, commit, expected, target, f"revision {name}")
+            return [target / rel for rel in sorted(weights)]
 
         known = files and all(files.values())
         found.append(Revision(step, name, fetch, digest_of(files) if known else None,

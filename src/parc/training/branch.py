@@ -21,6 +21,7 @@ from typing import Optional
 
 from parc.store import checkpoint
 from parc.errors import ParcError
+from parc.hub.reader import is_hub_spec
 from parc.training import initfrom
 
 DOWNLOAD_DIR = "branch_from"  # under output_dir; never named checkpoint-*, so never taken for the run's own
@@ -52,7 +53,7 @@ def settle(cfg) -> None:
                         "pass one of them")
     if cfg.resume not in ("auto", "none"):
         raise ParcError(f"branch_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them")
-    if text.startswith("hub:"):
+    if is_hub_spec(text):
         initfrom.parse_hub(text, key="branch_from")
     elif "/" not in text:
         step = checkpoint.step_of(Path(text))
@@ -70,7 +71,7 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[StateSourc
     text = cfg.get("branch_from")
     if text is None or (cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None):
         return None
-    if text.startswith("hub:"):
+    if is_hub_spec(text):
         if not download:
             return None
         found = initfrom.from_hub(cfg, *initfrom.parse_hub(text, "branch_from"), Path(output_dir), "branch_from",

@@ -1,9 +1,9 @@
-"""`init_from=<checkpoint dir | hub:org/name@revision>`: start a new run from another run's weights.
+"""`init_from=<checkpoint dir | hub:org/name[@revision]>`: start a new run from another run's weights.
 
 Only the weights are taken: the optimizer, the LR schedule, the step counter and the data position start
 fresh, as for a run from scratch (e.g. to continue a finished run with a new schedule, or to study data
 ablations from one shared checkpoint). The source is verified first (every file its manifest lists: size
-and sha256; a Hub revision is downloaded with the existing, verified download into
+and sha256; a Hub revision, `main` when the spec names none, is fetched by parc.hub.reader, verified, into
 `<output_dir>/init_from/checkpoint-N`), and recorded in the new run's trainer state, checkpoint manifests,
 config and metrics rows. It is part of the run's identity, so resuming the branched run (the same command
 again) continues it, and a checkpoint of another run is refused.
@@ -12,18 +12,17 @@ again) continues it, and a checkpoint of another run is refused.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from parc.store import checkpoint
 from parc.errors import ParcError
+from parc.hub.reader import is_hub_spec
+from parc.store import checkpoint
 
 log = logging.getLogger("parc.training.initfrom")
 
 DOWNLOAD_DIR = "init_from"  # under output_dir; not named checkpoint-*, so never taken for this run's own
-HUB_SOURCE = re.compile(r"^hub:(?P<repo>[^@\s]+?)(?:@(?P<revision>[^@\s]+))?$")
 
 
 @dataclass(frozen=True)
@@ -33,18 +32,17 @@ class InitSource:
 
 
 def parse_hub(text: str, key: str = "init_from") -> tuple[str, str]:
-    """'hub:org/name@revision' -> (repo id, revision); the revision defaults to main."""
-    match = HUB_SOURCE.match(text)
-    if not match or "/" not in match["repo"]:
-        raise ParcError(f"{key}={text!r}: write hub:<org/name>@<revision>, e.g. "
-                        f"{key}=hub:my-org/parc-pythia-seed0@checkpoint-2000")
-    return match["repo"], match["revision"] or "main"
+    """'hub:org/name[@revision]' -> (repo id, revision); the revision defaults to main."""
+    from parc.hub.reader import parse_hub_spec
+
+    spec = parse_hub_spec(text, key)
+    return spec.repo_id, spec.revision or "main"
 
 
 def portable(text: Optional[str]) -> Optional[str]:
     """The source without local paths, for the config, the identity and published files: a Hub source as
     given, a local checkpoint as `<run dir name>/<checkpoint name>`."""
-    if text is None or text.startswith("hub:"):
+    if text is None or is_hub_spec(text):
         return text
     path = Path(text)
     return f"{path.parent.name}/{path.name}"
@@ -58,7 +56,7 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
         return None
     if cfg.resume not in ("auto", "none"):
         raise ParcError(f"init_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them")
-    hub = parse_hub(text) if text.startswith("hub:") else None
+    hub = parse_hub(text) if is_hub_spec(text) else None
     if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
         return None  # the branched run continues from its own checkpoints; the source is no longer needed
     if hub is not None:
@@ -67,7 +65,8 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
 
 
 def from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None,
-                key: str = "init_from") -> InitSource:
+               key: str = "init_from") -> InitSource:
+    """A verified local checkpoint as a source (`key`: the argument it was given as, named in errors)."""
     from parc.store import integrity
 
     if not path.is_dir():
@@ -85,26 +84,19 @@ def from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optio
 
 
 def from_hub(cfg, repo_id: str, revision: str, output_dir: Path, key: str = "init_from",
-              into: str = DOWNLOAD_DIR) -> InitSource:
-    from parc.hub.publisher import refuse_offline_env
-    from parc.hub.repo import HubRepo, RetryPolicy
+             into: str = DOWNLOAD_DIR) -> InitSource:
+    """A Hub revision fetched (verified) into `<output_dir>/<into>/checkpoint-N` as a source; branch_from also needs
+    its training state."""
+    from parc.hub.reader import complete_revision, fetch_checkpoint, open_repo
+    from parc.hub.repo import RetryPolicy
 
-    refuse_offline_env()
-    repo = HubRepo(repo_id, RetryPolicy.from_config(cfg.hub), cfg.hub.branch)
-    if not repo.exists():
-        raise ParcError(f"{key}=hub:{repo_id}@{revision}: repository {repo_id} does not exist on the Hub")
-    if revision not in repo.branches():
-        raise ParcError(f"{key}: {revision} is not a revision of {repo_id}; python -m parc.revisions {repo_id} "
-                        "lists them")
-    remote = repo.inspect(revision)
-    if remote.manifest is None:
-        raise ParcError(f"{key}: revision {revision} of {repo_id} is incomplete ({remote.problem}); pick a "
-                        f"complete one: python -m parc.revisions {repo_id}")
-    if key == "branch_from" and not remote.manifest.get("train_state"):
-        raise ParcError(f"branch_from: revision {revision} of {repo_id} holds no training state (optimizer, "
-                        "scheduler, RNG), so no exact branch can start there; pick a revision published with "
-                        "hub.push_train_state=true, or start from its weights alone with init_from=")
-    log.info("parc: downloading the checkpoint to start from: %s of %s", revision, repo_id)
-    path = repo.download(remote, output_dir / into)  # verified (sha256) by the download itself
     source = f"hub:{repo_id}@{revision}"
+    repo = open_repo(repo_id, cfg.hub.branch, RetryPolicy.from_config(cfg.hub), f"{key}={source}")
+    remote = complete_revision(repo, revision, key)
+    if key == "branch_from" and not remote.manifest.get("train_state"):
+        raise ParcError(f"branch_from={source} holds no training state (optimizer, scheduler, RNG), so no exact "
+                        "branch can start there; pick a revision published with hub.push_train_state=true, or start "
+                        "from its weights alone with init_from=")
+    log.info("parc: downloading the checkpoint to start from: %s of %s", revision, repo_id)
+    path = fetch_checkpoint(repo, remote, output_dir / into)  # verified (sha256) by the fetch itself
     return from_local(path, source, source, check_sha=False, extra={"commit": remote.commit}, key=key)

@@ -45,11 +45,11 @@ def warmup_iters(trainer_cfg) -> float:
         raise ParcError(f"trainer.warmup_steps={steps} must not be negative")
     fix = (f"shorten it (trainer.warmup_steps={t.max_steps // 10} is a tenth) or give it as a fraction of the run "
            f"(trainer.warmup_steps=null trainer.warmup_fraction=0.01, GPT-NeoX's way)")
-    if steps > t.max_steps:
-        raise ParcError(f"trainer.warmup_steps={steps} exceeds trainer.max_steps={t.max_steps}: {fix}")
-    if t.lr_schedule == "neox" and steps == t.max_steps:
-        raise ParcError(f"trainer.warmup_steps={steps} equals trainer.max_steps: NeoX's schedule caps the step at "
-                        f"max_steps - warmup_steps = 0, so its LR would stay 0: {fix}")
+    # transformers' schedules stay positive with any warmup (a run shorter than its warmup only warms up: smoke
+    # runs of a preset); NeoX's caps the step at max_steps - warmup, which must stay positive.
+    if t.lr_schedule == "neox" and steps >= t.max_steps:
+        raise ParcError(f"trainer.warmup_steps={steps} is not shorter than trainer.max_steps={t.max_steps}: NeoX's "
+                        f"schedule caps the step at max_steps - warmup_steps, so its LR would be zero or negative: {fix}")
     return float(steps)
 
 

@@ -42,16 +42,18 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
             found = resolve_hub_checkpoint(cfg, output_dir, None)
         return found
     if resume.startswith("hub:"):
-        if not cfg.hub.repo_id:
-            raise ParcError(f"resume={resume} needs hub.repo_id=<org/name> to know which repository to read")
+        from parc.hub.reader import resume_spec
+        from parc.hub.repo import repo_id_for
+
+        spec = resume_spec(resume, repo_id_for(cfg) if cfg.hub.repo_id else None)  # a bad spec fails early
         if not allow_download:
             return None
         from parc.hub.publisher import resolve_hub_checkpoint
 
-        found = resolve_hub_checkpoint(cfg, output_dir, resume[len("hub:"):])
+        found = resolve_hub_checkpoint(cfg, output_dir, spec.revision)
         if found is None:
-            raise ParcError(f"revision {resume[4:]} of {cfg.hub.repo_id} is missing or incomplete; "
-                            f"list revisions with python -m parc.revisions {cfg.hub.repo_id}")
+            raise ParcError(f"revision {spec.revision} of {spec.repo_id} is missing or incomplete; "
+                            f"list revisions with python -m parc.revisions {spec.repo_id}")
         return found
     path = output_dir / resume if "/" not in resume else Path(resume)
     if not (checkpoint.is_complete(path) and checkpoint.has_train_state(path)):

@@ -116,9 +116,9 @@ def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> Non
 def run_diffs(own: Dict[str, str], echo=print) -> None:
     import pandas as pd
 
+    from parc.hub.reader import is_hub_spec, open_repo, parse_hub_spec
     from parc.hub.weightdiff import DEFAULT_TOLERANCE, hub_revisions, local_revisions, render, weight_diffs
     from parc.study.dynamics.figures import diffs_figure
-    from parc.study.sources.refs import HUB_PREFIX
     from parc.study.sources.runs import split_runs
 
     if "runs" not in own:
@@ -127,13 +127,12 @@ def run_diffs(own: Dict[str, str], echo=print) -> None:
     out = prepare_out(own, "runs")
     rows, revisions = [], []
     for item in split_runs(own["runs"]):
-        if item.startswith(HUB_PREFIX):
-            source, name = item, item[len(HUB_PREFIX):].replace("/", "--")
-            from parc.hub.publisher import refuse_offline_env
-            from parc.hub.revisions import open_repo
-
-            refuse_offline_env()
-            found = hub_revisions(open_repo(item[len(HUB_PREFIX):], own.get("branch")))
+        if is_hub_spec(item):
+            spec = parse_hub_spec(item, "runs")
+            if spec.revision is not None:
+                raise ParcError(f"runs={item}: diffs compares every numbered revision of a repo: give hub:{spec.repo_id}")
+            source, name = item, spec.repo_id.replace("/", "--")
+            found = hub_revisions(open_repo(spec.repo_id, own.get("branch"), what=f"runs={item}"))
         else:
             source, name = str(Path(item).resolve()), Path(item).resolve().name
             if not Path(item).is_dir():

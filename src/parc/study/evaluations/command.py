@@ -29,7 +29,7 @@ def parse_steps(text: Optional[str]) -> Optional[List[int]]:
 
 def run_evaluate(own: Dict[str, str], overrides: List[str]) -> None:
     if "runs" not in own:
-        raise ParcError("runs= is required: pass run directories, grid roots or hub:<repo>[@<revision>], e.g. "
+        raise ParcError("runs= is required: pass run directories, grid roots or hub:<org/name>[@<revision>], e.g. "
                         "python -m parc.evaluate runs=runs/demo")
     bad = [o for o in overrides if "=" not in o]
     if bad:

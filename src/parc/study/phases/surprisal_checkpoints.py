@@ -51,7 +51,7 @@ def load_sets(paths: Sequence[Path]) -> List[StimulusSet]:
 
 def model_label(ref) -> str:
     """The paper's `model_name_cleaned`, from the Hub repo id or the local run's label."""
-    name = ref.source[len("hub:"):] if ref.source.startswith("hub:") else ref.run
+    name = ref.repo_id if ref.is_hub else ref.run
     return name.replace("/", "__").replace(".", "_")
 
 

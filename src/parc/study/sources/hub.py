@@ -1,93 +1,96 @@
-"""`runs=hub:<repo>[@<rev>]`: a Hub repo's checkpoint revisions as CheckpointRefs, through the real client.
+"""`runs=hub:<org/name>[@<revision>]`: a Hub repo's checkpoint revisions as CheckpointRefs, read through
+parc.hub.reader (the one `hub:` grammar, the retry policy, verified fetches).
 
-Revisions are the repo's branches named `checkpoint-N` (Parc) or `stepN` (Pythia), sorted by N (the Hub
-sorts branch names as text), or `main` when it has none. A Parc revision carries `parc_checkpoint.json`
-(step, tokens) and, when its training state was pushed, the run's config; a foreign repo is described by
-its `config.json` (model_type) and by the names of the repo and revision (`sources.NAME_PATTERNS`).
+Revisions are the repo's numbered branches, `checkpoint-N` (Parc) or `stepN` (Pythia): the branch template is
+guessed from the branches (parc.hub.branches) and they are sorted by N (the Hub sorts branch names as text),
+or `main` when it has none. A Parc revision carries `parc_checkpoint.json` (step, tokens) and, when its
+training state was pushed, the run's config; a foreign repo is described by its `config.json` (model_type)
+and by the names of the repo and revision (`sources.NAME_PATTERNS`). A download is verified: against the
+manifest for a Parc revision, against the Hub's LFS sha256 / git blob ids otherwise.
 """
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from parc.store.checkpoint import MANIFEST
 from parc.errors import ParcError
-from parc.study.sources.refs import (HUB_PREFIX, REVISION_STEP, TRAINER_STATE, CheckpointRef, describe_steps,
-                             identity_from_config, make_ref, parse_name)
+from parc.store.checkpoint import MANIFEST, STATE_DIR
+from parc.study.sources.refs import (
+    HUB_PREFIX,
+    TRAINER_STATE,
+    CheckpointRef,
+    describe_steps,
+    identity_from_config,
+    make_ref,
+    parse_name,
+)
 
 LOOKUP_THREADS = 8  # two small reads per revision; a Parc run has hundreds
+MODEL_ONLY = [f"{STATE_DIR}/*", "*.pt", "*.pth", "*.ckpt", "*.msgpack", "*.h5"]  # never the training state
 
 
-def _errors():
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+def _repo(repo_id: str, what: Optional[str] = None):
+    """The repo, checked to exist (one-line error otherwise)."""
+    from parc.hub.reader import open_repo
 
-    return RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError
+    return open_repo(repo_id, what=what or f"runs={HUB_PREFIX}{repo_id}")
 
 
 def list_branches(repo_id: str) -> Dict[str, str]:
     """branch -> head commit; a missing repo is a one-line ParcError."""
-    from huggingface_hub import HfApi
-
-    repo_missing, _, _ = _errors()
-    try:
-        refs = HfApi().list_repo_refs(repo_id)
-    except repo_missing:
-        raise ParcError(f"runs=hub:{repo_id}: no such repository on the Hub (or it is private: set HF_TOKEN); "
-                        f"check the repo id") from None
-    except Exception as exc:  # connection refused, offline mode, 5xx: nothing to evaluate from
-        raise ParcError(f"runs=hub:{repo_id}: cannot list its revisions ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}); check HF_ENDPOINT / the network") from None
-    return {ref.name: ref.target_commit for ref in refs.branches}
+    return _repo(repo_id).branches()
 
 
 def read_json(repo_id: str, commit: str, path: str) -> Optional[Any]:
     """A small JSON file of one commit, or None when the commit does not have it."""
-    from huggingface_hub import hf_hub_download
+    from parc.hub.reader import READ_RETRY
+    from parc.hub.repo import HubRepo
 
-    _, _, entry_missing = _errors()
-    try:
-        return json.loads(open(hf_hub_download(repo_id, path, revision=commit)).read())
-    except entry_missing:
-        return None
+    return HubRepo(repo_id, READ_RETRY).read_json(commit, path, missing_ok=True)
 
 
-def chosen_revisions(repo_id: str, revision: Optional[str], branches: Dict[str, str]) -> List[str]:
+def chosen_revisions(repo, revision: Optional[str], branches: Dict[str, str]) -> List[str]:
+    """The revisions `runs=` names: the one given, else every numbered branch by step, else main."""
+    from parc.hub.reader import revisions_by_step
+
+    stepped = revisions_by_step(repo, branches)
     if revision is not None:
         if revision not in branches:
-            stepped = sorted((int(m.group(1)), name) for name in branches if (m := REVISION_STEP.match(name)))
             known = describe_steps([s for s, _ in stepped]) if stepped else ", ".join(sorted(branches)) or "none"
-            raise ParcError(f"runs=hub:{repo_id}@{revision}: the repository has no revision {revision!r} "
-                            f"(its checkpoint steps: {known}); list them with python -m parc.revisions {repo_id}")
+            raise ParcError(f"runs=hub:{repo.repo_id}@{revision}: the repository has no revision {revision!r} "
+                            f"(its checkpoint steps: {known}); list them with python -m parc.revisions {repo.repo_id}")
         return [revision]
-    stepped = sorted((int(m.group(1)), name) for name in branches if (m := REVISION_STEP.match(name)))
     if stepped:
         return [name for _, name in stepped]
     if "main" in branches:
         return ["main"]
-    raise ParcError(f"runs=hub:{repo_id} has no revisions to evaluate: push checkpoints first")
+    raise ParcError(f"runs=hub:{repo.repo_id} has no revisions to evaluate: push checkpoints first")
 
 
 def hub_refs(spec: str, pattern: Optional[str]) -> List[CheckpointRef]:
-    """`<repo>` or `<repo>@<rev>` -> one ref per revision."""
-    repo_id, _, revision = spec.partition("@")
-    if not repo_id or "/" not in repo_id:
-        raise ParcError(f"runs=hub:{spec}: write hub:<org>/<name> or hub:<org>/<name>@<revision>")
-    branches = list_branches(repo_id)
-    names = chosen_revisions(repo_id, revision or None, branches)
+    """`hub:<org/name>[@<revision>]` (the `hub:` may be left out) -> one ref per revision."""
+    from parc.hub.reader import parse_hub_spec
+
+    text = spec if spec.startswith(HUB_PREFIX) else f"{HUB_PREFIX}{spec}"
+    parsed = parse_hub_spec(text, "runs")
+    repo_id = parsed.repo_id
+    repo = _repo(repo_id, f"runs={text}")
+    branches = repo.branches()
+    names = chosen_revisions(repo, parsed.revision, branches)
 
     def describe(name: str):
         commit = branches[name]
-        return name, commit, read_json(repo_id, commit, MANIFEST)
+        return name, commit, repo.read_json(commit, MANIFEST, missing_ok=True)
 
     with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
         found = list(pool.map(describe, names))
     newest = found[-1]
     config = None
     if newest[2] and TRAINER_STATE in newest[2].get("files", {}):
-        config = (read_json(repo_id, newest[1], TRAINER_STATE) or {}).get("config")
-    model_type = (read_json(repo_id, newest[1], "config.json") or {}).get("model_type")
+        config = (repo.read_json(newest[1], TRAINER_STATE, missing_ok=True) or {}).get("config")
+    model_type = (repo.read_json(newest[1], "config.json", missing_ok=True) or {}).get("model_type")
     identity = identity_from_config(config)
     return [make_ref(identity, parse_name(f"{repo_id}@{name}", pattern), model_type,
                      (manifest or {}).get("step"), (manifest or {}).get("tokens"), f"{HUB_PREFIX}{repo_id}", name,
@@ -102,8 +105,10 @@ def hub_run_config(ref: CheckpointRef) -> Optional[Dict[str, Any]]:
 
 
 def download(ref: CheckpointRef, local_dir: Optional[str]) -> str:
-    """The revision's model files (never its training state) at its exact commit; returns the directory."""
-    from huggingface_hub import snapshot_download
+    """The revision's model files (never its training state) at its exact commit, verified, in `local_dir`
+    (or a directory beside the client's cache); returns the directory."""
+    from parc.hub.reader import READ_RETRY, cache_dir_for, fetch_revision
+    from parc.hub.repo import HubRepo
 
-    return snapshot_download(ref.repo_id, revision=ref.commit, local_dir=local_dir,
-                             ignore_patterns=["training_state/*", "*.pt", "*.pth", "*.ckpt", "*.msgpack", "*.h5"])
+    target = Path(local_dir) if local_dir else cache_dir_for(ref.repo_id, ref.commit)
+    return str(fetch_revision(HubRepo(ref.repo_id, READ_RETRY), ref.commit, target, exclude=MODEL_ONLY))

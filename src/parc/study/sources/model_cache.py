@@ -133,7 +133,8 @@ class ModelCache:
                 shutil.rmtree(temp, ignore_errors=True)
 
     def download_dir(self, ref: CheckpointRef) -> Optional[str]:
-        """Where a revision goes: the HF cache (kept), `cache_dir/<repo>/<commit>`, or a temp dir (dropped)."""
+        """Where a revision goes: None (kept beside the HF cache, parc.hub.reader.cache_dir_for),
+        `cache_dir/<repo>/<commit>`, or a temp dir (dropped)."""
         if self.keep_downloads:
             return None if self.cache_dir is None else str(Path(self.cache_dir) / ref.repo_id.replace("/", "--") / ref.commit)
         if self.cache_dir is not None:

@@ -21,7 +21,6 @@ TRAINER_STATE = f"{STATE_DIR}/trainer_state.json"
 # What a name tells when no manifest does: searched in "<run or repo name>@<revision>", later ones win.
 NAME_PATTERNS = [r"(?P<arch>pythia|mamba|rwkv)", r"pythia-(?P<size>\d+(?:\.\d+)?[mMbB])(?:-deduped)?\b",
                  r"seed[-_]?(?P<seed>\d+)", r"shard[-_]?(?P<shard>\d+)", r"@(?:checkpoint-|step)(?P<step>\d+)$"]
-REVISION_STEP = re.compile(r"^(?:checkpoint-|step)(\d+)$")
 
 
 @dataclass(frozen=True)

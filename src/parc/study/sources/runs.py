@@ -1,8 +1,8 @@
 """Which checkpoints a study reads, and loading them: `runs=` / `steps=` -> CheckpointRef -> a loaded model.
 
 `runs=` is a comma-separated list of local run directories (an `output_dir` holding `checkpoint-N/`), grid
-roots (directories holding such runs), a single local checkpoint directory (any HF causal LM), `hub:<repo>`
-(every `checkpoint-N` / `stepN` revision of a Hub repo) and `hub:<repo>@<rev>`.
+roots (directories holding such runs), a single local checkpoint directory (any HF causal LM), `hub:<org/name>`
+(every `checkpoint-N` / `stepN` revision of a Hub repo) and `hub:<org/name>@<revision>`.
 Architecture, seed, shard and step come from Parc's manifests and run config where present, else from
 repository and revision names (`NAME_PATTERNS`, or the user's `pattern=` regex with named groups), else a
 one-line error asks for them.
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from parc.store.checkpoint import MANIFEST, STATE_DIR, complete_checkpoints, step_of
 from parc.errors import ParcError
 from parc.store.fileio import sha256_file
-from parc.study.sources.refs import (HUB_PREFIX, IDENTITY_COLUMNS, NAME_PATTERNS, REVISION_STEP, RUN_CONFIG,  # noqa: F401
+from parc.study.sources.refs import (HUB_PREFIX, IDENTITY_COLUMNS, NAME_PATTERNS, RUN_CONFIG,  # noqa: F401
                              TRAINER_STATE, CheckpointRef, LoadedCheckpoint, describe_steps, identity_from_config,
                              make_ref, parse_name)
 
@@ -106,7 +106,7 @@ def is_run_dir(path: Path) -> bool:
 def expand_local(path: Path, pattern: Optional[str]) -> List[CheckpointRef]:
     """A run directory, a grid root (its run subdirectories) or one checkpoint directory."""
     if not path.is_dir():
-        raise ParcError(f"runs={path}: no such directory; pass run directories, grid roots or hub:<repo>")
+        raise ParcError(f"runs={path}: no such directory; pass run directories, grid roots or hub:<org/name>")
     if is_run_dir(path):
         return local_refs(path, pattern)
     if (path / "config.json").is_file():
@@ -124,7 +124,7 @@ def split_runs(runs: Union[str, Sequence[str]]) -> List[str]:
     items = runs.split(",") if isinstance(runs, str) else [str(r) for r in runs]
     items = [item.strip() for item in items if item and item.strip()]
     if not items:
-        raise ParcError("runs= is empty: pass run directories, grid roots or hub:<repo>[@<revision>], comma-separated")
+        raise ParcError("runs= is empty: pass run directories, grid roots or hub:<org/name>[@<revision>], comma-separated")
     return items
 
 
@@ -139,7 +139,7 @@ def resolve_runs(runs: Union[str, Sequence[str]], steps: Optional[Sequence[int]]
 
     refs: List[CheckpointRef] = []
     for item in split_runs(runs):
-        refs += hub_refs(item[len(HUB_PREFIX):], pattern) if item.startswith(HUB_PREFIX) else expand_local(Path(item), pattern)
+        refs += hub_refs(item, pattern) if item.startswith(HUB_PREFIX) else expand_local(Path(item), pattern)
     if steps is not None:
         wanted = sorted({int(s) for s in steps})
         by_source: Dict[str, set] = {}
@@ -172,8 +172,9 @@ def default_out(runs: Union[str, Sequence[str]], leaf: str) -> Path:
     """`<root of the first run>/<leaf>`: the grid root for a grid, the run's parent for a run dir."""
     first = split_runs(runs)[0]
     if first.startswith(HUB_PREFIX):
-        repo = first[len(HUB_PREFIX):].split("@")[0]
-        return Path.cwd() / leaf / repo.replace("/", "--")
+        from parc.hub.reader import parse_hub_spec
+
+        return Path.cwd() / leaf / parse_hub_spec(first, "runs").repo_id.replace("/", "--")
     path = Path(first).resolve()
     if is_run_dir(path) or (path / "config.json").is_file():
         return path.parent / leaf
