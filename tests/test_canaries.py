@@ -15,7 +15,6 @@ from test_train import assert_refused, assert_same_weights, losses, metrics
 
 SPEC = ["data.canaries.seed=7", "data.canaries.per_group=2", "data.canaries.repeats=[1,3]",
         "data.canaries.windows=[[2,4],[6,8]]", "data.canaries.references=5"]
-SHORT = ["trainer.warmup_steps=2"]  # the demo's 20-step warmup is longer than these 8-step runs
 
 
 def plans(demo_root, *extra):
@@ -23,7 +22,7 @@ def plans(demo_root, *extra):
     from parc.config import compose
     from parc.data.stream import BatchPlan, open_stream
 
-    base = ["experiment=demo", f"paths.root={demo_root}", "trainer.max_steps=8", *SHORT]
+    base = ["experiment=demo", f"paths.root={demo_root}", "trainer.max_steps=8"]
     stream = open_stream(compose(base))
     return BatchPlan.from_config(compose(base), stream), BatchPlan.from_config(compose(base + list(extra)), stream)
 
@@ -83,7 +82,7 @@ def test_a_given_prompt_and_the_ddp_split(demo_root):
 
 def test_a_canary_run_records_resumes_bit_identically_and_parc_batch_marks_rows(demo_root, tmp_path):
     out = tmp_path / "canary"
-    train(*short_run(demo_root, out, *SHORT, *SPEC, "checkpoint.keep_train_states=null", every=2))
+    train(*short_run(demo_root, out, *SPEC, "checkpoint.keep_train_states=null", every=2))
     base, planted = plans(demo_root, *SPEC)
     rows = metrics(out)
     assert [r["batch_hash"] for r in rows] == [planted.batch_hash(s) for s in range(1, 9)]
@@ -95,12 +94,12 @@ def test_a_canary_run_records_resumes_bit_identically_and_parc_batch_marks_rows(
     (tmp_path / "final").mkdir()
     (tmp_path / "final" / "model.safetensors").write_bytes((final / "model.safetensors").read_bytes())
     # resuming mid-run (checkpoint-2: its optimizer, schedule and RNG) redoes steps 3..8 identically
-    train(*short_run(demo_root, out, *SHORT, *SPEC, "checkpoint.keep_train_states=null", "resume=checkpoint-2", every=2))
+    train(*short_run(demo_root, out, *SPEC, "checkpoint.keep_train_states=null", "resume=checkpoint-2", every=2))
     assert losses(out) == reference
     assert_same_weights(out / "checkpoint-8", tmp_path / "final")
     # the same run with other canaries is another data plan: resuming it is refused, nothing written
     before = (out / "metrics.jsonl").read_text()
-    result = run_cli("parc.train", *short_run(demo_root, out, *SHORT, *SPEC, "checkpoint.keep_train_states=null",
+    result = run_cli("parc.train", *short_run(demo_root, out, *SPEC, "checkpoint.keep_train_states=null",
                                               "data.canaries.seed=8", every=2))
     assert_refused(result, "different data")
     assert (out / "metrics.jsonl").read_text() == before
@@ -122,6 +121,6 @@ def test_a_canary_run_records_resumes_bit_identically_and_parc_batch_marks_rows(
 ])
 def test_impossible_canary_specs_are_refused_with_nothing_written(demo_root, tmp_path, spec, phrase):
     out = tmp_path / "refused"
-    [result] = run_cli_cases("parc.train", [short_run(demo_root, out, *SHORT, "data.canaries.seed=1", *spec)])
+    [result] = run_cli_cases("parc.train", [short_run(demo_root, out, "data.canaries.seed=1", *spec)])
     assert_refused(result, phrase)
     assert not out.exists()

@@ -69,8 +69,13 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[StateSourc
     """The verified source of `cfg.branch_from`, or None when there is none or the branch continues from its own
     checkpoints (resume=auto). With download=False (the checks before any write) a Hub source is only parsed."""
     text = cfg.get("branch_from")
-    if text is None or (cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None):
+    if text is None:
         return None
+    if not is_hub_spec(text) and Path(text).resolve().parent == Path(output_dir).resolve():
+        raise ParcError(f"branch_from={text} is a checkpoint of output_dir {output_dir}: a branch needs a new "
+                        "directory (pass output_dir=<new dir>, or branch_from=checkpoint-k for the default one)")
+    if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
+        return None  # the branch continues from its own checkpoints; the source is no longer needed
     if is_hub_spec(text):
         if not download:
             return None
@@ -78,9 +83,6 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[StateSourc
                                    DOWNLOAD_DIR)
         return StateSource(found.path, found.record)
     path = Path(text)
-    if path.resolve().parent == Path(output_dir).resolve():
-        raise ParcError(f"branch_from={text} is a checkpoint of output_dir {output_dir}: a branch needs a new "
-                        "directory (pass output_dir=<new dir>, or branch_from=checkpoint-k for the default one)")
     if not (checkpoint.is_complete(path) and checkpoint.has_train_state(path)):
         run = path.parent
         here = [p.name for p in checkpoint.complete_checkpoints(run) if checkpoint.has_train_state(p)] if run.is_dir() else []
