@@ -8,7 +8,8 @@ what the trainer calls: it prepares the data in-process first when `data.auto_pr
 `BatchPlan` fixes which sequences each optimizer step sees: shard k is the k-th disjoint slice of
 `global_batch_size * max_steps` sequences of the stream; `data_seed=None` keeps stream order (as Parc did),
 an int permutes within the shard. Step N (1-based) is the batch of optimizer update N, whatever the world
-size; each rank takes its contiguous part of that global batch.
+size; each rank takes its contiguous part of that global batch. `BatchPlan.from_config` adds the config's canaries
+and intervention (parc.data.edits), which change batches on the steps they name and nothing else.
 """
 
 from __future__ import annotations
