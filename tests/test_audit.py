@@ -14,7 +14,7 @@ from parc.store.checkpoint import STATE_DIR
 
 
 def audited(hub, *args):
-    done = cli(hub, "parc.revisions", *args, "--audit", "--json")
+    done = cli(hub, "parc.revisions", *args, "audit=true", "json=true")
     assert done.returncode in (0, 1), done.stderr[-3000:]
     return done.returncode, json.loads(done.stdout)
 
@@ -24,7 +24,7 @@ def test_planted_faults_are_each_found_and_repaired(hub_server, template, tmp_pa
     out = copy_run(template, tmp_path)
     published = client(hub_server, PUBLISH, tmp_path, out, steps=[0, 5, 9, 10], final=10)
     assert published.returncode == 0, published.stderr[-3000:]
-    code, report = audited(hub_server, REPO, "--local", str(out))
+    code, report = audited(hub_server, REPO, f"local={out}")
     assert code == 0 and report["ok"] and report["main"] == "ok", report
 
     state, repo = hub_server.state, hub_server.state.repos[REPO]
@@ -37,7 +37,7 @@ def test_planted_faults_are_each_found_and_repaired(hub_server, template, tmp_pa
     repo.branches["checkpoint-9"] = repo.branches["checkpoint-10"]  # two identical branches
     repo.branches["main"] = original_0  # main on an older step
 
-    code, report = audited(hub_server, REPO, "--local", str(out))
+    code, report = audited(hub_server, REPO, f"local={out}")
     assert code == 1 and not report["ok"]
     problems = {row["step"]: row["problems"] for row in report["revisions"]}
     assert sorted(problems) == [0, 9, 10]
@@ -50,10 +50,10 @@ def test_planted_faults_are_each_found_and_repaired(hub_server, template, tmp_pa
     assert sorted(report["local"]) == ["0", "5"]  # 9 was never scheduled, so it has no local counterpart
     assert "not on the Hub" in report["local"]["5"] and optimizer in report["local"]["0"]
 
-    table = cli(hub_server, "parc.revisions", "--audit", "--grid", str(tmp_path))
+    table = cli(hub_server, "parc.revisions", "audit=true", f"grid={tmp_path}")
     assert table.returncode == 1 and "0 of 1 runs clean" in table.stdout and "main holds step 0" in table.stdout
 
-    repaired = cli(hub_server, "parc.revisions", "--audit", "--grid", str(tmp_path), "--repair")
+    repaired = cli(hub_server, "parc.revisions", "audit=true", f"grid={tmp_path}", "repair=true")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
     assert "1 of 1 runs clean" in repaired.stdout
     for revision, step in [("checkpoint-0", 0), ("checkpoint-5", 5), ("checkpoint-9", 9), ("checkpoint-10", 10),
@@ -62,7 +62,7 @@ def test_planted_faults_are_each_found_and_repaired(hub_server, template, tmp_pa
     # The repair is one commit too (a new branch starts from main, as on the Hub, so count its own commits).
     assert [t for t in state.branch_commits(REPO, "checkpoint-5") if t.startswith("checkpoint-5:")] == \
         ["checkpoint-5: weights and training state"]
-    code, report = audited(hub_server, REPO, "--local", str(out))
+    code, report = audited(hub_server, REPO, f"local={out}")
     assert code == 0 and report["ok"], report
 
 
@@ -94,16 +94,16 @@ def test_a_pythia_style_repo_is_audited_read_only(hub_server, tmp_path):
 
     commits = len(hub_server.state.repos[repo_id].commits)
     (tmp_path / "hub_journal").mkdir()
-    refused = cli(hub_server, "parc.revisions", repo_id, "--audit", "--local", str(tmp_path), "--repair")
+    refused = cli(hub_server, "parc.revisions", repo_id, "audit=true", f"local={tmp_path}", "repair=true")
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "not written by Parc" in refused.stderr
     assert len(hub_server.state.repos[repo_id].commits) == commits  # read-only: nothing was committed
 
 
 @pytest.mark.parametrize("args, message", [
     ([], "give either a repo id"),
-    (["org/x", "--repair", "--audit"], "add --local"),
-    (["org/x", "--local", "."], "go with --audit"),
-    (["org/x", "--audit", "--local", "/nonexistent-run"], "is not a directory"),
+    (["org/x", "repair=true", "audit=true"], "add local="),
+    (["org/x", "local=."], "go with audit=true"),
+    (["org/x", "audit=true", "local=/nonexistent-run"], "is not a directory"),
 ])
 def test_bad_audit_arguments_are_one_line_errors(args, message, capsys):
     from parc import revisions
@@ -115,5 +115,5 @@ def test_bad_audit_arguments_are_one_line_errors(args, message, capsys):
 
 
 def test_a_grid_root_without_published_runs_is_refused(hub_server, tmp_path):
-    done = cli(hub_server, "parc.revisions", "--audit", "--grid", str(tmp_path))
+    done = cli(hub_server, "parc.revisions", "audit=true", f"grid={tmp_path}")
     assert done.returncode == 2 and "no run under" in done.stderr and done.stderr.count("\n") == 1

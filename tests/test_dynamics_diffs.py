@@ -73,7 +73,7 @@ def test_planted_copies_of_the_final_weights_are_flagged_and_only_they(planted_r
     assert set(rows["group"]) == {"all", "gpt_neox.embed_in", "gpt_neox.layers.0", "gpt_neox.layers.1", "embed_out"}
     assert (out / "diffs-org--planted.png").is_file()
 
-    audited = run_cli("parc.revisions", REPO_ID, "--audit", "--diffs", "--json", env={**hub.env(), "HF_TOKEN": ""},
+    audited = run_cli("parc.revisions", REPO_ID, "audit=true", "diffs=true", "json=true", env={**hub.env(), "HF_TOKEN": ""},
                       timeout=240)
     assert audited.returncode == 1, audited.stderr[-3000:]
     report = json.loads(audited.stdout)

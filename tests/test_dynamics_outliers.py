@@ -59,12 +59,12 @@ def write_grid(root, planted_seed=4):
 def test_grid_status_has_an_outlier_column(tmp_path):
     root = tmp_path / "runs" / "demo"
     write_grid(root)
-    done = run_cli("parc.grid", "status", "--root", str(root), "--seeds", "0-5", "--archs", "pythia,mamba", "--json")
+    done = run_cli("parc.grid", "status", f"root={root}", "seeds=0-5", "archs=pythia,mamba", "json=true")
     assert done.returncode == 0, done.stderr[-2000:]
     cells = {(c["arch"], c["seed"]): c for c in json.loads(done.stdout)["cells"]}
     assert cells[("pythia", 4)]["outlier"].startswith("z=+") and "@ 40" not in cells[("pythia", 4)]["outlier"][:0]
     assert [key for key, c in cells.items() if c["outlier"]] == [("pythia", 4)]
-    table = run_cli("parc.grid", "status", "--root", str(root), "--seeds", "0-5", "--archs", "pythia,mamba")
+    table = run_cli("parc.grid", "status", f"root={root}", "seeds=0-5", "archs=pythia,mamba")
     assert table.returncode == 0 and "outlier" in table.stdout and "z=+" in table.stdout
 
 

@@ -78,7 +78,7 @@ def test_exported_rwkv_gives_transformers_logits_in_the_rwkv_package(rwkv_run, t
     assert result["scale"] > 1e-2  # a real comparison, not of zeros
 
     half = tmp_path / "demo-rwkv-bf16.pth"
-    assert run_cli("parc.export", "rwkv", str(checkpoint), str(half), "--dtype", "bf16").returncode == 0
+    assert run_cli("parc.export", "rwkv", str(checkpoint), str(half), "dtype=bf16").returncode == 0
     assert {t.dtype for t in torch.load(half, weights_only=True).values()} == {torch.bfloat16}
 
 

@@ -233,7 +233,7 @@ def test_kill_9_mid_push_then_restart_finishes_and_listing_flags_gaps(hub_server
     assert journal(out) == {"checkpoint-0": "pushed", "checkpoint-9": "pending", "checkpoint-10": "pending",
                             "main": "pending"}
 
-    listing = cli(hub_server, "parc.revisions", REPO, "--json")
+    listing = cli(hub_server, "parc.revisions", REPO, "json=true")
     assert listing.returncode == 0, listing.stderr[-3000:]
     report = json.loads(listing.stdout)
     assert [(r["revision"], r["complete"]) for r in report["revisions"]] == [("checkpoint-0", True), ("checkpoint-9", False)]
@@ -262,7 +262,7 @@ def test_offline_stages_and_sync_pushes_exactly_the_staged(hub_server, template,
 
     from parc import sync  # in this process where no network is needed (it is offline here)
 
-    sync.main([str(out), "--dry-run"])
+    sync.main([str(out), "dry_run=true"])
     assert "would push 4 revisions to org/parc-pythia-seed0-shard0: checkpoint-0, checkpoint-5, checkpoint-10, " \
            "main" in capsys.readouterr().out and hub_server.state.requests == []
     synced = cli(hub_server, "parc.sync", str(out))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
@@ -17,7 +18,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PARC = SRC / "parc"
-SHARED = {"parc", "parc.errors", "parc.config"}  # the bottom every layer may use
+SHARED_PACKAGES = {"cli"}  # packages of the shared bottom: parc.cli (the command grammar)
+SHARED = {"parc", "parc.errors", "parc.config"} | {  # the bottom every layer may use
+    f"parc.{package}" + ("" if p.stem == "__init__" else f".{p.stem}") for package in SHARED_PACKAGES
+    for p in (Path(__file__).resolve().parents[1] / "src" / "parc" / package).glob("*.py")}
 RANKS = {"store": 1, "kernels": 2, "archs": 3, "data": 3, "hub": 4, "training": 5, "study": 6}
 FACE_RANK = 7
 
@@ -82,8 +86,25 @@ def graph() -> Dict[str, Set[str]]:
 
 
 def test_every_package_is_a_ranked_concern():
-    packages = {p.parent.name for p in PARC.glob("*/__init__.py")}
+    packages = {p.parent.name for p in PARC.glob("*/__init__.py")} - SHARED_PACKAGES
     assert packages == set(RANKS), f"new or missing package: give it a rank in RANKS ({packages ^ set(RANKS)})"
+
+
+def test_the_grammar_imports_only_errors_and_the_standard_library():
+    """parc.cli sits below config (which needs Hydra): a face's --help never pays for more than Python itself."""
+    import sys
+
+    wrong = []
+    for path in sorted((PARC / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if name != "parc.errors" and not name.startswith("parc.cli") and top not in sys.stdlib_module_names \
+                        and top != "__future__":
+                    wrong.append(f"{module_name(path)} imports {name}")
+    assert not wrong, "\n".join(wrong)
 
 
 def test_packages_import_only_lower_layers():
@@ -210,3 +231,55 @@ def test_study_folders_import_only_lower_folders():
             if STUDY_RANKS[study_folder(target)] >= STUDY_RANKS[study_folder(name)]:
                 wrong.append(f"{name} imports {target}")
     assert not wrong, "upward or sideways imports between study folders:\n" + "\n".join(sorted(wrong))
+
+
+# Commands parse, packages take typed arguments. Under every package but parc.cli (the one parser), a function
+# parameter is refused when it is (1) named `argv` or `own`, whatever its annotation; (2) named `args` or
+# `arguments` and annotated as a list/sequence of str; (3) annotated as a str -> str dict (Dict, dict, Mapping;
+# Optional or not), unless its name is one of DATA_DICTS, dicts that hold data rather than a command's arguments.
+# Hydra overrides (`overrides: List[str]`) are the config's own language, composed by parc.config.compose: allowed.
+DATA_DICTS = {"secrets": "environment variable -> secret value, kept out of pushed files",
+              "shas": "file -> sha256", "branches": "Hub branch -> commit", "key_map": "state-dict key renames",
+              "filters": "table column -> wanted value (parc.compare's selections)", "a_filters": "as filters",
+              "b_filters": "as filters", "panel_titles": "figure panel -> title",
+              "named": "the groups a run name's pattern matched (arch, seed, step, ...)"}
+STR_LISTS = re.compile(r"^(Optional\[)?(typing\.)?(List|list|Sequence|Iterable)\[str\]\]?$")
+STR_DICTS = re.compile(r"^(Optional\[)?(typing\.)?(Dict|dict|Mapping)\[str,str\]\]?$")
+
+
+def raw_argument_parameters(source: str, where: str) -> List[str]:
+    """'<where>:<line> <function>(<parameter>)' for every parameter the rule above refuses."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        arguments = node.args
+        for arg in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg]:
+            if arg is None:
+                continue
+            annotation = ast.unparse(arg.annotation).replace(" ", "") if arg.annotation is not None else ""
+            if (arg.arg in ("argv", "own")
+                    or (arg.arg in ("args", "arguments") and STR_LISTS.match(annotation))
+                    or (STR_DICTS.match(annotation) and arg.arg not in DATA_DICTS)):
+                found.append(f"{where}:{node.lineno} {node.name}({arg.arg}: {annotation or 'unannotated'})")
+    return found
+
+
+def test_the_signature_rule_catches_raw_arguments():
+    """The rule on hand-written functions: what it must refuse, and what it must let through."""
+    refused = raw_argument_parameters(
+        "def a(argv): ...\ndef b(own): ...\ndef c(args: List[str]): ...\ndef d(options: Dict[str, str]): ...\n"
+        "def e(x: Optional[Mapping[str, str]] = None): ...\ndef f(arguments: typing.Sequence[str]): ...", "x")
+    assert [line.split()[1].partition("(")[0] for line in refused] == ["a", "b", "c", "d", "e", "f"]
+    assert raw_argument_parameters("def g(overrides: List[str], filters: Dict[str, str], steps: List[int], "
+                                   "names: List[str], args=None): ...", "x") == []
+
+
+def test_package_functions_take_typed_arguments():
+    wrong = []
+    for path in sorted(PARC.rglob("*.py")):
+        name = module_name(path)
+        if is_face(name) or path.stem == "__main__" or name in SHARED or concern(name) not in RANKS:
+            continue  # faces (parc.<command>, parc.study's __main__) and parc.cli read argv: that is their job
+        wrong += raw_argument_parameters(path.read_text(), str(path.relative_to(SRC)))
+    assert not wrong, "a command parses its arguments; a package function takes them typed:\n" + "\n".join(wrong)

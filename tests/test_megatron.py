@@ -54,7 +54,7 @@ def show_batch(root, tokenizer, step, *extra):
     from parc.training.batch_view import show_batch as parc_batch
 
     out = root / f"batch-{step}.npy"
-    parc_batch([f"step={step}", f"out={out}", *overrides(root, tokenizer, *extra)])
+    parc_batch(step, overrides(root, tokenizer, *extra), out=out)
     return np.load(out)
 
 

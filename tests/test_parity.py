@@ -89,7 +89,7 @@ def test_the_harness_sees_a_recipe_difference(eos_root):
 
 @pytest.mark.parametrize("args, needle", [
     (["steps=0"], "steps must be >= 1"),
-    (["steps=ten"], "integer number of steps"),
+    (["steps=ten"], "is not an integer: e.g. steps=50"),
     (["trainer.loss_normalization=hf4"], "compare with trainer.loss_normalization=tokens"),
     (["trainer.weight_decay_rule=hf4.50"], "compare with trainer.weight_decay_rule=transformers"),
 ])

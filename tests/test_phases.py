@@ -71,7 +71,7 @@ def analysis(tmp_path):
 
 def test_tables_match_numpy(analysis):
     out, path, stimuli, grams, surprisal = analysis
-    run_phases({"out": str(out)}, log=lambda line: None)
+    run_phases(out, log=lambda line: None)
     correlations = pd.read_csv(out / "correlations.csv")
     regressions = pd.read_csv(out / "regressions.csv")
     assert list(correlations.columns) == ["arch", "seed", "step", "control", "predictor", "split", "pearson_r",
@@ -117,7 +117,7 @@ def test_token_count_controls_match_the_formulas(analysis):
     from scipy import stats
 
     out, path, stimuli, grams, surprisal = analysis
-    run_phases({"out": str(out)}, log=lambda line: None)
+    run_phases(out, log=lambda line: None)
     correlations = pd.read_csv(out / "correlations.csv")
     split = np.array([s.split for s in stimuli])
     for (arch, seed, step), group in surprisal.groupby(["arch", "seed", "step"]):
@@ -153,10 +153,10 @@ def test_token_count_controls_match_the_formulas(analysis):
 
 def test_rerun_reuses_parts_and_replaces_changed_ones(analysis):
     out, *_ = analysis
-    run_phases({"out": str(out)}, log=lambda line: None)
+    run_phases(out, log=lambda line: None)
     parts = {p: p.stat().st_mtime_ns for p in (out / "parts").rglob("*.parquet")}
     lines = []
-    run_phases({"out": str(out)}, log=lines.append)
+    run_phases(out, log=lines.append)
     assert any(f"({len(list((out / 'parts' / 'correlations').glob('*.parquet')))} already done)" in line
                for line in lines)
     assert {p: p.stat().st_mtime_ns for p in parts} == parts  # correlations, regressions and agreement alike
@@ -164,7 +164,7 @@ def test_rerun_reuses_parts_and_replaces_changed_ones(analysis):
     changed = (surprisal.arch == "pythia") & (surprisal.seed == 1) & (surprisal.step == 4)
     surprisal.loc[changed, "surprisal"] = surprisal.loc[changed, "surprisal"].to_numpy()[::-1]
     surprisal.to_parquet(out / "surprisal.parquet")
-    run_phases({"out": str(out)}, log=lambda line: None)
+    run_phases(out, log=lambda line: None)
     correlations = pd.read_csv(out / "correlations.csv")
     assert len(correlations) == 2 * len(SEEDS) * len(STEPS) * 32  # the changed checkpoint's old rows are gone
     assert len(list((out / "parts" / "correlations").glob("*.parquet"))) == 2 * len(SEEDS) * len(STEPS)
@@ -267,7 +267,7 @@ def test_context_regression_when_vectors_given(analysis, tmp_path):
     words = sorted({w for s in stimuli for w in [*s.context.split(), s.target]})
     (tmp_path / "v.vec").write_text(f"{len(words)} 4\n" + "".join(
         f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=4))}\n" for w in words))
-    run_phases({"out": str(out), "phases.vectors": str(tmp_path / "v.vec")}, log=lambda line: None)
+    run_phases(out, vectors=tmp_path / "v.vec", log=lambda line: None)
     regressions = pd.read_csv(out / "regressions.csv")
     context = "lm ~ gram1 + gram5 + context_similarity + context_similarity_weighted"
     assert set(regressions.formula) == {"lm ~ gram1 + gram5", context}

@@ -18,7 +18,7 @@ def test_plot_a_grid_of_runs(tmp_path):
         for seed in (0, 1):
             write_run(tmp_path / "runs" / f"{arch}-seed{seed}-shard0", [7.0, 6.0, 5.5 - seed])
     out = tmp_path / "plots" / "loss.png"
-    result = run_cli("parc.plot", str(tmp_path / "runs"), "--out", str(out))
+    result = run_cli("parc.plot", str(tmp_path / "runs"), f"out={out}")
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
 

@@ -198,7 +198,7 @@ def test_array_trains_every_cell_of_the_grid(grid):
     pythia = [final_weights(cell_dir(root, "grid", "pythia", seed)) for seed in (0, 1)]
     assert not torch.equal(*(w["gpt_neox.embed_in.weight"] for w in pythia))  # the seeds made a difference
 
-    report = run_cli("parc.grid", "status", f"paths.root={root}", "run_name=grid", "--seeds", "0-1", "--json")
+    report = run_cli("parc.grid", "status", f"paths.root={root}", "run_name=grid", "seeds=0-1", "json=true")
     assert report.returncode == 0, report.stderr
     status = json.loads(report.stdout)
     assert status["summary"]["done"] == 6

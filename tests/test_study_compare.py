@@ -93,13 +93,13 @@ def test_equal_architectures_give_an_interval_that_includes_zero_and_steps_are_p
 
 def test_cli_prints_both_intervals_and_refuses_bad_input(tmp_path):
     write_evals(tmp_path, {"pythia": 0.5, "mamba": 0.3})
-    ok = run_cli("parc.compare", str(tmp_path), "--metric", "score", "--a", "arch=pythia", "--b", "arch=mamba",
-                 "--step", "10", "--samples", "100", "--json")
+    ok = run_cli("parc.compare", str(tmp_path), "metric=score", "a=arch=pythia", "b=arch=mamba",
+                 "step=10", "samples=100", "json=true")
     assert ok.returncode == 0, ok.stderr
     assert set(json.loads(ok.stdout)) >= {"difference", "ci_seeds", "ci_seeds_examples"}
-    for args, message in ((["--metric", "acc", "--a", "arch=pythia", "--b", "arch=mamba"], "error: unknown metric 'acc'"),
-                          (["--metric", "score", "--a", "arch=rwkv", "--b", "arch=mamba", "--step", "10"],
-                           "error: --a step=10,arch=rwkv selects no rows"),
-                          (["--metric", "score", "--a", "arch=pythia", "--b", "arch=mamba"], "error: --a spans steps")):
+    for args, message in ((["metric=acc", "a=arch=pythia", "b=arch=mamba"], "error: unknown metric 'acc'"),
+                          (["metric=score", "a=arch=rwkv", "b=arch=mamba", "step=10"],
+                           "error: a=step=10,arch=rwkv selects no rows"),
+                          (["metric=score", "a=arch=pythia", "b=arch=mamba"], "error: a= spans steps")):
         bad = run_cli("parc.compare", str(tmp_path), *args)
         assert bad.returncode == 2 and bad.stderr.startswith(message) and "Traceback" not in bad.stderr, bad.stderr

@@ -57,11 +57,11 @@ def test_memorization_scores_the_training_sequences_as_generate_does(memorizatio
 
 def test_grid_results_plot_and_compare(memorization_evals, tmp_path):
     _, out = memorization_evals
-    result = run_cli("parc.plot", "evals", str(out), "--out", str(tmp_path))
+    result = run_cli("parc.plot", "evals", str(out), f"out={tmp_path}")
     assert result.returncode == 0, result.stderr
     pixels = image.imread(tmp_path / "evals-memorization.png")
     assert pixels.shape[1] == pytest.approx(2 * 4.6 * 120, abs=2)  # two panels: memorized, score
-    compared = run_cli("parc.compare", str(out), "--metric", "score", "--a", "arch=pythia", "--b", "arch=mamba",
-                       "--step", "8", "--samples", "200")
+    compared = run_cli("parc.compare", str(out), "metric=score", "a=arch=pythia", "b=arch=mamba",
+                       "step=8", "samples=200")
     assert compared.returncode == 0, compared.stderr
     assert "95% CI over seeds and examples" in compared.stdout

@@ -68,7 +68,7 @@ def test_plot_evals_one_panel_per_task_metric_with_t_bands(tmp_path):
         task, metric = PANELS[evaluation][0].split(" / ")
         check_bands(axes[0], table[(table.task == task) & (table.metric == metric)], "step", "value")
 
-    result = run_cli("parc.plot", "evals", str(tmp_path / "evals"), "--out", str(tmp_path / "figures"), "--band", "iqr")
+    result = run_cli("parc.plot", "evals", str(tmp_path / "evals"), f"out={tmp_path / 'figures'}", "band=iqr")
     assert result.returncode == 0, result.stderr
     for evaluation in PANELS:
         pixels = image.imread(tmp_path / "figures" / f"evals-{evaluation}.png")
@@ -93,18 +93,18 @@ def test_learning_curves_of_a_grid_with_seed_bands(tmp_path):
     fig = learning_curves.curves_figure(curves, x="tokens")
     check_bands(fig.axes[0], curves, "tokens", "loss")
 
-    result = run_cli("parc.plot", "curves", str(tmp_path / "runs"), "--out", str(tmp_path / "figures"))
+    result = run_cli("parc.plot", "curves", str(tmp_path / "runs"), f"out={tmp_path / 'figures'}")
     assert result.returncode == 0, result.stderr
     assert image.imread(tmp_path / "figures" / "curves.png").shape[1] == pytest.approx(4.6 * 120, abs=2)
 
 
 @pytest.mark.parametrize("args, message", [(["evals", "{empty}"], "error: no results.parquet"),
-                                           (["evals", "{evals}", "--band", "sd"], "error: --band sd"),
+                                           (["evals", "{evals}", "band=sd"], "error: band='sd'"),
                                            (["curves", "{empty}"], "error: no metrics.jsonl")])
 def test_plot_bad_input(tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     results_table(tmp_path / "evals") if "{evals}" in args else None
     args = [a.format(empty=tmp_path / "empty", evals=tmp_path / "evals") for a in args]
-    result = run_cli("parc.plot", *args, "--out", str(tmp_path / "figures"))
+    result = run_cli("parc.plot", *args, f"out={tmp_path / 'figures'}")
     assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
     assert not (tmp_path / "figures").exists()

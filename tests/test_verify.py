@@ -23,9 +23,9 @@ def test_a_grid_is_checked_and_damage_is_reported(run, tmp_path):
     result = run_cli("parc.verify", str(grid), env={"COLUMNS": "250"})  # wide enough that no cell wraps
     assert result.returncode == 1
     assert "5 ok, 1 damaged" in result.stdout and "does not match its sha256" in result.stdout
-    assert run_cli("parc.verify", str(grid), "--size-only").returncode == 0  # sizes alone cannot see it
+    assert run_cli("parc.verify", str(grid), "size_only=true").returncode == 0  # sizes alone cannot see it
 
-    report = json.loads(run_cli("parc.verify", str(grid / "pythia-seed1-shard0"), "--json").stdout)
+    report = json.loads(run_cli("parc.verify", str(grid / "pythia-seed1-shard0"), "json=true").stdout)
     rows = report["runs"][str(grid / "pythia-seed1-shard0")]
     assert [(r["step"], r["status"]) for r in rows] == [(0, "ok"), (1, "damaged"), (2, "ok")]
     assert rows[1]["problem"].startswith("training_state/optimizer.pt does not match")

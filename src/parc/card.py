@@ -12,31 +12,24 @@ quickstart, evaluations, the loss curve, citation.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
-from parc.errors import ParcError, exit_on_error
+from parc.cli import Command, Key, Paths
+from parc.errors import exit_on_error
 
-OWN = ("out", "evals")
+COMMAND = Command("parc.card", __doc__, paths=Paths("run output_dir"),
+                  example="python -m parc.card runs/parc/pythia-seed0-shard0",
+                  keys=(Key("out", Path, None, "where README.md and loss_curve.png go (default the run directory)"),
+                        Key("evals", Path, None, "parc.evaluate's out= (default <run>/../evals)")))
 
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {__doc__}")
-        return
-    from parc.config import split_own_args
-
-    own, rest = split_own_args(argv, OWN)
-    if len(rest) != 1 or "=" in rest[0]:
-        raise ParcError(f"give one run directory and optionally out=<dir> evals=<dir>, not {' '.join(rest) or 'nothing'}"
-                        "; e.g. python -m parc.card runs/parc/pythia-seed0-shard0")
+    args = COMMAND.parse(argv)
     from parc.hub import write_card
 
-    write_card(Path(rest[0]), Path(own["out"]) if own.get("out") else None,
-               Path(own["evals"]) if own.get("evals") else None)
+    write_card(args.paths[0], args.out, args.evals)
 
 
 if __name__ == "__main__":

@@ -1,35 +1,39 @@
-"""`python -m parc.compare <evals dir> --metric M --a arch=pythia --b arch=mamba [--step N] [--task T]`.
+"""`python -m parc.compare <evals dir> metric=M a=arch=pythia b=arch=mamba [step=N] [task=T] [json=true]`.
 
 The difference A - B on one metric of parc.evaluate's table between two selections (two architectures at one
-step, or two steps: `--a step=100 --b step=200`), with bootstrap 95 % intervals over seeds and, where
-per-example results exist, over seeds and examples (MultiBERTs' Multi-Bootstrap). Deterministic: `--seed`.
+step, or two steps: `a=step=100 b=step=200`; several filters: `a=arch=rwkv,step=640`), with bootstrap 95 %
+intervals over seeds and, where per-example results exist, over seeds and examples (MultiBERTs'
+Multi-Bootstrap). Deterministic: `seed=`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
+from typing import List, Optional
 
+from parc.cli import REQUIRED, STRS, Command, Key, Paths
 from parc.errors import exit_on_error
+
+COMMAND = Command(
+    "parc.compare", __doc__, paths=Paths("evals dir"),
+    keys=(Key("metric", str, REQUIRED, "the metric column to compare"),
+          Key("a", STRS, REQUIRED, "column=value filters of selection A", example="arch=pythia"),
+          Key("b", STRS, REQUIRED, "column=value filters of selection B", example="arch=mamba"),
+          Key("step", int, None, "the step of both selections"),
+          Key("task", str, None, "the task, when the metric is reported for several"),
+          Key("samples", int, 2000, "bootstrap resamples"),
+          Key("seed", int, 0, "seed of the resampling"),
+          Key("json", bool, False, "print the result as one JSON object")),
+    deprecated={f"--{name}": name for name in ("metric", "a", "b", "step", "task", "samples", "seed", "json")},
+    example="python -m parc.compare runs/demo/evals metric=loss a=arch=pythia b=arch=mamba")
 
 
 @exit_on_error
-def main(argv=None) -> None:
+def main(argv: Optional[List[str]] = None) -> None:
+    args = COMMAND.parse(argv)
     from parc.study import compare_evals as compare, describe_comparison as describe, parse_filters
 
-    parser = argparse.ArgumentParser(prog="python -m parc.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("evals", help="the out= directory of python -m parc.evaluate")
-    parser.add_argument("--metric", required=True)
-    parser.add_argument("--task", help="the task, when the metric is reported for several")
-    parser.add_argument("--a", action="append", required=True, help="column=value filters of selection A")
-    parser.add_argument("--b", action="append", required=True, help="column=value filters of selection B")
-    parser.add_argument("--step", type=int, help="the step of both selections")
-    parser.add_argument("--samples", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    args = parser.parse_args(argv)
-    result = compare(Path(args.evals), args.metric, parse_filters(args.a), parse_filters(args.b), args.step,
+    result = compare(args.paths[0], args.metric, parse_filters(args.a), parse_filters(args.b), args.step,
                      args.task, args.samples, args.seed)
     print(json.dumps(result) if args.json else describe(result))
 

@@ -245,37 +245,6 @@ def quote_branch_template(override: str) -> str:
     return override
 
 
-def split_own_args(argv: List[str], names) -> tuple[Dict[str, str], List[str]]:
-    """An entry point's own `key=value` arguments (keys in `names`), and the training overrides left for compose."""
-    own, overrides = {}, []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key in names:
-            own[key] = value
-        else:
-            overrides.append(arg)
-    return own, overrides
-
-
-def own_int(name: str, text: str) -> int:
-    """An entry point's own integer argument, or a one-line error naming it."""
-    try:
-        return int(text)
-    except ValueError:
-        raise ParcError(f"{name}={text!r} is not an integer: pass {name}=N") from None
-
-
-def own_ints(name: str, text: str, example: str = "0,1,2") -> List[int]:
-    """An entry point's own comma-separated integers (brackets allowed, `steps=[10,20]`); at least one."""
-    try:
-        values = [int(part) for part in text.strip().strip("[]").split(",") if part.strip()]
-    except ValueError:
-        raise ParcError(f"{name}={text!r} must be comma-separated integers, e.g. {name}={example}") from None
-    if not values:
-        raise ParcError(f"{name}= is empty: give comma-separated integers, e.g. {name}={example}")
-    return values
-
-
 def describe_compose_error(exc: BaseException) -> str:
     """Condense a Hydra/OmegaConf composition error to one line that names the problem and the fix."""
     text = str(exc)

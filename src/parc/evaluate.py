@@ -7,26 +7,37 @@ into one tidy table, `<out>/results.parquet` + `.csv`, with per-example results 
     python -m parc.evaluate runs=runs/demo eval.tasks=[my_task] eval.include_path=tasks/ eval.batch_size=16
 
 Own arguments: runs= (comma-separated run dirs, grid roots, HF model dirs, hub:<repo>[@<rev>]), steps= (comma-
-separated; default every checkpoint), out= (default <root of the first run>/evals), pattern= (a regex with named
-groups arch/size/seed/shard/step for names without manifests), part= / num_parts= (evaluate every num_parts-th
-checkpoint starting at part: Slurm array tasks). Everything else is a Hydra override of parc/configs/evaluate.yaml
-and its `eval/` group (parc.study.evaluations.settings lists the keys). Reruns evaluate only what is missing.
+separated, ranges allowed; default every checkpoint), out= (default <root of the first run>/evals), pattern= (a
+regex with named groups arch/size/seed/shard/step for names without manifests), part= / num_parts= (evaluate every
+num_parts-th checkpoint starting at part: Slurm array tasks). Everything else is a Hydra override of
+parc/configs/evaluate.yaml and its `eval/` group (parc.study.evaluations.settings lists the keys). Reruns evaluate only
+what is missing.
 """
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 from typing import List, Optional
 
+from parc.cli import INTS, REQUIRED, Command, Key
 from parc.errors import exit_on_error
+
+COMMAND = Command(
+    "parc.evaluate", __doc__, overrides=True, example="python -m parc.evaluate runs=runs/demo",
+    keys=(Key("runs", str, REQUIRED, "run dirs, grid roots, HF model dirs or hub:<org/name>[@<revision>]"),
+          Key("steps", INTS, None, "checkpoints to evaluate (default all)", example="10,20,40"),
+          Key("out", Path, None, "the table's directory (default <root of the first run>/evals)"),
+          Key("pattern", str, None, "regex with named groups arch/size/seed/shard/step, for names without manifests"),
+          Key("part", int, 0, "this task's share of the checkpoints (Slurm arrays)"),
+          Key("num_parts", int, 1, "how many shares")))
 
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    from parc.config import split_own_args
-    from parc.study import OWN_EVALUATE_ARGS, run_evaluate
+    args = COMMAND.parse(argv)
+    from parc.study import run_evaluate
 
-    run_evaluate(*split_own_args(list(sys.argv[1:] if argv is None else argv), OWN_EVALUATE_ARGS))
+    run_evaluate(args.runs, args.overrides, args.steps, args.out, args.pattern, args.part, args.num_parts)
 
 
 if __name__ == "__main__":

@@ -1,26 +1,29 @@
-"""`python -m parc.phases runs=<runs or grid root> [out=] [stimuli=] [phases.vectors=<fastText .bin or .vec>]`:
+"""`python -m parc.phases runs=<runs or grid root> [out=] [stimuli=] [vectors=<fastText .bin or .vec>]`:
 correlations, regressions, model agreement and the phase figures from `<out>/surprisal.parquet` and
 `<out>/ngrams.parquet` (see parc.study.phases.statistics)."""
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 from typing import List, Optional
 
-from parc.errors import ParcError, exit_on_error
+from parc.cli import Command, Key
+from parc.errors import exit_on_error
 
-OWN_ARGS = ("runs", "out", "stimuli", "phases.vectors")
+COMMAND = Command("parc.phases", __doc__, example="python -m parc.phases runs=runs/demo",
+                  keys=(Key("runs", str, None, "runs or a grid root (their analysis is <root>/analysis)"),
+                        Key("out", Path, None, "the analysis directory (default <root of runs>/analysis)"),
+                        Key("stimuli", str, None, "the stimulus set scored (when out= holds several)"),
+                        Key("vectors", Path, None, "fastText vectors (.bin or .vec; default <out>/fasttext.bin)")),
+                  deprecated={"phases.vectors": "vectors"})
 
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    from parc.config import split_own_args
+    args = COMMAND.parse(argv)
     from parc.study import run_phases
 
-    own, unknown = split_own_args(sys.argv[1:] if argv is None else argv, OWN_ARGS)
-    if unknown:
-        raise ParcError(f"unknown argument {unknown[0]!r}: parc.phases takes {', '.join(k + '=' for k in OWN_ARGS)}")
-    run_phases(own)
+    run_phases(args.out, args.runs, args.stimuli, args.vectors)
 
 
 if __name__ == "__main__":

@@ -5,19 +5,20 @@ Takes the same overrides as `python -m parc.train`, so the data it writes is exa
 
 from __future__ import annotations
 
-import sys
 from typing import List, Optional
 
+from parc.cli import Command
 from parc.config import compose
-
 from parc.data import prepare_data
-from parc.training import validate
 from parc.errors import exit_on_error
+from parc.training import validate
+
+COMMAND = Command("parc.prepare", __doc__, overrides=True, example="python -m parc.prepare data=demo")
 
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
-    cfg = compose(sys.argv[1:] if argv is None else argv)
+    cfg = compose(COMMAND.parse(argv).overrides)
     validate(cfg)
     print(prepare_data(cfg).summary, flush=True)
 

@@ -7,16 +7,19 @@ as for training; `data=demo` alone means the demo grid (experiment=demo).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
-from parc.config import compose, own_int, own_ints, split_own_args
-
-from parc.training import validate
+from parc.cli import INTS, Command, Key
 from parc.errors import exit_on_error
 
-OWN_ARGS = ("out", "train", "val", "test", "sample_seed", "shards")
+COMMAND = Command("parc.stimuli", __doc__, overrides=True, example="python -m parc.stimuli data=demo train=200",
+                  keys=(Key("out", Path, None, "the .stims file to write (default stimuli/<data.name>.stims)"),
+                        Key("train", int, None, "stimuli in the training split (default 1000)"),
+                        Key("val", int, None, "stimuli in the validation split (default 500)"),
+                        Key("test", int, None, "stimuli in the test split (default 500)"),
+                        Key("sample_seed", int, None, "seed of the sampling (default the paper's)"),
+                        Key("shards", INTS, None, "leave out the text of these data shards (their runs train on it)")))
 
 
 def demo_defaults(overrides: List[str]) -> List[str]:
@@ -27,16 +30,17 @@ def demo_defaults(overrides: List[str]) -> List[str]:
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
+    args = COMMAND.parse(argv)
+    from parc.config import compose
     from parc.study import DEFAULT_SIZES, PAPER_SEED, build_stimuli
+    from parc.training import validate
 
-    own, overrides = split_own_args(sys.argv[1:] if argv is None else argv, OWN_ARGS)
-    cfg = compose(demo_defaults(overrides))
+    cfg = compose(demo_defaults(args.overrides))
     validate(cfg)
-    sizes = {split: own_int(split, own.get(split, str(size))) for split, size in DEFAULT_SIZES.items()}
-    shards = own_ints("shards", own["shards"]) if own.get("shards", "").strip() else []
-    out = Path(own.get("out", f"stimuli/{cfg.data.name}.stims"))
-    report = build_stimuli(cfg, out, sizes, own_int("sample_seed", own.get("sample_seed", str(PAPER_SEED))), shards)
-    print(report.summary, flush=True)
+    sizes = {split: size if getattr(args, split) is None else getattr(args, split) for split, size in DEFAULT_SIZES.items()}
+    out = args.out or Path(f"stimuli/{cfg.data.name}.stims")
+    seed = PAPER_SEED if args.sample_seed is None else args.sample_seed
+    print(build_stimuli(cfg, out, sizes, seed, args.shards or []).summary, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,31 @@
-"""`python -m parc.sync <output_dir>`: push the checkpoints a run staged (hub.mode=offline) or left pending
-(crash, preemption, lost network) to its Hub repo — exactly those, in step order, then `main` if the run
+"""`python -m parc.sync <output_dir> [dry_run=true]`: push the checkpoints a run staged (hub.mode=offline) or left
+pending (crash, preemption, lost network) to its Hub repo — exactly those, in step order, then `main` if the run
 finished. Everything it needs (repo, privacy, what to push) is in `<output_dir>/hub_journal/`; the endpoint
-and token are huggingface_hub's usual settings (HF_ENDPOINT, HF_TOKEN or `hf auth login`).
+and token are huggingface_hub's usual settings (HF_ENDPOINT, HF_TOKEN or `hf auth login`). `dry_run=true` lists
+what would be pushed and pushes nothing.
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from typing import List, Optional
 
+from parc.cli import Command, Key, Paths
 from parc.errors import exit_on_error
+
+COMMAND = Command("parc.sync", __doc__, paths=Paths("output_dir"),
+                  keys=(Key("dry_run", bool, False, "list what would be pushed, push nothing"),),
+                  deprecated={"--dry-run": "dry_run"}, example="python -m parc.sync runs/parc/pythia-seed0-shard0")
 
 
 @exit_on_error
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m parc.sync", description=__doc__.split("\n\n")[0])
-    parser.add_argument("output_dir", type=Path, help="the run's output_dir (holds hub_journal/)")
-    parser.add_argument("--dry-run", action="store_true", help="list what would be pushed, push nothing")
-    args = parser.parse_args(argv)
-
+def main(argv: Optional[List[str]] = None) -> None:
+    args = COMMAND.parse(argv)
     from parc.hub import sync_pending
     from parc.training import log_to_stderr
 
     log_to_stderr()
-    sync_pending(args.output_dir, args.dry_run)
+    sync_pending(args.paths[0], args.dry_run)
+
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,7 @@ branches byte-identical to the final model) and Stanford's Mistral runs too (`ma
 the manifest's size and sha256 of every listed file against the files on the branch (sha256 from the
 Hub's LFS metadata where it has one, else from the downloaded file), the manifest's step against the
 branch name, revisions whose weights are identical (by weight hash: any repo, manifest or not), scheduled
-steps without a revision, and `main` against the final step. With a local run (`--local <output_dir>`)
+steps without a revision, and `main` against the final step. With a local run (`local=<output_dir>`)
 it also compares each revision with the local checkpoint it came from. It only reads; `repair` re-pushes
 what is wrong from the local checkpoints through the run's journal (so the commit budget applies), and
 refuses repositories Parc did not write (no manifests: Pythia's, for instance).
@@ -162,7 +162,7 @@ def repair(report: dict, output_dir: Path) -> List[str]:
 
     if not report["written_by_parc"]:
         raise ParcError(f"{report['repo_id']} was not written by Parc (no {MANIFEST} on any revision): the audit "
-                        "is read-only there; --repair only re-pushes Parc's own revisions")
+                        "is read-only there; repair=true only re-pushes Parc's own revisions")
     publisher = Publisher.from_journal(Path(output_dir))
     if publisher.repo_id != report["repo_id"]:
         raise ParcError(f"{output_dir} publishes to {publisher.repo_id}, not {report['repo_id']}: give the "
@@ -200,7 +200,7 @@ def render(report: dict) -> str:
     if "diffs" in report:
         from parc.hub.weightdiff import render as render_diffs
 
-        lines += ["weight diffs (--diffs):", render_diffs({"revisions": report["diffs"]})]
+        lines += ["weight diffs (diffs=true):", render_diffs({"revisions": report["diffs"]})]
     lines.append("audit: clean" if report["ok"] else "audit: PROBLEMS FOUND")
     return "\n".join(lines)
 

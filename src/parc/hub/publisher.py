@@ -151,7 +151,7 @@ class Publisher:
 
     def requeue(self, step: int, main: bool = False) -> str:
         """Journal a push of local checkpoint `step` again (to its revision, or to main), made even where the
-        revision looks complete: an audit found it wrong (parc.revisions --repair). Returns the revision."""
+        revision looks complete: an audit found it wrong (parc.revisions repair=true). Returns the revision."""
         revision = MAIN if main else self.revision(step)
         self._stage(revision, step, checkpoint_path(Path("."), step).name, force=True)
         return revision

@@ -76,13 +76,13 @@ def run_revisions(repo_id: Optional[str], branch: Optional[str], audit: bool, lo
     from parc.hub.publisher import refuse_offline_env
 
     if (repo_id is None) == (grid is None):
-        raise ParcError("give either a repo id (org/name) or --grid <run root>")
+        raise ParcError("give either a repo id (org/name) or grid=<run root>")
     if (local or repair or grid or diffs) and not audit:
-        raise ParcError("--local, --repair, --grid and --diffs go with --audit: add --audit")
+        raise ParcError("local=, repair=, grid= and diffs= go with audit=true: add audit=true")
     if repair and local is None and grid is None:
-        raise ParcError("--repair re-pushes from the local checkpoints: add --local <output_dir> of the run")
+        raise ParcError("repair=true re-pushes from the local checkpoints: add local=<output_dir> of the run")
     if local is not None and not local.is_dir():
-        raise ParcError(f"--local {local} is not a directory: give the run's output_dir")
+        raise ParcError(f"local={local} is not a directory: give the run's output_dir")
     refuse_offline_env()
     if grid is not None:
         from parc.hub.audit import grid_table

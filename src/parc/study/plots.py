@@ -149,9 +149,9 @@ def save_figure(fig, stem: Path, formats: Sequence[str] = ("png", "pdf")) -> Lis
 
 def check_choices(band: str, x: str) -> None:
     if band not in BANDS:
-        raise ParcError(f"--band {band}: choose one of {', '.join(BANDS)}")
+        raise ParcError(f"band={band}: choose one of {', '.join(BANDS)}")
     if x not in X_AXES:
-        raise ParcError(f"--x {x}: choose one of {', '.join(X_AXES)}")
+        raise ParcError(f"x={x}: choose one of {', '.join(X_AXES)}")
 
 
 def group_label(frame) -> "object":

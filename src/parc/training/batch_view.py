@@ -1,8 +1,9 @@
 """The exact batch an optimizer update consumed, from a run's config alone (parc.batch).
 
-`show_batch(argv)`: `step=N [out=path.npy] [decode=true]` plus training overrides, or `run=<output_dir>` (that
-run's own config and recorded data, from any directory) -> the global batch of update N printed as token ids (or decoded text, or saved atomically as .npy), with its batch hash, which
-equals the `batch_hash` of step N in that run's metrics.jsonl.
+`show_batch(step, overrides, out, decode, run)`: the config from training overrides, or `run=` (that run's own
+config and recorded data, from any directory) -> the global batch of update N printed as token ids (or decoded
+text, or saved atomically as .npy), with its batch hash, which equals the `batch_hash` of step N in that run's
+metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -10,33 +11,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
-from parc.config import compose, split_own_args
+from parc.config import compose
 from parc.data.stream import BatchPlan, batch_hash, open_stream
 from parc.data.tokenizer import load_saved_tokenizer
 from parc.errors import ParcError
 from parc.training.runconfig import config_on_this_machine, validate
-
-OWN_ARGS = ("step", "out", "decode", "run")
-
-
-def split_args(argv: List[str]) -> tuple[dict, List[str]]:
-    """(this command's own key=value args, the training overrides left for compose)."""
-    own, overrides = split_own_args(argv, OWN_ARGS)
-    if "step" not in own:
-        raise ParcError("which batch? pass step=N (1-based: step N is the batch of optimizer update N)")
-    try:
-        own["step"] = int(own["step"])
-    except ValueError:
-        raise ParcError(f"step={own['step']!r} is not an integer: pass step=N") from None
-    decode = own.get("decode", "false").lower()
-    if decode not in ("true", "false"):
-        raise ParcError(f"decode={own['decode']!r}: use decode=true or decode=false")
-    own["decode"] = decode == "true"
-    return own, overrides
 
 
 def run_config_here(run_dir: Path, overrides: List[str]):
@@ -53,12 +36,13 @@ def run_config_here(run_dir: Path, overrides: List[str]):
     return cfg
 
 
-def show_batch(argv: List[str]) -> None:
-    own, overrides = split_args(argv)
-    cfg = compose(overrides) if not own.get("run") else run_config_here(Path(own["run"]), overrides)
+def show_batch(step: int, overrides: List[str], out: Optional[Path] = None, decode: bool = False,
+               run: Optional[Path] = None) -> None:
+    """Print (or save to `out`, or decode) the global batch of optimizer update `step`, with its batch hash; the
+    config is composed from `overrides`, or is the run in `run`'s own (the overrides applied to it)."""
+    cfg = compose(overrides) if run is None else run_config_here(Path(run), overrides)
     validate(cfg)
     plan = BatchPlan.from_config(cfg, open_stream(cfg))
-    step = own["step"]
     batch = plan.batch(step)
     header = (f"# step {step} of {plan.max_steps}: batch hash {batch_hash(batch)}, {batch.shape[0]} x {batch.shape[1]} "
               f"tokens, shard {plan.shard}, data_seed {plan.data_seed}, data {plan.stream.dir}")
@@ -68,8 +52,8 @@ def show_batch(argv: List[str]) -> None:
     change = plan.edits.intervention if plan.edits is not None else None
     if change is not None:
         header += f"\n# intervention {change.name} from step {change.step + 1} on"
-    if own.get("out"):
-        out = Path(own["out"])
+    if out is not None:
+        out = Path(out)
         if not out.parent.is_dir():
             raise ParcError(f"out={out}: directory {out.parent} does not exist; create it or choose another path")
         tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
@@ -79,7 +63,7 @@ def show_batch(argv: List[str]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, out)
         print(f"{header}; saved to {out}")
-    elif own["decode"]:
+    elif decode:
         tokenizer = load_saved_tokenizer(plan.stream.tokenizer_dir)
         print(header)
         for row, ids in enumerate(batch):

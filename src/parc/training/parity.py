@@ -29,12 +29,11 @@ from typing import Dict, List, Optional
 
 import torch
 
-from parc.config import compose, split_own_args
+from parc.config import compose
 from parc.training.runconfig import validate
 from parc.training.lr_neox import warmup_iters
 from parc.errors import ParcError
 
-OWN_ARGS = ("steps", "tolerance")
 DEFAULT_STEPS = 50
 DEFAULT_TOLERANCE = 1e-4
 
@@ -57,20 +56,10 @@ class Side:
         return (len(ends) - 1) * tokens_per_step / (ends[-1] - ends[0])
 
 
-def split_args(argv: List[str]) -> tuple[dict, List[str]]:
-    """(steps, tolerance) and the training overrides, with experiment=demo unless one is named."""
-    given, overrides = split_own_args(argv, OWN_ARGS)
-    own = {"steps": str(DEFAULT_STEPS), "tolerance": str(DEFAULT_TOLERANCE), **given}
-    try:
-        steps, tolerance = int(own["steps"]), float(own["tolerance"])
-    except ValueError:
-        raise ParcError(f"steps={own['steps']!r} tolerance={own['tolerance']!r}: pass an integer number of steps "
-                        "and a number, e.g. steps=50 tolerance=1e-4") from None
-    if steps < 1 or not tolerance >= 0:
-        raise ParcError(f"steps={steps} tolerance={tolerance}: steps must be >= 1 and tolerance >= 0")
-    if not any(arg.startswith("experiment=") for arg in overrides):
-        overrides.insert(0, "experiment=demo")
-    return {"steps": steps, "tolerance": tolerance}, overrides
+def with_default_experiment(overrides: List[str]) -> List[str]:
+    """The training overrides, with experiment=demo unless one is named (the harness's tiny default)."""
+    named = any(arg.startswith("experiment=") for arg in overrides)
+    return list(overrides) if named else ["experiment=demo", *overrides]
 
 
 def parity_config(overrides: List[str], steps: int):
@@ -257,14 +246,15 @@ def _num(value: Optional[float]) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6f}"
 
 
-def run_parity(argv: List[str]) -> bool:
-    """Parse, run both sides, print the comparison; returns whether it is within the tolerance."""
+def run_parity(overrides: List[str], steps: int = DEFAULT_STEPS, tolerance: float = DEFAULT_TOLERANCE) -> bool:
+    """Run both sides for `steps` steps, print the comparison; returns whether it is within `tolerance`."""
     from parc.training.runconfig import Plan
     from parc.data.prepare import ensure_prepared
     from parc.data.stream import BatchPlan
 
-    own, overrides = split_args(argv)
-    cfg = parity_config(overrides, own["steps"])
+    if steps < 1 or not tolerance >= 0:
+        raise ParcError(f"steps={steps} tolerance={tolerance}: steps must be >= 1 and tolerance >= 0")
+    cfg = parity_config(with_default_experiment(overrides), steps)
     stream = ensure_prepared(cfg)
     batches = BatchPlan.from_config(cfg, stream)
     plan = Plan.build(cfg, world_size=1)
@@ -274,6 +264,6 @@ def run_parity(argv: List[str]) -> bool:
           flush=True)
     ours, initial = run_ours(cfg, batches, stream.tokenizer_dir)
     reference = run_reference(cfg, batches, stream.tokenizer_dir, initial, plan.accumulation)
-    text, worst = report(ours, reference, own["tolerance"])
+    text, worst = report(ours, reference, tolerance)
     print(text, flush=True)
-    return worst <= own["tolerance"]
+    return worst <= tolerance

@@ -7,15 +7,16 @@ parc.evaluate wrote:
     similarity.py     hidden states of checkpoints on fixed held-out sequences; which pairs to compare
     outlier_table.py  the seed outlier alarm (parc.training.outliers) on loss and evaluated metrics
     figures.py        their figures, through parc.study.plots
-    command.py        the subcommands: argument checks, tables, figures, summaries
+    command.py        the subcommands, with typed arguments: checks, tables, figures, summaries
 
-Checkpoint weight diffs live in parc.hub.weightdiff (so parc.revisions --audit --diffs can use them).
+Checkpoint weight diffs live in parc.hub.weightdiff (so parc.revisions audit=true diffs=true can use them).
 Part of the study layer: may import every other package; nothing but the faces imports it.
 """
 
 from parc import lazy_exports
 
-PUBLIC = {"run_dynamics": "command", "linear_cka": "cka", "effective_rank": "cka", "noise_table": "noise",
+PUBLIC = {"run_noise": "command", "run_similarity": "command", "run_diffs": "command", "run_outliers": "command",
+          "linear_cka": "cka", "effective_rank": "cka", "noise_table": "noise",
           "similarity_table": "similarity"}
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)

@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import List, Optional, Sequence
 
 from parc.errors import ParcError
-
-COMMANDS = ("noise", "similarity", "diffs", "outliers")
-OWN = {"noise": ("evals", "out"),
-       "similarity": ("runs", "steps", "pattern", "pairs", "layers", "sequences", "max_tokens", "out"),
-       "diffs": ("runs", "branch", "tolerance", "out"),
-       "outliers": ("runs", "evals", "k", "out")}
 
 
 def write_table(frame, path: Path) -> Path:
@@ -30,30 +24,23 @@ def write_table(frame, path: Path) -> Path:
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def own_float(name: str, text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ParcError(f"{name}={text!r} is not a number: pass {name}=<number>") from None
-
-
-def prepare_out(own: Dict[str, str], fallback_runs_key: str, leaf: str = "dynamics") -> Path:
+def prepare_out(out: Optional[Path], runs: str, leaf: str = "dynamics") -> Path:
+    """`out`, or `<root of the first run>/<leaf>`; refused before any work when it cannot be written."""
     from parc.study.evaluations.loop import check_writable
     from parc.study.sources.runs import default_out
 
-    out = Path(own["out"]) if own.get("out") else default_out(own[fallback_runs_key], leaf)
+    out = Path(out) if out is not None else default_out(runs, leaf)
     check_writable(out)
     return out
 
 
-def run_noise(own: Dict[str, str], echo=print) -> None:
+def run_noise(evals: Path, out: Optional[Path] = None, echo=print) -> None:
+    """Seed / checkpoint / item variance and MDE from parc.evaluate's table in `evals` -> `out` (default evals)."""
     from parc.study.dynamics.figures import noise_figures
     from parc.study.dynamics.noise import noise_table
 
-    if "evals" not in own:
-        raise ParcError("noise needs evals=<the out= directory of python -m parc.evaluate>, e.g. evals=runs/demo/evals")
-    noise, pairs = noise_table(Path(own["evals"]))
-    out = Path(own.get("out") or own["evals"])
+    noise, pairs = noise_table(Path(evals))
+    out = Path(out or evals)
     written = [write_table(noise, out / "noise.parquet"), write_table(pairs, out / "noise-pairs.parquet")]
     written += noise_figures(noise, pairs, out)
     for key, rows in noise.groupby(["arch", "evaluation", "task", "metric"], sort=True):
@@ -66,29 +53,27 @@ def run_noise(own: Dict[str, str], echo=print) -> None:
     echo(f"parc.dynamics noise: {len(noise)} rows -> {', '.join(str(p) for p in written[:2])} (+{len(written) - 2} figures)")
 
 
-def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> None:
+def run_similarity(runs: str, overrides: List[str], steps: Optional[List[int]] = None, pattern: Optional[str] = None,
+                   pairs: Sequence[str] = ("steps", "seeds", "archs"), layers: str = "diagonal", sequences: int = 32,
+                   max_tokens: int = 4096, out: Optional[Path] = None, echo=print) -> None:
+    """CKA and effective rank of hidden states between checkpoints of `runs`; `overrides` of configs/evaluate.yaml
+    (eval.heldout.*, eval.batch_size, eval.fast_path) choose the held-out sequences and how they are run."""
     import numpy as np
 
-    from parc.config import own_int
     from parc.study.dynamics.figures import similarity_figures
     from parc.study.dynamics.similarity import check_kinds, held_out, loader, score
     from parc.study.evaluations.settings import register_evaluate_schema
-    from parc.study.evaluations.command import parse_steps
     from parc.study.sources.model_cache import ModelCache
     from parc.study.sources.runs import resolve_runs
 
-    if "runs" not in own:
-        raise ParcError("similarity needs runs=<run dirs, grid roots or hub:org/name>, e.g. runs=runs/demo")
-    kinds = [k for k in own.get("pairs", "steps,seeds,archs").split(",") if k]
-    layers = own.get("layers", "diagonal")
+    kinds = list(pairs)
     if layers not in ("diagonal", "all"):
         raise ParcError(f"layers={layers}: choose diagonal (layer i with layer i) or all (every pair)")
-    sequences, max_tokens = own_int("sequences", own.get("sequences", "32")), own_int("max_tokens", own.get("max_tokens", "4096"))
     if sequences < 4:
         raise ParcError(f"sequences={sequences}: CKA needs at least 4 held-out sequences")
     check_kinds(kinds)  # a bad pairs= is refused before anything loads
-    refs = resolve_runs(own["runs"], parse_steps(own.get("steps")), own.get("pattern"))
-    out = prepare_out(own, "runs")
+    refs = resolve_runs(runs, steps, pattern)
+    out = prepare_out(out, runs)
     register_evaluate_schema()
     heldout = held_out(refs, overrides, sequences)
     from parc.config import compose
@@ -113,7 +98,9 @@ def run_similarity(own: Dict[str, str], overrides: List[str], echo=print) -> Non
          f"{scoring:.2f} s for {int((table['metric'] == 'cka').sum())} CKA values -> {written[0]}")
 
 
-def run_diffs(own: Dict[str, str], echo=print) -> None:
+def run_diffs(runs: str, branch: Optional[str] = None, tolerance: Optional[float] = None, out: Optional[Path] = None,
+              echo=print) -> None:
+    """Per-layer weight change of every revision of `runs` (run dirs or hub:org/name; comma-separated)."""
     import pandas as pd
 
     from parc.hub.reader import is_hub_spec, open_repo, parse_hub_spec
@@ -121,18 +108,16 @@ def run_diffs(own: Dict[str, str], echo=print) -> None:
     from parc.study.dynamics.figures import diffs_figure
     from parc.study.sources.runs import split_runs
 
-    if "runs" not in own:
-        raise ParcError("diffs needs runs=<run dirs or hub:org/name>, e.g. runs=hub:EleutherAI/pythia-160m")
-    tolerance = own_float("tolerance", own.get("tolerance", str(DEFAULT_TOLERANCE)))
-    out = prepare_out(own, "runs")
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    out = prepare_out(out, runs)
     rows, revisions = [], []
-    for item in split_runs(own["runs"]):
+    for item in split_runs(runs):
         if is_hub_spec(item):
             spec = parse_hub_spec(item, "runs")
             if spec.revision is not None:
                 raise ParcError(f"runs={item}: diffs compares every numbered revision of a repo: give hub:{spec.repo_id}")
             source, name = item, spec.repo_id.replace("/", "--")
-            found = hub_revisions(open_repo(spec.repo_id, own.get("branch"), what=f"runs={item}"))
+            found = hub_revisions(open_repo(spec.repo_id, branch, what=f"runs={item}"))
         else:
             source, name = str(Path(item).resolve()), Path(item).resolve().name
             if not Path(item).is_dir():
@@ -149,16 +134,15 @@ def run_diffs(own: Dict[str, str], echo=print) -> None:
     echo(f"parc.dynamics diffs: -> {out / 'diffs.parquet'}, {out / 'diffs-revisions.parquet'}")
 
 
-def run_outliers(own: Dict[str, str], echo=print) -> None:
+def run_outliers(runs: str, evals: Optional[Path] = None, k: float = 6.0, out: Optional[Path] = None,
+                 echo=print) -> None:
+    """Runs whose loss (or evaluation) curves leave their seeds' band by more than `k` robust SDs."""
     from parc.study.dynamics.outlier_table import outlier_table
 
-    if "runs" not in own:
-        raise ParcError("outliers needs runs=<grid root or run dirs>, e.g. runs=runs/parc")
-    k = own_float("k", own.get("k", "6"))
     if k <= 0:
         raise ParcError(f"k={k} must be positive (robust SDs)")
-    out = prepare_out(own, "runs")
-    table = outlier_table(own["runs"].split(","), Path(own["evals"]) if own.get("evals") else None, k)
+    out = prepare_out(out, runs)
+    table = outlier_table(runs.split(","), Path(evals) if evals else None, k)
     write_table(table, out / "outliers.parquet")
     flagged = table[table["flagged"]]
     for _, row in flagged.iterrows():
@@ -166,21 +150,3 @@ def run_outliers(own: Dict[str, str], echo=print) -> None:
              f"step {row['at_step']}, first over k={k:g} at step {row['first_step']}")
     echo(f"parc.dynamics outliers: {len(flagged)} of {len(table)} curves leave their seeds' band -> "
          f"{out / 'outliers.parquet'}")
-
-
-def run_dynamics(argv: List[str]) -> None:
-    from parc.config import split_own_args
-
-    if not argv or argv[0] not in COMMANDS:
-        raise ParcError(f"give a subcommand first: one of {', '.join(COMMANDS)} (python -m parc.dynamics noise "
-                        "evals=runs/demo/evals)")
-    command, rest = argv[0], argv[1:]
-    own, overrides = split_own_args(rest, OWN[command])
-    bad = [o for o in overrides if "=" not in o or (command != "similarity")]
-    if bad:
-        raise ParcError(f"{bad[0]!r} is not an argument of parc.dynamics {command}: it takes "
-                        f"{', '.join(k + '=' for k in OWN[command])}")
-    if command == "similarity":
-        run_similarity(own, overrides)
-    else:
-        {"noise": run_noise, "diffs": run_diffs, "outliers": run_outliers}[command](own)

@@ -1,16 +1,16 @@
 """parc.evaluate's job: `runs=` + an eval config -> the evaluated checkpoints' rows in one tidy table.
 
-`run_evaluate(own, overrides)` checks this command's own arguments (runs, steps, out, pattern, part /
-num_parts), composes parc/configs/evaluate.yaml with the overrides, resolves the checkpoints, builds the
-evaluations (bad input is refused before anything loads) and runs them through parc.study.evaluations.loop.
+`run_evaluate(runs, overrides, steps, out, pattern, part, num_parts)` checks the arguments, composes
+parc/configs/evaluate.yaml with the overrides, resolves the checkpoints, builds the evaluations (bad input is
+refused before anything loads) and runs them through parc.study.evaluations.loop.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from parc.config import compose, own_int, own_ints
+from parc.config import compose
 from parc.errors import ParcError
 from parc.study.evaluations.settings import evaluation_names, register_evaluate_schema, validate_eval
 from parc.study.evaluations import build_evaluations
@@ -18,31 +18,19 @@ from parc.study.sources.model_cache import ModelCache
 from parc.study.evaluations.loop import check_writable, run_evaluations
 from parc.study.sources.runs import default_out, resolve_runs
 
-OWN_EVALUATE_ARGS = ("runs", "steps", "out", "pattern", "part", "num_parts")
 
-
-def parse_steps(text: Optional[str]) -> Optional[List[int]]:
-    if text is None or text.strip() in ("", "all", "null"):
-        return None
-    return own_ints("steps", text, example="10,20,40")
-
-
-def run_evaluate(own: Dict[str, str], overrides: List[str]) -> None:
-    if "runs" not in own:
-        raise ParcError("runs= is required: pass run directories, grid roots or hub:<org/name>[@<revision>], e.g. "
-                        "python -m parc.evaluate runs=runs/demo")
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ParcError(f"{bad[0]!r} is not an argument: write key=value, e.g. eval=parc or eval.batch_size=16")
-    part, num_parts = own_int("part", own.get("part", "0")), own_int("num_parts", own.get("num_parts", "1"))
+def run_evaluate(runs: str, overrides: List[str], steps: Optional[List[int]] = None, out: Optional[Path] = None,
+                 pattern: Optional[str] = None, part: int = 0, num_parts: int = 1) -> None:
+    """Evaluate the checkpoints of `runs` (run dirs, grid roots, HF model dirs, hub:<repo>[@<rev>]; comma-separated)
+    at `steps` (None: every one) into `<out>/results.parquet`; `overrides` are of parc/configs/evaluate.yaml."""
     if num_parts < 1 or not 0 <= part < num_parts:
         raise ParcError(f"part={part} num_parts={num_parts}: need 0 <= part < num_parts")
     register_evaluate_schema()
     cfg = compose(overrides, config_name="evaluate")
     validate_eval(cfg.eval)
 
-    refs = resolve_runs(own["runs"], parse_steps(own.get("steps")), own.get("pattern"))
-    out = Path(own["out"]) if own.get("out") else default_out(own["runs"], "evals")
+    refs = resolve_runs(runs, steps, pattern)
+    out = Path(out) if out is not None else default_out(runs, "evals")
     check_writable(out)
     evaluations = build_evaluations(evaluation_names(cfg.eval), cfg.eval, refs)  # bad input is refused here
     cache = ModelCache(keep_downloads=cfg.eval.keep_downloads,

@@ -39,7 +39,7 @@ def parse_filters(items: Sequence[str]) -> Dict[str, str]:
         for pair in filter(None, item.split(",")):
             key, sep, value = pair.partition("=")
             if not sep or not key:
-                raise ParcError(f"selection {pair!r} is not column=value: pass e.g. --a arch=pythia --b arch=mamba")
+                raise ParcError(f"selection {pair!r} is not column=value: pass e.g. a=arch=pythia b=arch=mamba")
             filters[key.strip()] = value.strip()
     return filters
 
@@ -48,16 +48,16 @@ def select(table, filters: Dict[str, str], label: str):
     rows = table
     for key, wanted in filters.items():
         if key not in table.columns:
-            raise ParcError(f"--{label} {key}={wanted}: the table has no column {key!r}; use one of "
+            raise ParcError(f"{label}={key}={wanted}: the table has no column {key!r}; use one of "
                             f"{', '.join(c for c in table.columns if not c.startswith('_'))}")
         rows = rows[rows[key].astype(str) == wanted]
     if rows.empty:
-        raise ParcError(f"--{label} {','.join(f'{k}={v}' for k, v in filters.items())} selects no rows of this "
+        raise ParcError(f"{label}={','.join(f'{k}={v}' for k, v in filters.items())} selects no rows of this "
                         f"metric: check the values (python -m parc.plot evals shows what is there)")
     steps = sorted(rows["step"].unique())
     if len(steps) > 1:
-        raise ParcError(f"--{label} spans steps {', '.join(map(str, steps[:8]))}: pass --step N (or step=N in "
-                        f"--{label})")
+        raise ParcError(f"{label}= spans steps {', '.join(map(str, steps[:8]))}: pass step=N (or step=N in "
+                        f"{label}=)")
     return rows
 
 
@@ -67,7 +67,7 @@ def metric_rows(table, metric: str, task: Optional[str]):
     rows = table[table["metric"] == metric]
     tasks = sorted(rows["task"].unique())
     if task is None and len(tasks) > 1:
-        raise ParcError(f"metric {metric!r} is reported for several tasks ({', '.join(tasks)}): pass --task")
+        raise ParcError(f"metric {metric!r} is reported for several tasks ({', '.join(tasks)}): pass task=")
     if task is not None:
         if task not in tasks:
             raise ParcError(f"metric {metric!r} has no task {task!r}: choose among {', '.join(tasks)}")
@@ -83,7 +83,7 @@ def build_side(rows, label: str, examples=None, metric: str = "") -> Side:
     rows = rows.sort_values(RUN_COLUMNS, kind="mergesort", na_position="first")
     runs = [run_key(r) for _, r in rows.iterrows()]
     if len(set(runs)) != len(runs):
-        raise ParcError(f"--{label} selects several rows per run (more than one evaluation or revision): "
+        raise ParcError(f"{label}= selects several rows per run (more than one evaluation or revision): "
                         f"narrow it, e.g. with evaluation=... or revision=...")
     side = Side(label, runs, rows["value"].to_numpy(dtype=float))
     if examples is not None and metric in examples.columns:

@@ -29,7 +29,7 @@ def eval_figures(table, band: str = "t95", x: str = "step") -> Dict[str, object]
     if table.empty:
         raise ParcError("the results table holds no values to plot: run python -m parc.evaluate first")
     if table[x].isna().any():
-        raise ParcError(f"some rows have no {x} (foreign checkpoints): plot with --x step")
+        raise ParcError(f"some rows have no {x} (foreign checkpoints): plot with x=step")
     table["line"] = group_label(table)
     table["panel"] = table["task"].astype(str) + " / " + table["metric"].astype(str)
     figures = {}

@@ -6,7 +6,7 @@ For each stimulus (context words w_1..w_n, then the target t), with v(.) a word'
     context_similarity_weighted  = 1 - cosine_distance(v(t), sum_i (i / sum_j j) v(w_i))
 
 i counts the context words from the start, so the last word (nearest the target) weighs most. Vectors come
-from `phases.vectors=`: a fastText `.bin` (read with gensim's `load_facebook_vectors`, so every word gets a
+from `vectors=` (parc.phases): a fastText `.bin` (read with gensim's `load_facebook_vectors`, so every word gets a
 vector from its character n-grams, as the paper's cc.en.300.bin), a text `.vec` (streamed once, keeping the
 stimuli's words; a word without a vector is left out of the mean), or, offline, vectors trained by
 `train_vectors` on the training text with gensim's FastText (one worker, fixed seed: the same text gives the
@@ -41,7 +41,7 @@ def read_vectors(path: Path, words: Iterable[str]) -> Dict[str, np.ndarray]:
     """The vectors of `words` from a fastText `.bin` (every word, via subwords) or `.vec` (those listed)."""
     path = Path(path)
     if not path.is_file():
-        raise ParcError(f"phases.vectors={path} does not exist: pass a fastText .bin or .vec file, or leave it "
+        raise ParcError(f"vectors={path} does not exist: pass a fastText .bin or .vec file, or leave it "
                         f"unset to skip the context-similarity predictors")
     if path.suffix == ".bin":
         try:
@@ -110,7 +110,7 @@ def train_vectors(sentences: List[List[str]], path: Path, settings: Dict = TRAIN
 
     fasttext = gensim_fasttext()
     if not sentences:
-        raise ParcError("no training text to learn fastText vectors from: check the data, or pass phases.vectors=")
+        raise ParcError("no training text to learn fastText vectors from: check the data, or pass vectors= to parc.phases")
     started = time.perf_counter()
     model = fasttext.FastText(sentences=sentences, workers=1, **settings)
     atomic_write(Path(path), lambda tmp: fasttext.save_facebook_model(model, str(tmp)))

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from parc.config import compose, split_own_args
+from parc.config import compose
 from parc.data.stream import BatchPlan, open_stream
 from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError
@@ -40,29 +40,9 @@ from parc.store.fileio import atomic_write, atomic_write_json, sha256_file
 from parc.study.phases.ngram_backoff import ALPHA, ORDERS, WordCounter, ngram_rows
 from parc.study.phases.ngram_index import NgramIndex, build_index, open_or_none
 
-OWN_ARGS = ("stimuli", "runs", "out", "index", "upto_step", "word_end", "corpus", "vectors")
 VECTORS = "fasttext.bin"  # vectors=true: fastText trained on the counted text, read by parc.phases
 CORPORA = ("consumed", "stream")
 ROWS_PER_READ = 4096
-
-
-def parse_flag(own: Dict[str, str], key: str, default: bool) -> bool:
-    value = own.get(key, str(default)).lower()
-    if value not in ("true", "false"):
-        raise ParcError(f"{key}={own[key]!r}: use {key}=true or {key}=false")
-    return value == "true"
-
-
-def parse_step(own: Dict[str, str]) -> Optional[int]:
-    if own.get("upto_step") in (None, "", "null"):
-        return None
-    try:
-        step = int(own["upto_step"])
-    except ValueError:
-        raise ParcError(f"upto_step={own['upto_step']!r} is not an integer: pass upto_step=N") from None
-    if step < 1:
-        raise ParcError(f"upto_step={step}: steps are 1-based (the batch of update N); pass upto_step>=1")
-    return step
 
 
 class StreamSelection:
@@ -159,46 +139,51 @@ def stimulus_words(stimuli) -> List[Tuple[int, List[str]]]:
     return [(s.id, [*s.context.split(), s.target]) for s in stimuli]
 
 
-def run_ngrams(argv: List[str], log=print) -> Path:
-    """The whole command; every check (stimuli, runs, tokenizers) passes before anything is written."""
+def run_ngrams(stimuli: str, overrides: List[str], runs: Optional[str] = None, out: Optional[Path] = None,
+               index: Optional[Path] = None, upto_step: Optional[int] = None, word_end: bool = True,
+               corpus: Optional[str] = None, vectors: bool = False, log=print) -> Path:
+    """The whole `python -m parc.ngrams` command; every check (stimuli, runs, tokenizers) passes before anything is
+    written. `overrides`: training overrides saying where the prepared data lives; `corpus` None: consumed with
+    `runs`, stream without."""
     from parc.study.sources.runs import default_out, resolve_runs
     from parc.study.phases.stimuli import parse_stimuli_arg, read_origins, read_stimuli
 
-    own, overrides = split_args(argv)
-    paths = parse_stimuli_arg(own["stimuli"])
+    if index is not None and not (Path(index) / "parc_ngram_index.json").is_file():
+        raise ParcError(f"index={index} is not an n-gram index: leave index= unset to build one")
+    if upto_step is not None and upto_step < 1:
+        raise ParcError(f"upto_step={upto_step}: steps are 1-based (the batch of update N); pass upto_step>=1")
+    paths = parse_stimuli_arg(stimuli)
     if len(paths) > 1:
         raise ParcError("parc.ngrams takes one stimulus set: run it once per set (with out= for each)")
-    stimuli = read_stimuli(paths[0])
-    word_end, upto_step = parse_flag(own, "word_end", True), parse_step(own)
-    corpus = parse_corpus(own)
+    stimulus_set = read_stimuli(paths[0])
+    corpus = check_corpus(corpus, runs, upto_step)
     origins = read_origins(paths[0]) if corpus == "stream" else None
-    refs = resolve_runs(own["runs"]) if own.get("runs") else []
-    if own.get("runs"):
-        out = Path(own.get("out") or default_out(own["runs"], "analysis"))
-        selection = None if own.get("index") else run_stream(refs, overrides, upto_step, corpus, origins, log)
+    refs = resolve_runs(runs) if runs else []
+    if runs:
+        out = Path(out or default_out(runs, "analysis"))
+        selection = None if index else run_stream(refs, overrides, upto_step, corpus, origins, log)
     else:
-        out = Path(own.get("out") or paths[0].parent)
-        selection = None if own.get("index") else whole_stream(overrides, origins, log)
+        out = Path(out or paths[0].parent)
+        selection = None if index else whole_stream(overrides, origins, log)
     if selection is not None:
         check_tokenizers(refs, selection.fingerprint["tokenizer_sha256"], f"the data at {selection.stream.dir}")
-    vectors = parse_flag(own, "vectors", False)
     if vectors and selection is None:
         raise ParcError("vectors=true trains on the counted text, which index= does not name: drop index= or vectors=")
-    index = open_index(selection, out, own.get("index"), log)
-    check_tokenizers(refs, index.tokenizer_sha256, f"the n-gram index at {index.directory}")
+    counted = open_index(selection, out, index, log)
+    check_tokenizers(refs, counted.tokenizer_sha256, f"the n-gram index at {counted.directory}")
     if vectors:
         ensure_vectors(selection, out, log)
-    return compute_ngrams(stimulus_words(stimuli), paths[0], out, index, word_end, log)
+    return compute_ngrams(stimulus_words(stimulus_set), paths[0], out, counted, word_end, log)
 
 
-def parse_corpus(own: Dict[str, str]) -> str:
-    corpus = own.get("corpus") or ("consumed" if own.get("runs") else "stream")
+def check_corpus(corpus: Optional[str], runs: Optional[str], upto_step: Optional[int]) -> str:
+    corpus = corpus or ("consumed" if runs else "stream")
     if corpus not in CORPORA:
         raise ParcError(f"corpus={corpus!r}: use corpus=consumed (the runs' training batches) or corpus=stream "
                         f"(the whole stream but the stimuli's documents)")
-    if corpus == "consumed" and not own.get("runs"):
+    if corpus == "consumed" and not runs:
         raise ParcError("corpus=consumed counts the batches the runs trained on: pass runs=<runs>, or corpus=stream")
-    if corpus == "stream" and own.get("upto_step") not in (None, "", "null"):
+    if corpus == "stream" and upto_step is not None:
         raise ParcError("upto_step= selects training batches, which corpus=stream does not count: drop upto_step= "
                         "or use corpus=consumed")
     return corpus
@@ -233,7 +218,7 @@ def coverage(stimuli: List[Tuple[int, List[str]]], count, orders=ORDERS) -> Dict
     return out
 
 
-def open_index(selection: Optional[StreamSelection], out: Path, index_dir: Optional[str], log) -> NgramIndex:
+def open_index(selection: Optional[StreamSelection], out: Path, index_dir: Optional[Path], log) -> NgramIndex:
     if index_dir:
         return NgramIndex(Path(index_dir))
     directory = out / "ngram_index" / selection.key()
@@ -271,12 +256,3 @@ def compute_ngrams(stimuli: List[Tuple[int, List[str]]], stimuli_path: Path, out
         f"({counts} index counts, {counts / max(seconds, 1e-9):.0f}/s) -> {table}; stimulus n-grams seen at least "
         f"once: " + ", ".join(f"{order}-gram {100 * value:.0f} %" for order, value in seen.items()))
     return table
-
-
-def split_args(argv: List[str]) -> Tuple[Dict[str, str], List[str]]:
-    own, overrides = split_own_args(argv, OWN_ARGS)
-    if not own.get("stimuli"):
-        raise ParcError("which stimuli? pass stimuli=<file.stims or the paper's TSV>")
-    if own.get("index") and not (Path(own["index"]) / "parc_ngram_index.json").is_file():
-        raise ParcError(f"index={own['index']} is not an n-gram index: leave index= unset to build one")
-    return own, overrides

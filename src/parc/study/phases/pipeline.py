@@ -1,18 +1,20 @@
 """mini-Parc: the whole Parc study on a grid Parc trains itself, in one resumable command.
 
-    python -m parc.study experiment=demo seeds=0,1,2 [archs=pythia,mamba,rwkv] [steps=0,1,2,...] [out=runs/demo]
+    python -m parc.study experiment=demo seeds=0-2 [archs=pythia,mamba,rwkv] [steps=0,1,2,...] [out=runs/demo]
                          [corpus=stream|consumed]
 
 Stages, each printed as one progress line and each skipping what is already finished:
   1. train every cell (arch x seed) under `<out>/<arch>-seed<S>-shard<K>/` with `python -m parc.train`
      (one process per cell; a finished cell is skipped, an interrupted one continues through resume=auto);
-  2. build the stimuli from text no cell trains on (`python -m parc.stimuli`) -> `<out>/analysis/<data>.stims`;
-  3. score them at the chosen checkpoints (`python -m parc.surprisal`, incremental per checkpoint);
+  2. build the stimuli from text no cell trains on (parc.study.phases.stimulus_sets) -> `<out>/analysis/<data>.stims`;
+  3. score them at the chosen checkpoints (parc.study.phases.surprisal_checkpoints, incremental per checkpoint);
   4. n-grams from the cells' own prepared stream (parc.study.phases.ngrams, index built once): `corpus=stream` (default,
      as the paper: every document but the stimuli's own) or `corpus=consumed` (only the batches trained on);
   5. statistics and figures (parc.study.phases.statistics, incremental per checkpoint).
-`train= val= test=` set the stimulus-set sizes (as for parc.stimuli). Every other argument is a training override, given to every stage
-that composes the training config, so the stages agree on the data, the shard and the checkpoints.
+Stages 2-5 are function calls in this process; training alone runs as child processes (see `Study.train`).
+`stimuli_sizes` sets the stimulus-set sizes (as parc.stimuli's train= val= test=). `overrides` (training
+overrides) go to every stage that composes the training config, so the stages agree on the data, the shard and
+the checkpoints.
 """
 
 from __future__ import annotations
@@ -21,16 +23,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from parc.config import compose, own_ints, split_own_args
-
-from parc.training.runconfig import validate
+from parc.archs import NAMES as ARCHS
+from parc.config import compose
 from parc.errors import ParcError
-
-OWN_ARGS = ("seeds", "archs", "steps", "out", "corpus")
-STIMULI_ARGS = ("train", "val", "test")  # stimulus-set sizes, passed to python -m parc.stimuli
-ARCHS = ("pythia", "mamba", "rwkv")
+from parc.training.runconfig import validate
 
 
 def log_spaced_steps(saved: Sequence[int], max_steps: int) -> List[int]:
@@ -45,29 +43,31 @@ def log_spaced_steps(saved: Sequence[int], max_steps: int) -> List[int]:
 
 
 class Study:
-    def __init__(self, argv: List[str]):
+    def __init__(self, overrides: List[str], seeds: Sequence[int] = (0,), archs: Optional[Sequence[str]] = None,
+                 steps: Optional[Sequence[int]] = None, out: Optional[Path] = None, corpus: str = "stream",
+                 stimuli_sizes: Optional[Dict[str, int]] = None):
         from parc.store.steps import checkpoint_steps
+        from parc.study.phases.stimulus_sets import DEFAULT_SIZES
 
-        own, self.overrides = split_own_args(argv, OWN_ARGS + STIMULI_ARGS)
-        self.stimuli_sizes = [f"{key}={own[key]}" for key in STIMULI_ARGS if key in own]
+        self.overrides = list(overrides)
+        self.stimuli_sizes = {**DEFAULT_SIZES, **(stimuli_sizes or {})}
         self.cfg = compose(self.overrides)
         validate(self.cfg)
-        self.seeds = own_ints("seeds", own.get("seeds", "0"))
-        self.archs = [a.strip() for a in own.get("archs", ",".join(ARCHS)).split(",") if a.strip()]
+        self.seeds, self.archs = list(seeds), list(archs or ARCHS)
         unknown = sorted(set(self.archs) - set(ARCHS))
         if unknown:
             raise ParcError(f"archs= names {unknown[0]!r}: choose from {', '.join(ARCHS)}")
         max_steps = self.cfg.trainer.max_steps
         saved = checkpoint_steps(self.cfg.checkpoint, max_steps)
-        self.steps = own_ints("steps", own["steps"]) if own.get("steps") else log_spaced_steps(saved, max_steps)
+        self.steps = list(steps) if steps else log_spaced_steps(saved, max_steps)
         missing = sorted(set(self.steps) - set(saved))
         if missing:
             raise ParcError(f"steps= asks for step {missing[0]}, which the runs do not checkpoint "
                             f"(they save {', '.join(map(str, saved))}): choose steps among those")
-        self.out = Path(own.get("out") or Path(self.cfg.paths.output_root) / self.cfg.run_name)
+        self.out = Path(out or Path(self.cfg.paths.output_root) / self.cfg.run_name)
         self.analysis = self.out / "analysis"
         self.stimuli = self.analysis / f"{self.cfg.data.name}.stims"
-        self.corpus = own.get("corpus", "stream")
+        self.corpus = corpus
         self.timings: Dict[str, float] = {}
 
     def cell_dir(self, arch: str, seed: int) -> Path:
@@ -98,6 +98,9 @@ class Study:
             say(f"parc.study   {directory.name}: already trained")
             return
         say(f"parc.study   {directory.name}: training")
+        # A child process per cell, not train() in this one: each cell then starts as `python -m parc.train`
+        # alone does (fresh RNG, torch thread and Accelerate state, bit-identical to training it by hand), its
+        # memory is returned when it ends, and a preemption (exit 75) maps to "run the same command again".
         self.command("parc.train", *self.overrides, f"arch={arch}", f"seed={seed}", f"output_dir={directory}",
                      "trainer.progress=false", "resume=auto")
 
@@ -105,7 +108,11 @@ class Study:
         if self.stimuli.is_file():
             say(f"parc.study   {self.stimuli} exists")
             return
-        self.command("parc.stimuli", *self.overrides, *self.recorded_data(), *self.stimuli_sizes, f"out={self.stimuli}")
+        from parc.study.phases.stimulus_sets import PAPER_SEED, build_stimuli
+
+        cfg = compose([*self.overrides, *self.recorded_data()])
+        validate(cfg)
+        say(build_stimuli(cfg, self.stimuli, self.stimuli_sizes, PAPER_SEED).summary)
 
     def recorded_data(self) -> List[str]:
         """`data.dir=` where the first cell recorded its stream (unless given): later stages then read the
@@ -122,20 +129,21 @@ class Study:
         return ",".join(str(self.cell_dir(arch, seed)) for arch in self.archs for seed in self.seeds)
 
     def score(self) -> None:
-        self.command("parc.surprisal", f"stimuli={self.stimuli}", f"runs={self.runs()}",
-                     f"steps={','.join(map(str, self.steps))}", f"out={self.analysis}")
+        from parc.study.phases.surprisal_checkpoints import run_surprisal
+
+        paths = run_surprisal(str(self.stimuli), self.runs(), self.steps, self.analysis)
+        say(f"  wrote {paths[0]} and {paths[1]}")
 
     def ngrams(self) -> None:
         from parc.study.phases.ngrams import run_ngrams
 
-        run_ngrams([f"stimuli={self.stimuli}", f"runs={self.runs()}", f"corpus={self.corpus}", "vectors=true",
-                    f"out={self.analysis}", *self.overrides], log=lambda line: say(f"  {line}"))
+        run_ngrams(str(self.stimuli), self.overrides, self.runs(), self.analysis, corpus=self.corpus, vectors=True,
+                   log=lambda line: say(f"  {line}"))
 
     def phases(self) -> None:
         from parc.study.phases.statistics import run_phases
 
-        run_phases({"out": str(self.analysis), "stimuli": str(self.stimuli)},
-                   log=lambda line: say(f"  {line}"))
+        run_phases(self.analysis, stimuli=str(self.stimuli), log=lambda line: say(f"  {line}"))
 
     def command(self, module: str, *args: str) -> None:
         """Run `python -m module args` with its output passed through; a failure stops the study (one line)."""
@@ -152,5 +160,8 @@ def say(line: str) -> None:
     print(line, flush=True)  # before a child process writes its own lines
 
 
-def run_study(argv: List[str]) -> Dict[str, float]:
-    return Study(argv).run()
+def run_study(overrides: List[str], seeds: Sequence[int] = (0,), archs: Optional[Sequence[str]] = None,
+              steps: Optional[Sequence[int]] = None, out: Optional[Path] = None, corpus: str = "stream",
+              stimuli_sizes: Optional[Dict[str, int]] = None) -> Dict[str, float]:
+    """The whole of `python -m parc.study`; returns the seconds each stage took."""
+    return Study(overrides, seeds, archs, steps, out, corpus, stimuli_sizes).run()

@@ -14,7 +14,7 @@ Per checkpoint (arch, seed, step) of `<out>/surprisal.parquet`, joined by stimul
   one token) and `partial` (partial correlation given num_tokens: both sides residualized on num_tokens with
   an intercept by least squares, then Pearson; Spearman the same on ranks);
 - OLS (statsmodels) `LM ~ 1-gram + 5-gram + context similarity (unweighted and position-weighted)`, the
-  paper's regression, whenever fastText vectors exist (`phases.vectors=`, else `<out>/fasttext.bin` from
+  paper's regression, whenever fastText vectors exist (`vectors=`, else `<out>/fasttext.bin` from
   `parc.ngrams vectors=true`; parc.study.phases.context_similarity), and `LM ~ 1-gram + 5-gram` beside it; fitted on train; R^2 on train, and on val as 1 - SS_res/SS_tot of the train fit's predictions
   -> `regressions.csv` (arch, seed, step, formula, r2_train, r2_val);
 - agreement between models: at each step, the Pearson correlation of the surprisals of every pair of runs
@@ -315,35 +315,36 @@ def one_score_per_checkpoint(surprisal, log=print):
     return surprisal
 
 
-def run_phases(own: Dict[str, str], log=print) -> Dict[str, Path]:
-    """The whole `python -m parc.phases` command: tables, figures and the phase peaks under `out`."""
+def run_phases(out: Optional[Path] = None, runs: Optional[str] = None, stimuli: Optional[str] = None,
+               vectors: Optional[Path] = None, log=print) -> Dict[str, Path]:
+    """The whole `python -m parc.phases` command: tables, figures and the phase peaks under `out` (default
+    `<root of runs>/analysis`); `vectors`: fastText vectors (default `<out>/fasttext.bin` where it exists)."""
     from parc.store.fileio import atomic_write
     from parc.study.phases.ngrams import stimulus_words
     from parc.study.phases.figures import draw_all
 
-    if not own.get("out") and not own.get("runs"):
+    if out is None and not runs:
         raise ParcError("where are the results? pass runs=<runs or grid root> (reads <root>/analysis) or out=<dir>")
-    if own.get("out"):
-        out = Path(own["out"])
-    else:
+    if out is None:
         from parc.study.sources.runs import default_out
 
-        out = default_out(own["runs"], "analysis")
-    surprisal, ngrams, stimuli, _ = read_inputs(out, own.get("stimuli"))
+        out = default_out(runs, "analysis")
+    out = Path(out)
+    surprisal, ngrams, stimulus_set, _ = read_inputs(out, stimuli)
     surprisal = one_score_per_checkpoint(surprisal, log)
     similarity, formulas = None, [NGRAM_FORMULA]
-    vectors_path = own.get("phases.vectors") or (str(out / "fasttext.bin") if (out / "fasttext.bin").is_file() else "")
-    if vectors_path:
+    vectors = vectors or (out / "fasttext.bin" if (out / "fasttext.bin").is_file() else None)
+    if vectors:
         from parc.study.phases.context_similarity import context_similarities, read_vectors
 
-        words = stimulus_words(stimuli)
-        vectors = read_vectors(Path(vectors_path), {w for _, ws in words for w in ws})
-        similarity, formulas = context_similarities(words, vectors), [CONTEXT_FORMULA, NGRAM_FORMULA]
-        log(f"parc.phases: context similarity from {vectors_path}: the regression is {CONTEXT_FORMULA}")
+        words = stimulus_words(stimulus_set)
+        found = read_vectors(Path(vectors), {w for _, ws in words for w in ws})
+        similarity, formulas = context_similarities(words, found), [CONTEXT_FORMULA, NGRAM_FORMULA]
+        log(f"parc.phases: context similarity from {vectors}: the regression is {CONTEXT_FORMULA}")
     else:
-        log("parc.phases: no fastText vectors (phases.vectors=<.bin or .vec>, or parc.ngrams vectors=true): "
+        log("parc.phases: no fastText vectors (vectors=<.bin or .vec>, or parc.ngrams vectors=true): "
             "the context-similarity regression is skipped")
-    heuristics = heuristics_frame(ngrams, training_splits(stimulus_splits(stimuli)), similarity)
+    heuristics = heuristics_frame(ngrams, training_splits(stimulus_splits(stimulus_set)), similarity)
     paths = compute_tables(out, surprisal, heuristics, formulas, log=log)
     import pandas as pd
 
