@@ -39,11 +39,11 @@ class InitSource:
             checkpoint.load_weights(model, self.path)
 
 
-def parse_hub(text: str) -> tuple[str, str]:
+def parse_hub(text: str, key: str = "init_from") -> tuple[str, str]:
     """'hub:org/name[@revision]' -> (repo id, revision); the revision defaults to main."""
     from parc.hub.reader import parse_hub_spec
 
-    spec = parse_hub_spec(text, "init_from")
+    spec = parse_hub_spec(text, key)
     return spec.repo_id, spec.revision or "main"
 
 
@@ -80,19 +80,21 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
     if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
         return None  # the branched run continues from its own checkpoints; the source is no longer needed
     if hub is not None:
-        return _from_hub(cfg, *hub, Path(output_dir)) if download else None
-    return _from_local(Path(text), text, portable(text), check_sha=download)
+        return from_hub(cfg, *hub, Path(output_dir)) if download else None
+    return from_local(Path(text), text, portable(text), check_sha=download)
 
 
-def _from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None) -> InitSource:
+def from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None,
+               key: str = "init_from") -> InitSource:
+    """A verified local checkpoint as a source (`key`: the argument it was given as, named in errors)."""
     from parc.store import integrity
 
     if not path.is_dir():
-        raise ParcError(f"init_from={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
+        raise ParcError(f"{key}={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
                         "(python -m parc.verify <output_dir> lists them) or hub:<org/name>@<revision>")
     verdict = integrity.verify(path, check_sha)
     if verdict.status != integrity.OK:
-        raise ParcError(f"init_from={text} is not an intact checkpoint: {verdict.problem}; "
+        raise ParcError(f"{key}={text} is not an intact checkpoint: {verdict.problem}; "
                         "pick another one (python -m parc.verify <its output_dir> lists them)")
     manifest = verdict.manifest
     record = {"source": source, "step": manifest["step"],
@@ -101,13 +103,20 @@ def _from_local(path: Path, text: str, source: str, check_sha: bool, extra: Opti
     return InitSource(path, record)
 
 
-def _from_hub(cfg, repo_id: str, revision: str, output_dir: Path) -> InitSource:
+def from_hub(cfg, repo_id: str, revision: str, output_dir: Path, key: str = "init_from",
+             into: str = DOWNLOAD_DIR) -> InitSource:
+    """A Hub revision fetched (verified) into `<output_dir>/<into>/checkpoint-N` as a source; branch_from also needs
+    its training state."""
     from parc.hub.reader import complete_revision, fetch_checkpoint, open_repo
     from parc.hub.repo import RetryPolicy
 
     source = f"hub:{repo_id}@{revision}"
-    repo = open_repo(repo_id, cfg.hub.branch, RetryPolicy.from_config(cfg.hub), f"init_from={source}")
-    remote = complete_revision(repo, revision, "init_from")
-    log.info("parc: downloading the weights to start from: %s of %s", revision, repo_id)
-    path = fetch_checkpoint(repo, remote, output_dir / DOWNLOAD_DIR)  # verified (sha256) by the fetch itself
-    return _from_local(path, source, source, check_sha=False, extra={"commit": remote.commit})
+    repo = open_repo(repo_id, cfg.hub.branch, RetryPolicy.from_config(cfg.hub), f"{key}={source}")
+    remote = complete_revision(repo, revision, key)
+    if key == "branch_from" and not remote.manifest.get("train_state"):
+        raise ParcError(f"branch_from={source} holds no training state (optimizer, scheduler, RNG), so no exact "
+                        "branch can start there; pick a revision published with hub.push_train_state=true, or start "
+                        "from its weights alone with init_from=")
+    log.info("parc: downloading the checkpoint to start from: %s of %s", revision, repo_id)
+    path = fetch_checkpoint(repo, remote, output_dir / into)  # verified (sha256) by the fetch itself
+    return from_local(path, source, source, check_sha=False, extra={"commit": remote.commit}, key=key)

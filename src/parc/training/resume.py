@@ -98,8 +98,9 @@ def check_compatible(saved: Dict, current: Dict, where: Path) -> None:
     }
     for key, value in current["recipe"].items():
         checks[f"trainer.{key}"] = (saved["recipe"].get(key), value)
-    if current.get("init_from") is not None:  # a branched run resumes without init_from=; another source is refused
-        checks["init_from"] = (saved.get("init_from"), current["init_from"])
+    for key in ("init_from", "branch_from"):  # a branched run resumes without them; another source is refused
+        if current.get(key) is not None:
+            checks[key] = (saved.get(key), current[key])
     old_steps, new_steps = checks["trainer.max_steps"]
     if old_steps != new_steps:  # before "data": the data slice changes with it, and this is the cause to name
         raise ParcError(f"{where} was trained with trainer.max_steps={old_steps}, this run asks for {new_steps}: the "
