@@ -47,6 +47,18 @@ class ArchConfig:
 
 
 @dataclass
+class CanaryConfig:
+    """Canaries overwriting seeded rows of the data plan (parc.data.canaries); seed=null: none."""
+    seed: Optional[int] = None  # the canary generator's seed (tokens and placement); null: no canaries
+    per_group: int = 8  # canaries per (window, repetition count) group
+    repeats: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])  # copies of each canary in a group
+    windows: List[List[int]] = field(default_factory=list)  # step windows [start, end) (1-based steps)
+    references: int = 0  # never-inserted canaries from the same generator (the exposure reference set)
+    prompt: Optional[List[int]] = None  # a given prompt (token ids) shared by every canary; null: a random one each
+    prompt_tokens: int = 32  # length of a random prompt; the secret fills the rest of the row
+
+
+@dataclass
 class DataConfig:
     name: str = MISSING
     dataset: str = MISSING  # datasets.load_dataset path ("Skylion007/openwebtext", "json", ...)
@@ -70,6 +82,7 @@ class DataConfig:
     format: str = "parc"  # parc (prepared by parc.prepare) | megatron (an MMIDIDX indexed dataset read in place)
     path: Optional[str] = None  # megatron: the dataset prefix (without .bin/.idx), e.g. .../document
     index_maps: Optional[str] = None  # megatron: NeoX index-map prefix (<prefix>_{doc,sample,shuffle}_idx.npy)
+    canaries: CanaryConfig = field(default_factory=CanaryConfig)  # planted sequences (parc.data.canaries)
 
 
 @dataclass
@@ -148,6 +161,17 @@ class PathsConfig:
 
 
 @dataclass
+class InterventionConfig:
+    """A change of the data plan from step `step` on (parc.data.edits); chosen by intervention=<name>."""
+    name: str = "none"  # none | reshuffle | block_swap | drop | token_map | canaries
+    step: Optional[int] = None  # steps after it change; null: the branch_from checkpoint's step
+    seed: int = 0  # reshuffle: the seed of the new order of the remaining sequences
+    blocks: List[int] = field(default_factory=list)  # block_swap: [a, b, c, d] swaps steps [a, b) and [c, d)
+    rows: List[int] = field(default_factory=list)  # drop: stream rows replaced by rows after the run's slice
+    token_map: List[List[int]] = field(default_factory=list)  # token_map: [[from, to], ...] on inputs and labels
+
+
+@dataclass
 class TrainConfig:
     arch: ArchConfig = field(default_factory=ArchConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -160,9 +184,12 @@ class TrainConfig:
     seed: int = 0  # weight initialisation only; the data is chosen by data.shard / data.data_seed
     run_name: str = "parc"
     output_dir: str = "${paths.output_root}/${run_name}/${arch.name}-seed${seed}-shard${data.shard}"
-    resume: str = "auto"  # auto | none | checkpoint-N | <path> | hub:<revision>
-    init_from: Optional[str] = None  # a new run from these weights: <checkpoint dir> | hub:<org/name>@<revision>
-    overwrite: bool = False  # with resume=none: delete an existing run in output_dir first
+    resume: str = "auto"  # auto | none | checkpoint-N | <path> | hub:<revision> | neox:<raw GPT-NeoX checkpoint>
+    init_from: Optional[str] = None  # new run from these weights: <checkpoint dir> | hub:<org/name>@<revision> | neox:<dir>
+    # an exact branch: weights, optimizer, schedule, RNG and step of checkpoint-k, then `intervention`'s data
+    branch_from: Optional[str] = None  # checkpoint-k (of output_dir) | <run dir>/checkpoint-k | hub:<org/name>@<rev>
+    intervention: InterventionConfig = field(default_factory=InterventionConfig)
+    overwrite: bool = False  # with resume=none (or neox:): delete an existing run in output_dir first
     dry_run: bool = False
     device: str = "auto"  # auto | cpu | cuda
 

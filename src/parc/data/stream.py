@@ -8,18 +8,19 @@ what the trainer calls: it prepares the data in-process first when `data.auto_pr
 `BatchPlan` fixes which sequences each optimizer step sees: shard k is the k-th disjoint slice of
 `global_batch_size * max_steps` sequences of the stream; `data_seed=None` keeps stream order (as Parc did),
 an int permutes within the shard. Step N (1-based) is the batch of optimizer update N, whatever the world
-size; each rank takes its contiguous part of that global batch.
+size; each rank takes its contiguous part of that global batch. `BatchPlan.from_config` adds the config's canaries
+and intervention (parc.data.edits), which change batches on the steps they name and nothing else.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
+from parc.data.hashing import batch_hash
 from parc.data.tokenizer import tokenizer_sha256, tokenizer_spec
 from parc.errors import ParcError
 
@@ -177,7 +178,8 @@ def open_stream(cfg) -> PackedStream:
 class BatchPlan:
     """The global batch of every optimizer step of one run: shard, order, and per-rank slices."""
 
-    def __init__(self, stream: PackedStream, shard: int, data_seed: Optional[int], global_batch_size: int, max_steps: int):
+    def __init__(self, stream: PackedStream, shard: int, data_seed: Optional[int], global_batch_size: int, max_steps: int,
+                 edits=None):
         self.stream, self.shard, self.data_seed = stream, shard, data_seed
         self.global_batch_size, self.max_steps = global_batch_size, max_steps
         self.sequences_per_shard = global_batch_size * max_steps
@@ -194,25 +196,43 @@ class BatchPlan:
         # The permutation depends only on (data_seed, shard length), never on the world size; computed once.
         self._order = (None if data_seed is None
                        else np.random.default_rng(data_seed).permutation(self.sequences_per_shard))
+        self.edits = edits(self) if callable(edits) else None  # canaries / an intervention (parc.data.edits)
 
     @classmethod
     def from_config(cls, cfg, stream: PackedStream) -> "BatchPlan":
+        """The plan of `cfg`, with its canaries (data.canaries) and intervention (intervention=) if any."""
+        from parc.data.canaries import CanarySpec
+        from parc.data.edits import Intervention, PlanEdits
+
+        canaries, change = CanarySpec.from_config(cfg.data.get("canaries")), Intervention.from_config(cfg.get("intervention"))
+        eos = stream.manifest.get("tokenizer", {}).get("eos_token_id")
         t = cfg.trainer
-        return cls(stream, cfg.data.shard, cfg.data.data_seed, t.global_batch_size, t.max_steps)
+        return cls(stream, cfg.data.shard, cfg.data.data_seed, t.global_batch_size, t.max_steps,
+                   edits=lambda plan: PlanEdits.build(plan, canaries, change, cfg.data.vocab_size, eos))
+
+    def base_within(self) -> np.ndarray:
+        """The base plan's within-slice index of every training position (the data_seed order, or stream order)."""
+        return self._order if self._order is not None else np.arange(self.sequences_per_shard, dtype=np.int64)
 
     def indices(self, step: int) -> np.ndarray:
-        """Stream indices of the sequences of step `step` (1-based), in batch order."""
+        """Stream indices of the sequences of step `step` (1-based), in batch order (before canaries overwrite)."""
         if not isinstance(step, (int, np.integer)) or not 1 <= step <= self.max_steps:
             raise ParcError(f"step={step} is out of range: steps are 1-based (step N is the batch of optimizer "
                             f"update N); choose 1..{self.max_steps}")
         within = np.arange((step - 1) * self.global_batch_size, step * self.global_batch_size, dtype=np.int64)
+        if self.edits is not None and self.edits.position_map is not None:
+            within = self.edits.position_map[within]
         if self._order is not None:
             within = self._order[within]
-        return self.first + within
+        return self.first + within if self.edits is None else self.edits.replace(self.first + within)
+
+    def _rows(self, step: int, lo: int, hi: int) -> np.ndarray:
+        rows = self.stream.sequences(self.indices(step)[lo:hi])
+        return rows if self.edits is None else self.edits.overwrite(step, rows, lo)
 
     def batch(self, step: int) -> np.ndarray:
         """The global batch of step `step`: int64 [global_batch_size, seq_len]."""
-        return self.stream.sequences(self.indices(step))
+        return self._rows(step, 0, self.global_batch_size)
 
     def rank_batch(self, step: int, rank: int, world_size: int) -> np.ndarray:
         """Rank `rank`'s contiguous part of the global batch of `step`."""
@@ -220,13 +240,26 @@ class BatchPlan:
             raise ParcError(f"cannot split a global batch of {self.global_batch_size} over {world_size} processes "
                             f"(rank {rank}): choose a world size that divides trainer.global_batch_size")
         per_rank = self.global_batch_size // world_size
-        return self.stream.sequences(self.indices(step)[rank * per_rank:(rank + 1) * per_rank])
+        return self._rows(step, rank * per_rank, (rank + 1) * per_rank)
 
     def batch_hash(self, step: int) -> str:
         return batch_hash(self.batch(step))
 
+    def canary_rows(self, step: int) -> dict:
+        """{row: canary id} of the canaries planted in step `step`'s batch (empty without data.canaries)."""
+        return {} if self.edits is None else self.edits.canary_rows(step)
+
     def fingerprint(self) -> dict:
         """What determines every batch; stored in checkpoints and compared on resume."""
+        base = self._base_fingerprint()
+        return base if self.edits is None else {**base, **self.edits.fingerprint(self)}
+
+    def prefix(self, step: int) -> dict:
+        """What determines the batches of steps 1..`step` only: a branch from checkpoint-`step` must match it."""
+        base = self._base_fingerprint()
+        return base if self.edits is None else {**base, **self.edits.fingerprint(self, upto=step)}
+
+    def _base_fingerprint(self) -> dict:
         return {
             "stream": self.stream.content_hash,
             "shard": self.shard,
@@ -236,8 +269,3 @@ class BatchPlan:
             # The shard's start and the permutation depend on its length (global batch x max_steps).
             "sequences_per_shard": self.sequences_per_shard,
         }
-
-
-def batch_hash(batch: np.ndarray) -> str:
-    """Short stable hash of a batch's token ids (sha256 of little-endian int32 bytes, 16 hex digits)."""
-    return hashlib.sha256(np.ascontiguousarray(batch, dtype="<i4").tobytes()).hexdigest()[:16]

@@ -170,10 +170,10 @@ def suite_runs(output_dir: Path, cfg) -> List[Dict[str, Any]]:
     found = []
     for config in sorted(Path(output_dir).resolve().parent.glob(f"*/{RUN_CONFIG}")):
         try:
-            other = OmegaConf.load(config)
+            other = OmegaConf.create(read_run_config(config.parent))
             if other.run_name == cfg.run_name:
                 found.append(identity(other))
-        except Exception:  # a half-written or foreign config.yaml is not one of the suite's runs
+        except Exception:  # a foreign or damaged config.yaml is not one of the suite's runs
             continue
     return sorted(found, key=lambda r: (r["arch"], str(r["size"]), r["seed"], r["shard"], str(r["data_seed"])))
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -28,7 +27,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from parc.errors import ParcError
 from parc.hub.repo import HubRepo, RemoteRevision, RetryPolicy, is_repo_id, offline_mode
-from parc.store.checkpoint import MANIFEST
+from parc.store.checkpoint import MANIFEST, read_manifest
 
 PREFIX = "hub:"
 GRAMMAR = "hub:<org/name>[@<revision>]"
@@ -225,7 +224,7 @@ def fetch_files(repo: HubRepo, commit: str, expected: Dict[str, Expected], targe
         repo.attempt(f"download {label}", fetch)
         shutil.rmtree(temp / ".cache", ignore_errors=True)  # the client's bookkeeping, not part of the revision
         problem = first_problem(temp, expected)
-        if problem is None and manifest is not None and json.loads((temp / MANIFEST).read_text()) != manifest:
+        if problem is None and manifest is not None and read_manifest(temp) != manifest:
             problem = f"{MANIFEST} changed during the download"
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
@@ -245,7 +244,7 @@ def fetch_checkpoint(repo: HubRepo, remote: RemoteRevision, output_dir: Path) ->
     from parc.store.integrity import verify
 
     final = checkpoint_path(output_dir, int(remote.manifest["step"]))
-    if is_complete(final) and verify(final).ok and json.loads((final / MANIFEST).read_text()) == remote.manifest:
+    if is_complete(final) and verify(final).ok and read_manifest(final) == remote.manifest:
         return final
     return fetch_files(repo, remote.commit, manifest_files(remote.manifest), final, f"revision {remote.name}",
                        remote.manifest)

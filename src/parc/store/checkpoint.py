@@ -156,6 +156,8 @@ def _save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler,
             manifest["schedule"] = trainer_state["schedule"]  # lets `parc.revisions` flag missing revisions
         if trainer_state.get("init_from") is not None:
             manifest["init_from"] = trainer_state["init_from"]  # a branched run: the weights it started from
+        if trainer_state.get("branch") is not None:
+            manifest["branch"] = trainer_state["branch"]  # an exact branch: parent checkpoint, step, intervention
         atomic_write_json(partial / MANIFEST, manifest)
         if final.exists():  # an earlier save of this very step (e.g. a preemption save), same contents
             shutil.rmtree(final)

@@ -24,10 +24,15 @@ from parc.training.runconfig import config_on_this_machine, validate
 
 def run_config_here(run_dir: Path, overrides: List[str]):
     """The config of the run in `run_dir` (its config.yaml), reading its data where the run recorded it."""
+    from omegaconf import OmegaConf
+
     config = read_run_config(run_dir)
     if config is None:
         raise ParcError(f"run={run_dir} holds no {RUN_CONFIG}: pass the output_dir of a parc.train run")
-    return config_on_this_machine({"data": config["data"], "trainer": config["trainer"]}, run_dir, overrides)
+    cfg = config_on_this_machine({"data": config["data"], "trainer": config["trainer"]}, run_dir, overrides)
+    if config.get("intervention"):  # a branch's (or an intervened run's) data plan after step k
+        cfg.intervention = OmegaConf.merge(cfg.intervention, config["intervention"])
+    return cfg
 
 
 def show_batch(step: int, overrides: List[str], out: Optional[Path] = None, decode: bool = False,
@@ -40,6 +45,12 @@ def show_batch(step: int, overrides: List[str], out: Optional[Path] = None, deco
     batch = plan.batch(step)
     header = (f"# step {step} of {plan.max_steps}: batch hash {batch_hash(batch)}, {batch.shape[0]} x {batch.shape[1]} "
               f"tokens, shard {plan.shard}, data_seed {plan.data_seed}, data {plan.stream.dir}")
+    canaries = plan.canary_rows(step)
+    if canaries:  # rows planted by data.canaries (canaries.json of the run lists every copy)
+        header += "\n# canary rows: " + ", ".join(f"row {row} = canary {c}" for row, c in sorted(canaries.items()))
+    change = plan.edits.intervention if plan.edits is not None else None
+    if change is not None:
+        header += f"\n# intervention {change.name} from step {change.step + 1} on"
     if out is not None:
         out = Path(out)
         if not out.parent.is_dir():
@@ -55,7 +66,7 @@ def show_batch(step: int, overrides: List[str], out: Optional[Path] = None, deco
         tokenizer = load_saved_tokenizer(plan.stream.tokenizer_dir)
         print(header)
         for row, ids in enumerate(batch):
-            print(f"# sequence {row}")
+            print(f"# sequence {row}" + (f" (canary {canaries[row]})" if row in canaries else ""))
             print(tokenizer.decode(ids.tolist()))
     else:
         print(header)

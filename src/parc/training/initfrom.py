@@ -27,15 +27,23 @@ DOWNLOAD_DIR = "init_from"  # under output_dir; not named checkpoint-*, so never
 
 @dataclass(frozen=True)
 class InitSource:
-    path: Path  # a verified local checkpoint directory
+    path: Path  # a verified local checkpoint directory (or a raw GPT-NeoX global_stepN directory)
     record: dict  # what the new run records: source, step, tokens, weights sha256 (and the Hub commit)
 
+    def load_weights(self, model) -> None:
+        if self.record["source"].startswith("neox:"):
+            from parc.training import neox_source
 
-def parse_hub(text: str) -> tuple[str, str]:
+            neox_source.check_and_load_weights(model, self.path, self.record["source"])
+        else:
+            checkpoint.load_weights(model, self.path)
+
+
+def parse_hub(text: str, key: str = "init_from") -> tuple[str, str]:
     """'hub:org/name[@revision]' -> (repo id, revision); the revision defaults to main."""
     from parc.hub.reader import parse_hub_spec
 
-    spec = parse_hub_spec(text, "init_from")
+    spec = parse_hub_spec(text, key)
     return spec.repo_id, spec.revision or "main"
 
 
@@ -44,6 +52,10 @@ def portable(text: Optional[str]) -> Optional[str]:
     given, a local checkpoint as `<run dir name>/<checkpoint name>`."""
     if text is None or is_hub_spec(text):
         return text
+    if text.startswith("neox:"):
+        from parc.training import neox_source
+
+        return neox_source.parse(text).source
     path = Path(text)
     return f"{path.parent.name}/{path.name}"
 
@@ -56,23 +68,33 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
         return None
     if cfg.resume not in ("auto", "none"):
         raise ParcError(f"init_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them")
+    if text.startswith("neox:"):  # a raw GPT-NeoX checkpoint: its fp32 master weights
+        from parc.training import neox_source
+
+        start = neox_source.parse(text, Path(output_dir) / DOWNLOAD_DIR if download else None)
+        if not download and text.startswith("neox:hub:"):
+            return None  # the checks before anything is written: a Hub source is only parsed
+        return InitSource(start.path, {"source": start.source, "step": neox_source.iteration_of(start.path),
+                                       "tokens": None})
     hub = parse_hub(text) if is_hub_spec(text) else None
     if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
         return None  # the branched run continues from its own checkpoints; the source is no longer needed
     if hub is not None:
-        return _from_hub(cfg, *hub, Path(output_dir)) if download else None
-    return _from_local(Path(text), text, portable(text), check_sha=download)
+        return from_hub(cfg, *hub, Path(output_dir)) if download else None
+    return from_local(Path(text), text, portable(text), check_sha=download)
 
 
-def _from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None) -> InitSource:
+def from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None,
+               key: str = "init_from") -> InitSource:
+    """A verified local checkpoint as a source (`key`: the argument it was given as, named in errors)."""
     from parc.store import integrity
 
     if not path.is_dir():
-        raise ParcError(f"init_from={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
+        raise ParcError(f"{key}={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
                         "(python -m parc.verify <output_dir> lists them) or hub:<org/name>@<revision>")
     verdict = integrity.verify(path, check_sha)
     if verdict.status != integrity.OK:
-        raise ParcError(f"init_from={text} is not an intact checkpoint: {verdict.problem}; "
+        raise ParcError(f"{key}={text} is not an intact checkpoint: {verdict.problem}; "
                         "pick another one (python -m parc.verify <its output_dir> lists them)")
     manifest = verdict.manifest
     record = {"source": source, "step": manifest["step"],
@@ -81,13 +103,20 @@ def _from_local(path: Path, text: str, source: str, check_sha: bool, extra: Opti
     return InitSource(path, record)
 
 
-def _from_hub(cfg, repo_id: str, revision: str, output_dir: Path) -> InitSource:
+def from_hub(cfg, repo_id: str, revision: str, output_dir: Path, key: str = "init_from",
+             into: str = DOWNLOAD_DIR) -> InitSource:
+    """A Hub revision fetched (verified) into `<output_dir>/<into>/checkpoint-N` as a source; branch_from also needs
+    its training state."""
     from parc.hub.reader import complete_revision, fetch_checkpoint, open_repo
     from parc.hub.repo import RetryPolicy
 
     source = f"hub:{repo_id}@{revision}"
-    repo = open_repo(repo_id, cfg.hub.branch, RetryPolicy.from_config(cfg.hub), f"init_from={source}")
-    remote = complete_revision(repo, revision, "init_from")
-    log.info("parc: downloading the weights to start from: %s of %s", revision, repo_id)
-    path = fetch_checkpoint(repo, remote, output_dir / DOWNLOAD_DIR)  # verified (sha256) by the fetch itself
-    return _from_local(path, source, source, check_sha=False, extra={"commit": remote.commit})
+    repo = open_repo(repo_id, cfg.hub.branch, RetryPolicy.from_config(cfg.hub), f"{key}={source}")
+    remote = complete_revision(repo, revision, key)
+    if key == "branch_from" and not remote.manifest.get("train_state"):
+        raise ParcError(f"branch_from={source} holds no training state (optimizer, scheduler, RNG), so no exact "
+                        "branch can start there; pick a revision published with hub.push_train_state=true, or start "
+                        "from its weights alone with init_from=")
+    log.info("parc: downloading the checkpoint to start from: %s of %s", revision, repo_id)
+    path = fetch_checkpoint(repo, remote, output_dir / into)  # verified (sha256) by the fetch itself
+    return from_local(path, source, source, check_sha=False, extra={"commit": remote.commit}, key=key)

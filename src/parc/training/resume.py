@@ -55,6 +55,8 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
             raise ParcError(f"revision {spec.revision} of {spec.repo_id} is missing or incomplete; "
                             f"list revisions with python -m parc.revisions {spec.repo_id}")
         return found
+    if resume.startswith("neox:"):  # a raw GPT-NeoX checkpoint (weights, Adam moments, schedule, step)
+        return _neox_start(cfg, output_dir, allow_download)
     path = output_dir / resume if "/" not in resume else Path(resume)
     if not (checkpoint.is_complete(path) and checkpoint.has_train_state(path)):
         available = [p.name for p in checkpoint.complete_checkpoints(output_dir) if checkpoint.has_train_state(p)]
@@ -62,6 +64,20 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
                         f"resumable here: {', '.join(available) or 'none'} (or use resume=auto)")
     integrity.require_verified(path, check_sha=allow_download)  # sizes first, before anything is written
     return path
+
+
+def _neox_start(cfg, output_dir: Path, allow_download: bool):
+    from parc.training import neox_source
+    from parc.training.initfrom import DOWNLOAD_DIR
+
+    if cfg.init_from is not None:
+        raise ParcError(f"resume={cfg.resume} continues a raw checkpoint, init_from= starts from other weights: "
+                        f"pass one of them")
+    if holds_run(output_dir) and not cfg.overwrite:
+        raise ParcError(f"{output_dir} already holds a run: resume=auto continues it (it records where it started), "
+                        f"overwrite=true starts over from {cfg.resume}, or choose another output_dir=")
+    start = neox_source.parse(cfg.resume, output_dir / DOWNLOAD_DIR if allow_download else None)
+    return start if allow_download or not cfg.resume.startswith("neox:hub:") else None
 
 
 def clear_run(output_dir: Path) -> None:
@@ -82,8 +98,9 @@ def check_compatible(saved: Dict, current: Dict, where: Path) -> None:
     }
     for key, value in current["recipe"].items():
         checks[f"trainer.{key}"] = (saved["recipe"].get(key), value)
-    if current.get("init_from") is not None:  # a branched run resumes without init_from=; another source is refused
-        checks["init_from"] = (saved.get("init_from"), current["init_from"])
+    for key in ("init_from", "branch_from"):  # a branched run resumes without them; another source is refused
+        if current.get(key) is not None:
+            checks[key] = (saved.get(key), current[key])
     old_steps, new_steps = checks["trainer.max_steps"]
     if old_steps != new_steps:  # before "data": the data slice changes with it, and this is the cause to name
         raise ParcError(f"{where} was trained with trainer.max_steps={old_steps}, this run asks for {new_steps}: the "

@@ -83,9 +83,27 @@ def validate(cfg: DictConfig) -> None:
         raise ParcError(f"hub.extra_formats: unknown format(s) {', '.join(unknown)}; the one available is rwkv")
     if "rwkv" in cfg.hub.extra_formats and cfg.arch.name != "rwkv":
         raise ParcError(f"hub.extra_formats=[rwkv] needs arch=rwkv (this run is arch={cfg.arch.name})")
+    check_data_edits(cfg)
     resume = cfg.resume
-    if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:")) or os.sep in resume):
-        raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision> or a checkpoint path")
+    if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:", "neox:")) or os.sep in resume):
+        raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision>, a checkpoint path or "
+                        f"neox:<raw GPT-NeoX global_stepN dir>")
+
+
+def check_data_edits(cfg: DictConfig) -> None:
+    """data.canaries and intervention= as far as the config alone tells (the plan checks the rest)."""
+    from parc.data.canaries import CanarySpec
+    from parc.data.edits import NAMES
+
+    spec = CanarySpec.from_config(cfg.data.get("canaries"))
+    if spec is not None:
+        spec.check(cfg.trainer.max_steps, cfg.trainer.global_batch_size, cfg.data.seq_len, cfg.data.vocab_size)
+    change = cfg.get("intervention")
+    if change is not None and change.name not in NAMES:
+        raise ParcError(f"intervention={change.name!r} is not one of {', '.join(NAMES)}")
+    if change is not None and change.name != "none" and change.step is None and not cfg.get("branch_from"):
+        raise ParcError(f"intervention={change.name} needs the step it starts after: branch_from=<checkpoint-k> "
+                        "(an exact branch), or intervention.step=k for a run from scratch")
 
 
 @dataclass(frozen=True)
@@ -146,10 +164,11 @@ def portable_config(cfg: DictConfig) -> Dict[str, Any]:
     values = OmegaConf.to_container(cfg, resolve=True)
     values.pop("paths", None)
     values["output_dir"] = Path(values["output_dir"]).name
-    if values.get("init_from"):
-        from parc.training.initfrom import portable
+    for key in ("init_from", "branch_from"):
+        if values.get(key):
+            from parc.training.initfrom import portable
 
-        values["init_from"] = portable(values["init_from"])
+            values[key] = portable(values[key])
     data = values["data"]
     data["dir"] = Path(data["dir"]).name
     data["data_files"] = file_names(data.get("data_files"))

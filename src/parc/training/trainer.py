@@ -18,11 +18,15 @@ from parc import archs
 from parc.config import RUN_CONFIG
 from parc.errors import EXIT_DONE, EXIT_PREEMPTED, ParcError
 from parc.store import checkpoint, diskplan, iofaults
-from parc.training import initfrom, resume, strategy
+
+from parc.training import branch as branching, initfrom, neox_source, resume, strategy
+from parc.training.runconfig import Plan, portable_config, write_run_config
+from parc.store.fileio import atomic_write_json
 from parc.training.loss import normalization, step_labels
 from parc.training.metrics import RunReporter, format_plan
 from parc.training.optim import build_optimizer, build_scheduler
-from parc.training.runconfig import Plan, portable_config, write_run_config
+
+CANARY_FILE = "canaries.json"  # the run's canaries: spec, every planted copy, the tokens of canaries and references
 
 
 class PreemptionFlag:
@@ -68,7 +72,7 @@ def make_accelerator(cfg) -> Accelerator:
 
 class Trainer:
     def __init__(self, cfg, accelerator: Accelerator, batches, tokenizer_dir: Path, start: Optional[Path],
-                 init: Optional[initfrom.InitSource] = None):
+                 init: Optional[initfrom.InitSource] = None, branch: Optional[branching.StateSource] = None):
         self.cfg, self.accelerator, self.batches, self.tokenizer_dir = cfg, accelerator, batches, tokenizer_dir
         self.plan = Plan.build(cfg, accelerator.num_processes)
         self.output_dir = Path(self.plan.output_dir)
@@ -79,14 +83,19 @@ class Trainer:
         self.n_params = archs.count_parameters(model)
         self.step, self.tokens, optimizer_state = 0, 0, None
         self.init_record = init.record if init is not None else None  # a branched run: where its weights came from
+        self.branch_record = None  # an exact branch (branch_from=): its parent checkpoint, step and intervention
         # Which directory output_dir is: a save refuses to write into the empty mount point of an unmounted disk.
         self.output_dir_identity = iofaults.directory_identity(self.output_dir) if self.output_dir.is_dir() else None
         optimizer = build_optimizer(model, cfg.trainer, accelerator.device)
         self.scheduler = build_scheduler(optimizer, cfg.trainer)
-        if start is not None:
-            optimizer_state = self._restore(start, model)
+        if isinstance(start, neox_source.NeoxStart):  # resume=neox:<dir>: continue a raw GPT-NeoX checkpoint
+            optimizer_state = neox_source.restore(self, start, model, optimizer)
+        elif start is not None:
+            optimizer_state = self._restore(branching.StateSource(start), model)
+        elif branch is not None:  # an exact branch: the parent's full training state, this run's data after step k
+            optimizer_state = self._restore(branch, model, branch=True)
         elif init is not None:  # a new run from another run's weights: optimizer, schedule and step start fresh
-            checkpoint.load_weights(model, init.path)
+            init.load_weights(model)
         if cfg.arch.compile:
             model = torch.compile(model)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
@@ -98,18 +107,40 @@ class Trainer:
         return {"data": self.batches.fingerprint(), "seed": self.cfg.seed, "recipe": resume.recipe(self.cfg.trainer),
                 "model_config": archs.hf_config(self.cfg.arch, self.cfg.data.vocab_size).to_diff_dict(),
                 # a branched run stays one when resumed without init_from=; another init_from= is refused
-                "init_from": initfrom.portable(self.cfg.init_from) or (self.init_record or {}).get("source")}
+                "init_from": initfrom.portable(self.cfg.init_from) or (self.init_record or {}).get("source"),
+                "branch_from": initfrom.portable(self.cfg.get("branch_from")) or (self.branch_record or {}).get("source")}
 
-    def _restore(self, start: Path, model) -> dict:
-        """Weights, schedule, RNG and counters from `start`; returns the optimizer state to load after prepare."""
-        state = checkpoint.load_train_state(start, self.accelerator.process_index)
-        resume.check_compatible(state["trainer"]["identity"], self.identity(), start)
-        checkpoint.load_weights(model, start)
+    def _restore(self, source: branching.StateSource, model, branch: bool = False) -> dict:
+        """Weights, schedule, RNG and counters from `source` (this run's checkpoint, or with branch=True the parent
+        checkpoint of an exact branch); returns the optimizer state to load after prepare."""
+        state = source.load(self.accelerator.process_index)
+        saved, current = state["trainer"]["identity"], self.identity()
+        if branch:  # the data may change after step k only; the run's lineage is this branch's
+            branching.check_prefix(state["trainer"], self.batches, state["trainer"]["step"], source.record["source"])
+            saved = {**saved, **{key: current[key] for key in ("data", "init_from", "branch_from")}}
+        resume.check_compatible(saved, current, source.path)
+        source.load_weights(model)
         self.scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
         self.step, self.tokens = state["trainer"]["step"], state["trainer"]["tokens"]
         self.init_record = state["trainer"].get("init_from")
+        self.branch_record = state["trainer"].get("branch")
+        if branch:
+            change = self.batches.edits.intervention if self.batches.edits is not None else None
+            self.branch_record = {**source.record, "intervention": change.record() if change else None}
         return state["optimizer"]
+
+    def lineage(self) -> dict:
+        """What every metrics row says about where this run's state and data came from."""
+        out = {}
+        if self.init_record is not None:
+            out["init_from"] = self.init_record["source"]
+        if self.branch_record is not None:
+            out.update(branch_from=self.branch_record["source"], branch_step=self.branch_record["step"])
+        change = self.batches.edits.intervention if getattr(self.batches, "edits", None) is not None else None
+        if change is not None:
+            out["intervention"] = change.name
+        return out
 
     def train_step(self, step: int) -> dict:
         """One optimizer update on the global batch of `step` (this rank's share, in micro-batches)."""
@@ -154,7 +185,8 @@ class Trainer:
                  "micro_batch_size": self.plan.micro_batch_size, "identity": self.identity(),
                  "config": portable_config(self.cfg), "versions": library_versions(),
                  "recent_batch_hashes": batch_hashes, "schedule": self.plan.checkpoint_steps,
-                 "init_from": self.init_record}
+                 "init_from": self.init_record, "branch": self.branch_record,
+                 "data_prefix": self.batches.prefix(self.step)}
         if self.output_dir_identity is not None:
             iofaults.check_same_directory(self.output_dir, self.output_dir_identity, f"saving checkpoint-{self.step}")
         with_train_state = self.cfg.checkpoint.save_train_state or not scheduled
@@ -170,15 +202,14 @@ class Trainer:
         publisher = self._publisher()
         preemption = PreemptionFlag()
         reporter = RunReporter(cfg, self.output_dir, self.step, plan.max_steps) if acc.is_main_process else None
-        hashes, finished = {}, False
+        hashes, finished, lineage = {}, False, self.lineage()
         try:
             if self.step in schedule and not checkpoint.is_complete(checkpoint.checkpoint_path(self.output_dir, self.step)):
                 self._checkpoint(publisher, scheduled=True, hashes=hashes)  # the seed checkpoint, step 0
             for step in range(self.step + 1, plan.max_steps + 1):
                 row = self.train_step(step)
                 hashes[step] = row["batch_hash"]
-                if self.init_record is not None:
-                    row["init_from"] = self.init_record["source"]
+                row.update(lineage)
                 if reporter and (step % cfg.trainer.log_every == 0 or step == plan.max_steps):
                     reporter.log(row)
                 if step in schedule:
@@ -277,11 +308,13 @@ def train(cfg) -> int:
     from parc.data.stream import BatchPlan
 
     hf_logging.disable_progress_bar()  # the run has its own progress bar; per-save shard bars are noise
+    branching.settle(cfg)  # a bare branch_from=checkpoint-k: the branch's output_dir, before anything uses it
     accelerator = make_accelerator(cfg)
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
     if accelerator.is_main_process:
         initfrom.resolve(cfg, output_dir, download=False)  # refuse an init_from= that cannot be used
+        branching.resolve(cfg, output_dir, download=False)  # and a branch_from= that cannot be used
         resume.find_start(cfg, output_dir, allow_download=False)  # and an impossible resume, before any write
     with accelerator.main_process_first():  # rank 0 prepares the demo data first; the others then open it
         stream = ensure_prepared(cfg)
@@ -289,20 +322,37 @@ def train(cfg) -> int:
     start = broadcast_object_list([start])[0]  # every rank resumes from what rank 0 found (or fetched)
     init = initfrom.resolve(cfg, output_dir) if start is None and accelerator.is_main_process else None
     init = broadcast_object_list([init])[0]  # a new run from another run's weights (init_from=), verified
-    batches = BatchPlan(stream, cfg.data.shard, cfg.data.data_seed, cfg.trainer.global_batch_size, cfg.trainer.max_steps)
+    branch = branching.resolve(cfg, output_dir) if start is None and accelerator.is_main_process else None
+    branch = broadcast_object_list([branch])[0]  # an exact branch (branch_from=): the parent's checkpoint, verified
+    branching.fix_step(cfg, branch, start)  # intervention.step = k, before the plan and config.yaml read it
+    batches = BatchPlan.from_config(cfg, stream)
     if accelerator.is_main_process:
-        if cfg.resume == "none" and cfg.overwrite:
+        if cfg.overwrite and (cfg.resume == "none" or cfg.resume.startswith("neox:")):
             resume.clear_run(output_dir)
+    created = not output_dir.exists()
+    if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    try:  # the checkpoint's compatibility (data, recipe, a branch's prefix) is checked here, before config.yaml
+        trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start, init, branch)
+    except ParcError:
+        if created and accelerator.is_main_process and not any(output_dir.iterdir()):
+            output_dir.rmdir()  # a refusal leaves nothing behind
+        raise
+    if accelerator.is_main_process:
         with iofaults.DiskWrites(f"writing {output_dir / RUN_CONFIG}", output_dir, then="run the same command again",
                                  elsewhere="choose another output_dir="):
             write_run_config(output_dir, cfg)
             record_stream(output_dir, stream)  # config.yaml is portable; this says where the data lies here
+            if batches.edits is not None and batches.edits.canaries is not None:
+                atomic_write_json(output_dir / CANARY_FILE, batches.edits.canary_record(batches))
     accelerator.wait_for_everyone()
-    trainer = Trainer(cfg, accelerator, batches, stream.tokenizer_dir, start, init)
     if accelerator.is_main_process:
-        origin = f"resuming from {start}" if start is not None else "starting from scratch"
+        origin = f"resuming from {getattr(start, 'source', start)}" if start is not None else "starting from scratch"
         origin = f"starting a new run from the weights of {init.record['source']}" if init is not None else origin
+        if branch is not None:
+            origin = (f"branching from {branch.record['source']} at step {branch.record['step']} (weights, optimizer, "
+                      f"schedule, RNG) with intervention={cfg.intervention.name}")
         print(f"parc: {origin}\n{trainer.describe()}", flush=True)
         diskplan.warn_if_short(cfg, accelerator.unwrap_model(trainer.model), trainer.plan, stream.tokenizer_dir, trainer.step)
     code = trainer.fit()

@@ -1,0 +1,124 @@
+"""`branch_from=<checkpoint-k | <run dir>/checkpoint-k | hub:org/name@rev>`: an exact branch at step k.
+
+The new run continues the parent's training state (weights, optimizer, LR scheduler, RNG, step and token
+counters) in its own output_dir, under the data plan of this config, which may differ from the parent's only
+after step k (`intervention=`, see parc.data.edits). The parent is untouched: it is the control. A bare
+`checkpoint-k` is the checkpoint of this config's own output_dir, and the branch then goes to
+`<output_dir>-<intervention>-from<k>`; otherwise output_dir is the branch's and must not be the parent's.
+
+Everything starts from ONE notion, `StateSource`: a verified source of training state. Resuming a run and
+branching one both load through it (`Trainer._restore`); today it is a Parc checkpoint directory (local, or a
+Hub revision downloaded and verified into `<output_dir>/branch_from/`); another kind (a raw GPT-NeoX
+checkpoint) only needs its own `load` and `load_weights`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from parc.store import checkpoint
+from parc.errors import ParcError
+from parc.hub.reader import is_hub_spec
+from parc.training import initfrom
+
+DOWNLOAD_DIR = "branch_from"  # under output_dir; never named checkpoint-*, so never taken for the run's own
+
+
+@dataclass(frozen=True)
+class StateSource:
+    """A verified checkpoint with its training state, and what a run started from it records."""
+
+    path: Path
+    record: dict = field(default_factory=dict)  # source (portable), step, tokens, weights sha256 (Hub: commit)
+
+    def load(self, process_index: int) -> dict:
+        """{"trainer": trainer_state.json, "optimizer", "scheduler", "rng"} as parc.store.checkpoint reads them."""
+        return checkpoint.load_train_state(self.path, process_index)
+
+    def load_weights(self, model) -> None:
+        checkpoint.load_weights(model, self.path)
+
+
+def settle(cfg) -> None:
+    """Before anything reads output_dir: a bare `branch_from=checkpoint-k` names this config's own output_dir's
+    checkpoint, and the branch is written to `<output_dir>-<intervention>-from<k>`. Checks the combination."""
+    text = cfg.get("branch_from")
+    if text is None:
+        return
+    if cfg.init_from is not None:
+        raise ParcError("branch_from= continues a checkpoint's full training state, init_from= takes only weights: "
+                        "pass one of them")
+    if cfg.resume not in ("auto", "none"):
+        raise ParcError(f"branch_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them")
+    if is_hub_spec(text):
+        initfrom.parse_hub(text, key="branch_from")
+    elif "/" not in text:
+        step = checkpoint.step_of(Path(text))
+        if step is None:
+            raise ParcError(f"branch_from={text!r}: write checkpoint-<k>, <run dir>/checkpoint-<k> or "
+                            "hub:<org/name>@<revision>")
+        parent = Path(cfg.output_dir)
+        cfg.branch_from = str(parent / text)
+        cfg.output_dir = f"{parent}-{cfg.intervention.name if cfg.intervention.name != 'none' else 'branch'}-from{step}"
+
+
+def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[StateSource]:
+    """The verified source of `cfg.branch_from`, or None when there is none or the branch continues from its own
+    checkpoints (resume=auto). With download=False (the checks before any write) a Hub source is only parsed."""
+    text = cfg.get("branch_from")
+    if text is None:
+        return None
+    if not is_hub_spec(text) and Path(text).resolve().parent == Path(output_dir).resolve():
+        raise ParcError(f"branch_from={text} is a checkpoint of output_dir {output_dir}: a branch needs a new "
+                        "directory (pass output_dir=<new dir>, or branch_from=checkpoint-k for the default one)")
+    if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
+        return None  # the branch continues from its own checkpoints; the source is no longer needed
+    if is_hub_spec(text):
+        if not download:
+            return None
+        found = initfrom.from_hub(cfg, *initfrom.parse_hub(text, "branch_from"), Path(output_dir), "branch_from",
+                                   DOWNLOAD_DIR)
+        return StateSource(found.path, found.record)
+    path = Path(text)
+    if not (checkpoint.is_complete(path) and checkpoint.has_train_state(path)):
+        run = path.parent
+        here = [p.name for p in checkpoint.complete_checkpoints(run) if checkpoint.has_train_state(p)] if run.is_dir() else []
+        raise ParcError(f"branch_from={text} is not a complete checkpoint with training state (an exact branch needs "
+                        f"its optimizer, scheduler and RNG); with training state in {run}: {', '.join(here) or 'none'}")
+    found = initfrom.from_local(path, text, initfrom.portable(text), check_sha=download, key="branch_from")
+    return StateSource(found.path, found.record)
+
+
+def fix_step(cfg, source: Optional[StateSource], start: Optional[Path]) -> None:
+    """Every rank: set intervention.step to the branch's step k (the source's, or the record in the branch's own
+    checkpoint when it resumes); an intervention.step given otherwise is refused."""
+    if cfg.get("branch_from") is None:
+        return
+    if source is not None:
+        step = source.record["step"]
+    else:
+        state = (checkpoint.read_trainer_state(start) or {}) if start else {}
+        step = (state.get("branch") or {}).get("step")
+        if step is None:
+            raise ParcError(f"{start} is not a checkpoint of a branch of {cfg.branch_from}: choose another output_dir=")
+    if cfg.intervention.step is not None and cfg.intervention.step != step:
+        raise ParcError(f"intervention.step={cfg.intervention.step} but branch_from is a checkpoint of step {step}: "
+                        "leave intervention.step unset (the branch's step is the intervention's)")
+    cfg.intervention.step = step
+
+
+def check_prefix(saved_state: dict, plan, step: int, where: str) -> None:
+    """Refuse a branch whose batches of steps 1..k would differ from the parent's (a parent written before
+    `data_prefix` was recorded is compared by its data fingerprint, which then must hold no data edits)."""
+    parent = saved_state.get("data_prefix")
+    if parent is None:
+        data = saved_state["identity"]["data"]
+        parent = data if not {"canaries", "intervention"} & set(data) else {"unknown": "no data_prefix recorded"}
+    ours = plan.prefix(step)
+    if parent != ours:
+        key = next(k for k in sorted(set(parent) | set(ours)) if parent.get(k) != ours.get(k))
+        raise ParcError(f"branch_from={where}: this run's data up to step {step} differs from the parent's ({key}: "
+                        f"parent {parent.get(key)!r}, this run {ours.get(key)!r}); give the parent's data settings "
+                        "(data.*, data.canaries.*) and change only what intervention= changes after the branch")
