@@ -1,5 +1,6 @@
 """Checkpoint storage: the `checkpoint-N/` format and its manifest, integrity checks (parc.verify), which steps
-are checkpointed, the disk plan, crash-safe file writes and disk faults as one-line errors.
+are checkpointed, the disk plan, crash-safe file writes and disk faults as one-line errors, and the format of a
+run's metrics.jsonl (metricsfile: its one reader).
 
 Everything that writes a file durably goes through here. Imports only parc.errors and parc.config; never
 archs, data, hub, training or study.
