@@ -12,7 +12,7 @@ from parc.errors import ParcError
 from parc.store.steps import checkpoint_steps
 from parc.training.runconfig import Plan, portable_config, validate
 
-GROUPS = ["arch", "data", "trainer", "checkpoint", "hub", "logger", "experiment"]
+GROUPS = ["arch", "data", "trainer", "checkpoint", "hub", "logger", "experiment", "intervention"]
 
 
 def every_option():
@@ -23,7 +23,8 @@ def every_option():
 
 @pytest.mark.parametrize("group,option", list(every_option()))
 def test_every_config_file_composes_and_validates(group, option):
-    cfg = compose([f"{group}={option}"])
+    # an intervention starts after a step: a branch's checkpoint, or intervention.step for a run from scratch
+    cfg = compose([f"{group}={option}", *(["intervention.step=100"] if group == "intervention" else [])])
     validate(cfg)
     Plan.build(cfg)
 
