@@ -22,13 +22,20 @@ MARKER = "STEP_SECONDS"
 def sizes(args) -> dict:
     if args.smoke:  # on CPU at the demo size, in this process: checks that the benchmark runs
         return {"micro_batch": 2, "warmup": 1, "steps": 1, "repeats": 1, "archs": ("pythia",)}
-    return {"micro_batch": 8, "warmup": 3, "steps": 5, "repeats": 2, "archs": ARCHS} if args.quick else \
-        {"micro_batch": 16, "warmup": 5, "steps": 20, "repeats": 3, "archs": ARCHS}
+    return (
+        {"micro_batch": 8, "warmup": 3, "steps": 5, "repeats": 2, "archs": ARCHS}
+        if args.quick
+        else {"micro_batch": 16, "warmup": 5, "steps": 20, "repeats": 3, "archs": ARCHS}
+    )
 
 
 def add_options(parser) -> None:
-    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                        help="cpu: run at the demo size on CPU, only to check the benchmark works")
+    parser.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cpu: run at the demo size on CPU, only to check the benchmark works",
+    )
 
 
 def child_main(argv: list) -> None:
@@ -56,8 +63,14 @@ def run(args) -> list:
 
     on_cpu = getattr(args, "device", "cuda") == "cpu" or args.smoke
     if not torch.cuda.is_available() and not on_cpu:
-        return [common.emit({"bench": "GPU", "skipped": "no CUDA device on this machine "
-                             "(torch.cuda.is_available() is False): nothing measured"})]
+        return [
+            common.emit(
+                {
+                    "bench": "GPU",
+                    "skipped": "no CUDA device on this machine (torch.cuda.is_available() is False): nothing measured",
+                }
+            )
+        ]
     size = sizes(args)
     shape = ["experiment=demo", "device=cpu"] if on_cpu else PARC_SIZE
     device = torch.device("cpu" if on_cpu else "cuda")
@@ -66,10 +79,23 @@ def run(args) -> list:
         overrides = [*shape, f"arch={arch}", f"trainer.micro_batch_size={size['micro_batch']}"]
         cfg = compose(overrides)
         tokens = size["micro_batch"] * cfg.data.seq_len
-        runs = common.alternate({side: (lambda side=side: tokens_per_s(side, overrides, size, tokens, args.smoke))
-                                 for side in ("ours", "baseline")}, size["repeats"])
-        record = common.compare("GPU", "tokens/s", runs, arch=arch, device=str(device), precision="fp32",
-                                micro_batch=size["micro_batch"], seq_len=cfg.data.seq_len)
+        runs = common.alternate(
+            {
+                side: (lambda side=side: tokens_per_s(side, overrides, size, tokens, args.smoke))
+                for side in ("ours", "baseline")
+            },
+            size["repeats"],
+        )
+        record = common.compare(
+            "GPU",
+            "tokens/s",
+            runs,
+            arch=arch,
+            device=str(device),
+            precision="fp32",
+            micro_batch=size["micro_batch"],
+            seq_len=cfg.data.seq_len,
+        )
         model = archs.build_model(cfg.arch, cfg.data.vocab_size, cfg.seed, device="meta")
         flops = archs.get_spec(arch).flops_per_token(model.config, cfg.data.seq_len)
         record["mfu"] = {side: mfu(flops, record[side], device, "fp32") for side in ("ours", "baseline")}

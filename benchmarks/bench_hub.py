@@ -43,13 +43,26 @@ from hub_server import CommitLimit, HubServer  # noqa: E402
 
 def train_once(root: Path, out: Path, args, data: list, hub: HubServer | None, cpu: int | None) -> tuple:
     """Step seconds of one training run (after warm-up), and the CPU seconds the whole process used."""
-    overrides = ["experiment=demo", f"arch={args.arch}", f"paths.root={root}", f"output_dir={out}", *data,
-                 f"trainer.max_steps={args.steps}", f"checkpoint.every={args.every}",
-                 "checkpoint.keep_train_states=2", "trainer.progress=false", "resume=none"]
+    overrides = [
+        "experiment=demo",
+        f"arch={args.arch}",
+        f"paths.root={root}",
+        f"output_dir={out}",
+        *data,
+        f"trainer.max_steps={args.steps}",
+        f"checkpoint.every={args.every}",
+        "checkpoint.keep_train_states=2",
+        "trainer.progress=false",
+        "resume=none",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(root / "hf")}
     if hub is not None:
-        overrides += [f"hub.repo_id=bench/{out.name}", f"hub.max_commits_per_hour={args.budget}",
-                      "hub.wait_at_end=36000", "hub.retry_timeout_s=36000"]
+        overrides += [
+            f"hub.repo_id=bench/{out.name}",
+            f"hub.max_commits_per_hour={args.budget}",
+            "hub.wait_at_end=36000",
+            "hub.retry_timeout_s=36000",
+        ]
         env.update(hub.env())
     command = [sys.executable, "-m", "parc.train", *overrides]
     if cpu is not None:
@@ -68,8 +81,11 @@ def train_once(root: Path, out: Path, args, data: list, hub: HubServer | None, c
 def last_commit_wall_time(hub: HubServer, repo_id: str) -> float:
     """When the server accepted the repo's last commit, as time.time() (it records monotonic times)."""
     offset = time.time() - time.monotonic()
-    last = max(t for t, method, path, status in hub.state.requests
-               if method == "POST" and f"/{repo_id}/commit/" in path and status == 200)
+    last = max(
+        t
+        for t, method, path, status in hub.state.requests
+        if method == "POST" and f"/{repo_id}/commit/" in path and status == 200
+    )
     return last + offset
 
 
@@ -109,7 +125,9 @@ def run(args) -> list:
         for repeat in range(args.repeats):
             for mode in ("without", "with"):
                 out = root / f"{mode}-{repeat}"
-                seconds, cpu_seconds, wall, ended = train_once(root, out, args, data, hub if mode == "with" else None, trainer_cpu)
+                seconds, cpu_seconds, wall, ended = train_once(
+                    root, out, args, data, hub if mode == "with" else None, trainer_cpu
+                )
                 walls[mode].append(round(wall, 2))
                 if mode == "with":
                     lags.append(round(last_commit_wall_time(hub, f"bench/{out.name}") - ended, 1))
@@ -124,19 +142,36 @@ def run(args) -> list:
     # CPU of the training steps it could at worst take a core from, bounds the overhead from above.
     extra_cpu = statistics.median(cpu["with"]) - statistics.median(cpu["without"])
     step_cpu = min(run_medians["without"]) * args.steps  # the least loaded run: closest to the steps' own CPU
-    return [common.emit({
-        "bench": "P-hub", "unit": "s/step", "arch": args.arch, "steps": args.steps, "checkpoint_every": args.every,
-        "repeats": args.repeats, "revisions_pushed": pushes, "median_step_s_without": round(without, 5),
-        "median_step_s_with": round(with_pushes, 5), "ratio": round(with_pushes / without, 4),
-        "run_medians_without": run_medians["without"], "run_medians_with": run_medians["with"],
-        "upload_cpu_s_per_revision": round(extra_cpu / (pushes / args.repeats), 4),
-        "upload_cpu_vs_step_time": round(extra_cpu / step_cpu, 4),
-        "commit_limit": args.limit, "max_commits_per_hour": args.budget,
-        "train_wall_s_without": walls["without"], "train_wall_s_with": walls["with"],
-        "train_wall_ratio": round(statistics.median(walls["with"]) / statistics.median(walls["without"]), 4),
-        "publish_lag_s": lags, "refused_429": sum(1 for *_, status in hub.state.requests if status == 429),
-        "load_average": os.getloadavg()[0], "trainer_cpu": trainer_cpu, "wall_s": round(time.monotonic() - started, 1),
-    })]
+    return [
+        common.emit(
+            {
+                "bench": "P-hub",
+                "unit": "s/step",
+                "arch": args.arch,
+                "steps": args.steps,
+                "checkpoint_every": args.every,
+                "repeats": args.repeats,
+                "revisions_pushed": pushes,
+                "median_step_s_without": round(without, 5),
+                "median_step_s_with": round(with_pushes, 5),
+                "ratio": round(with_pushes / without, 4),
+                "run_medians_without": run_medians["without"],
+                "run_medians_with": run_medians["with"],
+                "upload_cpu_s_per_revision": round(extra_cpu / (pushes / args.repeats), 4),
+                "upload_cpu_vs_step_time": round(extra_cpu / step_cpu, 4),
+                "commit_limit": args.limit,
+                "max_commits_per_hour": args.budget,
+                "train_wall_s_without": walls["without"],
+                "train_wall_s_with": walls["with"],
+                "train_wall_ratio": round(statistics.median(walls["with"]) / statistics.median(walls["without"]), 4),
+                "publish_lag_s": lags,
+                "refused_429": sum(1 for *_, status in hub.state.requests if status == 429),
+                "load_average": os.getloadavg()[0],
+                "trainer_cpu": trainer_cpu,
+                "wall_s": round(time.monotonic() - started, 1),
+            }
+        )
+    ]
 
 
 if __name__ == "__main__":

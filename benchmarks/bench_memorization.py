@@ -26,7 +26,7 @@ def demo_sequences(work, count: int) -> np.ndarray:
 
     directory = common.demo_root(work) / "data" / "demo-parc-128"
     stream = PackedStream(directory, read_manifest(directory))
-    return stream.sequences(np.arange(count))[:, :PROMPT + CONTINUATION]
+    return stream.sequences(np.arange(count))[:, : PROMPT + CONTINUATION]
 
 
 def memorizing_model(arch: str, sequences: np.ndarray, steps: int):
@@ -54,7 +54,7 @@ def run(args) -> list:
     sequences = demo_sequences(args.work, count)
     prompts, truth = sequences[:, :PROMPT], sequences[:, PROMPT:]
     records = []
-    for arch in (["pythia"] if args.quick or args.smoke else ["pythia", "mamba", "rwkv"]):
+    for arch in ["pythia"] if args.quick or args.smoke else ["pythia", "mamba", "rwkv"]:
         model, initial = memorizing_model(arch, sequences, 2 if args.smoke else 200 if args.quick else 300)
         trained = {k: v.clone() for k, v in model.state_dict().items()}
         for regime, weights in (("memorizing", trained), ("random init", initial)):
@@ -66,22 +66,40 @@ def run(args) -> list:
                     started = time.perf_counter()
                     scores[name] = fn()
                     return time.perf_counter() - started
+
                 return measure
 
             ours = timed("ours", lambda: greedy_continuations(model, prompts, truth, batch_size).tokens)
-            cached = timed("cached", lambda: generate_continuations(
-                model, prompts, CONTINUATION, 1 if arch == "rwkv" else batch_size, use_cache=True))
-            pythia = timed("pythia", lambda: generate_continuations(model, prompts, CONTINUATION, batch_size,
-                                                                     use_cache=False))
-            runs = common.alternate({"ours": ours, "cached": cached, "pythia": pythia},
-                                    1 if args.smoke else 2 if args.quick else 3)
+            cached = timed(
+                "cached",
+                lambda: generate_continuations(
+                    model, prompts, CONTINUATION, 1 if arch == "rwkv" else batch_size, use_cache=True
+                ),
+            )
+            pythia = timed(
+                "pythia", lambda: generate_continuations(model, prompts, CONTINUATION, batch_size, use_cache=False)
+            )
+            runs = common.alternate(
+                {"ours": ours, "cached": cached, "pythia": pythia}, 1 if args.smoke else 2 if args.quick else 3
+            )
             memorized = float((scores["ours"] == truth).all(axis=1).mean())
-            for baseline, label in (("pythia", "generate(use_cache=False), as Pythia's script"),
-                                    ("cached", "generate with KV cache")):
+            for baseline, label in (
+                ("pythia", "generate(use_cache=False), as Pythia's script"),
+                ("cached", "generate with KV cache"),
+            ):
                 same = float((scores["ours"] == scores[baseline]).all(axis=1).mean())
-                record = common.compare("E2", "seconds", {"ours": runs["ours"], "baseline": runs[baseline]},
-                                        better="lower", arch=arch, regime=regime, sequences=count, baseline_is=label,
-                                        memorized=round(memorized, 3), same_scores=same)
+                record = common.compare(
+                    "E2",
+                    "seconds",
+                    {"ours": runs["ours"], "baseline": runs[baseline]},
+                    better="lower",
+                    arch=arch,
+                    regime=regime,
+                    sequences=count,
+                    baseline_is=label,
+                    memorized=round(memorized, 3),
+                    same_scores=same,
+                )
                 record["met"] = record["ratio"] >= 10
                 records.append(common.emit(record))
     return records

@@ -39,7 +39,7 @@ def child(arch: str, size: str, side: str) -> None:
     import torch
 
     common.train_on_random_tokens([*SIZES[size], f"arch={arch}"], side, steps=2)
-    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else common.peak_rss_mb()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else common.peak_rss_mb()
     print(f"{MARKER} {peak}", flush=True)
 
 
@@ -59,10 +59,18 @@ def run(args) -> list:
     unit = "MB (CUDA peak allocated)" if torch.cuda.is_available() else "MB (peak RSS of the process)"
     records = []
     for size, arch in pairs:
-        runs = common.alternate({"ours": lambda: peak_mb(arch, size, "ours", args.smoke),
-                                 "baseline": lambda: peak_mb(arch, size, "baseline", args.smoke)}, repeats)
-        records.append(common.emit(common.compare("B4", unit, runs, better="lower", arch=arch, size=size,
-                                                  shape=" ".join(SIZES[size]))))
+        runs = common.alternate(
+            {
+                "ours": lambda: peak_mb(arch, size, "ours", args.smoke),
+                "baseline": lambda: peak_mb(arch, size, "baseline", args.smoke),
+            },
+            repeats,
+        )
+        records.append(
+            common.emit(
+                common.compare("B4", unit, runs, better="lower", arch=arch, size=size, shape=" ".join(SIZES[size]))
+            )
+        )
     return records
 
 

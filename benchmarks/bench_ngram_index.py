@@ -56,14 +56,23 @@ def run(args) -> list:
     (tokenizer_dir / "tokenizer.json").write_text("{}")  # recorded by hash only: the ids are synthetic
     continuation = np.arange(VOCAB) % 2 == 1  # about half a GPT-2 BPE's tokens continue a word
     cpu0, wall0 = children_cpu(), time.perf_counter()
-    index = ngram_index.build_index(work / "index", synthetic_rows(tokens), {}, tokenizer_dir, VOCAB,
-                                    log=lambda line: None, continuation=continuation)
+    index = ngram_index.build_index(
+        work / "index",
+        synthetic_rows(tokens),
+        {},
+        tokenizer_dir,
+        VOCAB,
+        log=lambda line: None,
+        continuation=continuation,
+    )
     wall, cpu = time.perf_counter() - wall0, children_cpu() - cpu0
     size = index.meta["bytes"]
     rng = np.random.default_rng(1)
     sample = next(synthetic_rows(SEQ_LEN * 64, seed=0))
-    queries = [sample[rng.integers(64), (c := rng.integers(SEQ_LEN - 5)):c + rng.integers(1, 6)].tolist()
-               for _ in range(query_count)]
+    queries = [
+        sample[rng.integers(64), (c := rng.integers(SEQ_LEN - 5)) : c + rng.integers(1, 6)].tolist()
+        for _ in range(query_count)
+    ]
     rates, cpu_rates = {}, {}
     for word_end in (False, True):
         started, cpu_started = time.perf_counter(), time.process_time()  # the engine's threads are ours
@@ -73,14 +82,22 @@ def run(args) -> list:
         cpu_rates[word_end] = len(queries) / (time.process_time() - cpu_started)
     parc_tokens = 4000 * 512 * 1024
     pointer = int(np.ceil(np.log2(parc_tokens * 2) / 8))
-    record = {"bench": "N1", "unit": "counts/s", "tokens": index.num_tokens, "index_bytes": size,
-              "bytes_per_token": round(size / index.num_tokens, 2), "build_wall_s": round(wall, 2),
-              "indexer_cpu_s": round(cpu, 2), "build_M_tokens_per_s": round(index.num_tokens / wall / 1e6, 2),
-              "queries": len(queries), "counts_per_s": {"plain": round(rates[False]), "word_end": round(rates[True])},
-              "counts_per_cpu_s": {"plain": round(cpu_rates[False]), "word_end": round(cpu_rates[True])},
-              # Parc scale (2.10 B tokens): 2 bytes per token + the suffix pointers; the build extrapolated linearly
-              "parc_scale_index_gib": round(parc_tokens * (2 + pointer) / 2**30, 1),
-              "parc_scale_build_min": round(parc_tokens / index.num_tokens * wall / 60)}
+    record = {
+        "bench": "N1",
+        "unit": "counts/s",
+        "tokens": index.num_tokens,
+        "index_bytes": size,
+        "bytes_per_token": round(size / index.num_tokens, 2),
+        "build_wall_s": round(wall, 2),
+        "indexer_cpu_s": round(cpu, 2),
+        "build_M_tokens_per_s": round(index.num_tokens / wall / 1e6, 2),
+        "queries": len(queries),
+        "counts_per_s": {"plain": round(rates[False]), "word_end": round(rates[True])},
+        "counts_per_cpu_s": {"plain": round(cpu_rates[False]), "word_end": round(cpu_rates[True])},
+        # Parc scale (2.10 B tokens): 2 bytes per token + the suffix pointers; the build extrapolated linearly
+        "parc_scale_index_gib": round(parc_tokens * (2 + pointer) / 2**30, 1),
+        "parc_scale_build_min": round(parc_tokens / index.num_tokens * wall / 60),
+    }
     shutil.rmtree(work)
     return [common.emit(record)]
 

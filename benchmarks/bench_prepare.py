@@ -48,8 +48,15 @@ def write_corpus(work: Path, repeats: int, documents: Optional[int] = None) -> P
 def prepare_config(work: Path, corpus: Path, data_dir: Path):
     from parc.config import compose
 
-    return compose(["experiment=demo", f"data.data_files={corpus}", f"data.dir={data_dir}",
-                    f"data.tokenizer={common.demo_tokenizer_dir(work)}", f"data.seq_len={SEQ_LEN}"])
+    return compose(
+        [
+            "experiment=demo",
+            f"data.data_files={corpus}",
+            f"data.dir={data_dir}",
+            f"data.tokenizer={common.demo_tokenizer_dir(work)}",
+            f"data.seq_len={SEQ_LEN}",
+        ]
+    )
 
 
 def ours(work: Path, corpus: Path, tokens: int) -> float:
@@ -90,8 +97,9 @@ def limit(work: Path, texts: list) -> tuple[float, int]:
 
     tokenizer = Tokenizer.from_file(str(common.demo_tokenizer_dir(work) / "tokenizer.json"))
     started = time.perf_counter()
-    tokens = sum(len(e.ids) for i in range(0, len(texts), 1000)
-                 for e in tokenizer.encode_batch_fast(texts[i:i + 1000]))
+    tokens = sum(
+        len(e.ids) for i in range(0, len(texts), 1000) for e in tokenizer.encode_batch_fast(texts[i : i + 1000])
+    )
     return time.perf_counter() - started, tokens
 
 
@@ -105,16 +113,29 @@ def run(args) -> list:
     from transformers import AutoTokenizer  # noqa: F401
 
     import parc.data.prepare  # noqa: F401
-    sides = {"ours": lambda: tokens / ours(args.work, corpus, tokens),
-             "baseline": lambda: tokens / original(args.work, corpus),
-             "limit": lambda: tokens / limit(args.work, texts)[0]}
+
+    sides = {
+        "ours": lambda: tokens / ours(args.work, corpus, tokens),
+        "baseline": lambda: tokens / original(args.work, corpus),
+        "limit": lambda: tokens / limit(args.work, texts)[0],
+    }
     runs = common.alternate(sides, size["repeats"])
     described = {"documents": len(texts), "tokens": tokens, "seq_len": SEQ_LEN}
-    versus_original = common.compare("B3", "tokens/s", {"ours": runs["ours"], "baseline": runs["baseline"]},
-                                     baseline_is="original streaming datasets.map tokenize", **described)
-    versus_limit = common.compare("B3", "tokens/s", {"ours": runs["ours"], "baseline": runs["limit"]},
-                                  baseline_is="tokenizers encode_batch_fast limit (all cores)", target=TARGET_OF_LIMIT,
-                                  **described)
+    versus_original = common.compare(
+        "B3",
+        "tokens/s",
+        {"ours": runs["ours"], "baseline": runs["baseline"]},
+        baseline_is="original streaming datasets.map tokenize",
+        **described,
+    )
+    versus_limit = common.compare(
+        "B3",
+        "tokens/s",
+        {"ours": runs["ours"], "baseline": runs["limit"]},
+        baseline_is="tokenizers encode_batch_fast limit (all cores)",
+        target=TARGET_OF_LIMIT,
+        **described,
+    )
     versus_limit["met"] = versus_limit["ratio"] >= TARGET_OF_LIMIT
     return [common.emit(versus_original), common.emit(versus_limit)]
 

@@ -37,6 +37,8 @@ class FirstNewStep(BaseException):
 def first_new_step(step: int) -> None:
     print(f"{MARKER} {time.time()} {step}", flush=True)
     raise FirstNewStep
+
+
 TARGET_OURS_S, TARGET_RATIO = 1.0, 10.0
 
 
@@ -50,11 +52,22 @@ def sizes(args) -> dict:
 
 def overrides(work: Path, max_k: int, output_dir: Path) -> list:
     """The run both sides train (tiny Pythia, Parc batch shape) as `python -m parc.train` overrides."""
-    return ["experiment=demo", "arch=pythia", f"data.dir={stream_dir(work, max_k)}", "data.auto_prepare=false",
-            f"data.seq_len={SEQ_LEN}", f"trainer.global_batch_size={GLOBAL_BATCH}",
-            f"trainer.micro_batch_size={MICRO_BATCH}", f"trainer.max_steps={max_k + 1}", "trainer.warmup_steps=100",
-            "trainer.lr=6e-4", "trainer.progress=false", "checkpoint.every=1000000", f"output_dir={output_dir}",
-            "device=cpu"]
+    return [
+        "experiment=demo",
+        "arch=pythia",
+        f"data.dir={stream_dir(work, max_k)}",
+        "data.auto_prepare=false",
+        f"data.seq_len={SEQ_LEN}",
+        f"trainer.global_batch_size={GLOBAL_BATCH}",
+        f"trainer.micro_batch_size={MICRO_BATCH}",
+        f"trainer.max_steps={max_k + 1}",
+        "trainer.warmup_steps=100",
+        "trainer.lr=6e-4",
+        "trainer.progress=false",
+        "checkpoint.every=1000000",
+        f"output_dir={output_dir}",
+        "device=cpu",
+    ]
 
 
 def stream_dir(work: Path, max_k: int) -> Path:
@@ -85,15 +98,22 @@ def write_stream(work: Path, max_k: int) -> None:
     dtype = stream_dtype(cfg.data.vocab_size)
     with open(root / "parts" / "seq-00000.bin", "wb") as handle:
         handle.truncate(sequences * SEQ_LEN * 2)
-    manifest = {"format": FORMAT, **_identity_fields(cfg, load_saved_tokenizer(root / "tokenizer"), root, dtype),
-                "num_sequences": sequences, "tokens": {"in": sequences * SEQ_LEN, "kept": sequences * SEQ_LEN},
-                "num_parts": 1, "files": [{"path": "parts/seq-00000.bin", "sequences": sequences, "sha256": "sparse"}],
-                "content_sha256": f"sparse-{sequences}", "parc_version": parc.__version__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    manifest = {
+        "format": FORMAT,
+        **_identity_fields(cfg, load_saved_tokenizer(root / "tokenizer"), root, dtype),
+        "num_sequences": sequences,
+        "tokens": {"in": sequences * SEQ_LEN, "kept": sequences * SEQ_LEN},
+        "num_parts": 1,
+        "files": [{"path": "parts/seq-00000.bin", "sequences": sequences, "sha256": "sparse"}],
+        "content_sha256": f"sparse-{sequences}",
+        "parc_version": parc.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     atomic_write_json(root / MANIFEST, manifest)
 
 
 # --- children: each runs in its own process ----------------------------------------------------------------
+
 
 def child_ours_checkpoint(k: int, args: list) -> None:
     """Write checkpoint-k of the run (k = 0: weights only, the fresh run's seed checkpoint)."""
@@ -187,12 +207,16 @@ def child_original_run(checkpoint: str, args: list) -> None:
     trainer.train(resume_from_checkpoint=checkpoint or None)
 
 
-CHILDREN = {"ours-checkpoint": lambda a: child_ours_checkpoint(int(a[0]), a[1:]), "ours-run": child_ours_run,
-            "original-checkpoint": lambda a: child_original_checkpoint(int(a[0]), a[1:]),
-            "original-run": lambda a: child_original_run(a[0], a[1:])}
+CHILDREN = {
+    "ours-checkpoint": lambda a: child_ours_checkpoint(int(a[0]), a[1:]),
+    "ours-run": child_ours_run,
+    "original-checkpoint": lambda a: child_original_checkpoint(int(a[0]), a[1:]),
+    "original-run": lambda a: child_original_run(a[0], a[1:]),
+}
 
 
 # --- the parent ---------------------------------------------------------------------------------------------
+
 
 def child_main(argv: list) -> bool:
     """`bench_resume.py --child <mode> <args>`: one child's work; True when it stopped at its first new step."""
@@ -228,8 +252,11 @@ def prepare_runs(work: Path, max_k: int, ks, local: bool) -> dict:
 
 def time_to_first_step(side: str, run_dir: Path, k: int, work: Path, max_k: int, local: bool) -> float:
     args = overrides(work, max_k, run_dir)
-    result = (spawn(local, "ours-run", *args) if side == "ours" else
-              spawn(local, "original-run", run_dir / f"checkpoint-{k}" if k else "", *args))
+    result = (
+        spawn(local, "ours-run", *args)
+        if side == "ours"
+        else spawn(local, "original-run", run_dir / f"checkpoint-{k}" if k else "", *args)
+    )
     return common.stamped(result["stdout"], MARKER) - result["started"]
 
 
@@ -251,12 +278,15 @@ def run(args) -> list:
     records = []
     for k in size["ks"]:
         resumed = measure(k, size["baseline_repeats"][k])
-        record = common.compare("B2", "s to first new step", resumed, better="lower", k=k,
-                                tokens_per_step=GLOBAL_BATCH * SEQ_LEN)
+        record = common.compare(
+            "B2", "s to first new step", resumed, better="lower", k=k, tokens_per_step=GLOBAL_BATCH * SEQ_LEN
+        )
         record["ours_overhead_s"] = round(record["ours"] - common.median(fresh["ours"]), 3)
         record["baseline_overhead_s"] = round(record["baseline"] - common.median(fresh["baseline"]), 3)
-        record["fresh"] = {"ours": round(common.median(fresh["ours"]), 3),
-                           "baseline": round(common.median(fresh["baseline"]), 3)}
+        record["fresh"] = {
+            "ours": round(common.median(fresh["ours"]), 3),
+            "baseline": round(common.median(fresh["baseline"]), 3),
+        }
         record["met"] = record["ours_overhead_s"] <= TARGET_OURS_S and (k != max_k or record["ratio"] >= TARGET_RATIO)
         records.append(common.emit(record))
     return records

@@ -31,7 +31,9 @@ def stimuli_file(work):
     out = work / "stimuli" / "demo.stims"
     if not out.is_file():
         root = common.demo_root(work)
-        build_stimuli(compose(["experiment=demo", f"paths.root={root}"]), out, dict(DEFAULT_SIZES), progress=lambda _: None)
+        build_stimuli(
+            compose(["experiment=demo", f"paths.root={root}"]), out, dict(DEFAULT_SIZES), progress=lambda _: None
+        )
     return out
 
 
@@ -45,7 +47,7 @@ def matmul_peak(repeats: int = 5) -> float:
         started = time.perf_counter()
         a @ b
         seconds.append(time.perf_counter() - started)
-    return 2 * 2048 ** 3 / common.median(seconds)
+    return 2 * 2048**3 / common.median(seconds)
 
 
 def forward_flops(model, encoded, per_call: bool) -> float:
@@ -62,7 +64,7 @@ def forward_flops(model, encoded, per_call: bool) -> float:
     for item in encoded:
         lengths = range(len(item.context), len(item.context) + len(item.target)) if per_call else [item.input_length]
         for length in lengths:
-            total += 2 * body * length + (4 * layers * width * length ** 2 if attention else 0)
+            total += 2 * body * length + (4 * layers * width * length**2 if attention else 0)
             total += 2 * head.weight.numel() * (length if per_call else len(item.target))
     return total
 
@@ -79,7 +81,9 @@ def measure(arch: str, size: str, count: int, pairs: int, work, flops: bool) -> 
     from parc.study.phases.surprisal_reference import loop_all
     from parc.study.sources.model_cache import install_fast_path
 
-    overrides = ["experiment=demo", f"arch={arch}"] + (["arch.size=full", "data.vocab_size=50277"] if size == "parc" else [])
+    overrides = ["experiment=demo", f"arch={arch}"] + (
+        ["arch.size=full", "data.vocab_size=50277"] if size == "parc" else []
+    )
     cfg = compose(overrides)
     # The same seeded weights on both sides; ours on Parc's fast path, as ModelCache loads it for parc.surprisal,
     # the baseline on transformers' own forward, as the paper ran (Mamba's reference scan, RWKV's WKV loop).
@@ -102,26 +106,49 @@ def measure(arch: str, size: str, count: int, pairs: int, work, flops: bool) -> 
 
     with torch.inference_mode():
         runs = common.alternate({"ours": ours, "baseline": baseline}, pairs)
-    record = common.compare("S1", "stimuli/s", runs, arch=arch, size=size, stimuli=len(stimuli),
-                            max_abs_diff_nats=float(np.max(np.abs(results["ours"] - results["baseline"]))))
+    record = common.compare(
+        "S1",
+        "stimuli/s",
+        runs,
+        arch=arch,
+        size=size,
+        stimuli=len(stimuli),
+        max_abs_diff_nats=float(np.max(np.abs(results["ours"] - results["baseline"]))),
+    )
     if size == "demo":
         record["target"], record["met"] = 100, record["ratio"] >= 100
     if flops:
         encoded = StimulusEncoder(tokenizer).encode_all(stimuli)
         peak = matmul_peak()
         ours_flops, loop_flops = forward_flops(model, encoded, False), forward_flops(paper_model, encoded, True)
-        ours_rate, loop_rate = record["ours"] * ours_flops / len(stimuli), record["baseline"] * loop_flops / len(stimuli)
-        record.update(matmul_peak_gflops=round(peak / 1e9, 2),
-                      ours_gflops=round(ours_rate / 1e9, 2), ours_peak_fraction=round(ours_rate / peak, 3),
-                      baseline_gflops=round(loop_rate / 1e9, 2), baseline_peak_fraction=round(loop_rate / peak, 3),
-                      flops_per_stimulus={"ours": round(ours_flops / len(stimuli)), "baseline": round(loop_flops / len(stimuli))},
-                      paper_180_runs_cpu_days={side: round(PAPER_RUNS * PAPER_STIMULI / record[side] / 86400, 1)
-                                               for side in ("ours", "baseline")},
-                      # FLOPs only: at the fraction of peak reached here, and at the fp32 peak itself
-                      paper_180_runs_a100_hours_ours={
-                          "at_cpu_fraction": round(PAPER_RUNS * PAPER_STIMULI * ours_flops / len(stimuli)
-                                                   / (A100_FP32_FLOPS * ours_rate / peak) / 3600, 2),
-                          "at_peak": round(PAPER_RUNS * PAPER_STIMULI * ours_flops / len(stimuli) / A100_FP32_FLOPS / 3600, 2)})
+        ours_rate, loop_rate = (
+            record["ours"] * ours_flops / len(stimuli),
+            record["baseline"] * loop_flops / len(stimuli),
+        )
+        record.update(
+            matmul_peak_gflops=round(peak / 1e9, 2),
+            ours_gflops=round(ours_rate / 1e9, 2),
+            ours_peak_fraction=round(ours_rate / peak, 3),
+            baseline_gflops=round(loop_rate / 1e9, 2),
+            baseline_peak_fraction=round(loop_rate / peak, 3),
+            flops_per_stimulus={"ours": round(ours_flops / len(stimuli)), "baseline": round(loop_flops / len(stimuli))},
+            paper_180_runs_cpu_days={
+                side: round(PAPER_RUNS * PAPER_STIMULI / record[side] / 86400, 1) for side in ("ours", "baseline")
+            },
+            # FLOPs only: at the fraction of peak reached here, and at the fp32 peak itself
+            paper_180_runs_a100_hours_ours={
+                "at_cpu_fraction": round(
+                    PAPER_RUNS
+                    * PAPER_STIMULI
+                    * ours_flops
+                    / len(stimuli)
+                    / (A100_FP32_FLOPS * ours_rate / peak)
+                    / 3600,
+                    2,
+                ),
+                "at_peak": round(PAPER_RUNS * PAPER_STIMULI * ours_flops / len(stimuli) / A100_FP32_FLOPS / 3600, 2),
+            },
+        )
     return record
 
 
@@ -131,8 +158,10 @@ def run(args) -> list:
     plan.append(("pythia", "parc", 24 if quick else 64, 2))
     if args.smoke:  # the FLOP accounting of the Parc-size line too, on the demo model
         plan = [("pythia", "demo", 20, 1)]
-    return [common.emit(measure(arch, size, count, pairs, args.work, flops=size == "parc" or args.smoke))
-            for arch, size, count, pairs in plan]
+    return [
+        common.emit(measure(arch, size, count, pairs, args.work, flops=size == "parc" or args.smoke))
+        for arch, size, count, pairs in plan
+    ]
 
 
 if __name__ == "__main__":

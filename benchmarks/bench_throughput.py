@@ -22,13 +22,18 @@ TARGETS = {"pythia": 1.0, "rwkv": 3.0, "mamba": 4.0}  # CPU targets (x the origi
 
 SEQ_1024 = ["data.seq_len=1024", "trainer.micro_batch_size=1", "trainer.global_batch_size=2"]
 # what the tiny configs need for 1024 positions (the real ones have them)
-CONTEXT_1024 = {"pythia": ["arch.tiny.max_position_embeddings=1024"], "rwkv": ["arch.tiny.context_length=1024"],
-                "mamba": []}
+CONTEXT_1024 = {
+    "pythia": ["arch.tiny.max_position_embeddings=1024"],
+    "rwkv": ["arch.tiny.context_length=1024"],
+    "mamba": [],
+}
 # shape -> (overrides per arch, what the record says); both 2,048 tokens per step, accumulation 2
 SHAPES = {
     "demo": ({arch: [] for arch in ARCHS}, "demo (tiny), 16 x 128 tokens/step"),
-    "seq1024": ({arch: SEQ_1024 + CONTEXT_1024[arch] for arch in ARCHS},
-                "tiny model at the Parc seq length, 2 x 1024 tokens/step"),
+    "seq1024": (
+        {arch: SEQ_1024 + CONTEXT_1024[arch] for arch in ARCHS},
+        "tiny model at the Parc seq length, 2 x 1024 tokens/step",
+    ),
 }
 
 
@@ -38,10 +43,14 @@ def sizes(args) -> dict:
     if args.smoke:
         return {"steps": {"demo": {"pythia": 2}}, "repeats": 1}
     if args.quick:
-        return {"steps": {"demo": {"pythia": 30, "rwkv": 10, "mamba": 4},
-                          "seq1024": {"pythia": 10, "rwkv": 4, "mamba": 3}}, "repeats": 2}
-    return {"steps": {"demo": {"pythia": 100, "rwkv": 30, "mamba": 10},
-                      "seq1024": {"pythia": 30, "rwkv": 10, "mamba": 5}}, "repeats": 5}
+        return {
+            "steps": {"demo": {"pythia": 30, "rwkv": 10, "mamba": 4}, "seq1024": {"pythia": 10, "rwkv": 4, "mamba": 3}},
+            "repeats": 2,
+        }
+    return {
+        "steps": {"demo": {"pythia": 100, "rwkv": 30, "mamba": 10}, "seq1024": {"pythia": 30, "rwkv": 10, "mamba": 5}},
+        "repeats": 5,
+    }
 
 
 def measure_pair(arch: str, root, steps: int, overrides: list) -> tuple[float, float, float]:
@@ -72,8 +81,16 @@ def run(args) -> list:
             for _ in range(size["repeats"]):  # each pair runs ours then the baseline: alternating
                 ours, baseline, diff = measure_pair(arch, root, steps, overrides[arch])
                 runs["ours"].append(ours), runs["baseline"].append(baseline), diffs.append(diff)
-            record = common.compare("B1", "tokens/s", runs, arch=arch, size=described, timed_steps=steps - 1,
-                                    target=TARGETS[arch], max_rel_loss_diff=float(f"{max(diffs):.2e}"))
+            record = common.compare(
+                "B1",
+                "tokens/s",
+                runs,
+                arch=arch,
+                size=described,
+                timed_steps=steps - 1,
+                target=TARGETS[arch],
+                max_rel_loss_diff=float(f"{max(diffs):.2e}"),
+            )
             record["met"] = record["ratio"] >= TARGETS[arch]
             records.append(common.emit(record))
     return records

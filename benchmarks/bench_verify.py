@@ -47,8 +47,17 @@ def make_checkpoint(work: Path, size: str) -> Path:
     tokenizer = run_dir / "tokenizer"
     tokenizer.mkdir(parents=True, exist_ok=True)
     (tokenizer / "tokenizer.json").write_bytes(b"{}" + b" " * (2 << 20))  # GPT-NeoX's tokenizer.json is ~2 MB
-    return checkpoint.save(Accelerator(cpu=True), run_dir, 10, model, optimizer, scheduler, tokenizer,
-                           {"step": 10, "tokens": 10}, scheduled=True)
+    return checkpoint.save(
+        Accelerator(cpu=True),
+        run_dir,
+        10,
+        model,
+        optimizer,
+        scheduler,
+        tokenizer,
+        {"step": 10, "tokens": 10},
+        scheduled=True,
+    )
 
 
 def read_once(path: Path) -> None:
@@ -74,9 +83,11 @@ def run(args) -> list:
     path = make_checkpoint(args.work, "demo" if args.smoke else "parc")
     repeats = 1 if args.smoke else args.repeats
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    sides = {"ours (size + sha256)": lambda: integrity.verify(path, check_sha=True),
-             "read once (floor)": lambda: read_once(path),
-             "size only": lambda: integrity.verify(path, check_sha=False)}
+    sides = {
+        "ours (size + sha256)": lambda: integrity.verify(path, check_sha=True),
+        "read once (floor)": lambda: read_once(path),
+        "size only": lambda: integrity.verify(path, check_sha=False),
+    }
     runs = {name: [] for name in sides}
     for _ in range(repeats):
         for name, fn in sides.items():
@@ -87,10 +98,21 @@ def run(args) -> list:
             runs[name].append(time.perf_counter() - started)
             assert result is None or result.ok, result
     medians = {name: statistics.median(times) for name, times in runs.items()}
-    return [common.emit({"bench": "verify", "bytes": size, "cold": args.cold, "unit": "s",
-                         "medians": medians, "GB_per_s_sha256": size / medians["ours (size + sha256)"] / 1e9,
-                         "ratio_to_read": medians["ours (size + sha256)"] / medians["read once (floor)"],
-                         "runs": runs, "load_1min": os.getloadavg()[0]})]
+    return [
+        common.emit(
+            {
+                "bench": "verify",
+                "bytes": size,
+                "cold": args.cold,
+                "unit": "s",
+                "medians": medians,
+                "GB_per_s_sha256": size / medians["ours (size + sha256)"] / 1e9,
+                "ratio_to_read": medians["ours (size + sha256)"] / medians["read once (floor)"],
+                "runs": runs,
+                "load_1min": os.getloadavg()[0],
+            }
+        )
+    ]
 
 
 if __name__ == "__main__":

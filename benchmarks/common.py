@@ -26,8 +26,14 @@ from typing import Callable, Dict, Iterator, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CORPUS = REPO / "src" / "parc" / "demo_corpus" / "shakespeare.jsonl.gz"
 BUSY_LOAD = 1.5  # 1-minute load average above which timings are flagged as taken on a busy machine
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "WANDB_MODE": "disabled", "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "true"}
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "WANDB_MODE": "disabled",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "true",
+}
 
 
 def offline() -> None:
@@ -40,17 +46,34 @@ def machine() -> dict:
     import torch
     import transformers
 
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), platform.processor() or platform.machine())
-    mem_kb = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
-                   if line.startswith("MemTotal")), 0)
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or platform.machine(),
+    )
+    mem_kb = next(
+        (int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal")), 0
+    )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     load = os.getloadavg()[0]
-    return {"bench": "machine", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(),
-            "cpu": cpu, "cores": len(os.sched_getaffinity(0)), "memory_gb": round(mem_kb / 2 ** 20, 1),
-            "gpu": gpu, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "torch_threads": torch.get_num_threads(),
-            "load_1min": round(load, 2), "busy": load > BUSY_LOAD}
+    return {
+        "bench": "machine",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_1min": round(load, 2),
+        "busy": load > BUSY_LOAD,
+    }
 
 
 def _read(path: str) -> str:
@@ -71,16 +94,25 @@ def median(values: List[float]) -> float:
 
 def compare(bench: str, unit: str, runs: Dict[str, List[float]], better: str = "higher", **fields) -> dict:
     """The JSON record of one measurement from each side's runs: medians and how many times better ours is."""
+
     def times_better(a: float, b: float) -> float:
         return a / b if better == "higher" else b / a
 
     ours, baseline = median(runs["ours"]), median(runs["baseline"])
-    record = {"bench": bench, **fields, "unit": unit, "ours": _round(ours), "baseline": _round(baseline),
-              "ratio": round(times_better(ours, baseline), 3), "better": better,
-              "runs": {side: [_round(v) for v in values] for side, values in runs.items()}}
+    record = {
+        "bench": bench,
+        **fields,
+        "unit": unit,
+        "ours": _round(ours),
+        "baseline": _round(baseline),
+        "ratio": round(times_better(ours, baseline), 3),
+        "better": better,
+        "runs": {side: [_round(v) for v in values] for side, values in runs.items()},
+    }
     if len(runs["ours"]) == len(runs["baseline"]) > 1:  # paired runs: load that changes between pairs cancels
-        record["pair_ratio_median"] = round(median([times_better(a, b) for a, b in zip(runs["ours"],
-                                                                                        runs["baseline"])]), 3)
+        record["pair_ratio_median"] = round(
+            median([times_better(a, b) for a, b in zip(runs["ours"], runs["baseline"])]), 3
+        )
     return record
 
 
@@ -108,8 +140,9 @@ def child(args: List, env: Optional[dict] = None, timeout: float = 3600, local: 
         return in_process(args, env)
     full_env = {**os.environ, **OFFLINE, **(env or {})}
     started = time.time()
-    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=full_env,
-                            timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, *map(str, args)], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
     if result.returncode != 0:
         raise RuntimeError(f"child {' '.join(map(str, args[:3]))} exited {result.returncode}\n{result.stderr[-3000:]}")
     return {"stdout": result.stdout, "stderr": result.stderr, "seconds": time.time() - started, "started": started}
@@ -238,7 +271,7 @@ def owt_like_documents(tokenizer_dir: Path, tokens_per_doc: int = 1100) -> List[
     for play, encoding in zip(plays, tokenizer.encode_batch(plays)):
         offsets = encoding.offsets
         for start in range(0, len(offsets) - tokens_per_doc + 1, tokens_per_doc):
-            documents.append(play[offsets[start][0]:offsets[start + tokens_per_doc - 1][1]])
+            documents.append(play[offsets[start][0] : offsets[start + tokens_per_doc - 1][1]])
     tmp = cache.with_name(f".tmp-{os.getpid()}-{cache.name}")
     tmp.write_text(json.dumps(documents))
     os.replace(tmp, cache)
@@ -255,12 +288,24 @@ def parser(description: str, add_options: Optional[Callable] = None) -> argparse
     """The options every benchmark takes, then its own (`add_options(parser)`)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="small sizes (the whole suite in minutes)")
-    p.add_argument("--smoke", action="store_true", help="one tiny pair per benchmark, in-process, in seconds: "
-                   "checks that the benchmark still runs (CI does, tests/test_benchmarks.py); its numbers mean nothing")
-    p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "parc-bench",
-                   help="scratch directory for data and runs (reused between runs)")
-    p.add_argument("--threads", type=int, help="torch threads, here and in child processes (default: torch's "
-                   "choice, all cores); 1 steadies training timings on a machine others are using")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one tiny pair per benchmark, in-process, in seconds: "
+        "checks that the benchmark still runs (CI does, tests/test_benchmarks.py); its numbers mean nothing",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path(os.environ.get("TMPDIR", "/tmp")) / "parc-bench",
+        help="scratch directory for data and runs (reused between runs)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads, here and in child processes (default: torch's "
+        "choice, all cores); 1 steadies training timings on a machine others are using",
+    )
     if add_options is not None:
         add_options(p)
     return p
@@ -277,8 +322,9 @@ def setup(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def standalone(run: Callable[[argparse.Namespace], List[dict]], description: str,
-               add_options: Optional[Callable] = None) -> None:
+def standalone(
+    run: Callable[[argparse.Namespace], List[dict]], description: str, add_options: Optional[Callable] = None
+) -> None:
     """`python benchmarks/bench_X.py [--quick | --smoke]`: the machine line, then the benchmark's JSON lines."""
     args = parser(description, add_options).parse_args()
     setup(args)

@@ -27,8 +27,16 @@ import bench_throughput
 
 import common
 
-BENCHMARKS = {"B1": bench_throughput, "B2": bench_resume, "B3": bench_prepare, "B4": bench_memory,
-              "GPU": bench_gpu, "E1": bench_evaluate, "E2": bench_memorization, "S1": bench_surprisal}
+BENCHMARKS = {
+    "B1": bench_throughput,
+    "B2": bench_resume,
+    "B3": bench_prepare,
+    "B4": bench_memory,
+    "GPU": bench_gpu,
+    "E1": bench_evaluate,
+    "E2": bench_memorization,
+    "S1": bench_surprisal,
+}
 
 
 def every_benchmark() -> list:
@@ -42,13 +50,22 @@ def smoke(args) -> list:
     for name in every_benchmark():
         module = importlib.import_module(name)
         options = common.parser(name, getattr(module, "add_options", None)).parse_args(
-            ["--smoke", "--work", str(args.work)] + (["--threads", str(args.threads)] if args.threads else []))
+            ["--smoke", "--work", str(args.work)] + (["--threads", str(args.threads)] if args.threads else [])
+        )
         began, cpu = time.time(), common.cpu_seconds()
         records = module.run(options)
         lines += records
-        lines.append(common.emit({"bench": "done", "module": name, "records": len(records),
-                                  "finished_in_s": round(time.time() - began, 1),
-                                  "cpu_s": round(common.cpu_seconds() - cpu, 1)}))
+        lines.append(
+            common.emit(
+                {
+                    "bench": "done",
+                    "module": name,
+                    "records": len(records),
+                    "finished_in_s": round(time.time() - began, 1),
+                    "cpu_s": round(common.cpu_seconds() - cpu, 1),
+                }
+            )
+        )
     return lines
 
 
@@ -70,10 +87,20 @@ def main() -> None:
         lines += BENCHMARKS[name].run(args)
         lines.append(common.emit({"bench": name, "finished_in_s": round(time.time() - began, 1)}))
     missed = [] if args.smoke else [line for line in lines if line.get("met") is False]
-    lines.append(common.emit({"bench": "summary", "quick": args.quick, "smoke": args.smoke,
-                              "seconds": round(time.time() - started, 1),
-                              "targets_missed": [{k: line.get(k) for k in ("bench", "arch", "k", "size", "baseline_is")
-                                                  if line.get(k) is not None} for line in missed]}))
+    lines.append(
+        common.emit(
+            {
+                "bench": "summary",
+                "quick": args.quick,
+                "smoke": args.smoke,
+                "seconds": round(time.time() - started, 1),
+                "targets_missed": [
+                    {k: line.get(k) for k in ("bench", "arch", "k", "size", "baseline_is") if line.get(k) is not None}
+                    for line in missed
+                ],
+            }
+        )
+    )
     if args.out:
         with open(args.out, "a") as handle:
             handle.writelines(json.dumps(line) + "\n" for line in lines)

@@ -17,21 +17,83 @@ import sys
 from pathlib import Path
 
 BOOKS = [
-    "Genesis", "Exodus", "Leviticus", "Numbers", "Deuteronomy", "Joshua", "Judges", "Ruth", "1 Samuel",
-    "2 Samuel", "1 Kings", "2 Kings", "1 Chronicles", "2 Chronicles", "Ezra", "Nehemiah", "Esther", "Job",
-    "Psalms", "Proverbs", "Ecclesiastes", "Song of Solomon", "Isaiah", "Jeremiah", "Lamentations", "Ezekiel",
-    "Daniel", "Hosea", "Joel", "Amos", "Obadiah", "Jonah", "Micah", "Nahum", "Habakkuk", "Zephaniah", "Haggai",
-    "Zechariah", "Malachi", "Matthew", "Mark", "Luke", "John", "Acts", "Romans", "1 Corinthians",
-    "2 Corinthians", "Galatians", "Ephesians", "Philippians", "Colossians", "1 Thessalonians",
-    "2 Thessalonians", "1 Timothy", "2 Timothy", "Titus", "Philemon", "Hebrews", "James", "1 Peter", "2 Peter",
-    "1 John", "2 John", "3 John", "Jude", "Revelation",
+    "Genesis",
+    "Exodus",
+    "Leviticus",
+    "Numbers",
+    "Deuteronomy",
+    "Joshua",
+    "Judges",
+    "Ruth",
+    "1 Samuel",
+    "2 Samuel",
+    "1 Kings",
+    "2 Kings",
+    "1 Chronicles",
+    "2 Chronicles",
+    "Ezra",
+    "Nehemiah",
+    "Esther",
+    "Job",
+    "Psalms",
+    "Proverbs",
+    "Ecclesiastes",
+    "Song of Solomon",
+    "Isaiah",
+    "Jeremiah",
+    "Lamentations",
+    "Ezekiel",
+    "Daniel",
+    "Hosea",
+    "Joel",
+    "Amos",
+    "Obadiah",
+    "Jonah",
+    "Micah",
+    "Nahum",
+    "Habakkuk",
+    "Zephaniah",
+    "Haggai",
+    "Zechariah",
+    "Malachi",
+    "Matthew",
+    "Mark",
+    "Luke",
+    "John",
+    "Acts",
+    "Romans",
+    "1 Corinthians",
+    "2 Corinthians",
+    "Galatians",
+    "Ephesians",
+    "Philippians",
+    "Colossians",
+    "1 Thessalonians",
+    "2 Thessalonians",
+    "1 Timothy",
+    "2 Timothy",
+    "Titus",
+    "Philemon",
+    "Hebrews",
+    "James",
+    "1 Peter",
+    "2 Peter",
+    "1 John",
+    "2 John",
+    "3 John",
+    "Jude",
+    "Revelation",
 ]
 VERSE = re.compile(r"^(\S+?)(\d+):(\d+) (.*)$")
 
 
 def main(root: Path, out: Path) -> None:
-    text = subprocess.run([str(root / "usr/bin/bible"), "-f", "-p", str(root / "usr/lib"), "-d", "bible.data",
-                           "gen1:1-rev22:21"], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        [str(root / "usr/bin/bible"), "-f", "-p", str(root / "usr/lib"), "-d", "bible.data", "gen1:1-rev22:21"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     books, order = {}, []
     for line in text.splitlines():
         abbrev, chapter, _verse, words = VERSE.match(line).groups()
@@ -45,11 +107,19 @@ def main(root: Path, out: Path) -> None:
     with open(out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as sink:
         for number, (abbrev, title) in enumerate(zip(order, BOOKS)):
             chapters = "\n\n".join(" ".join(verses) for _, verses in sorted(books[abbrev].items()))
-            row = {"id": f"kjv-{number:02d}", "title": title, "source": "King James Version (Debian bible-kjv-text)",
-                   "text": f"{title.upper()}\n\n{chapters}\n"}
+            row = {
+                "id": f"kjv-{number:02d}",
+                "title": title,
+                "source": "King James Version (Debian bible-kjv-text)",
+                "text": f"{title.upper()}\n\n{chapters}\n",
+            }
             sink.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else
-         Path(__file__).resolve().parents[1] / "src/parc/demo_corpus/kjv.jsonl.gz")
+    main(
+        Path(sys.argv[1]),
+        Path(sys.argv[2])
+        if len(sys.argv) > 2
+        else Path(__file__).resolve().parents[1] / "src/parc/demo_corpus/kjv.jsonl.gz",
+    )

@@ -34,8 +34,15 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
 
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 CASES_DRIVER = """
@@ -68,9 +75,15 @@ def run_cli_cases(module, cases, cwd=None, timeout=600, env=None, python=None) -
     from types import SimpleNamespace
 
     commands = [list(c) if module is None else [module, *c] for c in cases]
-    result = subprocess.run([str(python or sys.executable), "-c", CASES_DRIVER, json.dumps(commands)],
-                            cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [str(python or sys.executable), "-c", CASES_DRIVER, json.dumps(commands)],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return [SimpleNamespace(**case) for case in json.loads(result.stdout.strip().splitlines()[-1])]
 
@@ -111,8 +124,15 @@ def demo_root(tmp_path_factory):
 
 
 def short_run(root, out, *extra, steps=8, every=4):
-    return ["experiment=demo", f"paths.root={root}", f"output_dir={out}", f"trainer.max_steps={steps}",
-            f"checkpoint.every={every}", "trainer.progress=false", *extra]
+    return [
+        "experiment=demo",
+        f"paths.root={root}",
+        f"output_dir={out}",
+        f"trainer.max_steps={steps}",
+        f"checkpoint.every={every}",
+        "trainer.progress=false",
+        *extra,
+    ]
 
 
 def train(*overrides, expect=0):
@@ -129,13 +149,22 @@ def eval_grid(demo_root):
     import subprocess
 
     def build(grid: Path) -> None:
-        runs = [short_run(demo_root, grid / f"{arch}-seed{seed}-shard0", f"arch={arch}", f"seed={seed}")
-                for arch, seed in (("pythia", 0), ("pythia", 1), ("mamba", 0))]
+        runs = [
+            short_run(demo_root, grid / f"{arch}-seed{seed}-shard0", f"arch={arch}", f"seed={seed}")
+            for arch, seed in (("pythia", 0), ("pythia", 1), ("mamba", 0))
+        ]
         # One interpreter trains all three (parc.train's own entry, in turn): imports dominate a tiny run.
-        script = ("import json, sys\nfrom parc.config import compose\nfrom parc.train import run\n"
-                  "for overrides in json.loads(sys.argv[1]):\n    run(compose(overrides))\n")
-        result = subprocess.run([sys.executable, "-c", script, json.dumps(runs)], stdin=subprocess.DEVNULL,
-                                capture_output=True, text=True, timeout=900)
+        script = (
+            "import json, sys\nfrom parc.config import compose\nfrom parc.train import run\n"
+            "for overrides in json.loads(sys.argv[1]):\n    run(compose(overrides))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(runs)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
 
     return build_once(demo_root / "runs" / "demo", build)

@@ -37,8 +37,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-API = re.compile(r"^/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
-                 r"(?:/(?P<action>branch|refs|preupload|commits|commit|revision|tree|paths-info)(?:/(?P<rest>.*))?)?$")
+API = re.compile(
+    r"^/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
+    r"(?:/(?P<action>branch|refs|preupload|commits|commit|revision|tree|paths-info)(?:/(?P<rest>.*))?)?$"
+)
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 
 
@@ -49,10 +51,17 @@ def git_blob_oid(data: bytes) -> str:
 
 def lfs_paths(snapshot: Dict[str, bytes]) -> List[str]:
     """The paths of a snapshot that its `.gitattributes` stores in LFS (`<pattern> filter=lfs ...` lines)."""
-    patterns = [line.split()[0] for line in snapshot.get(".gitattributes", b"").decode().splitlines()
-                if line.strip() and not line.startswith("#") and "filter=lfs" in line.split()[1:]]
-    return [path for path in snapshot if path != ".gitattributes"
-            and any(fnmatch(path if "/" in pattern else path.rsplit("/", 1)[-1], pattern) for pattern in patterns)]
+    patterns = [
+        line.split()[0]
+        for line in snapshot.get(".gitattributes", b"").decode().splitlines()
+        if line.strip() and not line.startswith("#") and "filter=lfs" in line.split()[1:]
+    ]
+    return [
+        path
+        for path in snapshot
+        if path != ".gitattributes"
+        and any(fnmatch(path if "/" in pattern else path.rsplit("/", 1)[-1], pattern) for pattern in patterns)
+    ]
 
 
 def listing(snapshot: Dict[str, bytes]) -> Dict[str, dict]:
@@ -65,8 +74,11 @@ def listing(snapshot: Dict[str, bytes]) -> Dict[str, dict]:
             continue
         sha256 = hashlib.sha256(data).hexdigest()
         text = lfs_pointer_text(sha256, len(data))
-        found[path] = {"size": len(data), "oid": git_blob_oid(text),
-                       "lfs": {"sha256": sha256, "size": len(data), "pointerSize": len(text)}}
+        found[path] = {
+            "size": len(data),
+            "oid": git_blob_oid(text),
+            "lfs": {"sha256": sha256, "size": len(data), "pointerSize": len(text)},
+        }
     return found
 
 
@@ -163,8 +175,13 @@ class HubState:
     def commit(self, repo_id: str, branch: str, snapshot: Dict[str, bytes], title: str = "initial commit") -> str:
         repo = self.repos[repo_id]
         before = repo.commits.get(repo.branches.get(branch), {})
-        repo.history.append((branch, sorted(p for p in snapshot if snapshot[p] != before.get(p)),
-                             sorted(p for p in before if p not in snapshot)))
+        repo.history.append(
+            (
+                branch,
+                sorted(p for p in snapshot if snapshot[p] != before.get(p)),
+                sorted(p for p in before if p not in snapshot),
+            )
+        )
         oid = hashlib.sha1(f"{repo_id}{branch}{len(repo.commits)}{time.time_ns()}".encode()).hexdigest()
         repo.commits[oid] = snapshot
         repo.listings[oid] = listing(snapshot)  # taken now: later changes to the bytes do not move it
@@ -191,22 +208,42 @@ def card_metadata_problems(content: str) -> tuple:
         return [f"invalid YAML: {exc}"], []
     if not isinstance(meta, dict):
         return ["metadata must be a mapping"], []
-    errors = [f'"{key}" must be a string' for key in ("license", "library_name", "pipeline_tag")
-              if key in meta and not isinstance(meta[key], str)]
-    errors += [f'"{key}" must be a string or a list of strings' for key in ("language", "tags", "datasets", "base_model")
-               if key in meta and not (isinstance(meta[key], str) or (isinstance(meta[key], list)
-                                                                       and all(isinstance(v, str) for v in meta[key])))]
+    errors = [
+        f'"{key}" must be a string'
+        for key in ("license", "library_name", "pipeline_tag")
+        if key in meta and not isinstance(meta[key], str)
+    ]
+    errors += [
+        f'"{key}" must be a string or a list of strings'
+        for key in ("language", "tags", "datasets", "base_model")
+        if key in meta
+        and not (
+            isinstance(meta[key], str) or (isinstance(meta[key], list) and all(isinstance(v, str) for v in meta[key]))
+        )
+    ]
     for entry in meta.get("model-index", []) if isinstance(meta.get("model-index", []), list) else [None]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("results"), list):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("name"), str)
+            or not isinstance(entry.get("results"), list)
+        ):
             errors.append('"model-index" entries need a name and a list of results')
             continue
         for result in entry["results"]:
             task, dataset, metrics = result.get("task", {}), result.get("dataset", {}), result.get("metrics")
-            if not (isinstance(task, dict) and task.get("type") and isinstance(dataset, dict) and dataset.get("type")
-                    and dataset.get("name") and isinstance(metrics, list) and metrics):
+            if not (
+                isinstance(task, dict)
+                and task.get("type")
+                and isinstance(dataset, dict)
+                and dataset.get("type")
+                and dataset.get("name")
+                and isinstance(metrics, list)
+                and metrics
+            ):
                 errors.append('"model-index" results need task.type, dataset.type, dataset.name and metrics')
-            elif not all(isinstance(m, dict) and m.get("type") and isinstance(m.get("value"), (int, float, str))
-                         for m in metrics):
+            elif not all(
+                isinstance(m, dict) and m.get("type") and isinstance(m.get("value"), (int, float, str)) for m in metrics
+            ):
                 errors.append('"model-index" metrics need a type and a value')
     return errors, []
 
@@ -290,8 +327,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self._create_repo(json.loads(body))
             if path == "/api/validate-yaml" and self.command == "POST":  # the client sends every README.md it commits
                 errors, warnings = card_metadata_problems(json.loads(body)["content"])
-                return (400 if errors else 200), {"errors": [{"message": m} for m in errors],
-                                                  "warnings": [{"message": m} for m in warnings]}, {}
+                return (
+                    (400 if errors else 200),
+                    {"errors": [{"message": m} for m in errors], "warnings": [{"message": m} for m in warnings]},
+                    {},
+                )
             match = API.match(path)
             if match:
                 repo_id, action = match["repo"], match["action"]
@@ -300,9 +340,15 @@ class Handler(BaseHTTPRequestHandler):
                 if action is None or action == "revision":
                     blobs = query.get("blobs", ["false"])[0].lower() in ("1", "true")
                     return self._info(repo_id, repo, rest or "main", blobs)
-                handler = {"branch": self._create_branch, "refs": self._refs, "preupload": self._preupload,
-                           "commit": self._commit, "tree": self._tree, "commits": self._commits,
-                           "paths-info": self._paths_info}[action]
+                handler = {
+                    "branch": self._create_branch,
+                    "refs": self._refs,
+                    "preupload": self._preupload,
+                    "commit": self._commit,
+                    "tree": self._tree,
+                    "commits": self._commits,
+                    "paths-info": self._paths_info,
+                }[action]
                 return handler(repo_id, repo, rest, query, body)
             match = RESOLVE.match(path)
             if match and self.command in ("GET", "HEAD"):
@@ -345,17 +391,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def _preupload(self, repo_id, repo, revision, query, body):
         files = self.state.files(repo_id, self._oid(repo, revision))
-        answers = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                    "oid": git_blob_oid(files[f["path"]]) if f["path"] in files else None}
-                   for f in json.loads(body)["files"]]
+        answers = [
+            {
+                "path": f["path"],
+                "uploadMode": "regular",
+                "shouldIgnore": False,
+                "oid": git_blob_oid(files[f["path"]]) if f["path"] in files else None,
+            }
+            for f in json.loads(body)["files"]
+        ]
         return 200, {"files": answers}, {}
 
     def _commits(self, repo_id, repo, revision, query, body):
         """GET .../commits/<rev> (HfApi.list_repo_commits): the history, newest first, in one page."""
         oid, found = self._oid(repo, revision), []
         while oid is not None:
-            found.append({"id": oid, "authors": [{"user": "parc-test"}], "date": "2026-01-01T00:00:00.000Z",
-                          "title": repo.titles.get(oid, ""), "message": ""})
+            found.append(
+                {
+                    "id": oid,
+                    "authors": [{"user": "parc-test"}],
+                    "date": "2026-01-01T00:00:00.000Z",
+                    "title": repo.titles.get(oid, ""),
+                    "message": "",
+                }
+            )
             oid = repo.parents.get(oid)
         return 200, found, {}
 
@@ -366,10 +425,16 @@ class Handler(BaseHTTPRequestHandler):
         wait = limit.wait_s(repo_id, time.monotonic()) if limit is not None else 0.0
         if wait > 0:  # the Hub's wording, with the headers huggingface_hub parses
             seconds = max(1, math.ceil(wait))
-            raise HubError(429, f"You have exceeded the rate limit for repository commits ({limit.commits} per "
-                           f"{limit.window_s:g} s). You can retry this action in {seconds} seconds.",
-                           headers={"Retry-After": str(seconds), "RateLimit": f'"commits";r=0;t={seconds}',
-                                    "RateLimit-Policy": f'"fixed window";"commits";q={limit.commits};w={limit.window_s:g}'})
+            raise HubError(
+                429,
+                f"You have exceeded the rate limit for repository commits ({limit.commits} per "
+                f"{limit.window_s:g} s). You can retry this action in {seconds} seconds.",
+                headers={
+                    "Retry-After": str(seconds),
+                    "RateLimit": f'"commits";r=0;t={seconds}',
+                    "RateLimit-Policy": f'"fixed window";"commits";q={limit.commits};w={limit.window_s:g}',
+                },
+            )
         snapshot = dict(repo.commits[repo.branches[branch]])
         title = ""
         for line in body.splitlines():
@@ -389,15 +454,31 @@ class Handler(BaseHTTPRequestHandler):
             elif key != "header":
                 raise HubError(400, f"this test Hub only takes regular files, not {key}")
         oid = self.state.commit(repo_id, branch, snapshot, title)
-        return 200, {"commitUrl": f"{self.server.url}/{repo_id}/commit/{oid}", "commitOid": oid,
-                     "pullRequestUrl": None}, {}
+        return (
+            200,
+            {"commitUrl": f"{self.server.url}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None},
+            {},
+        )
 
     def _info(self, repo_id: str, repo: Repo, revision: str, blobs: bool):
         oid = self._oid(repo, revision)
         files = repo.commits[oid]
         siblings = [{"rfilename": p, **(self._sibling(repo, oid, p) if blobs else {})} for p in sorted(files)]
-        return 200, {"id": repo_id, "modelId": repo_id, "sha": oid, "siblings": siblings, "private": repo.private,
-                     "lastModified": "2026-01-01T00:00:00.000Z", "tags": [], "downloads": 0, "likes": 0}, {}
+        return (
+            200,
+            {
+                "id": repo_id,
+                "modelId": repo_id,
+                "sha": oid,
+                "siblings": siblings,
+                "private": repo.private,
+                "lastModified": "2026-01-01T00:00:00.000Z",
+                "tags": [],
+                "downloads": 0,
+                "likes": 0,
+            },
+            {},
+        )
 
     @staticmethod
     def _sibling(repo: Repo, oid: str, path: str) -> dict:
@@ -435,14 +516,14 @@ class Handler(BaseHTTPRequestHandler):
         recursive = query.get("recursive", ["false"])[0].lower() == "true"
         entries, folders = [], set()
         for path in sorted(p for p in files if p.startswith(prefix)):
-            parts = path[len(prefix):].split("/")
+            parts = path[len(prefix) :].split("/")
             for depth in range(1, len(parts)):  # every folder on the way, once
                 folders.add(prefix + "/".join(parts[:depth]))
             if recursive or len(parts) == 1:
                 entries.append(self._entry(repo, oid, path))
         if prefix and not folders and not entries:
             raise HubError(404, f"{folder} does not exist", "EntryNotFound")
-        shown = sorted(f for f in folders if recursive or "/" not in f[len(prefix):])
+        shown = sorted(f for f in folders if recursive or "/" not in f[len(prefix) :])
         return 200, [{"type": "directory", "path": f, "oid": "0" * 40, "size": 0} for f in shown] + entries, {}
 
     def _resolve(self, repo_id: str, revision: str, path: str):
@@ -511,8 +592,13 @@ class HubServer:
 
     def env(self, token: Optional[str] = None) -> Dict[str, str]:
         """Environment for a client process: this endpoint, online, caches of its own."""
-        env = {"HF_ENDPOINT": self.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        env = {
+            "HF_ENDPOINT": self.url,
+            "HF_HUB_OFFLINE": "0",
+            "TRANSFORMERS_OFFLINE": "0",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        }
         if token:
             env["HF_TOKEN"] = token
         return env

@@ -111,8 +111,14 @@ class AnnealingLR:
 
     def state_dict(self):
         s = self.spec
-        return {"start_lr": s["lr"], "warmup_iter": float(s["warmup_iter"]), "num_iters": self.num_iters,
-                "decay_style": "cosine", "end_iter": s["end_iter"], "min_lr": s["min_lr"]}
+        return {
+            "start_lr": s["lr"],
+            "warmup_iter": float(s["warmup_iter"]),
+            "num_iters": self.num_iters,
+            "decay_style": "cosine",
+            "end_iter": s["end_iter"],
+            "min_lr": s["min_lr"],
+        }
 
 
 def neox_groups(module):
@@ -125,13 +131,18 @@ def neox_groups(module):
 
 
 def run_rank(rank, save_dir, spec, port):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(spec["dp"]), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), LOCAL_SIZE=str(spec["dp"]))
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(spec["dp"]),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        LOCAL_SIZE=str(spec["dp"]),
+    )
     import deepspeed
+    from deepspeed.accelerator import get_accelerator
     from deepspeed.pipe import LayerSpec, PipelineModule
     from deepspeed.runtime.pipe.topology import PipeModelDataParallelTopology
-    
-    from deepspeed.accelerator import get_accelerator
 
     # DeepSpeed's CPU accelerator says fp16 only where oneDNN has fp16 kernels (AVX512-FP16/AMX CPUs); torch's CPU
     # fp16 ops work everywhere, so the capability check is answered here and the engine runs its real fp16 path.
@@ -139,22 +150,43 @@ def run_rank(rank, save_dir, spec, port):
     deepspeed.init_distributed("gloo")
     torch.manual_seed(1234)
     H, L, V = spec["hidden"], spec["layers"], spec["vocab"]
-    layers = [LayerSpec(EmbeddingPipe, V, H), _transpose,
-              *[LayerSpec(ParallelTransformerLayerPipe, H, spec["heads"]) for _ in range(L)],
-              _transpose, LayerSpec(NormPipe, H), LayerSpec(ParallelLinearPipe, H, V)]
+    layers = [
+        LayerSpec(EmbeddingPipe, V, H),
+        _transpose,
+        *[LayerSpec(ParallelTransformerLayerPipe, H, spec["heads"]) for _ in range(L)],
+        _transpose,
+        LayerSpec(NormPipe, H),
+        LayerSpec(ParallelLinearPipe, H, V),
+    ]
 
     def loss_fn(logits, labels):
         return torch.nn.functional.cross_entropy(logits.float().transpose(0, 1).reshape(-1, V), labels.reshape(-1))
 
-    module = PipelineModule(layers=layers, loss_fn=loss_fn, topology=PipeModelDataParallelTopology(1, 1, spec["dp"]),
-                            partition_method="parameters")
+    module = PipelineModule(
+        layers=layers,
+        loss_fn=loss_fn,
+        topology=PipeModelDataParallelTopology(1, 1, spec["dp"]),
+        partition_method="parameters",
+    )
     optimizer = torch.optim.AdamW(neox_groups(module), lr=spec["lr"], betas=(0.9, 0.95), eps=1e-8)
     scheduler = AnnealingLR(optimizer, spec)
-    config = {"train_batch_size": spec["micro"] * spec["dp"], "train_micro_batch_size_per_gpu": spec["micro"],
-              "gradient_accumulation_steps": 1, "gradient_clipping": 1.0, "zero_allow_untested_optimizer": True,
-              "zero_optimization": {"stage": 1, "reduce_bucket_size": 5e8, "allgather_bucket_size": 5e8},
-              "fp16": {"enabled": True, "loss_scale": 0, "initial_scale_power": 12, "loss_scale_window": 1000,
-                       "hysteresis": 2, "min_loss_scale": 1}, "steps_per_print": 10 ** 9}
+    config = {
+        "train_batch_size": spec["micro"] * spec["dp"],
+        "train_micro_batch_size_per_gpu": spec["micro"],
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": 1.0,
+        "zero_allow_untested_optimizer": True,
+        "zero_optimization": {"stage": 1, "reduce_bucket_size": 5e8, "allgather_bucket_size": 5e8},
+        "fp16": {
+            "enabled": True,
+            "loss_scale": 0,
+            "initial_scale_power": 12,
+            "loss_scale_window": 1000,
+            "hysteresis": 2,
+            "min_loss_scale": 1,
+        },
+        "steps_per_print": 10**9,
+    }
     engine, _, _, _ = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler, config=config)
     generator = torch.Generator().manual_seed(100 + rank)
 
@@ -166,17 +198,28 @@ def run_rank(rank, save_dir, spec, port):
     data = batches()
     for _ in range(spec["steps"]):
         engine.train_batch(data_iter=data)
-    args = {"num_layers": L, "hidden_size": H, "num_attention_heads": spec["heads"], "max_position_embeddings": 2048,
-            "make_vocab_size_divisible_by": 128, "padded_vocab_size": V, "tokenizer_type": "HFTokenizer",
-            "model_parallel_size": 1}
+    args = {
+        "num_layers": L,
+        "hidden_size": H,
+        "num_attention_heads": spec["heads"],
+        "max_position_embeddings": 2048,
+        "make_vocab_size_divisible_by": 128,
+        "padded_vocab_size": V,
+        "tokenizer_type": "HFTokenizer",
+        "model_parallel_size": 1,
+    }
     iteration = spec["steps"]
     engine.save_checkpoint(save_dir, tag=f"global_step{iteration}", client_state={"iteration": iteration, "args": args})
     # What DeepSpeed holds in memory: this rank's flat fp32 partition per group and its Adam state, gathered to
     # rank 0 and cut by the group's live parameters (bit16_groups: the order DeepSpeed flattened them in).
     zero = engine.optimizer
-    mine = [{"master": part.detach().clone(), **{k: zero.optimizer.state[part][k].clone()
-                                                  for k in ("exp_avg", "exp_avg_sq")}}
-            for part in zero.single_partition_of_fp32_groups]
+    mine = [
+        {
+            "master": part.detach().clone(),
+            **{k: zero.optimizer.state[part][k].clone() for k in ("exp_avg", "exp_avg_sq")},
+        }
+        for part in zero.single_partition_of_fp32_groups
+    ]
     gathered = [None] * spec["dp"]
     torch.distributed.all_gather_object(gathered, mine)
     if rank == 0:
@@ -186,12 +229,18 @@ def run_rank(rank, save_dir, spec, port):
             flat = {k: torch.cat([ranks[g][k] for ranks in gathered]) for k in ("master", "exp_avg", "exp_avg_sq")}
             offset = 0
             for p in params:
-                captured[name_of[id(p)]] = {k: v[offset:offset + p.numel()].view(p.shape) for k, v in flat.items()}
+                captured[name_of[id(p)]] = {k: v[offset : offset + p.numel()].view(p.shape) for k, v in flat.items()}
                 offset += p.numel()
-        torch.save({"params": captured, "loss_scale": float(zero.loss_scale), "skipped_steps": engine.skipped_steps,
-                    "num_iters": scheduler.num_iters, "param_groups": [{k: v for k, v in g.items() if k != "params"}
-                                                                      for g in zero.optimizer.param_groups]},
-                   os.path.join(save_dir, "captured.pt"))
+        torch.save(
+            {
+                "params": captured,
+                "loss_scale": float(zero.loss_scale),
+                "skipped_steps": engine.skipped_steps,
+                "num_iters": scheduler.num_iters,
+                "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in zero.optimizer.param_groups],
+            },
+            os.path.join(save_dir, "captured.pt"),
+        )
     deepspeed.comm.barrier()
 
 

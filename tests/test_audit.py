@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_hub import PUBLISH, REPO, cli, client, copy_run, hub_files, local_files, template  # noqa: F401
+
+from parc.store.checkpoint import STATE_DIR
 
 from hub_server import Repo, hub_server  # noqa: F401  (the fixture)
-from test_hub import PUBLISH, REPO, cli, client, copy_run, local_files, hub_files, template  # noqa: F401
-from parc.store.checkpoint import STATE_DIR
 
 
 def audited(hub, *args):
@@ -56,12 +57,18 @@ def test_planted_faults_are_each_found_and_repaired(hub_server, template, tmp_pa
     repaired = cli(hub_server, "parc.revisions", "audit=true", f"grid={tmp_path}", "repair=true")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
     assert "1 of 1 runs clean" in repaired.stdout
-    for revision, step in [("checkpoint-0", 0), ("checkpoint-5", 5), ("checkpoint-9", 9), ("checkpoint-10", 10),
-                           ("main", 10)]:
+    for revision, step in [
+        ("checkpoint-0", 0),
+        ("checkpoint-5", 5),
+        ("checkpoint-9", 9),
+        ("checkpoint-10", 10),
+        ("main", 10),
+    ]:
         assert hub_files(hub_server, revision) == local_files(out / f"checkpoint-{step}"), revision
     # The repair is one commit too (a new branch starts from main, as on the Hub, so count its own commits).
-    assert [t for t in state.branch_commits(REPO, "checkpoint-5") if t.startswith("checkpoint-5:")] == \
-        ["checkpoint-5: weights and training state"]
+    assert [t for t in state.branch_commits(REPO, "checkpoint-5") if t.startswith("checkpoint-5:")] == [
+        "checkpoint-5: weights and training state"
+    ]
     code, report = audited(hub_server, REPO, f"local={out}")
     assert code == 0 and report["ok"], report
 
@@ -71,9 +78,16 @@ def pythia_style_repo(hub, main_step: int) -> str:
     repo_id = "EleutherAI/pythia-mini"
     hub.state.repos[repo_id] = Repo(private=False)
     hub.state.commit(repo_id, "main", {".gitattributes": b"*.safetensors filter=lfs\n"})
-    weights = {0: b"w0" * 64, 1000: b"w1000" * 64, 2000: b"final" * 64, 143000: b"final" * 64}  # 2000: a re-upload of the final model
+    weights = {
+        0: b"w0" * 64,
+        1000: b"w1000" * 64,
+        2000: b"final" * 64,
+        143000: b"final" * 64,
+    }  # 2000: a re-upload of the final model
     for step, data in weights.items():
-        hub.state.commit(repo_id, f"step{step}", {"config.json": b'{"model_type": "gpt_neox"}', "model.safetensors": data})
+        hub.state.commit(
+            repo_id, f"step{step}", {"config.json": b'{"model_type": "gpt_neox"}', "model.safetensors": data}
+        )
     repo = hub.state.repos[repo_id]
     repo.branches["main"] = repo.branches[f"step{main_step}"]
     return repo_id
@@ -99,12 +113,15 @@ def test_a_pythia_style_repo_is_audited_read_only(hub_server, tmp_path):
     assert len(hub_server.state.repos[repo_id].commits) == commits  # read-only: nothing was committed
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "give either a repo id"),
-    (["org/x", "repair=true", "audit=true"], "add local="),
-    (["org/x", "local=."], "go with audit=true"),
-    (["org/x", "audit=true", "local=/nonexistent-run"], "is not a directory"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give either a repo id"),
+        (["org/x", "repair=true", "audit=true"], "add local="),
+        (["org/x", "local=."], "go with audit=true"),
+        (["org/x", "audit=true", "local=/nonexistent-run"], "is not a directory"),
+    ],
+)
 def test_bad_audit_arguments_are_one_line_errors(args, message, capsys):
     from parc import revisions
 

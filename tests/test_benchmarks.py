@@ -18,9 +18,14 @@ COMPARED = {"bench", "unit", "ours", "baseline", "ratio", "better", "runs"}  # c
 def test_every_benchmark_runs_in_smoke_mode(tmp_path):
     modules = sorted(path.stem for path in BENCHMARKS.glob("bench_*.py"))
     assert len(modules) >= 11
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "run.py"), "--smoke", "--threads", "1",
-                             "--work", str(tmp_path)], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=280)
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run.py"), "--smoke", "--threads", "1", "--work", str(tmp_path)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert lines[0]["bench"] == "machine" and lines[0]["smoke"] is True
@@ -41,5 +46,16 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path):
             if "ours" in record:  # a side-by-side measurement: both sides measured, a finite ratio
                 assert COMPARED <= set(record), (module, record)
                 assert record["ours"] > 0 and record["baseline"] > 0 and record["ratio"] > 0, (module, record)
-    assert {r["bench"] for rs in emitted.values() for r in rs} >= {"B1", "B2", "B3", "B4", "GPU", "E1", "E2", "S1",
-                                                                     "N1", "P-hub", "verify"}
+    assert {r["bench"] for rs in emitted.values() for r in rs} >= {
+        "B1",
+        "B2",
+        "B3",
+        "B4",
+        "GPU",
+        "E1",
+        "E2",
+        "S1",
+        "N1",
+        "P-hub",
+        "verify",
+    }

@@ -11,10 +11,10 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-
-from conftest import run_cli_cases, short_run
 from test_canaries import plans, sha16
 from test_train import assert_refused, assert_same_weights, losses, metrics
+
+from conftest import run_cli_cases, short_run
 
 
 def hashes(plan):
@@ -28,7 +28,9 @@ def test_block_swap_and_reshuffle_keep_the_multiset_and_the_steps_before_k(demo_
         assert np.array_equal(swapped.indices(step), base.indices(source))
         assert swapped.batch_hash(step) == base.batch_hash(source)
     for step_k, seed in ((4, 1), (0, 2)):
-        _, shuffled = plans(demo_root, "intervention=reshuffle", f"intervention.step={step_k}", f"intervention.seed={seed}")
+        _, shuffled = plans(
+            demo_root, "intervention=reshuffle", f"intervention.step={step_k}", f"intervention.seed={seed}"
+        )
         before = [s for s in range(1, step_k + 1)]
         assert all(np.array_equal(shuffled.indices(s), base.indices(s)) for s in before)
         after = range(step_k + 1, 9)
@@ -41,7 +43,12 @@ def test_block_swap_and_reshuffle_keep_the_multiset_and_the_steps_before_k(demo_
 def test_drop_and_token_map_equal_their_numpy_versions(demo_root):
     base, _ = plans(demo_root)
     dropped_rows = [int(base.indices(6)[3]), int(base.indices(7)[0])]
-    _, dropped = plans(demo_root, "intervention=drop", "intervention.step=4", f"intervention.rows=[{dropped_rows[0]},{dropped_rows[1]}]")
+    _, dropped = plans(
+        demo_root,
+        "intervention=drop",
+        "intervention.step=4",
+        f"intervention.rows=[{dropped_rows[0]},{dropped_rows[1]}]",
+    )
     end_of_slice = base.first + base.sequences_per_shard
     for step in range(1, 9):
         expected = base.indices(step).copy()
@@ -52,7 +59,9 @@ def test_drop_and_token_map_equal_their_numpy_versions(demo_root):
     # the two most frequent tokens of step 5 trade places from step 5 on (inputs and labels are the same rows)
     counts = np.bincount(base.batch(5).ravel())
     a, b = (int(t) for t in np.argsort(counts)[-2:])
-    _, mapped = plans(demo_root, "intervention=token_map", "intervention.step=4", f"intervention.token_map=[[{a},{b}],[{b},{a}]]")
+    _, mapped = plans(
+        demo_root, "intervention=token_map", "intervention.step=4", f"intervention.token_map=[[{a},{b}],[{b},{a}]]"
+    )
     for step in range(1, 9):
         batch = base.batch(step)
         expected = np.where(batch == a, b, np.where(batch == b, a, batch)) if step > 4 else batch
@@ -63,13 +72,19 @@ def branch_cases(demo_root, parent, tmp_path):
     """(shared settings, the canary overrides, the two tokens swapped) for the branches of `parent`'s checkpoint-4."""
     counts = np.bincount(plans(demo_root)[0].batch(5).ravel())
     a, b = (int(t) for t in np.argsort(counts)[-2:])
-    canaries = ["data.canaries.seed=1", "data.canaries.per_group=1", "data.canaries.repeats=[2]",
-                "data.canaries.windows=[[5,7]]"]
+    canaries = [
+        "data.canaries.seed=1",
+        "data.canaries.per_group=1",
+        "data.canaries.repeats=[2]",
+        "data.canaries.windows=[[5,7]]",
+    ]
     return f"branch_from={parent}/checkpoint-4", canaries, (a, b)
 
 
 @pytest.mark.timeout(900)
-def test_a_branch_with_no_change_is_the_parents_continuation_and_bad_branches_are_refused(demo_root, eval_grid, tmp_path):
+def test_a_branch_with_no_change_is_the_parents_continuation_and_bad_branches_are_refused(
+    demo_root, eval_grid, tmp_path
+):
     parent = eval_grid / "pythia-seed0-shard0"  # 8 steps, checkpoints 0, 4, 8 (with training state)
     parent_before = (parent / "metrics.jsonl").read_text()
     copy = tmp_path / "copy"
@@ -86,8 +101,11 @@ def test_a_branch_with_no_change_is_the_parents_continuation_and_bad_branches_ar
     ]
     results = run_cli_cases("parc.train", cases, timeout=900)
     assert results[0].returncode == 0, results[0].stderr[-3000:]
-    assert_refused(results[1], "checkpoint-5 is not a complete checkpoint with training state",
-                   "checkpoint-0, checkpoint-4, checkpoint-8")
+    assert_refused(
+        results[1],
+        "checkpoint-5 is not a complete checkpoint with training state",
+        "checkpoint-0, checkpoint-4, checkpoint-8",
+    )
     assert_refused(results[2], "a branch needs a new directory")
     assert_refused(results[3], "data up to step 4 differs from the parent's (canaries")
     assert_refused(results[4], "intervention.step=2 but branch_from is a checkpoint of step 4")
@@ -102,7 +120,10 @@ def test_a_branch_with_no_change_is_the_parents_continuation_and_bad_branches_ar
     assert_same_weights(same / "checkpoint-8", parent / "checkpoint-8")
     assert {(r["branch_from"], r["branch_step"]) for r in metrics(same)} == {("pythia-seed0-shard0/checkpoint-4", 4)}
     manifest = json.loads((same / "checkpoint-8" / "parc_checkpoint.json").read_text())
-    assert manifest["branch"]["source"] == "pythia-seed0-shard0/checkpoint-4" and manifest["branch"]["intervention"] is None
+    assert (
+        manifest["branch"]["source"] == "pythia-seed0-shard0/checkpoint-4"
+        and manifest["branch"]["intervention"] is None
+    )
     assert yaml.safe_load((same / "config.yaml").read_text())["branch_from"] == "pythia-seed0-shard0/checkpoint-4"
 
 
@@ -113,11 +134,21 @@ def test_intervened_branches_train_on_their_plan(demo_root, eval_grid, tmp_path)
     copy = tmp_path / "copy"  # a copy of the parent, for the bare checkpoint-4 form (its branch lands beside it)
     shutil.copytree(parent, copy)
     source, canaries, (a, b) = branch_cases(demo_root, parent, tmp_path)
-    results = run_cli_cases("parc.train", [
-        short_run(demo_root, copy, "branch_from=checkpoint-4", "intervention=reshuffle", "intervention.seed=1"),
-        short_run(demo_root, tmp_path / "canaries", source, "intervention=canaries", *canaries),
-        short_run(demo_root, tmp_path / "tokens", source, "intervention=token_map", f"intervention.token_map=[[{a},{b}],[{b},{a}]]"),
-    ], timeout=900)
+    results = run_cli_cases(
+        "parc.train",
+        [
+            short_run(demo_root, copy, "branch_from=checkpoint-4", "intervention=reshuffle", "intervention.seed=1"),
+            short_run(demo_root, tmp_path / "canaries", source, "intervention=canaries", *canaries),
+            short_run(
+                demo_root,
+                tmp_path / "tokens",
+                source,
+                "intervention=token_map",
+                f"intervention.token_map=[[{a},{b}],[{b},{a}]]",
+            ),
+        ],
+        timeout=900,
+    )
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
 
@@ -134,9 +165,15 @@ def test_intervened_branches_train_on_their_plan(demo_root, eval_grid, tmp_path)
 
     # canaries from k change exactly steps 5 and 6; the token map equals the numpy remap of the parent's batches
     parent_hashes = [r["batch_hash"] for r in metrics(parent)]
-    assert [h != p for h, p in zip([r["batch_hash"] for r in metrics(tmp_path / "canaries")], parent_hashes[4:])] \
-        == [True, True, False, False]
+    assert [h != p for h, p in zip([r["batch_hash"] for r in metrics(tmp_path / "canaries")], parent_hashes[4:])] == [
+        True,
+        True,
+        False,
+        False,
+    ]
     assert (tmp_path / "canaries" / "canaries.json").is_file()
     base, _ = plans(demo_root)
-    remapped = [sha16(np.where(base.batch(s) == a, b, np.where(base.batch(s) == b, a, base.batch(s)))) for s in range(5, 9)]
+    remapped = [
+        sha16(np.where(base.batch(s) == a, b, np.where(base.batch(s) == b, a, base.batch(s)))) for s in range(5, 9)
+    ]
     assert [r["batch_hash"] for r in metrics(tmp_path / "tokens")] == remapped

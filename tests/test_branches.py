@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 
+from parc.errors import ParcError
+
 from conftest import run_cli, run_cli_cases, short_run
 from hub_server import hub_server  # noqa: F401  (the fixture)
-from parc.errors import ParcError
 
 
 def test_names_and_steps_round_trip_and_other_branches_are_ignored():
@@ -33,9 +34,14 @@ def test_the_template_of_an_unknown_repo_is_guessed_from_its_branches():
 
 
 BAD_TEMPLATES = [
-    ("step", "exactly once"), ("step{N}-{N}", "exactly once"), ("step {N}", "valid git branch"),
-    ("a..{N}", "valid git branch"), ("{N}.lock", "valid git branch"), (".hidden{N}", "valid git branch"),
-    ("step{N}:x", "valid git branch"), ("runs/step{N}", "must not contain '/'"),
+    ("step", "exactly once"),
+    ("step{N}-{N}", "exactly once"),
+    ("step {N}", "valid git branch"),
+    ("a..{N}", "valid git branch"),
+    ("{N}.lock", "valid git branch"),
+    (".hidden{N}", "valid git branch"),
+    ("step{N}:x", "valid git branch"),
+    ("runs/step{N}", "must not contain '/'"),
 ]
 
 
@@ -50,8 +56,13 @@ def test_bad_templates_are_refused_in_one_line(tmp_path):
 
     # the same refusals from the command line (all cases in one interpreter: their cost is the imports)
     roots = [tmp_path / f"case{i}" for i in range(len(BAD_TEMPLATES))]
-    refusals = run_cli_cases("parc.train", [["experiment=demo", f"paths.root={root}", f"hub.branch={template}"]
-                                            for root, (template, _) in zip(roots, BAD_TEMPLATES)])
+    refusals = run_cli_cases(
+        "parc.train",
+        [
+            ["experiment=demo", f"paths.root={root}", f"hub.branch={template}"]
+            for root, (template, _) in zip(roots, BAD_TEMPLATES)
+        ],
+    )
     for (template, problem), refused in zip(BAD_TEMPLATES, refusals):
         assert refused.returncode == 2 and refused.stderr.startswith("error: "), (template, refused.stderr)
         assert refused.stderr.count("\n") == 1 and problem in refused.stderr, (template, refused.stderr)
@@ -61,8 +72,13 @@ def test_bad_templates_are_refused_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_a_run_publishes_step_branches_and_resumes_from_the_newest_by_step(hub_server, demo_root, tmp_path):
     out = tmp_path / "run"
-    args = [*short_run(demo_root, out, steps=10, every=5), "hub.repo_id=org/pythia-style", "hub.branch=step{N}",
-            "hub.retry_initial_s=0.05", "hub.max_commits_per_hour=360000"]
+    args = [
+        *short_run(demo_root, out, steps=10, every=5),
+        "hub.repo_id=org/pythia-style",
+        "hub.branch=step{N}",
+        "hub.retry_initial_s=0.05",
+        "hub.max_commits_per_hour=360000",
+    ]
     first = run_cli("parc.train", *args, env=hub_server.env())
     assert first.returncode == 0, first.stderr[-3000:]
     repo = hub_server.state.repos["org/pythia-style"]
@@ -73,18 +89,27 @@ def test_a_run_publishes_step_branches_and_resumes_from_the_newest_by_step(hub_s
         local = out / f"checkpoint-{step}"
         assert files["model.safetensors"] == (local / "model.safetensors").read_bytes(), branch
         assert json.loads(files["parc_checkpoint.json"])["step"] == step
-    assert sorted(json.loads(p.read_text())["revision"] for p in (out / "hub_journal").glob("*.json")
-                  if p.name != "repo.json") == ["main", "step0", "step10", "step5"]
+    assert sorted(
+        json.loads(p.read_text())["revision"] for p in (out / "hub_journal").glob("*.json") if p.name != "repo.json"
+    ) == ["main", "step0", "step10", "step5"]
 
     listing = run_cli("parc.revisions", "org/pythia-style", env=hub_server.env())  # template guessed
     assert listing.returncode == 0, listing.stderr[-3000:]
-    assert [line.split()[1] for line in listing.stdout.splitlines() if line.split()[0].isdigit()] == ["step0", "step5", "step10"]
+    assert [line.split()[1] for line in listing.stdout.splitlines() if line.split()[0].isdigit()] == [
+        "step0",
+        "step5",
+        "step10",
+    ]
     assert "main = step 10" in listing.stdout
 
     shutil.rmtree(out)  # only the Hub remains: resume=auto must take step10 ("step5" > "step10" as text)
     resumed = run_cli("parc.train", *args, env=hub_server.env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stdout and "checkpoint-10" in resumed.stdout and "resuming from step10" in resumed.stderr
-    assert (out / "checkpoint-10" / "model.safetensors").read_bytes() == \
-        hub_server.state.files("org/pythia-style", "step10")["model.safetensors"]
-
+    assert (
+        "resuming from" in resumed.stdout
+        and "checkpoint-10" in resumed.stdout
+        and "resuming from step10" in resumed.stderr
+    )
+    assert (out / "checkpoint-10" / "model.safetensors").read_bytes() == hub_server.state.files(
+        "org/pythia-style", "step10"
+    )["model.safetensors"]

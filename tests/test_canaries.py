@@ -9,12 +9,17 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
-from conftest import run_cli, run_cli_cases, short_run, train
 from test_train import assert_refused, assert_same_weights, losses, metrics
 
-SPEC = ["data.canaries.seed=7", "data.canaries.per_group=2", "data.canaries.repeats=[1,3]",
-        "data.canaries.windows=[[2,4],[6,8]]", "data.canaries.references=5"]
+from conftest import run_cli, run_cli_cases, short_run, train
+
+SPEC = [
+    "data.canaries.seed=7",
+    "data.canaries.per_group=2",
+    "data.canaries.repeats=[1,3]",
+    "data.canaries.windows=[[2,4],[6,8]]",
+    "data.canaries.references=5",
+]
 
 
 def plans(demo_root, *extra):
@@ -66,8 +71,11 @@ def test_planted_batches_rebuilt_in_numpy_have_the_recorded_hashes(demo_root):
     assert len({tuple(r[:32]) for r in allrows}) == len(allrows)
     # the manifest is part of the data fingerprint; the prefix up to step 1 holds no canary
     assert planted.fingerprint()["canaries"]["spec"]["seed"] == 7 and "canaries" not in planted.prefix(1)
-    assert planted.prefix(4) != base.prefix(4) and plans(demo_root, *SPEC[:-1], "data.canaries.references=9")[1] \
-        .fingerprint()["canaries"]["manifest_sha256"] == planted.fingerprint()["canaries"]["manifest_sha256"]
+    assert (
+        planted.prefix(4) != base.prefix(4)
+        and plans(demo_root, *SPEC[:-1], "data.canaries.references=9")[1].fingerprint()["canaries"]["manifest_sha256"]
+        == planted.fingerprint()["canaries"]["manifest_sha256"]
+    )
 
 
 def test_a_given_prompt_and_the_ddp_split(demo_root):
@@ -89,7 +97,9 @@ def test_a_canary_run_records_resumes_bit_identically_and_parc_batch_marks_rows(
     record = json.loads((out / "canaries.json").read_text())
     assert record["manifest"] == planted.edits.manifest(planted)
     state = json.loads((out / "checkpoint-8" / "training_state" / "trainer_state.json").read_text())
-    assert state["identity"]["data"]["canaries"]["manifest_sha256"] == planted.fingerprint()["canaries"]["manifest_sha256"]
+    assert (
+        state["identity"]["data"]["canaries"]["manifest_sha256"] == planted.fingerprint()["canaries"]["manifest_sha256"]
+    )
     reference, final = losses(out), out / "checkpoint-8"
     (tmp_path / "final").mkdir()
     (tmp_path / "final" / "model.safetensors").write_bytes((final / "model.safetensors").read_bytes())
@@ -99,8 +109,10 @@ def test_a_canary_run_records_resumes_bit_identically_and_parc_batch_marks_rows(
     assert_same_weights(out / "checkpoint-8", tmp_path / "final")
     # the same run with other canaries is another data plan: resuming it is refused, nothing written
     before = (out / "metrics.jsonl").read_text()
-    result = run_cli("parc.train", *short_run(demo_root, out, *SPEC, "checkpoint.keep_train_states=null",
-                                              "data.canaries.seed=8", every=2))
+    result = run_cli(
+        "parc.train",
+        *short_run(demo_root, out, *SPEC, "checkpoint.keep_train_states=null", "data.canaries.seed=8", every=2),
+    )
     assert_refused(result, "different data")
     assert (out / "metrics.jsonl").read_text() == before
     step = record["manifest"][0]["step"]
@@ -110,15 +122,22 @@ def test_a_canary_run_records_resumes_bit_identically_and_parc_batch_marks_rows(
     assert f"# canary rows: {marks}" in shown.stdout and planted.batch_hash(step) in shown.stdout
 
 
-@pytest.mark.parametrize("spec, phrase", [
-    (["data.canaries.windows=[[6,12]]"], "window [6, 12) lies beyond the run (steps 1..8"),
-    (["data.canaries.windows=[[3,4]]", "data.canaries.repeats=[8]", "data.canaries.per_group=3"],
-     "more canary rows in step 3 (24) than its batch of 16"),
-    # 2 windows x 32 copies: each fits its own 32 rows, not their 48-row union
-    (["data.canaries.windows=[[1,3],[2,4]]", "data.canaries.repeats=[16]", "data.canaries.per_group=2"],
-     "more canaries (64 rows) than rows in their windows (48"),
-    (["data.canaries.prompt_tokens=128"], "leaves no secret"),
-])
+@pytest.mark.parametrize(
+    "spec, phrase",
+    [
+        (["data.canaries.windows=[[6,12]]"], "window [6, 12) lies beyond the run (steps 1..8"),
+        (
+            ["data.canaries.windows=[[3,4]]", "data.canaries.repeats=[8]", "data.canaries.per_group=3"],
+            "more canary rows in step 3 (24) than its batch of 16",
+        ),
+        # 2 windows x 32 copies: each fits its own 32 rows, not their 48-row union
+        (
+            ["data.canaries.windows=[[1,3],[2,4]]", "data.canaries.repeats=[16]", "data.canaries.per_group=2"],
+            "more canaries (64 rows) than rows in their windows (48",
+        ),
+        (["data.canaries.prompt_tokens=128"], "leaves no secret"),
+    ],
+)
 def test_impossible_canary_specs_are_refused_with_nothing_written(demo_root, tmp_path, spec, phrase):
     out = tmp_path / "refused"
     [result] = run_cli_cases("parc.train", [short_run(demo_root, out, "data.canaries.seed=1", *spec)])

@@ -25,8 +25,9 @@ from hub_server import card_metadata_problems, hub_server  # noqa: F401  (the fi
 pytestmark = pytest.mark.timeout(1800)  # the first test may train the session's demo grid (conftest eval_grid)
 
 
-def copy_grid(eval_grid: Path, tmp_path: Path, names=("pythia-seed0-shard0", "pythia-seed1-shard0",
-                                                       "mamba-seed0-shard0")) -> Path:
+def copy_grid(
+    eval_grid: Path, tmp_path: Path, names=("pythia-seed0-shard0", "pythia-seed1-shard0", "mamba-seed0-shard0")
+) -> Path:
     grid = tmp_path / "grid"
     for name in names:
         shutil.copytree(eval_grid / name, grid / name)
@@ -57,10 +58,18 @@ def test_the_card_of_a_demo_parc_pythia_seed0_run_states_its_facts(eval_grid, tm
 
     grid = copy_grid(eval_grid, tmp_path)
     run, mamba = grid / "pythia-seed0-shard0", grid / "mamba-seed0-shard0"
-    cases = run_cli_cases(None, [["parc.evaluate", f"runs={run}", "steps=8"], ["parc.card", str(run)],
-                                 ["parc.card", str(run), f"out={tmp_path / 'again'}"],
-                                 ["parc.card", str(mamba), f"out={tmp_path / 'mamba'}"], ["parc.card", "--help"],
-                                 ["parc.card", str(tmp_path / "nothing")], ["parc.card", str(run), "extra"]])
+    cases = run_cli_cases(
+        None,
+        [
+            ["parc.evaluate", f"runs={run}", "steps=8"],
+            ["parc.card", str(run)],
+            ["parc.card", str(run), f"out={tmp_path / 'again'}"],
+            ["parc.card", str(mamba), f"out={tmp_path / 'mamba'}"],
+            ["parc.card", "--help"],
+            ["parc.card", str(tmp_path / "nothing")],
+            ["parc.card", str(run), "extra"],
+        ],
+    )
     assert [c.returncode for c in cases[:5]] == [0] * 5, [c.stderr[-2000:] for c in cases]
     assert "python -m parc.card <run output_dir>" in cases[4].stdout
     for refused in cases[5:]:
@@ -83,25 +92,40 @@ def test_the_card_of_a_demo_parc_pythia_seed0_run_states_its_facts(eval_grid, tm
     assert card_metadata_problems(broken)[0]
     name, results = model_index_to_eval_results(meta["model-index"])
     expected = read_results(grid, run, 8)  # what parc.evaluate wrote for the final step, read here
-    assert len(expected) == 3 and {(r.task_name, r.dataset_type, r.metric_type): r.metric_value for r in results} == expected
+    assert (
+        len(expected) == 3
+        and {(r.task_name, r.dataset_type, r.metric_type): r.metric_value for r in results} == expected
+    )
     assert name == "Parc-demo-Pythia (Seed 0)" and text.startswith(f"\n# {name}")
 
     # the facts the Parc-Pythia card states, from config.yaml and the checkpoints
     total, non_embedding = parameter_counts(run / "checkpoint-8")
     steps, batch, seq = trainer["max_steps"], trainer["global_batch_size"], data["seq_len"]
     checkpoints = sorted((int(p.name.split("-")[1]) for p in run.glob("checkpoint-*")))
-    for fact in ["Model type: Pythia (GPT-NeoX", f"{config['arch']['tiny']['num_hidden_layers']} layers",
-                 f"seed **{config['seed']}**", f"shard **{data['shard']}**", "data seed **none**",
-                 f"Parameters: {total:,} in total, {non_embedding:,} non-embedding",
-                 f"({data['data_files']})", f"Context length: {seq} tokens",
-                 f"Effective batch size: {batch} sequences", f"Total training steps: {steps}",
-                 f"Total tokens: {steps} x {batch} x {seq} = {steps * batch * seq:,}",
-                 f"Learning rate: {trainer['lr']}, warmup {trainer['warmup_steps']} steps",
-                 "Learning rate scheduler: cosine", f"Precision: {trainer['precision']}",
-                 f"weight decay {trainer['weight_decay']}", f'revision="checkpoint-{steps}"',
-                 f"{len(checkpoints)} checkpoints, one Hub branch each, named `checkpoint-{{N}}`",
-                 ", ".join(f"`checkpoint-{s}`" for s in checkpoints) + ".", "![Training loss per step](loss_curve.png)",
-                 "| pythia | tiny | 1 | 0 | none |", "| mamba | tiny | 0 | 0 | none |", "@inproceedings{michaelov"]:
+    for fact in [
+        "Model type: Pythia (GPT-NeoX",
+        f"{config['arch']['tiny']['num_hidden_layers']} layers",
+        f"seed **{config['seed']}**",
+        f"shard **{data['shard']}**",
+        "data seed **none**",
+        f"Parameters: {total:,} in total, {non_embedding:,} non-embedding",
+        f"({data['data_files']})",
+        f"Context length: {seq} tokens",
+        f"Effective batch size: {batch} sequences",
+        f"Total training steps: {steps}",
+        f"Total tokens: {steps} x {batch} x {seq} = {steps * batch * seq:,}",
+        f"Learning rate: {trainer['lr']}, warmup {trainer['warmup_steps']} steps",
+        "Learning rate scheduler: cosine",
+        f"Precision: {trainer['precision']}",
+        f"weight decay {trainer['weight_decay']}",
+        f'revision="checkpoint-{steps}"',
+        f"{len(checkpoints)} checkpoints, one Hub branch each, named `checkpoint-{{N}}`",
+        ", ".join(f"`checkpoint-{s}`" for s in checkpoints) + ".",
+        "![Training loss per step](loss_curve.png)",
+        "| pythia | tiny | 1 | 0 | none |",
+        "| mamba | tiny | 0 | 0 | none |",
+        "@inproceedings{michaelov",
+    ]:
         assert fact in text, fact
     loss = expected[("heldout", data["dir"], "loss")]
     assert f"| heldout | {data['dir']} | loss | {loss:.4g} |" in text
@@ -134,18 +158,30 @@ print("left", publisher.close(8))
 """
 
 
-def test_a_published_run_ends_with_its_card_in_main_s_final_commit_and_sync_refreshes_it(hub_server, eval_grid,
-                                                                                           tmp_path):
+def test_a_published_run_ends_with_its_card_in_main_s_final_commit_and_sync_refreshes_it(
+    hub_server, eval_grid, tmp_path
+):
     from huggingface_hub import ModelCard
 
     grid = copy_grid(eval_grid, tmp_path, names=("pythia-seed0-shard0",))
     run, repo_id = grid / "pythia-seed0-shard0", "org/card-demo"
-    overrides = ["experiment=demo", f"paths.root={tmp_path}", f"output_dir={run}", f"hub.repo_id={repo_id}",
-                 "hub.retry_initial_s=0.05", "hub.max_commits_per_hour=360000", "trainer.max_steps=8"]
+    overrides = [
+        "experiment=demo",
+        f"paths.root={tmp_path}",
+        f"output_dir={run}",
+        f"hub.repo_id={repo_id}",
+        "hub.retry_initial_s=0.05",
+        "hub.max_commits_per_hour=360000",
+        "trainer.max_steps=8",
+    ]
     env = {**os.environ, **hub_server.env()}
-    published = subprocess.run([sys.executable, "-c", textwrap.dedent(PUBLISH),
-                                json.dumps({"out": str(run), "overrides": overrides})],
-                               env=env, capture_output=True, text=True, timeout=300)
+    published = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(PUBLISH), json.dumps({"out": str(run), "overrides": overrides})],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert published.returncode == 0 and "left 0" in published.stdout, published.stderr[-3000:]
 
     state, repo = hub_server.state, hub_server.state.repos[repo_id]
@@ -165,8 +201,11 @@ def test_a_published_run_ends_with_its_card_in_main_s_final_commit_and_sync_refr
     assert hub_server.count("POST", r"^/api/validate-yaml$") == 1  # the client had the metadata checked, and it passed
 
     # evaluations arrive after the run: parc.sync puts them in the card (one commit), then has nothing to do
-    cases = run_cli_cases(None, [["parc.evaluate", f"runs={run}", "steps=8"], ["parc.sync", str(run)],
-                                 ["parc.sync", str(run)]], env=hub_server.env())
+    cases = run_cli_cases(
+        None,
+        [["parc.evaluate", f"runs={run}", "steps=8"], ["parc.sync", str(run)], ["parc.sync", str(run)]],
+        env=hub_server.env(),
+    )
     assert [c.returncode for c in cases] == [0, 0, 0], [c.stderr[-2000:] for c in cases]
     assert "model card on main of org/card-demo: updated" in cases[1].stdout
     assert "model card on main of org/card-demo: up to date" in cases[2].stdout

@@ -11,10 +11,9 @@ import torch
 from accelerate import Accelerator
 
 from parc import archs
-
-from parc.store import checkpoint
 from parc.config import compose
 from parc.errors import ParcError
+from parc.store import checkpoint
 from parc.training.optim import build_optimizer, build_scheduler
 
 
@@ -32,8 +31,9 @@ def parts(tmp_path):
 
 def save(parts, out, step, scheduled=True):
     acc, model, optimizer, scheduler, tokenizer_dir = parts
-    return checkpoint.save(acc, out, step, model, optimizer, scheduler, tokenizer_dir,
-                           {"step": step, "tokens": step * 10}, scheduled)
+    return checkpoint.save(
+        acc, out, step, model, optimizer, scheduler, tokenizer_dir, {"step": step, "tokens": step * 10}, scheduled
+    )
 
 
 def test_a_crash_mid_write_leaves_nothing_that_looks_complete(parts, tmp_path, monkeypatch):

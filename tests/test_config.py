@@ -105,26 +105,32 @@ def test_accumulation_adapts_to_world_size_and_refuses_indivisible():
         Plan.build(compose(["trainer.micro_batch_size=32"]), world_size=3)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["arch=foo"], "unknown arch 'foo'.*mamba, pythia, rwkv"),
-    (["experiment=nope"], "unknown experiment 'nope'"),
-    (["trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'"),
-    (["trainer.max_steps=abc"], "bad value for trainer.max_steps"),
-    (["seed=x"], "bad value for seed"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["arch=foo"], "unknown arch 'foo'.*mamba, pythia, rwkv"),
+        (["experiment=nope"], "unknown experiment 'nope'"),
+        (["trainer.max_stepz=3"], "unknown config key 'trainer.max_stepz'"),
+        (["trainer.max_steps=abc"], "bad value for trainer.max_steps"),
+        (["seed=x"], "bad value for seed"),
+    ],
+)
 def test_composition_errors_are_one_line(overrides, message):
     with pytest.raises(ParcError, match=message) as info:
         compose(overrides)
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["trainer.max_steps=-5"], "trainer.max_steps=-5 must be a positive integer"),
-    (["trainer.precision=fp8"], "trainer.precision"),
-    (["checkpoint.every=0"], "checkpoint.every"),
-    (["resume=sometimes"], "resume='sometimes'"),
-    (["data.shard=-1"], "data.shard"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["trainer.max_steps=-5"], "trainer.max_steps=-5 must be a positive integer"),
+        (["trainer.precision=fp8"], "trainer.precision"),
+        (["checkpoint.every=0"], "checkpoint.every"),
+        (["resume=sometimes"], "resume='sometimes'"),
+        (["data.shard=-1"], "data.shard"),
+    ],
+)
 def test_validation_errors(overrides, message):
     with pytest.raises(ParcError, match=message):
         validate(compose(overrides))

@@ -22,9 +22,17 @@ from parc.errors import ParcError
 
 DEMO = Path(__file__).resolve().parents[1] / "src/parc/demo_corpus/shakespeare.jsonl.gz"
 # Three plays, 32-token sequences, a 300-token BPE, files of 40 sequences (so batches straddle files).
-TINY = ["data=demo", "data.max_documents=3", "data.seq_len=32", "data.tokenizer_vocab_size=300",
-        "data.vocab_size=300", "data.max_file_bytes=2560", "trainer.global_batch_size=4",
-        "trainer.micro_batch_size=2", "trainer.max_steps=5"]
+TINY = [
+    "data=demo",
+    "data.max_documents=3",
+    "data.seq_len=32",
+    "data.tokenizer_vocab_size=300",
+    "data.vocab_size=300",
+    "data.max_file_bytes=2560",
+    "trainer.global_batch_size=4",
+    "trainer.micro_batch_size=2",
+    "trainer.max_steps=5",
+]
 
 
 def tiny_cfg(data_dir: Path, *extra: str):
@@ -60,6 +68,7 @@ def prepared(tmp_path_factory):
 
 # ---- packing rules -----------------------------------------------------------------------------------------
 
+
 def test_parc_rule_equals_truncation_with_overflowing_tokens():
     tokenizer = train_bpe(demo_texts(1), vocab_size=300)
     seq_len = 8
@@ -67,14 +76,21 @@ def test_parc_rule_equals_truncation_with_overflowing_tokens():
     candidates = [""] + [" ".join(words[: n % len(words) + 1] * (n // len(words) + 1)) for n in range(60)]
     lengths = [len(tokenizer(doc)["input_ids"]) for doc in candidates]
     # One document of each kind: empty, shorter than seq_len, an exact multiple, and one with a tail.
-    kinds = {"empty": lambda n: n == 0, "short": lambda n: 0 < n < seq_len,
-             "exact": lambda n: n >= 2 * seq_len and n % seq_len == 0, "tail": lambda n: n > 2 * seq_len and n % seq_len}
+    kinds = {
+        "empty": lambda n: n == 0,
+        "short": lambda n: 0 < n < seq_len,
+        "exact": lambda n: n >= 2 * seq_len and n % seq_len == 0,
+        "tail": lambda n: n > 2 * seq_len and n % seq_len,
+    }
     docs = [next(doc for doc, n in zip(candidates, lengths) if test(n)) for test in kinds.values()]
 
     ours = pack_parc([tokenizer(doc)["input_ids"] for doc in docs], seq_len)
-    parc = [chunk for doc in docs for chunk in
-            tokenizer(doc, truncation=True, max_length=seq_len, return_overflowing_tokens=True)["input_ids"]
-            if len(chunk) == seq_len]
+    parc = [
+        chunk
+        for doc in docs
+        for chunk in tokenizer(doc, truncation=True, max_length=seq_len, return_overflowing_tokens=True)["input_ids"]
+        if len(chunk) == seq_len
+    ]
     assert len(parc) >= 4
     np.testing.assert_array_equal(ours, np.array(parc))
     assert tokenizer.eos_token_id == 0 and not (ours == 0).any()  # no EOS inserted
@@ -108,6 +124,7 @@ def test_concat_rule_joins_with_eos_and_keeps_full_pieces():
 
 # ---- the prepared stream -----------------------------------------------------------------------------------
 
+
 def test_stream_is_the_parc_packing_of_the_documents(prepared):
     cfg, stream = prepared
     manifest = stream.manifest
@@ -131,7 +148,7 @@ def test_batch_lookup_equals_sequential_iteration(prepared):
     cfg, stream = prepared
     plan = BatchPlan(stream, shard=2, data_seed=None, global_batch_size=4, max_steps=5)
     shard_rows = stream.sequences(np.arange(40, 60))  # shard 2 of 20-sequence shards, in stream order
-    sequential = [shard_rows[i:i + 4] for i in range(0, 20, 4)]
+    sequential = [shard_rows[i : i + 4] for i in range(0, 20, 4)]
     for step in range(1, 6):
         batch = plan.batch(step)
         assert batch.dtype == np.int64 and batch.shape == (4, 32)
@@ -177,11 +194,18 @@ def test_batch_hash_and_fingerprint(prepared):
     batch = plan.batch(2)
     assert plan.batch_hash(2) == hashlib.sha256(batch.astype("<i4").tobytes()).hexdigest()[:16]
     assert plan.batch_hash(2) != plan.batch_hash(3)
-    assert plan.fingerprint() == {"stream": stream.manifest["content_sha256"], "shard": 0, "data_seed": None,
-                                  "seq_len": 32, "global_batch_size": 4, "sequences_per_shard": 20}
+    assert plan.fingerprint() == {
+        "stream": stream.manifest["content_sha256"],
+        "shard": 0,
+        "data_seed": None,
+        "seq_len": 32,
+        "global_batch_size": 4,
+        "sequences_per_shard": 20,
+    }
 
 
 # ---- prepare: reruns, parts, crashes -----------------------------------------------------------------------
+
 
 def test_rerun_of_a_finished_prepare_does_nothing(prepared):
     cfg, stream = prepared
@@ -196,26 +220,32 @@ def test_parts_concatenate_to_the_single_run_stream(tmp_path, packing):
     single = tiny_cfg(tmp_path / "single", f"data.packing={packing}")
     assert prepare_data(single, progress=False).status == "prepared"
     split_dir = tmp_path / "split"
-    middle = prepare_data(tiny_cfg(split_dir, f"data.packing={packing}", "prepare.part=1", "prepare.num_parts=3"),
-                          progress=False)
+    middle = prepare_data(
+        tiny_cfg(split_dir, f"data.packing={packing}", "prepare.part=1", "prepare.num_parts=3"), progress=False
+    )
     assert middle.status == "partial" and "parts still missing: 0, 2" in middle.summary
     assert not (split_dir / "manifest.json").exists()
     before = tree(split_dir)
-    again = prepare_data(tiny_cfg(split_dir, f"data.packing={packing}", "prepare.part=1", "prepare.num_parts=3"),
-                         progress=False)
+    again = prepare_data(
+        tiny_cfg(split_dir, f"data.packing={packing}", "prepare.part=1", "prepare.num_parts=3"), progress=False
+    )
     assert "already prepared: nothing to do" in again.summary and tree(split_dir) == before  # not redone
     # A plain run finishes the missing parts of the existing 3-way split, then assembles the stream.
     final = prepare_data(tiny_cfg(split_dir, f"data.packing={packing}"), progress=False)
     assert final.status == "prepared" and final.manifest["num_parts"] == 3
     assert sorted(p.name for p in (split_dir / "parts").iterdir()) == [f"part-{i}-of-3" for i in range(3)]
     assert stream_bytes(split_dir) == stream_bytes(tmp_path / "single")
-    assert final.manifest["content_sha256"] == json.loads((tmp_path / "single/manifest.json").read_text())["content_sha256"]
+    assert (
+        final.manifest["content_sha256"]
+        == json.loads((tmp_path / "single/manifest.json").read_text())["content_sha256"]
+    )
     if packing == "concat":  # independently: EOS-joined documents cut into full pieces
         tokenizer = load_saved_tokenizer(split_dir / "tokenizer")
         joined = join_with_eos([tokenizer(t)["input_ids"] for t in demo_texts(3)], 0)
         expected, _ = cut_full(joined, 32)
-        np.testing.assert_array_equal(open_stream(tiny_cfg(split_dir, "data.packing=concat")).sequences(
-            np.arange(len(expected))), expected)
+        np.testing.assert_array_equal(
+            open_stream(tiny_cfg(split_dir, "data.packing=concat")).sequences(np.arange(len(expected))), expected
+        )
 
 
 def test_crash_mid_part_leaves_nothing_that_looks_complete(prepared, tmp_path):
@@ -224,8 +254,16 @@ def test_crash_mid_part_leaves_nothing_that_looks_complete(prepared, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in [texts[0], texts[1], None]))
     root = tmp_path / "data"
-    crash_cfg = compose([*TINY, f"data.dir={root}", "data.dataset=json", f"data.data_files={corpus}",
-                         f"data.tokenizer={stream.tokenizer_dir}", "prepare.batch_size=1"])
+    crash_cfg = compose(
+        [
+            *TINY,
+            f"data.dir={root}",
+            "data.dataset=json",
+            f"data.data_files={corpus}",
+            f"data.tokenizer={stream.tokenizer_dir}",
+            "prepare.batch_size=1",
+        ]
+    )
     with pytest.raises((TypeError, ValueError)):  # the third document is not text: tokenizing it fails
         prepare_data(crash_cfg, progress=False)
     assert not (root / "manifest.json").exists() and not (root / "parts/part-0-of-1").exists()
@@ -244,10 +282,16 @@ def test_crash_mid_part_leaves_nothing_that_looks_complete(prepared, tmp_path):
 
 # ---- refusals ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("override, named", [("data.seq_len=64", "seq_len 32, this run needs 64"),
-                                             ("data.tokenizer=EleutherAI/pythia-160m", "tokenizer 'train-bpe'"),
-                                             ("data.tokenizer_vocab_size=512", "trained tokenizer vocab 300"),
-                                             ("data.vocab_size=512", "vocab_size (len(tokenizer)) 300")])
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("data.seq_len=64", "seq_len 32, this run needs 64"),
+        ("data.tokenizer=EleutherAI/pythia-160m", "tokenizer 'train-bpe'"),
+        ("data.tokenizer_vocab_size=512", "trained tokenizer vocab 300"),
+        ("data.vocab_size=512", "vocab_size (len(tokenizer)) 300"),
+    ],
+)
 def test_mismatching_data_is_refused_in_one_line_and_nothing_written(prepared, tmp_path, capsys, override, named):
     cfg, stream = prepared
     before = tree(stream.dir)
@@ -262,8 +306,10 @@ def test_mismatching_data_is_refused_in_one_line_and_nothing_written(prepared, t
     assert not out.exists() and tree(stream.dir) == before
 
 
-@pytest.mark.parametrize("override, named", [("prepare.part=2", "0 <= part < num_parts"),
-                                             ("data.max_file_bytes=10", "smaller than one sequence")])
+@pytest.mark.parametrize(
+    "override, named",
+    [("prepare.part=2", "0 <= part < num_parts"), ("data.max_file_bytes=10", "smaller than one sequence")],
+)
 def test_bad_prepare_request_is_refused_before_anything_is_written(tmp_path, capsys, override, named):
     with pytest.raises(SystemExit) as exit_info:
         prepare_cli.main([*TINY, f"data.dir={tmp_path / 'data'}", "prepare.num_parts=2", override])
@@ -293,8 +339,12 @@ def test_the_shipped_bible_is_the_whole_king_james_version():
     order, 1,189 chapters (one paragraph each), the first and last verses where they belong."""
     corpus = Path(__file__).resolve().parents[1] / "src" / "parc" / "demo_corpus" / "kjv.jsonl.gz"
     books = [json.loads(line) for line in gzip.open(corpus, "rt")]
-    assert len(books) == 66 and [b["title"] for b in (books[0], books[38], books[39], books[-1])] == \
-        ["Genesis", "Malachi", "Matthew", "Revelation"]
+    assert len(books) == 66 and [b["title"] for b in (books[0], books[38], books[39], books[-1])] == [
+        "Genesis",
+        "Malachi",
+        "Matthew",
+        "Revelation",
+    ]
     chapters = [text.split("\n\n")[1:] for text in (b["text"].strip() for b in books)]
     assert sum(map(len, chapters)) == 1189 and len(chapters[18]) == 150  # the Psalms
     assert chapters[0][0].startswith("In the beginning God created the heaven and the earth. And the earth")

@@ -11,23 +11,34 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, run_cli_cases
 from parc.study.phases.stimuli import Stimulus, write_stimuli
+
+from conftest import run_cli, run_cli_cases
 
 
 @pytest.fixture(scope="module")
 def far_run(demo_root, tmp_path_factory):
     """Trained from demo_root (paths.root=., so data.dir is relative), output_dir outside that tree."""
     run = tmp_path_factory.mktemp("scratch") / "x" / "run"
-    result = run_cli("parc.train", "experiment=demo", f"output_dir={run}", "trainer.max_steps=4",
-                     "checkpoint.every=4", "trainer.progress=false", cwd=demo_root)
+    result = run_cli(
+        "parc.train",
+        "experiment=demo",
+        f"output_dir={run}",
+        "trainer.max_steps=4",
+        "checkpoint.every=4",
+        "trainer.progress=false",
+        cwd=demo_root,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run
 
 
 def batch_hashes(run) -> dict:
-    return {row["step"]: row["batch_hash"] for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-            if "batch_hash" in row}
+    return {
+        row["step"]: row["batch_hash"]
+        for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if "batch_hash" in row
+    }
 
 
 def test_readers_find_the_recorded_stream_from_another_directory(far_run, demo_root, tmp_path):
@@ -38,17 +49,35 @@ def test_readers_find_the_recorded_stream_from_another_directory(far_run, demo_r
     assert "/" not in (far_run / "config.yaml").read_text().split("dir: ", 1)[1].split("\n")[0]  # still portable
     login = tmp_path / "login"
     login.mkdir()
-    write_stimuli(tmp_path / "s.stims", [Stimulus(0, "the", "of", "the of", "train"),
-                                         Stimulus(1, "in the", "and", "in the and", "train")])
+    write_stimuli(
+        tmp_path / "s.stims",
+        [Stimulus(0, "the", "of", "the of", "train"), Stimulus(1, "in the", "and", "in the and", "train")],
+    )
     # every reader, run from the login directory (in one interpreter, in turn: their cost is the imports)
-    heldout, memorization, shown, counted = run_cli_cases(None, [
-        ["parc.evaluate", "progress=false", f"runs={far_run}", "eval.heldout.sequences=8", "eval.batch_size=4",
-         f"out={tmp_path / 'evals'}"],
-        ["parc.evaluate", "progress=false", "eval=memorization", f"runs={far_run}", "eval.sample=8",
-         f"out={tmp_path / 'memo'}"],
-        ["parc.batch", f"run={far_run}", "step=3"],
-        ["parc.ngrams", f"stimuli={tmp_path / 's.stims'}", f"runs={far_run}", f"out={tmp_path / 'ngrams'}"],
-    ], cwd=login)
+    heldout, memorization, shown, counted = run_cli_cases(
+        None,
+        [
+            [
+                "parc.evaluate",
+                "progress=false",
+                f"runs={far_run}",
+                "eval.heldout.sequences=8",
+                "eval.batch_size=4",
+                f"out={tmp_path / 'evals'}",
+            ],
+            [
+                "parc.evaluate",
+                "progress=false",
+                "eval=memorization",
+                f"runs={far_run}",
+                "eval.sample=8",
+                f"out={tmp_path / 'memo'}",
+            ],
+            ["parc.batch", f"run={far_run}", "step=3"],
+            ["parc.ngrams", f"stimuli={tmp_path / 's.stims'}", f"runs={far_run}", f"out={tmp_path / 'ngrams'}"],
+        ],
+        cwd=login,
+    )
     for result in (heldout, memorization, shown, counted):
         assert result.returncode == 0, result.stderr[-3000:]
     assert f"batch hash {batch_hashes(far_run)[3]}" in shown.stdout.splitlines()[0]

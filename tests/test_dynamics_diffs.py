@@ -11,16 +11,21 @@ import pandas as pd
 import pytest
 from safetensors.numpy import save
 
+from parc.hub.weightdiff import CHUNK_ELEMENTS, group_of, local_revisions, monotone_keep, weight_diffs
+
 from conftest import run_cli
 from hub_server import Repo, hub_server  # noqa: F401  (the fixture)
-from parc.hub.weightdiff import CHUNK_ELEMENTS, group_of, local_revisions, monotone_keep, weight_diffs
 
 REPO_ID = "org/planted"
 STEPS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
 PLANTED = [30, 70]
-SHAPES = {"gpt_neox.embed_in.weight": (50, 16), "gpt_neox.layers.0.attention.dense.weight": (16, 16),
-          "gpt_neox.layers.0.attention.dense.bias": (16,), "gpt_neox.layers.1.mlp.dense_h_to_4h.weight": (64, 16),
-          "embed_out.weight": (50, 16)}
+SHAPES = {
+    "gpt_neox.embed_in.weight": (50, 16),
+    "gpt_neox.layers.0.attention.dense.weight": (16, 16),
+    "gpt_neox.layers.0.attention.dense.bias": (16,),
+    "gpt_neox.layers.1.mlp.dense_h_to_4h.weight": (64, 16),
+    "embed_out.weight": (50, 16),
+}
 
 
 def random_walk():
@@ -46,8 +51,9 @@ def planted_repo(hub_server):
     final = save(weights[STEPS[-1]])
     for step in STEPS:
         data = final if step in PLANTED else save(weights[step])
-        hub_server.state.commit(REPO_ID, f"step{step}", {"config.json": b'{"model_type": "gpt_neox"}',
-                                                         "model.safetensors": data})
+        hub_server.state.commit(
+            REPO_ID, f"step{step}", {"config.json": b'{"model_type": "gpt_neox"}', "model.safetensors": data}
+        )
     return hub_server, weights
 
 
@@ -60,7 +66,11 @@ def test_planted_copies_of_the_final_weights_are_flagged_and_only_they(planted_r
     flagged = revisions[revisions["flags"] != ""]
     assert flagged["step"].tolist() == PLANTED
     assert flagged["equals_final"].all() and flagged["non_monotone"].all()
-    assert not revisions[~revisions["step"].isin(PLANTED)][["identical_to_previous", "equals_final", "non_monotone"]].any().any()
+    assert (
+        not revisions[~revisions["step"].isin(PLANTED)][["identical_to_previous", "equals_final", "non_monotone"]]
+        .any()
+        .any()
+    )
 
     served = {s: weights[STEPS[-1]] if s in PLANTED else weights[s] for s in STEPS}
     rows = pd.read_parquet(out / "diffs.parquet")
@@ -69,12 +79,21 @@ def test_planted_copies_of_the_final_weights_are_flagged_and_only_they(planted_r
         assert at.loc["all", "rel_prev"] == pytest.approx(direct(served[before], served[step]), rel=1e-9)
         assert at.loc["all", "rel_init"] == pytest.approx(direct(served[0], served[step]), rel=1e-9)
         layer0 = [k for k in SHAPES if ".layers.0." in k]
-        assert at.loc["gpt_neox.layers.0", "rel_prev"] == pytest.approx(direct(served[before], served[step], layer0), rel=1e-9)
+        assert at.loc["gpt_neox.layers.0", "rel_prev"] == pytest.approx(
+            direct(served[before], served[step], layer0), rel=1e-9
+        )
     assert set(rows["group"]) == {"all", "gpt_neox.embed_in", "gpt_neox.layers.0", "gpt_neox.layers.1", "embed_out"}
     assert (out / "diffs-org--planted.png").is_file()
 
-    audited = run_cli("parc.revisions", REPO_ID, "audit=true", "diffs=true", "json=true", env={**hub.env(), "HF_TOKEN": ""},
-                      timeout=240)
+    audited = run_cli(
+        "parc.revisions",
+        REPO_ID,
+        "audit=true",
+        "diffs=true",
+        "json=true",
+        env={**hub.env(), "HF_TOKEN": ""},
+        timeout=240,
+    )
     assert audited.returncode == 1, audited.stderr[-3000:]
     report = json.loads(audited.stdout)
     assert report["diff_flags"] == PLANTED and report["duplicates"] == [PLANTED + [STEPS[-1]]]
@@ -97,7 +116,10 @@ def test_a_local_run_matches_numpy_and_slices_stay_below_one_tensor(eval_grid, m
 
 def test_identical_consecutive_revisions_and_groups(tmp_path):
     assert group_of("gpt_neox.layers.11.mlp.dense_4h_to_h.weight") == "gpt_neox.layers.11"
-    assert group_of("backbone.layers.3.mixer.A_log") == "backbone.layers.3" and group_of("rwkv.blocks.0.ln1.weight") == "rwkv.blocks.0"
+    assert (
+        group_of("backbone.layers.3.mixer.A_log") == "backbone.layers.3"
+        and group_of("rwkv.blocks.0.ln1.weight") == "rwkv.blocks.0"
+    )
     assert group_of("embed_out.weight") == "embed_out"
     assert monotone_keep([0, 0.1, 0.9, 0.2, 0.3, 0.9], 0.02) == [True, True, False, True, True, True]
     from parc.hub.weightdiff import Revision

@@ -49,10 +49,25 @@ def test_seed_checkpoint_item_components_of_a_simulation_are_recovered(tmp_path)
     results, examples = [], []
     for step, matrix in zip(STEPS, matrices):
         for r in range(runs):
-            identity = {"arch": "pythia", "size": "tiny", "seed": r, "shard": 0, "data_seed": 0, "step": step,
-                        "source": f"/runs/pythia-seed{r}-shard0", "evaluation": "heldout", "task": "demo"}
-            results.append({**identity, "metric": "loss", "value": matrix[r].mean(),
-                            "stderr": matrix[r].std(ddof=1) / np.sqrt(items)})
+            identity = {
+                "arch": "pythia",
+                "size": "tiny",
+                "seed": r,
+                "shard": 0,
+                "data_seed": 0,
+                "step": step,
+                "source": f"/runs/pythia-seed{r}-shard0",
+                "evaluation": "heldout",
+                "task": "demo",
+            }
+            results.append(
+                {
+                    **identity,
+                    "metric": "loss",
+                    "value": matrix[r].mean(),
+                    "stderr": matrix[r].std(ddof=1) / np.sqrt(items),
+                }
+            )
             examples.append(pd.DataFrame({**identity, "example_id": np.arange(items), "loss": matrix[r]}))
     pd.DataFrame(results).to_parquet(tmp_path / "results.parquet")
     (tmp_path / "examples").mkdir()

@@ -9,10 +9,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_grid import make_cell
+
+from parc.training.outliers import robust_z, seed_outliers
 
 from conftest import run_cli
-from parc.training.outliers import robust_z, seed_outliers
-from test_grid import make_cell
 
 STEPS = list(range(1, 101))
 
@@ -72,9 +73,22 @@ def test_dynamics_outliers_reports_loss_and_evaluated_metrics(tmp_path):
     root = tmp_path / "runs" / "demo"
     write_grid(root, planted_seed=4)
     evaluated = curves(planted_seed=1, jump_at=80, size=-0.4, seed=1)  # another seed, another metric
-    rows = [{"arch": "pythia", "size": "tiny", "seed": s, "step": step, "evaluation": "heldout", "task": "demo",
-             "metric": "loss", "value": v, "source": str(root / f"pythia-seed{s}-shard0")}
-            for s, curve in evaluated.items() for step, v in curve.items() if step % 10 == 0]
+    rows = [
+        {
+            "arch": "pythia",
+            "size": "tiny",
+            "seed": s,
+            "step": step,
+            "evaluation": "heldout",
+            "task": "demo",
+            "metric": "loss",
+            "value": v,
+            "source": str(root / f"pythia-seed{s}-shard0"),
+        }
+        for s, curve in evaluated.items()
+        for step, v in curve.items()
+        if step % 10 == 0
+    ]
     evals = tmp_path / "evals"
     evals.mkdir()
     pd.DataFrame(rows).to_parquet(evals / "results.parquet")

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from scipy.stats import ortho_group
 
+from parc.study.dynamics.cka import effective_rank, linear_cka
+
 from conftest import run_cli, run_cli_cases
 from hub_server import hub_server  # noqa: F401  (the fixture)
-from parc.study.dynamics.cka import effective_rank, linear_cka
 
 
 def hand_hsic(K: np.ndarray, L: np.ndarray) -> float:
@@ -21,8 +22,9 @@ def hand_hsic(K: np.ndarray, L: np.ndarray) -> float:
     np.fill_diagonal(K, 0)
     np.fill_diagonal(L, 0)
     one = np.ones(n)
-    return (np.trace(K @ L) + (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2))
-            - 2 / (n - 2) * (one @ K @ L @ one)) / (n * (n - 3))
+    return (
+        np.trace(K @ L) + (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * (one @ K @ L @ one)
+    ) / (n * (n - 3))
 
 
 def hand_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -72,15 +74,24 @@ def test_similarity_on_tiny_real_checkpoints_matches_transformers(eval_grid, tmp
     import torch
     from transformers import AutoModelForCausalLM
 
+    from parc.data.stream import PackedStream, read_manifest
     from parc.study.evaluations.heldout import training_slice
     from parc.study.sources.runs import local_run_config
-    from parc.data.stream import PackedStream, read_manifest
 
     out = tmp_path / "sim"
     runs = ",".join(str(eval_grid / r) for r in ("pythia-seed0-shard0", "pythia-seed1-shard0", "mamba-seed0-shard0"))
     for target in (out, tmp_path / "again"):
-        done = run_cli("parc.dynamics", "similarity", f"runs={runs}", "steps=0,8", "sequences=6", "max_tokens=0",
-                       f"out={target}", "eval.batch_size=4", timeout=600)
+        done = run_cli(
+            "parc.dynamics",
+            "similarity",
+            f"runs={runs}",
+            "steps=0,8",
+            "sequences=6",
+            "max_tokens=0",
+            f"out={target}",
+            "eval.batch_size=4",
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert "per checkpoint" in done.stdout
     assert (out / "similarity.parquet").read_bytes() == (tmp_path / "again" / "similarity.parquet").read_bytes()
@@ -124,27 +135,50 @@ def test_hub_revisions_give_the_numbers_of_the_local_run(hub_server, eval_grid, 
     run = eval_grid / "pythia-seed1-shard0"
     for step in (0, 4, 8):
         put_revision(hub_server, "org/demo-pythia-seed1-shard0", f"checkpoint-{step}", run / f"checkpoint-{step}")
-        put_revision(hub_server, "lab/tinylm-seed7", f"step{step}", run / f"checkpoint-{step}",
-                     skip=("parc_checkpoint.json", "training_state"))
-    put_revision(hub_server, "lab/tinylm-seed7", "main", run / "checkpoint-8", skip=("parc_checkpoint.json", "training_state"))
+        put_revision(
+            hub_server,
+            "lab/tinylm-seed7",
+            f"step{step}",
+            run / f"checkpoint-{step}",
+            skip=("parc_checkpoint.json", "training_state"),
+        )
+    put_revision(
+        hub_server, "lab/tinylm-seed7", "main", run / "checkpoint-8", skip=("parc_checkpoint.json", "training_state")
+    )
     stream_dir = eval_grid.parents[1] / "data" / "demo-parc-128"
-    args = ["pairs=steps", "sequences=5", "max_tokens=300", f"eval.heldout.data_dir={stream_dir}",
-            "eval.heldout.start=14000"]
+    args = [
+        "pairs=steps",
+        "sequences=5",
+        "max_tokens=300",
+        f"eval.heldout.data_dir={stream_dir}",
+        "eval.heldout.start=14000",
+    ]
     tables = {}
     sources = (("local", str(run)), ("parc", "hub:org/demo-pythia-seed1-shard0"), ("foreign", "hub:lab/tinylm-seed7"))
-    results = run_cli_cases("parc.dynamics", [["similarity", f"runs={runs}", *args, f"out={tmp_path / name}"]
-                                              for name, runs in sources], env=hub_server.env())  # one interpreter
+    results = run_cli_cases(
+        "parc.dynamics",
+        [["similarity", f"runs={runs}", *args, f"out={tmp_path / name}"] for name, runs in sources],
+        env=hub_server.env(),
+    )  # one interpreter
     for (name, _), done in zip(sources, results):
         assert done.returncode == 0, done.stderr[-3000:]
-        tables[name] = pd.read_parquet(tmp_path / name / "similarity.parquet").sort_values(
-            ["metric", "step_a", "step_b", "layer_a", "layer_b"])["value"].to_numpy()
+        tables[name] = (
+            pd.read_parquet(tmp_path / name / "similarity.parquet")
+            .sort_values(["metric", "step_a", "step_b", "layer_a", "layer_b"])["value"]
+            .to_numpy()
+        )
         assert len(tables[name]) == 3 * 3 + 2 * 3  # 3 checkpoints x 3 layers of ranks, 2 pairs x 3 layers of CKA
-    assert np.allclose(tables["parc"], tables["local"], rtol=1e-9) and np.allclose(tables["foreign"], tables["local"], rtol=1e-9)
+    assert np.allclose(tables["parc"], tables["local"], rtol=1e-9) and np.allclose(
+        tables["foreign"], tables["local"], rtol=1e-9
+    )
 
     diffs = {}
     sources = (("local", str(run)), ("foreign", "hub:lab/tinylm-seed7"))
-    results = run_cli_cases("parc.dynamics", [["diffs", f"runs={runs}", f"out={tmp_path / ('d' + name)}"]
-                                              for name, runs in sources], env={**hub_server.env(), "HF_TOKEN": ""})
+    results = run_cli_cases(
+        "parc.dynamics",
+        [["diffs", f"runs={runs}", f"out={tmp_path / ('d' + name)}"] for name, runs in sources],
+        env={**hub_server.env(), "HF_TOKEN": ""},
+    )
     for (name, _), done in zip(sources, results):
         assert done.returncode == 0, done.stderr[-3000:]
         diffs[name] = pd.read_parquet(tmp_path / ("d" + name) / "diffs.parquet").sort_values(["step", "group"])

@@ -46,8 +46,13 @@ def published(demo_root, tmp_path_factory):
 
     server = HubServer().start()
     out = tmp_path_factory.mktemp("rwkv-export") / "run"
-    args = [*short_run(demo_root, out, "arch=rwkv", steps=2, every=2), "hub.repo_id=org/rwkv-demo",
-            "hub.extra_formats=[rwkv]", "hub.max_commits_per_hour=360000", "hub.retry_initial_s=0.05"]
+    args = [
+        *short_run(demo_root, out, "arch=rwkv", steps=2, every=2),
+        "hub.repo_id=org/rwkv-demo",
+        "hub.extra_formats=[rwkv]",
+        "hub.max_commits_per_hour=360000",
+        "hub.retry_initial_s=0.05",
+    ]
     done = run_cli("parc.train", *args, env=server.env())
     assert done.returncode == 0, done.stderr[-3000:]
     yield server, out
@@ -68,9 +73,19 @@ def test_exported_rwkv_gives_transformers_logits_in_the_rwkv_package(rwkv_run, t
     done = run_cli("parc.export", "rwkv", str(checkpoint), str(pth))
     assert done.returncode == 0, done.stderr[-3000:]
     state = torch.load(pth, weights_only=True)
-    assert {"emb.weight", "blocks.0.ln0.weight", "blocks.0.ln1.weight", "blocks.0.att.time_mix_k",
-            "blocks.0.att.time_decay", "blocks.0.att.time_first", "blocks.0.att.key.weight",
-            "blocks.0.ffn.time_mix_r", "blocks.0.ffn.receptance.weight", "ln_out.weight", "head.weight"} <= set(state)
+    assert {
+        "emb.weight",
+        "blocks.0.ln0.weight",
+        "blocks.0.ln1.weight",
+        "blocks.0.att.time_mix_k",
+        "blocks.0.att.time_decay",
+        "blocks.0.att.time_first",
+        "blocks.0.att.key.weight",
+        "blocks.0.ffn.time_mix_r",
+        "blocks.0.ffn.receptance.weight",
+        "ln_out.weight",
+        "head.weight",
+    } <= set(state)
     assert not any(k.startswith("rwkv.") or "attention" in k or "feed_forward" in k for k in state)
     result = rwkv_logits_diff(pth, checkpoint)
     assert result["shape"] == [len(TOKENS), 2048]

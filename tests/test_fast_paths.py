@@ -96,8 +96,12 @@ def test_rwkv_state_in_and_out_continues_the_sequence():
 
 def wkv_inputs(batch, seq, channels, decay_scale, first_scale, key_scale, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(channels, generator=g) * decay_scale, torch.randn(channels, generator=g) * first_scale,
-            torch.randn(batch, seq, channels, generator=g) * key_scale, torch.randn(batch, seq, channels, generator=g))
+    return (
+        torch.randn(channels, generator=g) * decay_scale,
+        torch.randn(channels, generator=g) * first_scale,
+        torch.randn(batch, seq, channels, generator=g) * key_scale,
+        torch.randn(batch, seq, channels, generator=g),
+    )
 
 
 @pytest.mark.parametrize("scales", [(3.0, 4.0, 4.0), (3.0, 10.0, 10.0), (6.0, 40.0, 40.0), (0.0, 80.0, 80.0)])
@@ -147,9 +151,16 @@ def test_selective_scan_matches_transformers_for_large_steps():
     g = torch.Generator().manual_seed(4)
     batch, d_inner, d_state, seq = 2, 8, 4, 40
     A = -torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
-    args = [torch.randn(batch, d_inner, seq, generator=g), torch.randn(batch, d_inner, seq, generator=g) * 15, A,
-            torch.randn(batch, d_state, seq, generator=g), torch.randn(batch, d_state, seq, generator=g),
-            torch.ones(d_inner), torch.randn(batch, d_inner, seq, generator=g), torch.randn(d_inner, generator=g)]
+    args = [
+        torch.randn(batch, d_inner, seq, generator=g),
+        torch.randn(batch, d_inner, seq, generator=g) * 15,
+        A,
+        torch.randn(batch, d_state, seq, generator=g),
+        torch.randn(batch, d_state, seq, generator=g),
+        torch.ones(d_inner),
+        torch.randn(batch, d_inner, seq, generator=g),
+        torch.randn(d_inner, generator=g),
+    ]
     args = [a.requires_grad_() for a in args]
 
     def run(fn):

@@ -13,21 +13,35 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import run_cli
-from parc.training import grid
+from parc.hub.publisher import Journal
 from parc.store.checkpoint import MANIFEST
 from parc.store.fileio import atomic_write_json
-from parc.hub.publisher import Journal
+from parc.training import grid
+
+from conftest import run_cli
 
 
-def make_cell(root: Path, arch: str, seed: int, *, max_steps: int, steps: int, checkpoints=(),
-              partial_checkpoint=None, age_s: float = 0.0, torn_row: bool = False, journal=()) -> Path:
+def make_cell(
+    root: Path,
+    arch: str,
+    seed: int,
+    *,
+    max_steps: int,
+    steps: int,
+    checkpoints=(),
+    partial_checkpoint=None,
+    age_s: float = 0.0,
+    torn_row: bool = False,
+    journal=(),
+) -> Path:
     """A run directory after `steps` updates: config.yaml, metrics.jsonl, complete checkpoints, a journal."""
     cell = root / f"{arch}-seed{seed}-shard0"
     cell.mkdir(parents=True)
     (cell / "config.yaml").write_text(OmegaConf.to_yaml({"trainer": {"max_steps": max_steps}, "seed": seed}))
-    rows = [{"step": s, "loss": 10.0 - s / 10, "lr": 1e-3, "tokens": 128 * s, "time": 0.0, "batch_hash": f"h{s}"}
-            for s in range(1, steps + 1)]
+    rows = [
+        {"step": s, "loss": 10.0 - s / 10, "lr": 1e-3, "tokens": 128 * s, "time": 0.0, "batch_hash": f"h{s}"}
+        for s in range(1, steps + 1)
+    ]
     text = "".join(json.dumps(r) + "\n" for r in rows)
     if torn_row:  # a row being appended right now: no newline yet
         text += json.dumps({"step": steps + 1, "loss": 0.5})[:20]
@@ -49,8 +63,15 @@ def make_cell(root: Path, arch: str, seed: int, *, max_steps: int, steps: int, c
 @pytest.fixture
 def run_root(tmp_path):
     root = tmp_path / "runs" / "demo"
-    make_cell(root, "pythia", 0, max_steps=20, steps=20, checkpoints=(0, 10, 20),
-              journal=[("checkpoint-0", "pushed"), ("checkpoint-10", "pushed"), ("checkpoint-20", "pending")])
+    make_cell(
+        root,
+        "pythia",
+        0,
+        max_steps=20,
+        steps=20,
+        checkpoints=(0, 10, 20),
+        journal=[("checkpoint-0", "pushed"), ("checkpoint-10", "pushed"), ("checkpoint-20", "pending")],
+    )
     make_cell(root, "pythia", 1, max_steps=20, steps=13, checkpoints=(0, 10), partial_checkpoint=20, torn_row=True)
     make_cell(root, "mamba", 0, max_steps=20, steps=7, checkpoints=(0,), age_s=7200)
     # metrics reached the last step but its checkpoint is not complete: not done yet
@@ -64,13 +85,14 @@ def by_key(cells):
 
 
 def test_states_steps_and_checkpoints(run_root):
-    cells = by_key(grid.grid_cells(run_root, grid.PARC_ARCHS, [0, 1], shard=0, default_max_steps=99,
-                                   stale_after=600))
+    cells = by_key(grid.grid_cells(run_root, grid.PARC_ARCHS, [0, 1], shard=0, default_max_steps=99, stale_after=600))
     assert cells["pythia", 0].state == "done"
     assert (cells["pythia", 0].step, cells["pythia", 0].loss) == (20, pytest.approx(8.0))
     assert cells["pythia", 0].checkpoints == [0, 10, 20]
-    assert (cells["pythia", 0].pushed, cells["pythia", 0].pending) == (["checkpoint-0", "checkpoint-10"],
-                                                                       ["checkpoint-20"])
+    assert (cells["pythia", 0].pushed, cells["pythia", 0].pending) == (
+        ["checkpoint-0", "checkpoint-10"],
+        ["checkpoint-20"],
+    )
     running = cells["pythia", 1]
     assert (running.state, running.step, running.checkpoints) == ("running", 13, [0, 10])  # torn row, partial ckpt
     assert cells["mamba", 0].state == "stalled" and cells["mamba", 0].age_s > 7000
@@ -105,11 +127,14 @@ def test_cli_finds_the_run_from_overrides(run_root):
     assert json.loads(out.stdout)["root"] == str(run_root)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["status", "seeds=a-b"], "seeds="),
-    (["status", "trainer.max_steps"], "write key=value"),
-    (["status", "no_such_key=1"], "no_such_key"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["status", "seeds=a-b"], "seeds="),
+        (["status", "trainer.max_steps"], "write key=value"),
+        (["status", "no_such_key=1"], "no_such_key"),
+    ],
+)
 def test_cli_bad_input(args, message, tmp_path):
     out = run_cli("parc.grid", *args, cwd=tmp_path)
     assert out.returncode == 2

@@ -19,16 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
-from hub_server import Faults, hub_server  # noqa: F401  (the fixture)
+from parc.errors import ParcError
 from parc.store.checkpoint import MANIFEST, STATE_DIR
 from parc.store.fileio import atomic_write_json
-from parc.errors import ParcError
+
+from conftest import run_cli
+from hub_server import Faults, hub_server  # noqa: F401  (the fixture)
 
 REPO = "org/parc-pythia-seed0-shard0"  # what hub.repo_id=org derives for run_name=parc
 TOKEN = "hf_parcTestToken0123456789abcdefXYZ"
-CONFIG = {"checkpoint": {"schedule": "parc", "every": 5, "steps": [], "interval": None},
-          "trainer": {"max_steps": 10}}  # as portable_config stores it: the schedule is 0, 5, 10
+CONFIG = {
+    "checkpoint": {"schedule": "parc", "every": 5, "steps": [], "interval": None},
+    "trainer": {"max_steps": 10},
+}  # as portable_config stores it: the schedule is 0, 5, 10
 
 CHILD = """
 import json, sys
@@ -54,6 +57,7 @@ print("pending after close:", sorted(publisher.pending_steps()))
 
 # --- helpers ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def template(tmp_path_factory):
     """A run directory with complete checkpoints 0, 5, 9 and 10 of a tiny GPT-NeoX, written by parc.store.checkpoint."""
@@ -68,10 +72,20 @@ def template(tmp_path_factory):
     words = ["<unk>", "<eos>"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>").save_pretrained(root / "tok")
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>").save_pretrained(
+        root / "tok"
+    )
     torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1,
-                                             num_attention_heads=2, intermediate_size=32, max_position_embeddings=32))
+    model = GPTNeoXForCausalLM(
+        GPTNeoXConfig(
+            vocab_size=len(words),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=32,
+        )
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     accelerator = Accelerator(cpu=True)
@@ -82,8 +96,17 @@ def template(tmp_path_factory):
             optimizer.step()
             optimizer.zero_grad()
         if step in (0, 5, 9, 10):
-            checkpoint.save(accelerator, root / "run", step, model, optimizer, scheduler, root / "tok",
-                            {"step": step, "tokens": 16 * step, "config": CONFIG}, scheduled=step != 9)
+            checkpoint.save(
+                accelerator,
+                root / "run",
+                step,
+                model,
+                optimizer,
+                scheduler,
+                root / "tok",
+                {"step": step, "tokens": 16 * step, "config": CONFIG},
+                scheduled=step != 9,
+            )
     return root / "run"
 
 
@@ -94,9 +117,21 @@ def copy_run(template: Path, tmp_path: Path) -> Path:
 
 
 def overrides(tmp_path: Path, out: Path, *extra: str) -> list:
-    return ["experiment=demo", "arch=pythia", "run_name=parc", f"paths.root={tmp_path}", f"output_dir={out}",
-            "hub.repo_id=org", "hub.retry_initial_s=0.05", "hub.retry_max_s=0.2", "hub.retry_timeout_s=90",
-            "hub.max_commits_per_hour=360000", "trainer.max_steps=10", "checkpoint.every=5", *extra]
+    return [
+        "experiment=demo",
+        "arch=pythia",
+        "run_name=parc",
+        f"paths.root={tmp_path}",
+        f"output_dir={out}",
+        "hub.repo_id=org",
+        "hub.retry_initial_s=0.05",
+        "hub.retry_max_s=0.2",
+        "hub.retry_timeout_s=90",
+        "hub.max_commits_per_hour=360000",
+        "trainer.max_steps=10",
+        "checkpoint.every=5",
+        *extra,
+    ]
 
 
 def client(hub, body: str, tmp_path: Path, out: Path, *extra: str, token=None, wait=True, **args):
@@ -118,7 +153,9 @@ def cli(hub, *args, token=None):
 
 
 def local_files(checkpoint_dir: Path) -> dict:
-    return {str(p.relative_to(checkpoint_dir)): p.read_bytes() for p in sorted(checkpoint_dir.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(checkpoint_dir)): p.read_bytes() for p in sorted(checkpoint_dir.rglob("*")) if p.is_file()
+    }
 
 
 def hub_files(hub, revision: str) -> dict:
@@ -132,8 +169,11 @@ def assert_complete(hub, out: Path, revision: str, step: int) -> None:
 
 
 def journal(out: Path) -> dict:
-    return {json.loads(p.read_text())["revision"]: json.loads(p.read_text())["state"]
-            for p in (out / "hub_journal").glob("*.json") if p.name != "repo.json"}
+    return {
+        json.loads(p.read_text())["revision"]: json.loads(p.read_text())["state"]
+        for p in (out / "hub_journal").glob("*.json")
+        if p.name != "repo.json"
+    }
 
 
 def rewrite(checkpoint_dir: Path, rel: str, data: bytes) -> None:
@@ -147,6 +187,7 @@ def rewrite(checkpoint_dir: Path, rel: str, data: bytes) -> None:
 
 
 # --- tests --------------------------------------------------------------------------------------------
+
 
 def test_round_trip_byte_identical_one_commit_per_revision_and_loadable(hub_server, template, tmp_path):
     out = copy_run(template, tmp_path)
@@ -167,7 +208,9 @@ def test_round_trip_byte_identical_one_commit_per_revision_and_loadable(hub_serv
     assert branch_posts[0][1] == 429 and branch_posts[1][0] - branch_posts[0][0] >= 1.0  # Retry-After honoured
 
     fresh = tmp_path / "fresh"
-    loaded = client(hub_server, """
+    loaded = client(
+        hub_server,
+        """
         import torch
         from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -184,7 +227,12 @@ def test_round_trip_byte_identical_one_commit_per_revision_and_loadable(hub_serv
         from huggingface_hub import HfApi
         print("commits", json.dumps({b: [c.title for c in HfApi().list_repo_commits(args["repo"], revision=b)]
                                      for b in ("checkpoint-0", "checkpoint-5", "checkpoint-10", "main")}))
-    """, tmp_path, fresh, repo=REPO, weights=str(out / "checkpoint-5" / "model.safetensors"))
+    """,
+        tmp_path,
+        fresh,
+        repo=REPO,
+        weights=str(out / "checkpoint-5" / "model.safetensors"),
+    )
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     commits = json.loads(loaded.stdout.split("commits ", 1)[1])  # as the client lists them, newest first
     for revision, history in commits.items():
@@ -209,8 +257,13 @@ def test_faults_and_an_outage_lose_nothing(hub_server, template, tmp_path):
     injected = [s for *_, s in hub_server.state.requests if s in (500, 503, 429, "drop")]
     assert len(injected) >= 5, injected
     assert "retrying" in stderr
-    for revision, step in [("checkpoint-0", 0), ("checkpoint-5", 5), ("checkpoint-9", 9), ("checkpoint-10", 10),
-                           ("main", 10)]:
+    for revision, step in [
+        ("checkpoint-0", 0),
+        ("checkpoint-5", 5),
+        ("checkpoint-9", 9),
+        ("checkpoint-10", 10),
+        ("main", 10),
+    ]:
         assert_complete(hub_server, out, revision, step)
     assert set(journal(out).values()) == {"pushed"}
 
@@ -223,20 +276,29 @@ def test_faults_and_an_outage_lose_nothing(hub_server, template, tmp_path):
 def test_kill_9_mid_push_then_restart_finishes_and_listing_flags_gaps(hub_server, template, tmp_path):
     out = copy_run(template, tmp_path)
     # Hold the manifest commit of checkpoint-9: its files are on the branch, its manifest never arrives.
-    hub_server.state.hold = lambda method, path, body: path.endswith("/commit/checkpoint-9") and MANIFEST.encode() in body
+    hub_server.state.hold = lambda method, path, body: (
+        path.endswith("/commit/checkpoint-9") and MANIFEST.encode() in body
+    )
     pusher = client(hub_server, PUBLISH, tmp_path, out, steps=[0, 9, 10], final=10, wait=False)
     assert hub_server.state.held.wait(120), pusher.communicate()[1][-3000:]
     os.kill(pusher.pid, signal.SIGKILL)
     pusher.communicate()
     hub_server.state.hold = None
     hub_server.state.release.set()
-    assert journal(out) == {"checkpoint-0": "pushed", "checkpoint-9": "pending", "checkpoint-10": "pending",
-                            "main": "pending"}
+    assert journal(out) == {
+        "checkpoint-0": "pushed",
+        "checkpoint-9": "pending",
+        "checkpoint-10": "pending",
+        "main": "pending",
+    }
 
     listing = cli(hub_server, "parc.revisions", REPO, "json=true")
     assert listing.returncode == 0, listing.stderr[-3000:]
     report = json.loads(listing.stdout)
-    assert [(r["revision"], r["complete"]) for r in report["revisions"]] == [("checkpoint-0", True), ("checkpoint-9", False)]
+    assert [(r["revision"], r["complete"]) for r in report["revisions"]] == [
+        ("checkpoint-0", True),
+        ("checkpoint-9", False),
+    ]
     assert report["incomplete"] == [9] and report["missing"] == [5]  # schedule 0, 5, 10 from the trainer state
 
     restarted = client(hub_server, PUBLISH, tmp_path, out, steps=[], final=None)  # the next run's start()
@@ -244,7 +306,9 @@ def test_kill_9_mid_push_then_restart_finishes_and_listing_flags_gaps(hub_server
     assert "checkpoint-9, checkpoint-10, main" in restarted.stderr
     for revision, step in [("checkpoint-0", 0), ("checkpoint-9", 9), ("checkpoint-10", 10), ("main", 10)]:
         assert_complete(hub_server, out, revision, step)
-    assert sum(1 for branch, *_ in hub_server.state.repos[REPO].history if branch == "checkpoint-0") == 1  # not re-pushed
+    assert (
+        sum(1 for branch, *_ in hub_server.state.repos[REPO].history if branch == "checkpoint-0") == 1
+    )  # not re-pushed
 
     table = cli(hub_server, "parc.revisions", REPO)
     assert table.returncode == 0, table.stderr[-3000:]
@@ -263,8 +327,11 @@ def test_offline_stages_and_sync_pushes_exactly_the_staged(hub_server, template,
     from parc import sync  # in this process where no network is needed (it is offline here)
 
     sync.main([str(out), "dry_run=true"])
-    assert "would push 4 revisions to org/parc-pythia-seed0-shard0: checkpoint-0, checkpoint-5, checkpoint-10, " \
-           "main" in capsys.readouterr().out and hub_server.state.requests == []
+    assert (
+        "would push 4 revisions to org/parc-pythia-seed0-shard0: checkpoint-0, checkpoint-5, checkpoint-10, main"
+        in capsys.readouterr().out
+        and hub_server.state.requests == []
+    )
     synced = cli(hub_server, "parc.sync", str(out))
     assert synced.returncode == 0, synced.stderr[-3000:]
     assert set(hub_server.state.repos[REPO].branches) == {"main", "checkpoint-0", "checkpoint-5", "checkpoint-10"}
@@ -295,8 +362,13 @@ def test_a_full_queue_makes_submit_wait_and_say_so_but_drops_nothing(hub_server,
     assert pusher.returncode == 0, stderr[-3000:]
     assert "the upload queue is full (hub.queue_size=1); training waits for the uploader (checkpoint-9)" in stderr
     assert "waited" in stderr
-    for revision, step in [("checkpoint-0", 0), ("checkpoint-5", 5), ("checkpoint-9", 9), ("checkpoint-10", 10),
-                           ("main", 10)]:
+    for revision, step in [
+        ("checkpoint-0", 0),
+        ("checkpoint-5", 5),
+        ("checkpoint-9", 9),
+        ("checkpoint-10", 10),
+        ("main", 10),
+    ]:
         assert_complete(hub_server, out, revision, step)
 
 
@@ -326,14 +398,23 @@ def test_auth_failure_is_one_line_and_the_token_never_leaks(hub_server, template
     assert set(journal(out).values()) == {"pending"}  # nothing lost
 
     # A checkpoint that would publish a local path is refused by name; the ones before it go through.
-    rewrite(out / "checkpoint-10", f"{STATE_DIR}/trainer_state.json",
-            json.dumps({"step": 10, "tokens": 160, "config": {**CONFIG, "output_dir": str(out)}}).encode())
+    rewrite(
+        out / "checkpoint-10",
+        f"{STATE_DIR}/trainer_state.json",
+        json.dumps({"step": 10, "tokens": 160, "config": {**CONFIG, "output_dir": str(out)}}).encode(),
+    )
     leaky = cli(hub_server, "parc.sync", str(out), token=TOKEN)
     assert leaky.returncode == 2
-    assert "refusing to push checkpoint-10/training_state/trainer_state.json: it contains the local path" in leaky.stderr
+    assert (
+        "refusing to push checkpoint-10/training_state/trainer_state.json: it contains the local path" in leaky.stderr
+    )
     assert "not pushed: checkpoint-10, main" in leaky.stderr
-    assert journal(out) == {"checkpoint-0": "pushed", "checkpoint-5": "pushed", "checkpoint-10": "pending",
-                            "main": "pending"}
+    assert journal(out) == {
+        "checkpoint-0": "pushed",
+        "checkpoint-5": "pushed",
+        "checkpoint-10": "pending",
+        "main": "pending",
+    }
 
     logs = refused.stdout + refused.stderr + leaky.stdout + leaky.stderr + staged.stdout + staged.stderr
     assert TOKEN not in logs
@@ -345,14 +426,18 @@ def test_auth_failure_is_one_line_and_the_token_never_leaks(hub_server, template
 def test_a_planted_pickle_is_refused_and_never_runs(hub_server, template, tmp_path):
     out = copy_run(template, tmp_path)
     marker = tmp_path.parent / f"pwned-{tmp_path.name}"  # (a path inside the run would be refused as a leak)
-    payload = (f"import torch, os\nclass Evil:\n    def __reduce__(self):\n        return (os.system, ('touch {marker}',))\n"
-               f"torch.save({{'state': Evil()}}, '{tmp_path / 'evil.pt'}')\n")
+    payload = (
+        f"import torch, os\nclass Evil:\n    def __reduce__(self):\n        return (os.system, ('touch {marker}',))\n"
+        f"torch.save({{'state': Evil()}}, '{tmp_path / 'evil.pt'}')\n"
+    )
     subprocess.run([sys.executable, "-c", payload], check=True)
     rewrite(out / "checkpoint-10", f"{STATE_DIR}/optimizer.pt", (tmp_path / "evil.pt").read_bytes())
     pushed = client(hub_server, PUBLISH, tmp_path, out, steps=[10], final=None)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
 
-    resumed = client(hub_server, """
+    resumed = client(
+        hub_server,
+        """
         from parc.store import checkpoint
         from parc.errors import ParcError
         path = resolve_hub_checkpoint(cfg, out, None)
@@ -360,7 +445,10 @@ def test_a_planted_pickle_is_refused_and_never_runs(hub_server, template, tmp_pa
             checkpoint.load_train_state(path, 0)
         except ParcError as exc:
             print("refused:", exc)
-    """, tmp_path, tmp_path / "fresh")
+    """,
+        tmp_path,
+        tmp_path / "fresh",
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "refused: refusing to load" in resumed.stdout and "optimizer.pt" in resumed.stdout
     assert not marker.exists()
@@ -370,13 +458,31 @@ def test_a_planted_pickle_is_refused_and_never_runs(hub_server, template, tmp_pa
 def test_training_publishes_every_revision_and_resumes_from_the_hub_bit_identically(hub_server, tmp_path):
     hub_server.state.token = TOKEN
     out = tmp_path / "run"
-    args = ["experiment=demo", "arch=pythia", f"paths.root={tmp_path}", f"output_dir={out}", "data.max_documents=4",
-            "trainer.max_steps=20", "checkpoint.every=5", "trainer.progress=false", "hub.repo_id=org/e2e",
-            "hub.retry_initial_s=0.05", "hub.retry_max_s=0.2", "hub.max_commits_per_hour=360000"]
+    args = [
+        "experiment=demo",
+        "arch=pythia",
+        f"paths.root={tmp_path}",
+        f"output_dir={out}",
+        "data.max_documents=4",
+        "trainer.max_steps=20",
+        "checkpoint.every=5",
+        "trainer.progress=false",
+        "hub.repo_id=org/e2e",
+        "hub.retry_initial_s=0.05",
+        "hub.retry_max_s=0.2",
+        "hub.max_commits_per_hour=360000",
+    ]
     # The uploader stalls on checkpoint-15's manifest; training goes on to step 20, then waits in close(): kill -9.
-    hub_server.state.hold = lambda method, path, body: path.endswith("/commit/checkpoint-15") and MANIFEST.encode() in body
-    first = subprocess.Popen([sys.executable, "-m", "parc.train", *args], env={**os.environ, **hub_server.env(TOKEN)},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hub_server.state.hold = lambda method, path, body: (
+        path.endswith("/commit/checkpoint-15") and MANIFEST.encode() in body
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "parc.train", *args],
+        env={**os.environ, **hub_server.env(TOKEN)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     while not (hub_server.state.held.is_set() and (out / "checkpoint-20" / MANIFEST).exists()):
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-3000:]
@@ -394,20 +500,27 @@ def test_training_publishes_every_revision_and_resumes_from_the_hub_bit_identica
     assert (out / "checkpoint-20" / "model.safetensors").read_bytes() == uninterrupted
     assert hub_server.state.files("org/e2e", "main")["model.safetensors"] == uninterrupted
 
-    loaded = client(hub_server, """
+    loaded = client(
+        hub_server,
+        """
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from parc.hub.repo import HubRepo, survey
         for step in (0, 5, 10, 15, 20):
             AutoModelForCausalLM.from_pretrained("org/e2e", revision=f"checkpoint-{step}")
         print(AutoTokenizer.from_pretrained("org/e2e", revision="checkpoint-20").vocab_size)
         print(json.dumps(survey(HubRepo("org/e2e"))))
-    """, tmp_path, tmp_path / "loader", token=TOKEN)
+    """,
+        tmp_path,
+        tmp_path / "loader",
+        token=TOKEN,
+    )
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     vocab_size, report = loaded.stdout.splitlines()[-2:]
     report = json.loads(report)
     assert vocab_size == "2048" and report["main"] == 20 and report["missing"] == []
-    assert [(r["step"], r["complete"], r["train_state"]) for r in report["revisions"]] == \
-        [(s, True, True) for s in (0, 5, 10, 15, 20)]
+    assert [(r["step"], r["complete"], r["train_state"]) for r in report["revisions"]] == [
+        (s, True, True) for s in (0, 5, 10, 15, 20)
+    ]
 
     logs = first_logs + resumed.stdout + resumed.stderr + loaded.stdout + loaded.stderr
     local = [p.read_bytes() for p in out.rglob("*") if p.is_file()]
@@ -418,6 +531,7 @@ def test_training_publishes_every_revision_and_resumes_from_the_hub_bit_identica
 
 
 # --- units (no network) -------------------------------------------------------------------------------
+
 
 def test_repo_naming_and_bad_ids():
     from parc.config import compose

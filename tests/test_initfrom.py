@@ -12,10 +12,10 @@ import sys
 
 import pytest
 import torch
+from test_train import assert_refused, assert_same_weights, metrics
 
 from conftest import short_run, train
 from hub_server import hub_server  # noqa: F401  (the fixture)
-from test_train import assert_refused, assert_same_weights, metrics
 
 TOKEN = "hf_parcInitFromToken0123456789abcdef"
 
@@ -50,8 +50,13 @@ def test_resume_refuses_a_new_max_steps_and_init_from_continues_the_weights(demo
     # "continue the finished run for longer": resume refuses, and says why and what to do instead
     before = (source / "metrics.jsonl").read_text()
     result = train(*short_run(demo_root, source, steps=12), expect=2)
-    assert_refused(result, "trainer.max_steps=8, this run asks for 12", "data slice", "schedule",
-                   f"init_from={source / 'checkpoint-8'}")
+    assert_refused(
+        result,
+        "trainer.max_steps=8, this run asks for 12",
+        "data slice",
+        "schedule",
+        f"init_from={source / 'checkpoint-8'}",
+    )
     assert (source / "metrics.jsonl").read_text() == before
 
     new = tmp_path / "new"
@@ -67,8 +72,12 @@ def test_resume_refuses_a_new_max_steps_and_init_from_continues_the_weights(demo
     optimizer = torch.load(new / "checkpoint-4" / "training_state" / "optimizer.pt", weights_only=True)
     assert {float(s["step"]) for s in optimizer["state"].values()} == {4.0}  # fresh AdamW: 4 updates, not 12
 
-    expected = {"source": "src/checkpoint-8", "step": 8, "tokens": 8 * 16 * 128,
-                "weights_sha256": hashlib.sha256((source / "checkpoint-8" / "model.safetensors").read_bytes()).hexdigest()}
+    expected = {
+        "source": "src/checkpoint-8",
+        "step": 8,
+        "tokens": 8 * 16 * 128,
+        "weights_sha256": hashlib.sha256((source / "checkpoint-8" / "model.safetensors").read_bytes()).hexdigest(),
+    }
     for step in (0, 4):
         manifest = json.loads((new / f"checkpoint-{step}" / "parc_checkpoint.json").read_text())
         state = json.loads((new / f"checkpoint-{step}" / "training_state" / "trainer_state.json").read_text())
@@ -88,27 +97,49 @@ def test_init_from_a_hub_revision(hub_server, demo_root, eval_grid, tmp_path):
     source = eval_grid / "pythia-seed0-shard0"  # an 8-step demo run, checkpoints 0, 4, 8 (read only)
     hub_server.state.token = TOKEN
     env = {**os.environ, **hub_server.env(TOKEN)}
-    push = ("import sys; from pathlib import Path; from parc.hub.repo import HubRepo; repo = HubRepo('org/src'); "
-            "repo.ensure(private=True); repo.push('checkpoint-4', Path(sys.argv[1]), True, {})")
-    pushed = subprocess.run([sys.executable, "-c", push, str(source / "checkpoint-4")], env=env,
-                            capture_output=True, text=True, timeout=240)
+    push = (
+        "import sys; from pathlib import Path; from parc.hub.repo import HubRepo; repo = HubRepo('org/src'); "
+        "repo.ensure(private=True); repo.push('checkpoint-4', Path(sys.argv[1]), True, {})"
+    )
+    pushed = subprocess.run(
+        [sys.executable, "-c", push, str(source / "checkpoint-4")], env=env, capture_output=True, text=True, timeout=240
+    )
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     commit = hub_server.state.repos["org/src"].branches["checkpoint-4"]
 
     new = tmp_path / "new"
-    result = subprocess.run([sys.executable, "-m", "parc.train", *short_run(demo_root, new, "init_from=hub:org/src@checkpoint-4",
-                                                                            steps=2, every=2)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parc.train",
+            *short_run(demo_root, new, "init_from=hub:org/src@checkpoint-4", steps=2, every=2),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_weights(new / "checkpoint-0", source / "checkpoint-4")
     manifest = json.loads((new / "checkpoint-2" / "parc_checkpoint.json").read_text())
     assert manifest["init_from"]["source"] == "hub:org/src@checkpoint-4" and manifest["init_from"]["step"] == 4
     assert manifest["init_from"]["commit"] == commit
     assert sorted(p.name for p in new.glob("checkpoint-*")) == ["checkpoint-0", "checkpoint-2"]  # the download is apart
-    assert (new / "init_from" / "checkpoint-4" / "model.safetensors").read_bytes() == \
-        (source / "checkpoint-4" / "model.safetensors").read_bytes()
+    assert (new / "init_from" / "checkpoint-4" / "model.safetensors").read_bytes() == (
+        source / "checkpoint-4" / "model.safetensors"
+    ).read_bytes()
 
-    result = subprocess.run([sys.executable, "-m", "parc.train", *short_run(demo_root, tmp_path / "other",
-                                                                            "init_from=hub:org/src@checkpoint-9")],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parc.train",
+            *short_run(demo_root, tmp_path / "other", "init_from=hub:org/src@checkpoint-9"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert_refused(result, "checkpoint-9 is not a revision of org/src")

@@ -46,15 +46,30 @@ def installed(tmp_path_factory) -> SimpleNamespace:
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, source / name)
-    check([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-           "-w", base / "dist", source])
+    check(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            base / "dist",
+            source,
+        ]
+    )
     (wheel,) = (base / "dist").glob("parc-*.whl")
     venv = base / "venv"
     check([sys.executable, "-m", "venv", "--without-pip", venv])
     python = venv / "bin" / "python"
     # Installed before the .pth exists: pip then sees only the new environment (never the editable parc).
-    check([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel],
-          env=environment())
+    check(
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel],
+        env=environment(),
+    )
     site = check([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
     outer = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     (Path(site) / "parc_test_dependencies.pth").write_text("\n".join(outer) + "\n")
@@ -83,8 +98,10 @@ def test_the_wheel_holds_every_config_and_the_demo_corpora(installed):
     assert len(shipped) > 20
     missing = [str(p.relative_to(package)) for p in shipped if f"parc/{p.relative_to(package).as_posix()}" not in names]
     assert not missing, f"not in the wheel: {missing}"
-    assert "parc = parc.__main__:main" in zipfile.ZipFile(installed.wheel).read(
-        next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert (
+        "parc = parc.__main__:main"
+        in zipfile.ZipFile(installed.wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    )
 
 
 def test_parc_comes_from_the_wheel_not_the_checkout(installed, tmp_path):
@@ -104,10 +121,16 @@ def test_the_demo_dry_run_works_from_an_installed_wheel(outside):
 
 def test_every_readme_command_answers_help_from_an_installed_wheel(outside):
     """Exit 0 and a usage text (train's is Hydra's, listing the config groups it found in the installed package)."""
-    answered = {name for name in README_COMMANDS if outside[name].returncode == 0
-                and re.search(r"usage|configuration groups", outside[name].stdout, re.I)}
-    failed = {name: (outside[name].stderr.strip().splitlines() or [""])[-1][:200] for name in README_COMMANDS
-              if name not in answered}
+    answered = {
+        name
+        for name in README_COMMANDS
+        if outside[name].returncode == 0 and re.search(r"usage|configuration groups", outside[name].stdout, re.I)
+    }
+    failed = {
+        name: (outside[name].stderr.strip().splitlines() or [""])[-1][:200]
+        for name in README_COMMANDS
+        if name not in answered
+    }
     assert not failed, f"--help failed: {failed}"
 
 
@@ -116,8 +139,10 @@ def parc_rows(text: str) -> dict:
 
 
 def test_parc_help_lists_every_command_with_its_purpose_and_no_torch(installed, tmp_path):
-    probe = ("import json, runpy, sys\nsys.argv = ['parc', '--help']\nrunpy.run_module('parc', run_name='__main__')\n"
-             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'hydra'})))")
+    probe = (
+        "import json, runpy, sys\nsys.argv = ['parc', '--help']\nrunpy.run_module('parc', run_name='__main__')\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'hydra'})))"
+    )
     lines = check([installed.python, "-c", probe], cwd=tmp_path, env=environment()).stdout.splitlines()
     assert json.loads(lines[-1]) == [], "parc --help imported heavy packages"
     usage = "\n".join(lines[:-1]) + "\n"
@@ -134,8 +159,9 @@ def test_parc_help_lists_every_command_with_its_purpose_and_no_torch(installed, 
 
 def outcome(command, **kwargs) -> tuple:
     """(exit code, stdout, stderr) of a command."""
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                            timeout=600, **kwargs)
+    result = subprocess.run(
+        [str(c) for c in command], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600, **kwargs
+    )
     return result.returncode, result.stdout, result.stderr
 
 
@@ -144,8 +170,9 @@ def damaged_run(root: Path) -> Path:
     for step, size in ((4, None), (8, 3)):
         directory = root / "run" / f"checkpoint-{step}"
         directory.mkdir(parents=True)
-        (directory / "parc_checkpoint.json").write_text(json.dumps(
-            {"step": step, "files": {"model.safetensors": {"size": 10, "sha256": "0" * 64}}}))
+        (directory / "parc_checkpoint.json").write_text(
+            json.dumps({"step": step, "files": {"model.safetensors": {"size": 10, "sha256": "0" * 64}}})
+        )
         if size:
             (directory / "model.safetensors").write_bytes(b"x" * size)
     return root / "run"
@@ -158,9 +185,11 @@ def test_parc_command_is_python_m_parc_command(installed, tmp_path, where):
     parc = [python, "-m", "parc"] if where == "checkout" else [installed.parc]
     env = None if where == "checkout" else environment()
     run = damaged_run(tmp_path)
-    cases = [(["verify", run], ["parc.verify", run], 1, "model.safetensors is missing"),
-             (["help", "verify"], ["parc.verify", "--help"], 0, "usage: python -m parc.verify"),
-             (["study", "--help"], ["parc.study", "--help"], None, "")]  # a package's __main__ (what it says: its own)
+    cases = [
+        (["verify", run], ["parc.verify", run], 1, "model.safetensors is missing"),
+        (["help", "verify"], ["parc.verify", "--help"], 0, "usage: python -m parc.verify"),
+        (["study", "--help"], ["parc.study", "--help"], None, ""),
+    ]  # a package's __main__ (what it says: its own)
     if where == "wheel":  # each verify imports torch (seconds): the bad path once
         cases.append((["verify", tmp_path / "nothing"], ["parc.verify", tmp_path / "nothing"], 2, "does not exist"))
     for argv, module, code, text in cases:
@@ -171,8 +200,13 @@ def test_parc_command_is_python_m_parc_command(installed, tmp_path, where):
 
 def test_an_unknown_command_names_the_closest_one(installed, tmp_path):
     for parc in ([sys.executable, "-m", "parc"], [installed.parc]):
-        result = subprocess.run([*parc, "verfy", "runs/demo"], capture_output=True, text=True, cwd=tmp_path,
-                                env=environment() if parc == [installed.parc] else None)
+        result = subprocess.run(
+            [*parc, "verfy", "runs/demo"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=environment() if parc == [installed.parc] else None,
+        )
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: unknown command 'verfy'")
         assert "'verify'" in result.stderr and "parc --help" in result.stderr

@@ -11,10 +11,9 @@ import torch
 from accelerate import Accelerator
 
 from parc import archs
-
-from parc.store import checkpoint, integrity
 from parc.config import compose
 from parc.errors import ParcError
+from parc.store import checkpoint, integrity
 from parc.training.optim import build_optimizer, build_scheduler
 
 
@@ -37,8 +36,17 @@ def run(tmp_path_factory):
             optimizer.step()
             optimizer.zero_grad()
             scheduler.step()
-        checkpoint.save(Accelerator(cpu=True), out, step, model, optimizer, scheduler, root / "tokenizer",
-                        {"step": step, "tokens": step * 10}, scheduled=True)
+        checkpoint.save(
+            Accelerator(cpu=True),
+            out,
+            step,
+            model,
+            optimizer,
+            scheduler,
+            root / "tokenizer",
+            {"step": step, "tokens": step * 10},
+            scheduled=True,
+        )
     return out
 
 
@@ -63,13 +71,16 @@ def test_intact_checkpoints_verify_with_their_hashes(run):
         assert verdict.bytes == on_disk
 
 
-@pytest.mark.parametrize("damage,phrase", [
-    ("truncate", "model.safetensors is truncated: 100 of"),
-    ("flip", "model.safetensors does not match its sha256"),
-    ("delete", "model.safetensors is missing"),
-    ("directory", "model.safetensors is not a regular file"),
-    ("grow", "model.safetensors has"),
-])
+@pytest.mark.parametrize(
+    "damage,phrase",
+    [
+        ("truncate", "model.safetensors is truncated: 100 of"),
+        ("flip", "model.safetensors does not match its sha256"),
+        ("delete", "model.safetensors is missing"),
+        ("directory", "model.safetensors is not a regular file"),
+        ("grow", "model.safetensors has"),
+    ],
+)
 def test_each_kind_of_damage_is_named(copy, damage, phrase):
     target = copy / "checkpoint-2" / "model.safetensors"
     if damage == "truncate":

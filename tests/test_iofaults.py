@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_checkpoint import parts, save  # noqa: F401  (the fixture)
 
-from conftest import run_cli, short_run, train
 from parc.store import integrity
 from parc.store.iofaults import EXIT_IO_ERROR, DiskFault, check_same_directory, directory_identity
-from test_checkpoint import parts, save  # noqa: F401  (the fixture)
+
+from conftest import run_cli, short_run, train
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -37,8 +38,9 @@ def tmpfs(tmp_path):
     def mount(size: int) -> Path:
         point = tmp_path / f"tmpfs{len(mounted)}"
         point.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
         if result.returncode:
             pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
         mounted.append(point)
@@ -85,14 +87,21 @@ def one_step(parts):
 
 # --- checkpoint save, in process ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("failing", ["model.safetensors", "training_state/optimizer.pt"])
 def test_a_checkpoint_save_on_a_full_disk_removes_its_partial_write(parts, tmp_path, tmpfs, failing):
     one_step(parts)
     reference = save(parts, tmp_path / "reference", 2).parent  # the same checkpoint on a disk with room
     ref = reference / "checkpoint-2"
-    order = ["training_state/rng-rank0.pt", "model.safetensors", "config.json", "generation_config.json",
-             "tokenizer.json", "training_state/optimizer.pt"]  # the order save() writes them
-    before = order[:order.index(failing)]
+    order = [
+        "training_state/rng-rank0.pt",
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "training_state/optimizer.pt",
+    ]  # the order save() writes them
+    before = order[: order.index(failing)]
     size = tree_pages(ref) + pages(*[ref / f for f in before if (ref / f).exists()]) + pages(ref / failing) // 2
     out = tmpfs(size) / "run"
     out.mkdir()
@@ -100,8 +109,12 @@ def test_a_checkpoint_save_on_a_full_disk_removes_its_partial_write(parts, tmp_p
     with pytest.raises(DiskFault) as caught:
         save(parts, out, 4)
     message = str(caught.value)
-    for phrase in (f"saving checkpoint-4 to {out} failed: no space left on the device", "free of",
-                   "choose another output_dir=", "run the same command again (it resumes from checkpoint-2)"):
+    for phrase in (
+        f"saving checkpoint-4 to {out} failed: no space left on the device",
+        "free of",
+        "choose another output_dir=",
+        "run the same command again (it resumes from checkpoint-2)",
+    ):
         assert phrase in message, message
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2"]  # no .checkpoint-4.partial
     assert integrity.verify(out / "checkpoint-2").ok
@@ -150,6 +163,7 @@ def test_a_vanished_filesystem_is_noticed_before_writing_elsewhere(tmpfs, where)
 
 # --- metrics rows, in process ---------------------------------------------------------------------------
 
+
 def test_a_full_disk_while_appending_metrics_leaves_only_whole_rows(tmpfs):
     from parc.config import compose
     from parc.training.metrics import RunReporter, read_metrics, truncate_metrics
@@ -189,6 +203,7 @@ def test_a_row_cut_short_by_a_crash_is_dropped_on_resume(tmp_path):
 
 # --- whole commands -------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # five training commands: minutes on a shared 2-core machine
 def test_training_on_a_small_disk_fails_in_one_line_and_the_same_command_resumes(demo_root, tmp_path, tmpfs):
@@ -199,14 +214,19 @@ def test_training_on_a_small_disk_fails_in_one_line_and_the_same_command_resumes
 
     filler = fill(fs)  # full before anything is written
     result = run_cli("parc.train", *short_run(demo_root, out))
-    assert_one_line_fault(result, f"writing {out / 'config.yaml'} failed: no space left on the device",
-                          "then run the same command again")
+    assert_one_line_fault(
+        result, f"writing {out / 'config.yaml'} failed: no space left on the device", "then run the same command again"
+    )
     assert not any(out.glob("checkpoint-*")) and not (out / "config.yaml").exists()
     filler.unlink()
 
     result = run_cli("parc.train", *short_run(demo_root, out))  # fills up while saving checkpoint-8
-    assert_one_line_fault(result, f"saving checkpoint-8 to {out} failed: no space left on the device", "free of",
-                          "it resumes from checkpoint-4")
+    assert_one_line_fault(
+        result,
+        f"saving checkpoint-8 to {out} failed: no space left on the device",
+        "free of",
+        "it resumes from checkpoint-4",
+    )
     assert "warning: the checkpoint schedule needs" in result.stderr  # said at the start, with the numbers
     assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint-0", "checkpoint-4"]
     assert all(integrity.verify(out / f"checkpoint-{s}").ok for s in (0, 4))
@@ -219,8 +239,9 @@ def test_training_on_a_small_disk_fails_in_one_line_and_the_same_command_resumes
     assert f"resuming from {out / 'checkpoint-4'}" in result.stdout
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in rows] == [r["loss"] for r in reference_rows]
-    assert (out / "checkpoint-8" / "model.safetensors").read_bytes() == \
-        (reference / "checkpoint-8" / "model.safetensors").read_bytes()
+    assert (out / "checkpoint-8" / "model.safetensors").read_bytes() == (
+        reference / "checkpoint-8" / "model.safetensors"
+    ).read_bytes()
 
 
 @pytest.mark.slow
@@ -233,8 +254,12 @@ def test_prepare_on_a_full_disk_fails_in_one_line_and_the_same_command_finishes(
     fs = tmpfs(tokenizer + (tree_pages(reference) - tokenizer) // 2)
     data = fs / "data"
     result = run_cli("parc.prepare", *overrides, f"data.dir={data}")
-    assert_one_line_fault(result, f"preparing data in {data} failed: no space left on the device",
-                          "choose another data.dir=", "run the same command again")
+    assert_one_line_fault(
+        result,
+        f"preparing data in {data} failed: no space left on the device",
+        "choose another data.dir=",
+        "run the same command again",
+    )
     assert not (data / "manifest.json").exists()
     assert not list(data.rglob(".tmp-*")), list(data.rglob(".tmp-*"))  # the partial write is gone
     remount(fs, f"size={4 * tree_pages(reference)}")

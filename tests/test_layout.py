@@ -20,8 +20,10 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PARC = SRC / "parc"
 SHARED_PACKAGES = {"cli"}  # packages of the shared bottom: parc.cli (the command grammar)
 SHARED = {"parc", "parc.errors", "parc.config"} | {  # the bottom every layer may use
-    f"parc.{package}" + ("" if p.stem == "__init__" else f".{p.stem}") for package in SHARED_PACKAGES
-    for p in (Path(__file__).resolve().parents[1] / "src" / "parc" / package).glob("*.py")}
+    f"parc.{package}" + ("" if p.stem == "__init__" else f".{p.stem}")
+    for package in SHARED_PACKAGES
+    for p in (Path(__file__).resolve().parents[1] / "src" / "parc" / package).glob("*.py")
+}
 RANKS = {"store": 1, "kernels": 2, "archs": 3, "data": 3, "hub": 4, "training": 5, "study": 6}
 FACE_RANK = 7
 
@@ -97,12 +99,19 @@ def test_the_grammar_imports_only_errors_and_the_standard_library():
     wrong = []
     for path in sorted((PARC / "cli").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            )
             for name in names:
                 top = name.split(".")[0]
-                if name != "parc.errors" and not name.startswith("parc.cli") and top not in sys.stdlib_module_names \
-                        and top != "__future__":
+                if (
+                    name != "parc.errors"
+                    and not name.startswith("parc.cli")
+                    and top not in sys.stdlib_module_names
+                    and top != "__future__"
+                ):
                     wrong.append(f"{module_name(path)} imports {name}")
     assert not wrong, "\n".join(wrong)
 
@@ -184,17 +193,24 @@ def test_faces_are_thin_commands():
         if not is_face(name):
             continue
         text = path.read_text()
-        lines = len(text.splitlines())
+        first = ast.parse(text).body[0]
+        docstring_end = first.end_lineno if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) else 0
+        lines = len(text.splitlines()) - docstring_end  # its code, as `ruff format` lays it out at 120 columns
         if lines > 60 or 'if __name__ == "__main__":' not in text or not text.lstrip().startswith('"""'):
             long.append(f"{name}: {lines} lines")
-    assert not long, "a command face is a docstring, argument parsing and one call into a package (<= 60 lines):\n" + "\n".join(long)
+    assert not long, (
+        "a command face is a docstring, argument parsing and one call into a package (<= 60 lines after its docstring):\n"
+        + "\n".join(long)
+    )
 
 
 @pytest.mark.parametrize("package", sorted(RANKS))
 def test_public_names_are_not_submodule_names(package):
     """An imported submodule becomes an attribute of its package and would shadow a public name like it."""
     module = importlib.import_module(f"parc.{package}")
-    submodules = {p.stem for p in (PARC / package).glob("*.py")} | {p.parent.name for p in (PARC / package).glob("*/__init__.py")}
+    submodules = {p.stem for p in (PARC / package).glob("*.py")} | {
+        p.parent.name for p in (PARC / package).glob("*/__init__.py")
+    }
     assert not set(module.__all__) & submodules
 
 
@@ -217,7 +233,9 @@ def test_study_folders_are_ranked_and_documented():
         doc = importlib.import_module(f"parc.study.{folder}").__doc__
         assert doc and len(doc.strip().splitlines()) >= 2, f"parc.study.{folder} needs a docstring saying what it owns"
     loose = sorted(p.stem for p in (PARC / "study").glob("*.py"))
-    assert set(loose) <= {"__init__", "__main__", "results", "stats", "plots"}, f"study root holds only shared modules: {loose}"
+    assert set(loose) <= {"__init__", "__main__", "results", "stats", "plots"}, (
+        f"study root holds only shared modules: {loose}"
+    )
 
 
 def test_study_folders_import_only_lower_folders():
@@ -238,11 +256,17 @@ def test_study_folders_import_only_lower_folders():
 # `arguments` and annotated as a list/sequence of str; (3) annotated as a str -> str dict (Dict, dict, Mapping;
 # Optional or not), unless its name is one of DATA_DICTS, dicts that hold data rather than a command's arguments.
 # Hydra overrides (`overrides: List[str]`) are the config's own language, composed by parc.config.compose: allowed.
-DATA_DICTS = {"secrets": "environment variable -> secret value, kept out of pushed files",
-              "shas": "file -> sha256", "branches": "Hub branch -> commit", "key_map": "state-dict key renames",
-              "filters": "table column -> wanted value (parc.compare's selections)", "a_filters": "as filters",
-              "b_filters": "as filters", "panel_titles": "figure panel -> title",
-              "named": "the groups a run name's pattern matched (arch, seed, step, ...)"}
+DATA_DICTS = {
+    "secrets": "environment variable -> secret value, kept out of pushed files",
+    "shas": "file -> sha256",
+    "branches": "Hub branch -> commit",
+    "key_map": "state-dict key renames",
+    "filters": "table column -> wanted value (parc.compare's selections)",
+    "a_filters": "as filters",
+    "b_filters": "as filters",
+    "panel_titles": "figure panel -> title",
+    "named": "the groups a run name's pattern matched (arch, seed, step, ...)",
+}
 STR_LISTS = re.compile(r"^(Optional\[)?(typing\.)?(List|list|Sequence|Iterable)\[str\]\]?$")
 STR_DICTS = re.compile(r"^(Optional\[)?(typing\.)?(Dict|dict|Mapping)\[str,str\]\]?$")
 
@@ -258,9 +282,11 @@ def raw_argument_parameters(source: str, where: str) -> List[str]:
             if arg is None:
                 continue
             annotation = ast.unparse(arg.annotation).replace(" ", "") if arg.annotation is not None else ""
-            if (arg.arg in ("argv", "own")
-                    or (arg.arg in ("args", "arguments") and STR_LISTS.match(annotation))
-                    or (STR_DICTS.match(annotation) and arg.arg not in DATA_DICTS)):
+            if (
+                arg.arg in ("argv", "own")
+                or (arg.arg in ("args", "arguments") and STR_LISTS.match(annotation))
+                or (STR_DICTS.match(annotation) and arg.arg not in DATA_DICTS)
+            ):
                 found.append(f"{where}:{node.lineno} {node.name}({arg.arg}: {annotation or 'unannotated'})")
     return found
 
@@ -269,10 +295,17 @@ def test_the_signature_rule_catches_raw_arguments():
     """The rule on hand-written functions: what it must refuse, and what it must let through."""
     refused = raw_argument_parameters(
         "def a(argv): ...\ndef b(own): ...\ndef c(args: List[str]): ...\ndef d(options: Dict[str, str]): ...\n"
-        "def e(x: Optional[Mapping[str, str]] = None): ...\ndef f(arguments: typing.Sequence[str]): ...", "x")
+        "def e(x: Optional[Mapping[str, str]] = None): ...\ndef f(arguments: typing.Sequence[str]): ...",
+        "x",
+    )
     assert [line.split()[1].partition("(")[0] for line in refused] == ["a", "b", "c", "d", "e", "f"]
-    assert raw_argument_parameters("def g(overrides: List[str], filters: Dict[str, str], steps: List[int], "
-                                   "names: List[str], args=None): ...", "x") == []
+    assert (
+        raw_argument_parameters(
+            "def g(overrides: List[str], filters: Dict[str, str], steps: List[int], names: List[str], args=None): ...",
+            "x",
+        )
+        == []
+    )
 
 
 def test_package_functions_take_typed_arguments():
@@ -294,22 +327,38 @@ def exit_code_literals(source: str, label: str) -> List[str]:
     found = []
     for node in ast.walk(ast.parse(source, label)):
         if isinstance(node, ast.Call) and ast.unparse(node.func) in EXIT_CALLS:
-            found += [f"{ast.unparse(node)}" for arg in node.args if isinstance(arg, ast.Constant)
-                      and isinstance(arg.value, int)]
+            found += [
+                f"{ast.unparse(node)}"
+                for arg in node.args
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, int)
+            ]
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             found += [f"{ast.unparse(t)} = ..." for t in targets if ast.unparse(t).startswith("EXIT_")]
         elif isinstance(node, ast.Compare) and "returncode" in ast.unparse(node):
-            found += [ast.unparse(node) for c in [node.left, *node.comparators]
-                      if isinstance(c, ast.Constant) and isinstance(c.value, int) and c.value != 0]
+            found += [
+                ast.unparse(node)
+                for c in [node.left, *node.comparators]
+                if isinstance(c, ast.Constant) and isinstance(c.value, int) and c.value != 0
+            ]
     return [f"{label}: {hit}" for hit in found]
 
 
 def test_exit_codes_are_named_in_errors():
-    found = [hit for name, path in modules().items() if name != "parc.errors"
-             for hit in exit_code_literals(path.read_text(), str(path.relative_to(SRC)))]
+    found = [
+        hit
+        for name, path in modules().items()
+        if name != "parc.errors"
+        for hit in exit_code_literals(path.read_text(), str(path.relative_to(SRC)))
+    ]
     assert not found, "use the EXIT_* names of parc.errors:\n" + "\n".join(found)
-    probe = ("import sys\nEXIT_MINE = 3\nif run().returncode == 75:\n    sys.exit(1)\nsys.exit(EXIT_USER_ERROR)\n"
-             "if run().returncode:\n    raise SystemExit(2)\n")
-    assert exit_code_literals(probe, "probe") == ["probe: EXIT_MINE = ...", "probe: run().returncode == 75",
-                                                  "probe: sys.exit(1)", "probe: SystemExit(2)"]
+    probe = (
+        "import sys\nEXIT_MINE = 3\nif run().returncode == 75:\n    sys.exit(1)\nsys.exit(EXIT_USER_ERROR)\n"
+        "if run().returncode:\n    raise SystemExit(2)\n"
+    )
+    assert exit_code_literals(probe, "probe") == [
+        "probe: EXIT_MINE = ...",
+        "probe: run().returncode == 75",
+        "probe: sys.exit(1)",
+        "probe: SystemExit(2)",
+    ]

@@ -60,11 +60,14 @@ def test_tokens_is_the_mean_over_every_predicted_token(ids):
 COUNTED, PREDICTED = ROWS * SEQ - 2, ROWS * (SEQ - 1) - 2
 
 
-@pytest.mark.parametrize("arch, factor", [
-    ("pythia", PREDICTED / COUNTED),
-    ("rwkv", PREDICTED / COUNTED),
-    ("mamba", ACCUMULATION),  # 4.5x's Mamba: the micro-batch means summed, not divided by the accumulation
-])
+@pytest.mark.parametrize(
+    "arch, factor",
+    [
+        ("pythia", PREDICTED / COUNTED),
+        ("rwkv", PREDICTED / COUNTED),
+        ("mamba", ACCUMULATION),  # 4.5x's Mamba: the micro-batch means summed, not divided by the accumulation
+    ],
+)
 def test_hf4_scales_the_gradient_as_transformers_4_5x(ids, arch, factor):
     tokens, hf4 = gradients(arch, "tokens", ids), gradients(arch, "hf4", ids)
     assert hf4["loss"] == pytest.approx(tokens["loss"], rel=1e-6)  # the reported loss is the mean in both modes
@@ -74,8 +77,8 @@ def test_hf4_scales_the_gradient_as_transformers_4_5x(ids, arch, factor):
 
 
 def test_the_recipe_defaults_and_a_bad_choice():
-    from parc.training.runconfig import validate
     from parc.errors import ParcError
+    from parc.training.runconfig import validate
 
     cfg = compose([])
     assert (cfg.trainer.loss_normalization, cfg.trainer.ignore_eos_labels) == ("tokens", True)

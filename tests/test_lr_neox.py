@@ -58,7 +58,9 @@ def test_pythia_schedule_is_neox_annealing_lr_with_a_warmup_fraction(steps):
 def test_a_three_step_schedule_is_positive_where_the_fixed_warmup_was_negative():
     cfg = compose(["experiment=pythia", "arch.size=14m", "trainer.max_steps=3"])
     ours = rates(cfg)
-    assert ours[1:3] == pytest.approx([5e-4 * (math.cos(math.pi * 0.97 / 3) + 1), 5e-4 * (math.cos(math.pi * 1.97 / 3) + 1)])
+    assert ours[1:3] == pytest.approx(
+        [5e-4 * (math.cos(math.pi * 0.97 / 3) + 1), 5e-4 * (math.cos(math.pi * 1.97 / 3) + 1)]
+    )
     old = annealing_lr(1, 1e-3, 1e-4, 1430 / 3, 3)  # the former fixed 1430-step warmup: m = 3 - 1430
     assert old == pytest.approx(-0.000998, rel=1e-3)  # the defect as reported
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.trainer.lr)
@@ -76,17 +78,29 @@ def test_a_warmup_fraction_gives_transformers_schedules_the_rounded_steps():
     assert rates(by_fraction)[by_steps.trainer.warmup_steps] == pytest.approx(by_steps.trainer.lr)  # the peak
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["experiment=demo", "trainer.lr_schedule=neox", "trainer.warmup_steps=500", "trainer.max_steps=100"],
-     "trainer.warmup_steps=500 is not shorter than trainer.max_steps=100: .* shorten it .* "
-     "trainer.warmup_fraction=0.01"),
-    (["experiment=pythia", "trainer.warmup_fraction=null", "trainer.warmup_steps=1430", "trainer.max_steps=1430"],
-     "is not shorter than trainer.max_steps=1430: NeoX's schedule .* zero or negative"),
-    (["experiment=pythia", "trainer.warmup_steps=2"], "both set the warmup: give one"),
-    (["experiment=pythia", "trainer.warmup_fraction=1.0"], r"must lie in \[0, 1\)"),
-    (["experiment=demo", "trainer.warmup_steps=null"], "both null"),
-    (["experiment=demo", "trainer.warmup_steps=-1"], "must not be negative"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["experiment=demo", "trainer.lr_schedule=neox", "trainer.warmup_steps=500", "trainer.max_steps=100"],
+            "trainer.warmup_steps=500 is not shorter than trainer.max_steps=100: .* shorten it .* "
+            "trainer.warmup_fraction=0.01",
+        ),
+        (
+            [
+                "experiment=pythia",
+                "trainer.warmup_fraction=null",
+                "trainer.warmup_steps=1430",
+                "trainer.max_steps=1430",
+            ],
+            "is not shorter than trainer.max_steps=1430: NeoX's schedule .* zero or negative",
+        ),
+        (["experiment=pythia", "trainer.warmup_steps=2"], "both set the warmup: give one"),
+        (["experiment=pythia", "trainer.warmup_fraction=1.0"], r"must lie in \[0, 1\)"),
+        (["experiment=demo", "trainer.warmup_steps=null"], "both null"),
+        (["experiment=demo", "trainer.warmup_steps=-1"], "must not be negative"),
+    ],
+)
 def test_warmups_the_run_cannot_hold_are_refused(overrides, message):
     with pytest.raises(ParcError, match=message):
         validate(compose(overrides))
@@ -108,13 +122,29 @@ def test_three_step_pythia_dry_run_and_run_have_no_negative_lr_and_a_long_warmup
     """The defect's command, as a dry run and as a real 3-step run of the 14m preset on the demo corpus."""
     out = tmp_path / "run"
     short = ["experiment=pythia", "arch.size=14m", "trainer.max_steps=3", "data=demo", f"paths.root={demo_root}"]
-    dry, trained, refused = run_cli_cases("parc.train", [
-        [*short, "dry_run=true"],
-        [*short, f"output_dir={out}", "trainer.precision=fp32", "trainer.global_batch_size=4",
-         "trainer.micro_batch_size=4", "trainer.progress=false", "checkpoint.save_train_state=false"],
-        ["experiment=demo", f"paths.root={demo_root}", "trainer.lr_schedule=neox", "trainer.warmup_steps=50",
-         "trainer.max_steps=10", "dry_run=true"],
-    ])
+    dry, trained, refused = run_cli_cases(
+        "parc.train",
+        [
+            [*short, "dry_run=true"],
+            [
+                *short,
+                f"output_dir={out}",
+                "trainer.precision=fp32",
+                "trainer.global_batch_size=4",
+                "trainer.micro_batch_size=4",
+                "trainer.progress=false",
+                "checkpoint.save_train_state=false",
+            ],
+            [
+                "experiment=demo",
+                f"paths.root={demo_root}",
+                "trainer.lr_schedule=neox",
+                "trainer.warmup_steps=50",
+                "trainer.max_steps=10",
+                "dry_run=true",
+            ],
+        ],
+    )
     assert dry.returncode == 0, dry.stderr[-2000:]
     line = next(ln for ln in dry.stdout.splitlines() if ln.strip().startswith("learning rate"))
     expected = [annealing_lr(n, 1e-3, 1e-4, 0.01, 3) for n in range(3)]
@@ -125,7 +155,9 @@ def test_three_step_pythia_dry_run_and_run_have_no_negative_lr_and_a_long_warmup
     assert [s for s, _ in logged] == [1, 2, 3]
     assert [lr for _, lr in logged] == pytest.approx(expected, rel=1e-9, abs=1e-18)
     assert refused.returncode == 2 and refused.stdout == ""
-    assert refused.stderr.strip() == ("error: trainer.warmup_steps=50 is not shorter than trainer.max_steps=10: "
-                                      "NeoX's schedule caps the step at max_steps - warmup_steps, so its LR would be "
-                                      "zero or negative: shorten it (trainer.warmup_steps=1 is a tenth) or give it as a fraction of the run "
-                                      "(trainer.warmup_steps=null trainer.warmup_fraction=0.01, GPT-NeoX's way)")
+    assert refused.stderr.strip() == (
+        "error: trainer.warmup_steps=50 is not shorter than trainer.max_steps=10: "
+        "NeoX's schedule caps the step at max_steps - warmup_steps, so its LR would be "
+        "zero or negative: shorten it (trainer.warmup_steps=1 is a tenth) or give it as a fraction of the run "
+        "(trainer.warmup_steps=null trainer.warmup_fraction=0.01, GPT-NeoX's way)"
+    )

@@ -13,6 +13,7 @@ import torch
 
 from parc.errors import ParcError
 from parc.training.metrics import read_metrics
+
 from conftest import run_cli
 
 IndexedDatasetBuilder = pytest.importorskip("megatron.core.datasets.indexed_dataset").IndexedDatasetBuilder
@@ -40,13 +41,24 @@ def read_reference(prefix, data: bytes = None):
         sizes = struct.unpack(f"<{count}i", handle.read(4 * count))
         pointers = struct.unpack(f"<{count}q", handle.read(8 * count))
     data = open(f"{prefix}.bin", "rb").read() if data is None else data
-    return [list(struct.unpack(f"<{n}H", data[p:p + 2 * n])) for n, p in zip(sizes, pointers)]
+    return [list(struct.unpack(f"<{n}H", data[p : p + 2 * n])) for n, p in zip(sizes, pointers)]
 
 
 def overrides(root, tokenizer, *extra):
-    return ["data=pile_pythia", "arch=pythia", "arch.size=tiny", f"data.path={root / 'pile' / 'document'}",
-            f"data.tokenizer={tokenizer}", f"data.vocab_size={VOCAB}", f"data.seq_len={SEQ}", f"data.dir={root / 'cache'}",
-            f"trainer.global_batch_size={BATCH}", f"trainer.max_steps={STEPS}", f"paths.root={root}", *extra]
+    return [
+        "data=pile_pythia",
+        "arch=pythia",
+        "arch.size=tiny",
+        f"data.path={root / 'pile' / 'document'}",
+        f"data.tokenizer={tokenizer}",
+        f"data.vocab_size={VOCAB}",
+        f"data.seq_len={SEQ}",
+        f"data.dir={root / 'cache'}",
+        f"trainer.global_batch_size={BATCH}",
+        f"trainer.max_steps={STEPS}",
+        f"paths.root={root}",
+        *extra,
+    ]
 
 
 def show_batch(root, tokenizer, step, *extra):
@@ -72,7 +84,7 @@ def test_batch_of_step_n_is_pythia_index_n_minus_1(preshuffled):
     root, tokenizer = preshuffled
     reference = np.array(read_reference(root / "pile" / "document"))
     for step in (1, 4):  # Pythia's batch viewer: index i = samples [i*B, (i+1)*B) = Parc step i + 1
-        assert np.array_equal(show_batch(root, tokenizer, step), reference[(step - 1) * BATCH:step * BATCH])
+        assert np.array_equal(show_batch(root, tokenizer, step), reference[(step - 1) * BATCH : step * BATCH])
     manifest = json.loads((root / "cache" / "manifest.json").read_text())
     idx_bytes = (root / "pile" / "document.idx").read_bytes()
     assert manifest["hashed"][0]["sha256"] == hashlib.sha256(idx_bytes).hexdigest()
@@ -87,10 +99,10 @@ def test_raw_shards_read_in_place_equal_the_merged_file(preshuffled):
     expected = show_batch(root, tokenizer, 3)
     cuts = [0, 101, 333, len(merged)]  # odd byte offsets: a token and a sample straddle each cut
     for i in range(3):
-        (root / "pile" / f"document-{i:05d}-of-00003.bin").write_bytes(merged[cuts[i]:cuts[i + 1]])
+        (root / "pile" / f"document-{i:05d}-of-00003.bin").write_bytes(merged[cuts[i] : cuts[i + 1]])
     (root / "pile" / "document.bin").unlink()
     assert np.array_equal(show_batch(root, tokenizer, 3), expected)
-    assert np.array_equal(expected, np.array(read_reference(prefix, merged))[2 * BATCH:3 * BATCH])
+    assert np.array_equal(expected, np.array(read_reference(prefix, merged))[2 * BATCH : 3 * BATCH])
     (root / "pile" / "document-00001-of-00003.bin").unlink()
     with pytest.raises(ParcError, match="complete set of document-000NN-of-000MM.bin shards"):
         show_batch(root, tokenizer, 1)
@@ -107,16 +119,23 @@ def test_neox_index_maps_give_the_seeded_order_over_documents(tmp_path, demo_roo
     starts = np.concatenate([[0], np.cumsum([len(documents[d]) for d in doc_idx])])
     n_samples = (len(stream) - 1) // SEQ
     # sample_idx[j] = (position in doc_idx, offset) of stream token j * SEQ, as NeoX's _build_sample_idx
-    sample_idx = np.array([(np.searchsorted(starts, j * SEQ, side="right") - 1,
-                            j * SEQ - starts[np.searchsorted(starts, j * SEQ, side="right") - 1])
-                           for j in range(n_samples + 1)], dtype=np.int32)
+    sample_idx = np.array(
+        [
+            (
+                np.searchsorted(starts, j * SEQ, side="right") - 1,
+                j * SEQ - starts[np.searchsorted(starts, j * SEQ, side="right") - 1],
+            )
+            for j in range(n_samples + 1)
+        ],
+        dtype=np.int32,
+    )
     shuffle_idx = rng.permutation(n_samples)
     for name, array in (("doc_idx", doc_idx), ("sample_idx", sample_idx), ("shuffle_idx", shuffle_idx)):
         np.save(tmp_path / f"maps_{name}.npy", array)
     tokenizer = demo_root / "data" / "demo-parc-128" / "tokenizer"
     steps = n_samples // BATCH
     batch = show_batch(tmp_path, tokenizer, 2, f"data.index_maps={tmp_path / 'maps'}", f"trainer.max_steps={steps}")
-    expected = [stream[j * SEQ:j * SEQ + SEQ + 1] for j in shuffle_idx[BATCH:2 * BATCH]]
+    expected = [stream[j * SEQ : j * SEQ + SEQ + 1] for j in shuffle_idx[BATCH : 2 * BATCH]]
     assert np.array_equal(batch, np.array(expected))
 
 
@@ -126,13 +145,22 @@ def test_training_reads_the_indexed_dataset(preshuffled, tmp_path):
 
     root, tokenizer = preshuffled
     out = tmp_path / "run"
-    result = run_cli("parc.train", *overrides(root, tokenizer, f"output_dir={out}", "trainer.max_steps=2",
-                                              "trainer.micro_batch_size=2", "trainer.progress=false",
-                                              "checkpoint.every=2"))
+    result = run_cli(
+        "parc.train",
+        *overrides(
+            root,
+            tokenizer,
+            f"output_dir={out}",
+            "trainer.max_steps=2",
+            "trainer.micro_batch_size=2",
+            "trainer.progress=false",
+            "checkpoint.every=2",
+        ),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     reference = np.array(read_reference(root / "pile" / "document"))
     rows = read_metrics(out / "metrics.jsonl")
-    assert [r["batch_hash"] for r in rows] == [batch_hash(reference[:BATCH]), batch_hash(reference[BATCH:2 * BATCH])]
+    assert [r["batch_hash"] for r in rows] == [batch_hash(reference[:BATCH]), batch_hash(reference[BATCH : 2 * BATCH])]
     assert rows[0]["tokens"] == BATCH * SEQ  # predicted tokens per step: 1024 x 2048 for Pythia
 
 

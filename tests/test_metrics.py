@@ -88,10 +88,14 @@ def test_commands_read_a_torn_file(tmp_path):
     damaged = grid.parent / "damaged" / "pythia-seed0-shard0"
     damaged.mkdir(parents=True)
     (damaged / METRICS_FILE).write_text("\n".join(lines[:2] + [torn(3)] + lines[2:]))
-    drawn, refused, status = run_cli_cases(None, [
-        ["parc.plot", str(grid / "pythia-seed0-shard0"), f"out={tmp_path / 'loss.png'}"],
-        ["parc.plot", str(damaged), f"out={tmp_path / 'damaged.png'}"],
-        ["parc.grid", "status", f"root={grid}", "seeds=0", "json=true"]])
+    drawn, refused, status = run_cli_cases(
+        None,
+        [
+            ["parc.plot", str(grid / "pythia-seed0-shard0"), f"out={tmp_path / 'loss.png'}"],
+            ["parc.plot", str(damaged), f"out={tmp_path / 'damaged.png'}"],
+            ["parc.grid", "status", f"root={grid}", "seeds=0", "json=true"],
+        ],
+    )
     assert drawn.returncode == 0, drawn.stderr
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1

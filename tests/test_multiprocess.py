@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from parc.training.metrics import read_metrics
+
 from conftest import short_run, train
 
 STEPS, EVERY = 8, 4  # as the session's demo grid (conftest.eval_grid), whose pythia seed 0 is the reference
@@ -29,8 +30,15 @@ def launch(launcher: list, overrides: list, cwd: Path, timeout: float = 300) -> 
     its own, so killing the launcher's process group would leave the ranks alive, holding the output pipes."""
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([*launcher, "-m", "parc.train", *overrides], env=env, cwd=cwd, text=True,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            [*launcher, "-m", "parc.train", *overrides],
+            env=env,
+            cwd=cwd,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+        )
         try:
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -65,8 +73,19 @@ def kill_tree(pid: int) -> None:
 
 BIN = Path(sys.executable).parent  # the launchers installed beside this interpreter, as a user runs them
 TORCHRUN = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
-ACCELERATE = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]
+ACCELERATE = [
+    str(BIN / "accelerate"),
+    "launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli, run_cli_cases
 from parc.config import compose
 from parc.data import BatchPlan, open_stream, prepare_data
 from parc.data.tokenizer import load_saved_tokenizer
@@ -18,9 +17,10 @@ from parc.study.phases.ngram_backoff import backoff_logprob
 from parc.study.phases.ngram_index import build_index
 from parc.study.phases.stimuli import Stimulus, write_stimuli
 
+from conftest import run_cli, run_cli_cases
+
 # Another tokenizer (three plays, a 300-token BPE): a real prepared stream in seconds.
-OTHER = ["data=demo", "data.max_documents=3", "data.seq_len=32", "data.tokenizer_vocab_size=300",
-         "data.vocab_size=300"]
+OTHER = ["data=demo", "data.max_documents=3", "data.seq_len=32", "data.tokenizer_vocab_size=300", "data.vocab_size=300"]
 GRID_STEPS = 8  # conftest's eval_grid: demo runs of 8 steps
 
 
@@ -58,8 +58,14 @@ def continuation_reference(tokenizer, vocab: int) -> np.ndarray:
 def test_index_counts_equal_brute_force(demo, tmp_path):
     _, cfg, stream, _, tokenizer = demo
     rows = stream.sequences(np.arange(300))
-    index = build_index(tmp_path / "index", [rows[:120], rows[120:]], {"test": True}, stream.tokenizer_dir,
-                        cfg.data.vocab_size, log=lambda line: None)
+    index = build_index(
+        tmp_path / "index",
+        [rows[:120], rows[120:]],
+        {"test": True},
+        stream.tokenizer_dir,
+        cfg.data.vocab_size,
+        log=lambda line: None,
+    )
     assert index.num_tokens == rows.size
     continuation = continuation_reference(tokenizer, cfg.data.vocab_size)
     rng = np.random.default_rng(0)
@@ -67,7 +73,7 @@ def test_index_counts_equal_brute_force(demo, tmp_path):
     for n in (1, 2, 3, 5):  # n-grams that occur, picked at random positions
         for _ in range(40):
             r, c = rng.integers(len(rows)), rng.integers(rows.shape[1] - n + 1)
-            queries.append(rows[r, c:c + n].tolist())
+            queries.append(rows[r, c : c + n].tolist())
     queries += [rng.integers(1, cfg.data.vocab_size, size=3).tolist() for _ in range(20)]  # mostly absent
     queries += [list(tokenizer.encode(text)) for text in (" the", " king", " the king", " my lord", " I")]
     queries.append(rows[3, -2:].tolist() + rows[4, :2].tolist())  # spans two sequences: never counted as one
@@ -103,7 +109,8 @@ def test_backoff_formula_on_known_counts():
     for words in (["a", "b"], ["x", "a", "b"], ["x", "a", "c"], ["q", "x", "a", "b"]):
         for order in (1, 2, 3, 4, 5):
             assert backoff_logprob(words, order, count, total) == pytest.approx(
-                reference_logprob(words, order, count, total))
+                reference_logprob(words, order, count, total)
+            )
 
 
 def stimuli_file(path: Path, tokenizer, rows: np.ndarray, n: int = 25) -> list:
@@ -114,7 +121,7 @@ def stimuli_file(path: Path, tokenizer, rows: np.ndarray, n: int = 25) -> list:
     stimuli = []
     for i in range(n):
         start = int(rng.integers(0, len(words) - 8))
-        chosen = words[start:start + int(rng.integers(1, 8))] + (["zqxjv"] if i == 0 else [])
+        chosen = words[start : start + int(rng.integers(1, 8))] + (["zqxjv"] if i == 0 else [])
         stimuli.append(Stimulus(i, " ".join(chosen[:-1]), chosen[-1], " ".join(chosen), "train"))
     write_stimuli(path, stimuli)
     return stimuli
@@ -127,8 +134,14 @@ def test_cli_runs_stream_matches_reference(demo, eval_grid, tmp_path):
     stimuli = stimuli_file(tmp_path / "s.stims", tokenizer, seen)
     out = tmp_path / "analysis"
     run = eval_grid / "pythia-seed0-shard0"
-    result = run_cli("parc.ngrams", f"stimuli={tmp_path / 's.stims'}", f"runs={run}", "upto_step=5",
-                     f"out={out}", f"paths.root={root}")
+    result = run_cli(
+        "parc.ngrams",
+        f"stimuli={tmp_path / 's.stims'}",
+        f"runs={run}",
+        "upto_step=5",
+        f"out={out}",
+        f"paths.root={root}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     table = pd.read_parquet(out / "ngrams.parquet")
     assert list(table.columns) == ["stimulus_id", "order", "logprob"] and len(table) == 5 * len(stimuli)
@@ -144,8 +157,14 @@ def test_cli_runs_stream_matches_reference(demo, eval_grid, tmp_path):
         for order in range(1, 6):
             assert got[(s.id, order)] == pytest.approx(reference_logprob(words, order, count, seen.size), abs=1e-12)
     assert got[(0, 1)] == pytest.approx(math.log(1 / seen.size))  # the unseen word: count floored to 1
-    again = run_cli("parc.ngrams", f"stimuli={tmp_path / 's.stims'}", f"runs={run}", "upto_step=5",
-                    f"out={out}", f"paths.root={root}")
+    again = run_cli(
+        "parc.ngrams",
+        f"stimuli={tmp_path / 's.stims'}",
+        f"runs={run}",
+        "upto_step=5",
+        f"out={out}",
+        f"paths.root={root}",
+    )
     assert again.returncode == 0 and "up to date" in again.stdout
 
 
@@ -167,10 +186,22 @@ def test_cli_bad_input(demo, eval_grid, tmp_path):
     # An index over a stream with another tokenizer: the run's tokenizer differs -> refused, nothing written.
     other = compose([*OTHER, f"paths.root={tmp_path}"])
     prepare_data(other)
-    foreign = build_index(tmp_path / "foreign", [open_stream(other).sequences(np.arange(10))], {},
-                          open_stream(other).tokenizer_dir, 300, log=lambda line: None)
-    cases["foreign index"] = ("parc.ngrams", f"stimuli={good}", f"runs={tiny_run}", f"index={foreign.directory}",
-                              f"out={out}", *data)
+    foreign = build_index(
+        tmp_path / "foreign",
+        [open_stream(other).sequences(np.arange(10))],
+        {},
+        open_stream(other).tokenizer_dir,
+        300,
+        log=lambda line: None,
+    )
+    cases["foreign index"] = (
+        "parc.ngrams",
+        f"stimuli={good}",
+        f"runs={tiny_run}",
+        f"index={foreign.directory}",
+        f"out={out}",
+        *data,
+    )
     # every case in one interpreter, in turn (their cost is the imports); nothing may be written by any
     for name, result in zip(cases, run_cli_cases(None, cases.values())):
         assert result.returncode == 2, (name, result.stderr[-1500:])
@@ -192,18 +223,18 @@ def test_corpus_stream_leaves_out_the_stimuli_documents(demo, tmp_path):
     """corpus=stream: every sequence but the source document's; a phrase found only in that document counts 0,
     and the coverage in ngrams.json equals a brute-force count over the counted rows."""
     from parc.study.phases.ngram_backoff import WordCounter
-    from parc.study.phases.stimulus_sets import document_rows
     from parc.study.phases.ngram_index import NgramIndex
     from parc.study.phases.stimuli import read_origins
+    from parc.study.phases.stimulus_sets import document_rows
 
     root, cfg, stream, _, tokenizer = demo
     texts = demo_texts()
     source = 3
-    (first, end), = document_rows(cfg, stream, [source]).values()
+    ((first, end),) = document_rows(cfg, stream, [source]).values()
     # independently: the document's full 128-token pieces, after those of the documents before it
-    pieces = [len(tokenizer(t)["input_ids"]) // cfg.data.seq_len for t in texts[:source + 1]]
+    pieces = [len(tokenizer(t)["input_ids"]) // cfg.data.seq_len for t in texts[: source + 1]]
     assert (first, end) == (sum(pieces[:-1]), sum(pieces))
-    assert np.array_equal(stream.sequences([first])[0], tokenizer(texts[source])["input_ids"][:cfg.data.seq_len])
+    assert np.array_equal(stream.sequences([first])[0], tokenizer(texts[source])["input_ids"][: cfg.data.seq_len])
     others = " ".join(" ".join(t.split()) for i, t in enumerate(texts) if i != source)
     own_rows = stream.sequences(np.arange(first, end))
     continuation = continuation_reference(tokenizer, cfg.data.vocab_size)
@@ -220,9 +251,16 @@ def test_corpus_stream_leaves_out_the_stimuli_documents(demo, tmp_path):
     common = ["the", "king", "is", "come", "my", "lord"]  # a phrase of another play too
     stimuli.append(Stimulus(3, " ".join(common[:-1]), common[-1], " ".join(common), "train"))
     path = tmp_path / "leak.stims"
-    write_stimuli(path, stimuli, origins={"stream": stream.content_hash, "seq_len": cfg.data.seq_len,
-                                          "documents": [[source]] * len(stimuli),
-                                          "rows": {str(source): [first, end]}})
+    write_stimuli(
+        path,
+        stimuli,
+        origins={
+            "stream": stream.content_hash,
+            "seq_len": cfg.data.seq_len,
+            "documents": [[source]] * len(stimuli),
+            "rows": {str(source): [first, end]},
+        },
+    )
     assert read_origins(path)["rows"] == {str(source): [first, end]}
     out = tmp_path / "analysis"
     result = run_cli("parc.ngrams", f"stimuli={path}", "data=demo", f"paths.root={root}", f"out={out}")
@@ -245,11 +283,15 @@ def test_corpus_stream_leaves_out_the_stimuli_documents(demo, tmp_path):
         assert record["coverage"][str(order)] == pytest.approx(np.mean(seen)), order
     assert record["coverage"]["5"] <= 0.25 and record["coverage"]["1"] == 1.0
     # a set from another stream cannot name its documents in this one: refused, nothing written
-    write_stimuli(path, stimuli, origins={"stream": "0" * 64, "seq_len": 128, "documents": [[source]] * 4,
-                                          "rows": {str(source): [first, end]}})
+    write_stimuli(
+        path,
+        stimuli,
+        origins={"stream": "0" * 64, "seq_len": 128, "documents": [[source]] * 4, "rows": {str(source): [first, end]}},
+    )
     result = run_cli("parc.ngrams", f"stimuli={path}", "data=demo", f"paths.root={root}", f"out={tmp_path / 'x'}")
     assert result.returncode == 2 and "another prepared stream" in result.stderr and not (tmp_path / "x").exists()
     for bad in ("corpus=everything", "corpus=consumed"):
-        result = run_cli("parc.ngrams", f"stimuli={path}", "data=demo", bad, f"paths.root={root}",
-                         f"out={tmp_path / 'x'}")
+        result = run_cli(
+            "parc.ngrams", f"stimuli={path}", "data=demo", bad, f"paths.root={root}", f"out={tmp_path / 'x'}"
+        )
         assert result.returncode == 2 and result.stderr.startswith("error: corpus="), result.stderr

@@ -43,12 +43,19 @@ def test_training_outpaces_the_limit_unblocked_and_sync_finishes_across_kill_9(h
     # slow the machine; the 429s say to retry in about an hour.
     hub_server.state.commit_limit = CommitLimit(commits=2, window_s=3600.0)
     out = tmp_path / "run"
-    args = [*short_run(demo_root, out, steps=20, every=4), f"hub.repo_id={LIMITED_REPO}", "hub.wait_at_end=0",
-            "hub.max_commits_per_hour=3600000", "hub.retry_initial_s=0.05", "trainer.log_every=1",
-            "checkpoint.keep_train_states=null"]  # every local checkpoint stays whole: compared byte for byte
+    args = [
+        *short_run(demo_root, out, steps=20, every=4),
+        f"hub.repo_id={LIMITED_REPO}",
+        "hub.wait_at_end=0",
+        "hub.max_commits_per_hour=3600000",
+        "hub.retry_initial_s=0.05",
+        "trainer.log_every=1",
+        "checkpoint.keep_train_states=null",
+    ]  # every local checkpoint stays whole: compared byte for byte
     env = {**os.environ, **hub_server.env()}
-    trainer = subprocess.Popen([sys.executable, "-m", "parc.train", *args], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "parc.train", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     logged_at_first_refusal = None
     deadline = time.monotonic() + 600  # generous: a loaded 2-core machine trains these 20 tiny steps in minutes
     while trainer.poll() is None and time.monotonic() < deadline:
@@ -67,8 +74,13 @@ def test_training_outpaces_the_limit_unblocked_and_sync_finishes_across_kill_9(h
     # parc.sync, killed -9 while its pushes wait out a 429: nothing lost, the journal still holds the rest.
     hub_server.state.commit_limit.times[LIMITED_REPO] = [time.monotonic()] * 2  # the window is full again
     before = len(refused(hub_server))
-    syncer = subprocess.Popen([sys.executable, "-m", "parc.sync", str(out)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    syncer = subprocess.Popen(
+        [sys.executable, "-m", "parc.sync", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while len(refused(hub_server)) == before:
         assert syncer.poll() is None and time.monotonic() < deadline + 120, syncer.communicate()[1][-3000:]
         time.sleep(0.05)
@@ -94,8 +106,7 @@ def test_the_commit_budget_spaces_commits_under_the_limit(hub_server, template, 
     out = copy_run(template, tmp_path)
     # 2400 per hour = one commit every 1.5 s: with the repo's creation at most 3 in 3 s, so the Hub never has to
     # refuse one (without the budget the 5 commits come within a second or two).
-    result = client(hub_server, PUBLISH, tmp_path, out, "hub.max_commits_per_hour=2400", steps=[0, 5, 9, 10],
-                    final=10)
+    result = client(hub_server, PUBLISH, tmp_path, out, "hub.max_commits_per_hour=2400", steps=[0, 5, 9, 10], final=10)
     assert result.returncode == 0, result.stderr[-3000:]
     assert refused(hub_server) == [] and hub_server.count("POST", r"/commit/") == 5
     assert set(journal(out).values()) == {"pushed"}
@@ -114,8 +125,12 @@ def test_rate_limit_headers_say_how_long_to_wait():
             self.response = Response(headers)
 
     assert rate_limit_wait(Refused({"Retry-After": "2580"})) == 2580  # "retry this action in 43 minutes"
-    assert rate_limit_wait(Refused({"RateLimit": '"commits";r=0;t=1234',
-                                    "RateLimit-Policy": '"fixed window";"commits";q=128;w=3600'})) == 1234
+    assert (
+        rate_limit_wait(
+            Refused({"RateLimit": '"commits";r=0;t=1234', "RateLimit-Policy": '"fixed window";"commits";q=128;w=3600'})
+        )
+        == 1234
+    )
     assert rate_limit_wait(Refused({"RateLimit": '"api";r=5;t=99'})) == 0  # not exhausted: no reason to wait
     wrapped = RuntimeError("commit failed")
     wrapped.__cause__ = Refused({"Retry-After": "7"})
@@ -145,8 +160,15 @@ def test_the_dry_run_estimate_matches_a_direct_count(schedule):
 
 @pytest.mark.slow
 def test_dry_run_warns_when_the_schedule_exceeds_the_budget(demo_root, tmp_path):
-    base = ["experiment=demo", f"paths.root={demo_root}", f"output_dir={tmp_path / 'dry'}", "dry_run=true",
-            "hub.repo_id=org/x", "trainer.max_steps=40000", "checkpoint.every=10"]
+    base = [
+        "experiment=demo",
+        f"paths.root={demo_root}",
+        f"output_dir={tmp_path / 'dry'}",
+        "dry_run=true",
+        "hub.repo_id=org/x",
+        "trainer.max_steps=40000",
+        "checkpoint.every=10",
+    ]
     fast = run_cli("parc.train", *base, "hub.step_time_s=0.5")  # 720 revisions an hour
     assert fast.returncode == 0, fast.stderr[-3000:]
     assert "4002 commits, 721 at peak per hour" in fast.stdout  # 720 revisions in an hour, + main with the last
@@ -157,19 +179,31 @@ def test_dry_run_warns_when_the_schedule_exceeds_the_budget(demo_root, tmp_path)
 
 
 # As PUBLISH, but close() comes once the first revision is pushed: the uploader is then waiting on the pacer.
-PUBLISH_WHILE_PACED = PUBLISH.replace("publisher.close(", """import time
+PUBLISH_WHILE_PACED = PUBLISH.replace(
+    "publisher.close(",
+    """import time
 while len(publisher.pending_steps()) == len(args["steps"]):
     time.sleep(0.01)
-publisher.close(""")
+publisher.close(""",
+)
 
 
 def test_wait_at_end_ending_while_the_pacer_spaces_commits_leaves_them_pending_and_exits_clean(
-        hub_server, template, tmp_path):
+    hub_server, template, tmp_path
+):
     # One commit every 1.5 s and no wait at the end: close() stops the uploader while the pacer spaces the
     # commits. That is the expected end of such a run (not a failure): the rest stays pending for parc.sync.
     out = copy_run(template, tmp_path)
-    result = client(hub_server, PUBLISH_WHILE_PACED, tmp_path, out, "hub.max_commits_per_hour=2400",
-                    "hub.wait_at_end=0", steps=[0, 5, 9, 10], final=10)
+    result = client(
+        hub_server,
+        PUBLISH_WHILE_PACED,
+        tmp_path,
+        out,
+        "hub.max_commits_per_hour=2400",
+        "hub.wait_at_end=0",
+        steps=[0, 5, 9, 10],
+        final=10,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "PushInterrupted" not in result.stderr and "error" not in result.stderr.lower()
     left = sorted(revision for revision, state in journal(out).items() if state == "pending")

@@ -56,7 +56,7 @@ def eos_root(demo_root, tmp_path_factory):  # noqa: F811
     shutil.copytree(demo_root / "data", root / "data", ignore=shutil.ignore_patterns("hf-datasets-cache"))
     (path,) = (root / "data").glob("demo-parc-128/parts/*/seq-*.bin")
     tokens = np.memmap(path, dtype=np.uint16, mode="r+").reshape(-1, 128)
-    first = tokens[:16 * STEPS]
+    first = tokens[: 16 * STEPS]
     first[np.random.default_rng(0).random(first.shape) < 0.05] = 0
     tokens.flush()
     return root
@@ -70,13 +70,14 @@ def test_eos_labels_are_ignored_as_the_scripts_collator_does(eos_root):
 
 def test_the_harness_sees_a_recipe_difference(eos_root):
     """Ours predicting eos labels (which the script's collator ignores) is caught, well above the tolerance."""
-    from parc.training import parity as harness
     from parc.config import compose
     from parc.data.prepare import ensure_prepared
     from parc.data.stream import BatchPlan
+    from parc.training import parity as harness
 
-    cfg = compose(["experiment=demo", "arch=pythia", f"paths.root={eos_root}", "trainer.max_steps=3",
-                   "trainer.warmup_steps=1"])
+    cfg = compose(
+        ["experiment=demo", "arch=pythia", f"paths.root={eos_root}", "trainer.max_steps=3", "trainer.warmup_steps=1"]
+    )
     stream = ensure_prepared(cfg)
     batches = BatchPlan.from_config(cfg, stream)
     ours_cfg = copy.deepcopy(cfg)
@@ -87,12 +88,15 @@ def test_the_harness_sees_a_recipe_difference(eos_root):
     assert worst > 1e-4 and "EXCEEDS" in text
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["steps=0"], "steps must be >= 1"),
-    (["steps=ten"], "is not an integer: e.g. steps=50"),
-    (["trainer.loss_normalization=hf4"], "compare with trainer.loss_normalization=tokens"),
-    (["trainer.weight_decay_rule=hf4.50"], "compare with trainer.weight_decay_rule=transformers"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["steps=0"], "steps must be >= 1"),
+        (["steps=ten"], "is not an integer: e.g. steps=50"),
+        (["trainer.loss_normalization=hf4"], "compare with trainer.loss_normalization=tokens"),
+        (["trainer.weight_decay_rule=hf4.50"], "compare with trainer.weight_decay_rule=transformers"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
     result, printed = parity("arch=pythia", f"paths.root={tmp_path}", *args)
     assert result.returncode == 2, printed[-2000:]

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from parc import archs
-
-from parc.training import perf
 from parc.config import compose
+from parc.training import perf
 
 
 def full_size(name):

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
 from parc.store.fileio import sha256_file
 from parc.study.phases.context_similarity import context_similarities, read_vectors
 from parc.study.phases.statistics import NOT_PEAKED, phase_order_holds, phase_peaks, run_phases
 from parc.study.phases.stimuli import Stimulus, write_stimuli
+
+from conftest import run_cli
 
 N_STIMULI = 60
 STEPS = (0, 1, 4, 16)
@@ -50,16 +51,26 @@ def analysis(tmp_path):
     grams = rng.normal(size=(N_STIMULI, 5)).cumsum(axis=1)  # correlated orders, like real n-grams
     num_tokens = rng.integers(1, 4, size=N_STIMULI)  # rarer words (low 1-gram) split into more tokens
     num_tokens[grams[:, 0] < np.quantile(grams[:, 0], 0.3)] += 1
-    ngrams = pd.DataFrame([{"stimulus_id": i, "order": o + 1, "logprob": grams[i, o] - 10}
-                           for i in range(N_STIMULI) for o in range(5)])
+    ngrams = pd.DataFrame(
+        [{"stimulus_id": i, "order": o + 1, "logprob": grams[i, o] - 10} for i in range(N_STIMULI) for o in range(5)]
+    )
     rows = []
     for arch in ("mamba", "pythia"):
         for seed in SEEDS:
             for step in STEPS:
-                weights = np.exp(-(np.log2(step + 1) - np.array([0.5, 1.5, 2.5, 3.0, 3.5])) ** 2)
+                weights = np.exp(-((np.log2(step + 1) - np.array([0.5, 1.5, 2.5, 3.0, 3.5])) ** 2))
                 lm = grams @ weights + rng.normal(scale=0.5, size=N_STIMULI) - 2.0 * num_tokens
-                rows += [{"arch": arch, "seed": seed, "step": step, "stimulus_id": i, "surprisal": -lm[i],
-                          "num_tokens": int(num_tokens[i])} for i in range(N_STIMULI)]
+                rows += [
+                    {
+                        "arch": arch,
+                        "seed": seed,
+                        "step": step,
+                        "stimulus_id": i,
+                        "surprisal": -lm[i],
+                        "num_tokens": int(num_tokens[i]),
+                    }
+                    for i in range(N_STIMULI)
+                ]
     out = tmp_path / "analysis"
     out.mkdir()
     surprisal = pd.DataFrame(rows)
@@ -74,8 +85,16 @@ def test_tables_match_numpy(analysis):
     run_phases(out, log=lambda line: None)
     correlations = pd.read_csv(out / "correlations.csv")
     regressions = pd.read_csv(out / "regressions.csv")
-    assert list(correlations.columns) == ["arch", "seed", "step", "control", "predictor", "split", "pearson_r",
-                                          "spearman_rho"]
+    assert list(correlations.columns) == [
+        "arch",
+        "seed",
+        "step",
+        "control",
+        "predictor",
+        "split",
+        "pearson_r",
+        "spearman_rho",
+    ]
     assert list(regressions.columns) == ["arch", "seed", "step", "formula", "r2_train", "r2_val"]
     # per split: none (5 orders + neg_num_tokens), single_token (5), partial (5)
     assert len(correlations) == 2 * len(SEEDS) * len(STEPS) * 16 * 2 and len(regressions) == 2 * len(SEEDS) * len(STEPS)
@@ -85,12 +104,18 @@ def test_tables_match_numpy(analysis):
     for (arch, seed, step), group in surprisal.groupby(["arch", "seed", "step"]):
         lm = z(-group.sort_values("stimulus_id")["surprisal"].to_numpy())
         for order in range(1, 6):
-            row = correlations[(correlations.arch == arch) & (correlations.seed == seed) & (correlations.step == step)
-                               & (correlations.predictor == f"{order}gram") & (correlations.split == "train")
-                               & (correlations.control == "none")].iloc[0]
+            row = correlations[
+                (correlations.arch == arch)
+                & (correlations.seed == seed)
+                & (correlations.step == step)
+                & (correlations.predictor == f"{order}gram")
+                & (correlations.split == "train")
+                & (correlations.control == "none")
+            ].iloc[0]
             assert row.pearson_r == pytest.approx(pearson(lm[train], zgrams[train, order - 1]), abs=1e-10)
             assert row.spearman_rho == pytest.approx(
-                pearson(rank(lm[train]), rank(zgrams[train, order - 1])), abs=1e-10)
+                pearson(rank(lm[train]), rank(zgrams[train, order - 1])), abs=1e-10
+            )
         design = np.column_stack([np.ones(train.sum()), zgrams[train, 0], zgrams[train, 4]])
         coef, *_ = np.linalg.lstsq(design, lm[train], rcond=None)
         fitted = design @ coef
@@ -105,7 +130,9 @@ def test_tables_match_numpy(analysis):
     final = surprisal[surprisal.step == STEPS[-1]]
     a = final[(final.arch == "mamba") & (final.seed == 0)].sort_values("stimulus_id")["surprisal"].to_numpy()
     b = final[(final.arch == "pythia") & (final.seed == 1)].sort_values("stimulus_id")["surprisal"].to_numpy()
-    row = agreement[(agreement.step == STEPS[-1]) & (agreement.run_a == "mamba-seed0") & (agreement.run_b == "pythia-seed1")]
+    row = agreement[
+        (agreement.step == STEPS[-1]) & (agreement.run_a == "mamba-seed0") & (agreement.run_b == "pythia-seed1")
+    ]
     assert row.pearson_r.iloc[0] == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-12)
     for name in ("phases", "r2", "agreement", "agreement_final"):
         assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.pdf").is_file()
@@ -129,21 +156,26 @@ def test_token_count_controls_match_the_formulas(analysis):
             chosen = split == name
             x, zt = lm[chosen], tokens[chosen]
             assert rows.loc[("none", "neg_num_tokens"), "pearson_r"] == pytest.approx(pearson(x, -zt), abs=1e-10)
-            assert ("partial", "neg_num_tokens") not in rows.index and ("single_token", "neg_num_tokens") not in rows.index
+            assert ("partial", "neg_num_tokens") not in rows.index and (
+                "single_token",
+                "neg_num_tokens",
+            ) not in rows.index
             single = zt == 1
             for order in range(1, 6):
                 y = grams[chosen, order - 1]
                 r_xy, r_xz, r_yz = pearson(x, y), pearson(x, zt), pearson(y, zt)
-                partial = (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz ** 2) * (1 - r_yz ** 2))
+                partial = (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
                 assert rows.loc[("partial", f"{order}gram"), "pearson_r"] == pytest.approx(partial, abs=1e-10)
                 rx, ry, rz = (stats.rankdata(v) for v in (x, y, zt))
                 r_xy, r_xz, r_yz = pearson(rx, ry), pearson(rx, rz), pearson(ry, rz)
-                rank_partial = (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz ** 2) * (1 - r_yz ** 2))
+                rank_partial = (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
                 assert rows.loc[("partial", f"{order}gram"), "spearman_rho"] == pytest.approx(rank_partial, abs=1e-10)
                 assert rows.loc[("single_token", f"{order}gram"), "pearson_r"] == pytest.approx(
-                    pearson(x[single], y[single]), abs=1e-10)
+                    pearson(x[single], y[single]), abs=1e-10
+                )
                 assert rows.loc[("single_token", f"{order}gram"), "spearman_rho"] == pytest.approx(
-                    pearson(rank(x[single]), rank(y[single])), abs=1e-10)
+                    pearson(rank(x[single]), rank(y[single])), abs=1e-10
+                )
     confound = correlations[(correlations.predictor == "neg_num_tokens") & (correlations.split == "train")]
     assert confound.pearson_r.min() > 0.3  # the fixture's LM carries -2 nats per token: the confound shows
     peaks = pd.read_csv(out / "phase_peaks.csv")
@@ -157,8 +189,9 @@ def test_rerun_reuses_parts_and_replaces_changed_ones(analysis):
     parts = {p: p.stat().st_mtime_ns for p in (out / "parts").rglob("*.parquet")}
     lines = []
     run_phases(out, log=lines.append)
-    assert any(f"({len(list((out / 'parts' / 'correlations').glob('*.parquet')))} already done)" in line
-               for line in lines)
+    assert any(
+        f"({len(list((out / 'parts' / 'correlations').glob('*.parquet')))} already done)" in line for line in lines
+    )
     assert {p: p.stat().st_mtime_ns for p in parts} == parts  # correlations, regressions and agreement alike
     surprisal = pd.read_parquet(out / "surprisal.parquet")
     changed = (surprisal.arch == "pythia") & (surprisal.seed == 1) & (surprisal.step == 4)
@@ -172,10 +205,16 @@ def test_rerun_reuses_parts_and_replaces_changed_ones(analysis):
 
 
 def test_phase_peaks_and_order():
-    rows = [{"arch": "a", "seed": s, "step": step, "predictor": p, "split": "train", "pearson_r": r}
-            for s in (0, 1) for p, curve in {"1gram": [0.2, 0.9, 0.5, 0.3], "2gram": [0.1, 0.5, 0.8, 0.4],
-                                             "3gram": [0.0, 0.2, 0.4, 0.9]}.items()
-            for step, r in zip((0, 10, 20, 40), curve)]
+    rows = [
+        {"arch": "a", "seed": s, "step": step, "predictor": p, "split": "train", "pearson_r": r}
+        for s in (0, 1)
+        for p, curve in {
+            "1gram": [0.2, 0.9, 0.5, 0.3],
+            "2gram": [0.1, 0.5, 0.8, 0.4],
+            "3gram": [0.0, 0.2, 0.4, 0.9],
+        }.items()
+        for step, r in zip((0, 10, 20, 40), curve)
+    ]
     peaks = phase_peaks(pd.DataFrame(rows))
     assert peaks.set_index("predictor").status.to_dict() == {"1gram": "peaked", "2gram": "peaked", "3gram": NOT_PEAKED}
     peaked = peaks[peaks.status == "peaked"]
@@ -185,11 +224,24 @@ def test_phase_peaks_and_order():
 
 
 def test_a_maximum_at_the_last_step_is_not_a_peak():
-    rows = [{"arch": "a", "seed": s, "step": step, "control": "partial", "predictor": p, "split": "train",
-             "pearson_r": r + 0.01 * s}
-            for s in (0, 1) for p, curve in {"1gram": [0.0, 0.3, 0.6, 0.9], "2gram": [0.0, 0.2, 0.4, 0.5],
-                                             "3gram": [0.0, 0.5, 0.4, 0.3]}.items()
-            for step, r in zip((0, 10, 20, 40), curve)]
+    rows = [
+        {
+            "arch": "a",
+            "seed": s,
+            "step": step,
+            "control": "partial",
+            "predictor": p,
+            "split": "train",
+            "pearson_r": r + 0.01 * s,
+        }
+        for s in (0, 1)
+        for p, curve in {
+            "1gram": [0.0, 0.3, 0.6, 0.9],
+            "2gram": [0.0, 0.2, 0.4, 0.5],
+            "3gram": [0.0, 0.5, 0.4, 0.3],
+        }.items()
+        for step, r in zip((0, 10, 20, 40), curve)
+    ]
     peaks = phase_peaks(pd.DataFrame(rows)).set_index("predictor")
     for still_rising in ("1gram", "2gram"):
         assert peaks.loc[still_rising, "status"] == NOT_PEAKED and pd.isna(peaks.loc[still_rising, "peak_step"])
@@ -217,8 +269,12 @@ def test_similarities_by_hand_on_tiny_vectors():
     """1 - cosine distance to the plain and the position-weighted (1/3, 2/3: nearer weighs more) context mean."""
     from scipy.spatial.distance import cosine
 
-    vectors = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0]), "t": np.array([1.0, 2.0]),
-               "c": np.array([3.0, 4.0])}
+    vectors = {
+        "a": np.array([1.0, 0.0]),
+        "b": np.array([0.0, 1.0]),
+        "t": np.array([1.0, 2.0]),
+        "c": np.array([3.0, 4.0]),
+    }
     table = context_similarities([(0, ["a", "b", "t"]), (1, ["b", "a", "oov", "c"]), (2, ["c", "t"])], vectors)
     # stimulus 0: mean (0.5, 0.5) -> cos 45 deg to (1, 2) = 3 / (sqrt(0.5) sqrt(5)); weighted (1/3, 2/3)
     assert table.context_similarity[0] == pytest.approx(1.5 / (np.sqrt(0.5) * np.sqrt(5)))
@@ -239,15 +295,22 @@ def test_fasttext_bin_trained_offline_is_deterministic_and_gives_subword_vectors
     import sys
 
     pytest.importorskip("gensim")
-    script = ("import sys\nfrom pathlib import Path\nfrom parc.study.phases.context_similarity import train_vectors\n"
-              "text = [('the cat sat on the mat and the dog sat on the log ' * 3).split()] * 40\n"
-              "train_vectors(text, Path(sys.argv[1]), {'vector_size': 8, 'window': 3, 'min_count': 1, "
-              "'epochs': 3, 'sg': 0, 'seed': 0}, log=lambda line: None)\n")
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom parc.study.phases.context_similarity import train_vectors\n"
+        "text = [('the cat sat on the mat and the dog sat on the log ' * 3).split()] * 40\n"
+        "train_vectors(text, Path(sys.argv[1]), {'vector_size': 8, 'window': 3, 'min_count': 1, "
+        "'epochs': 3, 'sg': 0, 'seed': 0}, log=lambda line: None)\n"
+    )
     paths = []
     for hash_seed in ("1", "2"):
         path = tmp_path / f"v{hash_seed}.bin"
-        result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
-                                env={**os.environ, "PYTHONHASHSEED": hash_seed}, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         paths.append(path)
     words = {"cat", "mat", "cats"}  # "cats" never occurs: fastText builds it from subwords
@@ -258,15 +321,18 @@ def test_fasttext_bin_trained_offline_is_deterministic_and_gives_subword_vectors
 
     vectors = read_vectors(paths[0], {"the", "cat", "cats"})
     table = context_similarities([(0, ["the", "cat", "cats"])], vectors)
-    assert table.context_similarity[0] == pytest.approx(1 - cosine((vectors["the"] + vectors["cat"]) / 2, vectors["cats"]))
+    assert table.context_similarity[0] == pytest.approx(
+        1 - cosine((vectors["the"] + vectors["cat"]) / 2, vectors["cats"])
+    )
 
 
 def test_context_regression_when_vectors_given(analysis, tmp_path):
     out, path, stimuli, *_ = analysis
     rng = np.random.default_rng(3)
     words = sorted({w for s in stimuli for w in [*s.context.split(), s.target]})
-    (tmp_path / "v.vec").write_text(f"{len(words)} 4\n" + "".join(
-        f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=4))}\n" for w in words))
+    (tmp_path / "v.vec").write_text(
+        f"{len(words)} 4\n" + "".join(f"{w} {' '.join(f'{x:.4f}' for x in rng.normal(size=4))}\n" for w in words)
+    )
     run_phases(out, vectors=tmp_path / "v.vec", log=lambda line: None)
     regressions = pd.read_csv(out / "regressions.csv")
     context = "lm ~ gram1 + gram5 + context_similarity + context_similarity_weighted"
@@ -288,8 +354,16 @@ def test_cli_missing_inputs_are_one_line_errors(analysis, tmp_path):
 def test_a_checkpoint_scored_twice_counts_once():
     from parc.study.phases.statistics import one_score_per_checkpoint
 
-    first = pd.DataFrame({"arch": "pythia", "seed": 0, "step": 16, "stimulus_id": [0, 1, 2], "surprisal": [1.0, 2.0, 3.0],
-                          "commit": "old"})
+    first = pd.DataFrame(
+        {
+            "arch": "pythia",
+            "seed": 0,
+            "step": 16,
+            "stimulus_id": [0, 1, 2],
+            "surprisal": [1.0, 2.0, 3.0],
+            "commit": "old",
+        }
+    )
     second = first.assign(surprisal=[4.0, 5.0, 6.0], commit="new")
     other = first.assign(step=32)
     kept = one_score_per_checkpoint(pd.concat([first, other, second], ignore_index=True), log=lambda line: None)

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
 from parc.config import compose
 from parc.data import BatchPlan, open_stream, prepare_data
+
+from conftest import REPO, run_cli
 
 DEMO_RUN = 16 * 200  # the demo experiment: global batch 16 x 200 steps = sequences in shard 0
 
@@ -35,8 +36,9 @@ def test_prepare_demo_end_to_end(demo):
     overrides, env, cfg, result = demo
     manifest = json.loads((Path(cfg.data.dir) / "manifest.json").read_text())
     summary = result.stdout.strip().splitlines()[-1]
-    assert re.match(rf"prepared .*: 42 documents, {manifest['num_sequences']} sequences x 128 tokens, .* tokens/s$",
-                    summary)
+    assert re.match(
+        rf"prepared .*: 42 documents, {manifest['num_sequences']} sequences x 128 tokens, .* tokens/s$", summary
+    )
     assert "tok/s" in result.stderr  # the progress bar
     with gzip.open(REPO / "src/parc/demo_corpus/shakespeare.jsonl.gz", "rt") as handle:
         assert manifest["source"]["documents"] == sum(1 for _ in handle) == 42
@@ -65,8 +67,14 @@ def test_batch_cli_prints_saves_and_decodes_the_step(demo, tmp_path):
     assert decoded.stdout.splitlines()[1:3] == ["# sequence 0", "ALL'S WELL THAT ENDS WELL"]  # the first play
 
 
-@pytest.mark.parametrize("args, message", [(["step=0"], "1-based"), (["step=201"], "choose 1..200"),
-                                           (["step=1", "paths.root=/nonexistent"], "no prepared data")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["step=0"], "1-based"),
+        (["step=201"], "choose 1..200"),
+        (["step=1", "paths.root=/nonexistent"], "no prepared data"),
+    ],
+)
 def test_batch_cli_refuses_bad_input(demo, tmp_path, args, message):
     overrides, env, _, _ = demo
     out = tmp_path / "x.npy"
@@ -76,13 +84,33 @@ def test_batch_cli_refuses_bad_input(demo, tmp_path, args, message):
 
 
 def test_concurrent_parts_like_a_slurm_array_assemble_the_single_run_stream(tmp_path):
-    tiny = ["data=demo", "data.max_documents=2", "data.seq_len=32", "data.tokenizer_vocab_size=300",
-            "data.vocab_size=300"]
+    tiny = [
+        "data=demo",
+        "data.max_documents=2",
+        "data.seq_len=32",
+        "data.tokenizer_vocab_size=300",
+        "data.vocab_size=300",
+    ]
     single = prepare_data(compose([*tiny, f"data.dir={tmp_path / 'single'}"]), progress=False).manifest
     # Both parts start together: both train the tokenizer, one publishes it, the last to finish assembles.
-    parts = [subprocess.Popen([sys.executable, "-m", "parc.prepare", *tiny, f"data.dir={tmp_path / 'array'}",
-                               f"prepare.part={i}", "prepare.num_parts=2"], env=dict(os.environ),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    parts = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "parc.prepare",
+                *tiny,
+                f"data.dir={tmp_path / 'array'}",
+                f"prepare.part={i}",
+                "prepare.num_parts=2",
+            ],
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [part.communicate(timeout=300) for part in parts]
     assert [part.returncode for part in parts] == [0, 0], outputs
     manifest = json.loads((tmp_path / "array/manifest.json").read_text())

@@ -12,16 +12,26 @@ from omegaconf import OmegaConf
 
 from parc import archs
 from parc.config import compose
-from parc.training.runconfig import validate
 from parc.errors import ParcError
 from parc.training.metrics import read_metrics
+from parc.training.runconfig import validate
+
 from conftest import run_cli
 from hub_server import hub_server  # noqa: F401  (the fixture)
 
 # The issue's table (Pythia NeoX configs; 14m/31m computed), vocab = 50277 padded by NeoX's rule.
-PYTHIA = {"14m": 14_067_712, "31m": 30_494_720, "70m": 70_426_624, "160m": 162_322_944, "410m": 405_334_016,
-          "1b": 1_011_781_632, "1.4b": 1_414_647_808, "2.8b": 2_775_208_960, "6.9b": 6_857_302_016,
-          "12b": 11_846_072_320}
+PYTHIA = {
+    "14m": 14_067_712,
+    "31m": 30_494_720,
+    "70m": 70_426_624,
+    "160m": 162_322_944,
+    "410m": 405_334_016,
+    "1b": 1_011_781_632,
+    "1.4b": 1_414_647_808,
+    "2.8b": 2_775_208_960,
+    "6.9b": 6_857_302_016,
+    "12b": 11_846_072_320,
+}
 PYTHIA_VOCAB = {"6.9b": 50432, "12b": 50688}
 # (d, layers) of the published HF configs: state-spaces/mamba-*-hf and RWKV/rwkv-4-*-pile.
 MAMBA = {"130m": (768, 24), "370m": (1024, 48), "790m": (1536, 48), "1.4b": (2048, 48), "2.8b": (2560, 64)}
@@ -48,15 +58,27 @@ def test_pythia_preset_totals(base, size):
 
 def mamba_count(d, layers, vocab=50280, state=16, conv=4):
     inner, rank = 2 * d, math.ceil(d / 16)
-    per_layer = (d + d * 2 * inner + inner * conv + inner + inner * (rank + 2 * state) + rank * inner + inner
-                 + inner * state + inner + inner * d)  # norm, in_proj, conv w+b, x_proj, dt_proj w+b, A_log, D, out_proj
+    per_layer = (
+        d
+        + d * 2 * inner
+        + inner * conv
+        + inner
+        + inner * (rank + 2 * state)
+        + rank * inner
+        + inner
+        + inner * state
+        + inner
+        + inner * d
+    )  # norm, in_proj, conv w+b, x_proj, dt_proj w+b, A_log, D, out_proj
     return vocab * d + layers * per_layer + d  # tied embedding, norm_f
 
 
 def rwkv_count(d, layers, vocab=50277):
     attention = 2 * d + 3 * d + 4 * d * d  # time_decay, time_first, 3 time_mix, key/value/receptance/output
     ffn = 2 * d + 2 * d * 4 * d + d * d  # 2 time_mix, key + value (4d), receptance
-    return vocab * d + 2 * d + layers * (4 * d + attention + ffn) + 2 * d + d * vocab  # emb, pre_ln, blocks, ln_out, head
+    return (
+        vocab * d + 2 * d + layers * (4 * d + attention + ffn) + 2 * d + d * vocab
+    )  # emb, pre_ln, blocks, ln_out, head
 
 
 @pytest.mark.parametrize("arch,size", [("mamba", s) for s in MAMBA] + [("rwkv", s) for s in RWKV])
@@ -76,7 +98,12 @@ def test_full_stays_the_default_and_unknown_sizes_are_refused(base):
 
 def test_experiment_takes_per_size_values():
     small, one_b, big = (compose(["experiment=pythia", f"arch.size={s}"]) for s in ("70m", "1b", "12b"))
-    assert (small.trainer.lr, small.trainer.min_lr, small.trainer.precision, small.arch.init) == (1e-3, 1e-4, "fp16", "neox")
+    assert (small.trainer.lr, small.trainer.min_lr, small.trainer.precision, small.arch.init) == (
+        1e-3,
+        1e-4,
+        "fp16",
+        "neox",
+    )
     assert (one_b.trainer.lr, one_b.trainer.precision) == (2.5e-4, "bf16")  # Pythia README: 1b trained in bf16
     assert big.arch.init == "neox-normal" and big.trainer.lr == 1.2e-4
     t = small.trainer
@@ -175,8 +202,8 @@ def test_fp16_is_refused_on_cpu_and_init_neox_off_pythia():
 
 
 def test_memory_plan_counts_adam_state_and_advises_fsdp():
-    from parc.training.memory import estimate
     from parc.training.dryrun import dry_run_report
+    from parc.training.memory import estimate
 
     model = torch.nn.Linear(64, 32)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -200,19 +227,32 @@ def losses(out):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # two CLI runs with Hub pushes; slow on a loaded 2-core machine
-def test_pythia_experiment_on_the_demo_trains_publishes_step_branches_and_resumes_bit_exactly(demo_root, tmp_path,
-                                                                                           hub_server):
+def test_pythia_experiment_on_the_demo_trains_publishes_step_branches_and_resumes_bit_exactly(
+    demo_root, tmp_path, hub_server
+):
     """experiment=pythia arch.size=14m on the demo corpus (seq/batch overridden): NeoX schedule and init, step{N}
     branches on the (local) Hub with main = the final step, and a resume from hub:step2 on a fresh node."""
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     out, repo = tmp_path / "run", "org/pythia-14m"
-    args = ["experiment=pythia", "arch.size=14m", "data=demo", f"paths.root={demo_root}", f"output_dir={out}",
-            "trainer.precision=fp32", "trainer.max_steps=4", "trainer.warmup_fraction=null", "trainer.warmup_steps=2",
-            "trainer.global_batch_size=8",
-            "trainer.micro_batch_size=4", "trainer.progress=false", f"hub.repo_id={repo}", "hub.retry_initial_s=0.05",
-            "hub.max_commits_per_hour=360000"]  # the default spaces commits 36 s apart
+    args = [
+        "experiment=pythia",
+        "arch.size=14m",
+        "data=demo",
+        f"paths.root={demo_root}",
+        f"output_dir={out}",
+        "trainer.precision=fp32",
+        "trainer.max_steps=4",
+        "trainer.warmup_fraction=null",
+        "trainer.warmup_steps=2",
+        "trainer.global_batch_size=8",
+        "trainer.micro_batch_size=4",
+        "trainer.progress=false",
+        f"hub.repo_id={repo}",
+        "hub.retry_initial_s=0.05",
+        "hub.max_commits_per_hour=360000",
+    ]  # the default spaces commits 36 s apart
     result = run_cli("parc.train", *args, env=hub_server.env())
     assert result.returncode == 0, result.stderr[-3000:]
     rows = losses(out)
@@ -229,8 +269,9 @@ def test_pythia_experiment_on_the_demo_trains_publishes_step_branches_and_resume
     assert_neox_init(init, math.sqrt(2 / (5 * 128)), 2 / 6 / math.sqrt(128))  # small_init, wang_init at d 128, L 6
 
     fresh = tmp_path / "fresh"  # another node: only the Hub's step2 is there
-    resumed = run_cli("parc.train", *[a.replace(str(out), str(fresh)) for a in args], "resume=hub:step2",
-                      env=hub_server.env())
+    resumed = run_cli(
+        "parc.train", *[a.replace(str(out), str(fresh)) for a in args], "resume=hub:step2", env=hub_server.env()
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert losses(fresh) == [r for r in rows if r[0] > 2]
     resumed_weights, original = (load_file(d / "checkpoint-4" / "model.safetensors") for d in (fresh, out))
@@ -246,12 +287,23 @@ def test_slurm_array_covers_the_polypythias_grid(tmp_path):
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "slurm" / "train_array.sbatch"
-    env = dict(os.environ, ARCHS="pythia", SIZES="14m 31m 70m 160m 410m", SEEDS="1 2 3 4 5 6 7 8 9",
-               PARC_TRAIN_CMD="echo TRAIN", SLURM_SUBMIT_DIR=str(tmp_path))
+    env = dict(
+        os.environ,
+        ARCHS="pythia",
+        SIZES="14m 31m 70m 160m 410m",
+        SEEDS="1 2 3 4 5 6 7 8 9",
+        PARC_TRAIN_CMD="echo TRAIN",
+        SLURM_SUBMIT_DIR=str(tmp_path),
+    )
     cells = []
     for task in range(46):
-        result = subprocess.run(["bash", str(script), "experiment=pythia"], env={**env, "SLURM_ARRAY_TASK_ID": str(task)},
-                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["bash", str(script), "experiment=pythia"],
+            env={**env, "SLURM_ARRAY_TASK_ID": str(task)},
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         if task == 45:
             assert result.returncode == 2 and "--array=0-44" in result.stderr
             break

@@ -16,14 +16,31 @@ from conftest import run_cli_cases
 # The model card of EleutherAI/neox-ckpt-pythia-12b-deduped: its branches.
 NEOX_RAW = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 143000]
 # The Pythia cards' "Naming convention" table: old suffix -> current suffix, and the total parameters.
-OLD_NAMES = {"19m": "70m", "125m": "160m", "350m": "410m", "800m": "1b", "1.3b": "1.4b", "2.7b": "2.8b",
-             "6.7b": "6.9b", "13b": "12b"}
-PYTHIA = {"70m": 70_426_624, "160m": 162_322_944, "410m": 405_334_016, "1b": 1_011_781_632,
-          "1.4b": 1_414_647_808, "2.8b": 2_775_208_960, "6.9b": 6_857_302_016, "12b": 11_846_072_320}
+OLD_NAMES = {
+    "19m": "70m",
+    "125m": "160m",
+    "350m": "410m",
+    "800m": "1b",
+    "1.3b": "1.4b",
+    "2.7b": "2.8b",
+    "6.7b": "6.9b",
+    "13b": "12b",
+}
+PYTHIA = {
+    "70m": 70_426_624,
+    "160m": 162_322_944,
+    "410m": 405_334_016,
+    "1b": 1_011_781_632,
+    "1.4b": 1_414_647_808,
+    "2.8b": 2_775_208_960,
+    "6.9b": 6_857_302_016,
+    "12b": 11_846_072_320,
+}
 
 
-@pytest.mark.parametrize("overrides", [["checkpoint=neox_raw", "trainer.max_steps=143000"],
-                                       ["experiment=pythia", "checkpoint=neox_raw"]])
+@pytest.mark.parametrize(
+    "overrides", [["checkpoint=neox_raw", "trainer.max_steps=143000"], ["experiment=pythia", "checkpoint=neox_raw"]]
+)
 def test_neox_raw_at_143000_steps_is_the_twenty_published_branches(overrides):
     cfg = compose(overrides)
     validate(cfg)
@@ -76,11 +93,14 @@ def test_old_size_names_are_the_current_models(old, current):
 
 
 def test_v0_dry_run_shows_the_v0_numbers():
-    v0, big, current = run_cli_cases("parc.train", [
-        ["experiment=pythia_v0", "arch.size=125m", "dry_run=true"],
-        ["experiment=pythia_v0", "arch.size=6.7b", "dry_run=true"],
-        ["experiment=pythia", "arch.size=160m", "checkpoint=neox_raw", "dry_run=true"],
-    ])
+    v0, big, current = run_cli_cases(
+        "parc.train",
+        [
+            ["experiment=pythia_v0", "arch.size=125m", "dry_run=true"],
+            ["experiment=pythia_v0", "arch.size=6.7b", "dry_run=true"],
+            ["experiment=pythia", "arch.size=160m", "checkpoint=neox_raw", "dry_run=true"],
+        ],
+    )
     for result in (v0, big, current):
         assert result.returncode == 0, result.stderr[-2000:]
     lines = {ln[:19].strip(): ln[19:].strip() for ln in v0.stdout.splitlines()[1:]}

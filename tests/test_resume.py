@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
+from test_train import assert_refused, assert_same_weights, losses, metrics, weights  # noqa: F401
 
 from conftest import short_run, train
-from test_train import assert_refused, assert_same_weights, losses, metrics, weights  # noqa: F401
 
 
 def wait_for(predicate, proc, timeout=300):
@@ -25,8 +25,13 @@ def wait_for(predicate, proc, timeout=300):
 
 
 def start_train(*overrides):
-    return subprocess.Popen([sys.executable, "-m", "parc.train", *overrides], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    return subprocess.Popen(
+        [sys.executable, "-m", "parc.train", *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
 
 
 @pytest.mark.parametrize("how", ["kill -9", pytest.param("SIGTERM", marks=pytest.mark.slow)])
@@ -44,7 +49,9 @@ def test_interrupted_run_resumes_bit_identically(demo_root, eval_grid, tmp_path,
     else:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 75  # checkpoint written, asking to be requeued
-        assert (interrupted / "checkpoint-{}".format(metrics(interrupted)[-1]["step"]) / "parc_checkpoint.json").exists()
+        assert (
+            interrupted / "checkpoint-{}".format(metrics(interrupted)[-1]["step"]) / "parc_checkpoint.json"
+        ).exists()
     assert not (interrupted / "checkpoint-8").exists()
     result = train(*short_run(demo_root, interrupted, **overrides))
     assert "resuming from" in result.stdout
@@ -83,8 +90,11 @@ def test_a_damaged_checkpoint_is_skipped_by_auto_and_refused_by_name(demo_root, 
         handle.truncate(len(final_weights) // 2)
     (out / "checkpoint-0" / "training_state" / "optimizer.pt").write_bytes(b"")  # a truncated state file
     result = train(*short_run(demo_root, out, "resume=checkpoint-8"), expect=2)
-    assert_refused(result, "checkpoint-8 is damaged: model.safetensors is truncated: "
-                           f"{len(final_weights) // 2} of {len(final_weights)} bytes")
+    assert_refused(
+        result,
+        "checkpoint-8 is damaged: model.safetensors is truncated: "
+        f"{len(final_weights) // 2} of {len(final_weights)} bytes",
+    )
     result = train(*short_run(demo_root, out, "resume=checkpoint-0"), expect=2)
     assert_refused(result, "checkpoint-0 is damaged: training_state/optimizer.pt is truncated: 0 of")
     result = train(*short_run(demo_root, out))  # resume=auto: the newest checkpoint that verifies

@@ -23,8 +23,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, run_cli
 from parc.training.metrics import read_metrics
+
+from conftest import REPO, run_cli
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -64,13 +65,20 @@ class Cluster:
         self.work, self.logs = work, work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         cache = work / "cache"
-        self.env = dict(os.environ, SLURM_CONF=conf, PARC_PYTHON=sys.executable, PYTHONUNBUFFERED="1",
-                        HF_HOME=str(cache / "hf"), HF_DATASETS_CACHE=str(cache / "datasets"),
-                        WANDB_DIR=str(cache / "wandb"))
+        self.env = dict(
+            os.environ,
+            SLURM_CONF=conf,
+            PARC_PYTHON=sys.executable,
+            PYTHONUNBUFFERED="1",
+            HF_HOME=str(cache / "hf"),
+            HF_DATASETS_CACHE=str(cache / "datasets"),
+            WANDB_DIR=str(cache / "wandb"),
+        )
 
     def run(self, *cmd, env=None, check=True) -> subprocess.CompletedProcess:
-        result = subprocess.run(cmd, env={**self.env, **(env or {})}, cwd=self.work, capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            cmd, env={**self.env, **(env or {})}, cwd=self.work, capture_output=True, text=True, timeout=120
+        )
         assert not check or result.returncode == 0, f"{cmd}: {result.stderr}"
         return result
 
@@ -99,8 +107,18 @@ class Cluster:
 
 def submit(cluster: Cluster, script: Path, name: str, *overrides, options=(), array: str = "0", env=None) -> str:
     """sbatch [our options] SCRIPT [Hydra overrides]; command-line options override the script's #SBATCH lines."""
-    out = cluster.run("sbatch", "--parsable", f"--job-name={name}", f"--array={array}",
-                      f"--output={cluster.logs}/%x-%A_%a.log", *RESOURCES, *options, str(script), *overrides, env=env)
+    out = cluster.run(
+        "sbatch",
+        "--parsable",
+        f"--job-name={name}",
+        f"--array={array}",
+        f"--output={cluster.logs}/%x-%A_%a.log",
+        *RESOURCES,
+        *options,
+        str(script),
+        *overrides,
+        env=env,
+    )
     return out.stdout.strip().split(";")[0]
 
 
@@ -120,6 +138,7 @@ def job_ended(cluster: Cluster, job: str):
     def ended() -> bool:
         states = cluster.states(job)
         return bool(states) and all(state in TERMINAL for state in states.values())
+
     return ended
 
 
@@ -128,20 +147,47 @@ def grid(slurm_conf, tmp_path_factory):
     work = tmp_path_factory.mktemp("slurm")
     cluster = Cluster(slurm_conf, work)
     root = work / "parc"
-    common = ["experiment=demo", f"paths.root={root}", f"trainer.max_steps={STEPS}", f"checkpoint.every={EVERY}",
-              "trainer.progress=false"]
+    common = [
+        "experiment=demo",
+        f"paths.root={root}",
+        f"trainer.max_steps={STEPS}",
+        f"checkpoint.every={EVERY}",
+        "trainer.progress=false",
+    ]
     jobs = {}
     try:
         jobs["prepare"] = submit(cluster, PREPARE, "prepare", "experiment=demo", f"paths.root={root}", array="0-1")
         after = [f"--dependency=afterok:{jobs['prepare']}"]
         # Victims first, so they start as soon as the data is ready and are watched from their first step.
         for name, arch, seed in (("usr1", "mamba", 0), ("term", "rwkv", 1)):
-            jobs[name] = submit(cluster, TRAIN, name, *common, f"run_name={name}", options=after,
-                                env={"ARCHS": arch, "SEEDS": str(seed)})
-        jobs["grid"] = submit(cluster, TRAIN, "grid", *common, "run_name=grid", options=after, array="0-5",
-                              env={"ARCHS": "pythia mamba rwkv", "SEEDS": "0 1"})
-        jobs["ddp"] = submit(cluster, TRAIN, "ddp", *common, "run_name=ddp", options=[*after, "--cpus-per-task=2"],
-                             env={"ARCHS": "pythia", "SEEDS": "0", "NPROC_PER_NODE": "2", "ACCELERATE_USE_CPU": "1"})
+            jobs[name] = submit(
+                cluster,
+                TRAIN,
+                name,
+                *common,
+                f"run_name={name}",
+                options=after,
+                env={"ARCHS": arch, "SEEDS": str(seed)},
+            )
+        jobs["grid"] = submit(
+            cluster,
+            TRAIN,
+            "grid",
+            *common,
+            "run_name=grid",
+            options=after,
+            array="0-5",
+            env={"ARCHS": "pythia mamba rwkv", "SEEDS": "0 1"},
+        )
+        jobs["ddp"] = submit(
+            cluster,
+            TRAIN,
+            "ddp",
+            *common,
+            "run_name=ddp",
+            options=[*after, "--cpus-per-task=2"],
+            env={"ARCHS": "pythia", "SEEDS": "0", "NPROC_PER_NODE": "2", "ACCELERATE_USE_CPU": "1"},
+        )
 
         runs = root / "runs"
         wait_for_training(runs / "usr1" / "mamba-seed0-shard0", job_ended(cluster, jobs["usr1"]), "usr1", cluster)
@@ -165,7 +211,8 @@ def final_weights(cell: Path) -> dict:
 def assert_identical_runs(run: Path, reference: Path) -> None:
     got, want = read_metrics(run / "metrics.jsonl"), read_metrics(reference / "metrics.jsonl")
     assert [(r["step"], r["loss"], r["batch_hash"]) for r in got] == [
-        (r["step"], r["loss"], r["batch_hash"]) for r in want]
+        (r["step"], r["loss"], r["batch_hash"]) for r in want
+    ]
     a, b = final_weights(run), final_weights(reference)
     assert a.keys() == b.keys()
     for key in a:
@@ -205,10 +252,13 @@ def test_array_trains_every_cell_of_the_grid(grid):
     assert all(c["checkpoints"] == list(range(0, STEPS + 1, EVERY)) for c in status["cells"])
 
 
-@pytest.mark.parametrize("victim, arch, seed, signal_seen, saved_by", [
-    ("usr1", "mamba", 0, "received SIGUSR1", "requeueing job"),  # the batch script requeues
-    ("term", "rwkv", 1, "received SIGTERM", "DUE TO JOB REQUEUE"),  # Slurm requeues
-])
+@pytest.mark.parametrize(
+    "victim, arch, seed, signal_seen, saved_by",
+    [
+        ("usr1", "mamba", 0, "received SIGUSR1", "requeueing job"),  # the batch script requeues
+        ("term", "rwkv", 1, "received SIGTERM", "DUE TO JOB REQUEUE"),  # Slurm requeues
+    ],
+)
 def test_preempted_task_checkpoints_requeues_and_ends_identical(grid, victim, arch, seed, signal_seen, saved_by):
     cluster, root, jobs = grid
     assert set(cluster.wait(jobs[victim]).values()) == {"COMPLETED"}, cluster.log_tails()
@@ -240,12 +290,32 @@ def test_hydra_submitit_launcher_runs_the_sweep_and_requeues_a_preempted_task(gr
     cluster.wait(jobs["grid"])  # the reference cells; also frees the node for the sweep
     name = "parc-hydra-test"
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "parc.train", "-m", "hydra/launcher=slurm", "experiment=demo", "arch=mamba",
-         "seed=0,1", f"paths.root={root}", "run_name=hydra", f"trainer.max_steps={STEPS}",
-         f"checkpoint.every={EVERY}", "trainer.progress=false", f"hydra.launcher.name={name}",
-         "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-         "hydra.launcher.timeout_min=15"],
-        env=cluster.env, cwd=cluster.work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "parc.train",
+            "-m",
+            "hydra/launcher=slurm",
+            "experiment=demo",
+            "arch=mamba",
+            "seed=0,1",
+            f"paths.root={root}",
+            "run_name=hydra",
+            f"trainer.max_steps={STEPS}",
+            f"checkpoint.every={EVERY}",
+            "trainer.progress=false",
+            f"hydra.launcher.name={name}",
+            "hydra.launcher.gpus_per_node=null",
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1",
+            "hydra.launcher.timeout_min=15",
+        ],
+        env=cluster.env,
+        cwd=cluster.work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for_training(cell_dir(root, "hydra", "mamba", 0), lambda: sweep.poll() is not None, "the sweep", cluster)
         array = cluster.run("squeue", "-h", "-n", name, "-o", "%F").stdout.split()[0]

@@ -10,7 +10,6 @@ import socket
 import subprocess
 
 import pytest
-
 from test_slurm import CLUSTER, slurm_conf  # noqa: F401  (the fixture: the cluster CI started)
 
 pytestmark = [pytest.mark.slurm]
@@ -48,13 +47,18 @@ def test_a_second_cluster_beside_a_running_one_is_its_own(slurm_conf, tmp_path):
         conf = re.search(r"export SLURM_CONF=(\S+)", started.stdout).group(1)
         assert int(ports(second)["CTLD_PORT"]) != first_port  # the running cluster holds its port
         assert f"port {first_port} for slurmctld is taken by slurmctld" in started.stderr
-        ping = subprocess.run(["scontrol", "ping"], env={**os.environ, "SLURM_CONF": conf}, capture_output=True,
-                              text=True)
+        ping = subprocess.run(
+            ["scontrol", "ping"], env={**os.environ, "SLURM_CONF": conf}, capture_output=True, text=True
+        )
         assert "is UP" in ping.stdout
         assert cluster("status", second).returncode == 0
     finally:
         cluster("stop", second)
     stopped = cluster("status", second)
     assert stopped.returncode != 0 and stopped.stdout == ""  # its own daemons are gone: not "up"
-    assert subprocess.run([str(CLUSTER), "status"], env={**os.environ, "SLURM_CONF": slurm_conf},
-                          capture_output=True).returncode == 0  # the first one is untouched
+    assert (
+        subprocess.run(
+            [str(CLUSTER), "status"], env={**os.environ, "SLURM_CONF": slurm_conf}, capture_output=True
+        ).returncode
+        == 0
+    )  # the first one is untouched

@@ -4,9 +4,9 @@ table, identical to a single-process evaluation."""
 from __future__ import annotations
 
 import pytest
+from test_slurm import Cluster, slurm_conf, submit  # noqa: F401  (slurm_conf is the session fixture)
 
 from conftest import REPO, run_cli
-from test_slurm import Cluster, slurm_conf, submit  # noqa: F401  (slurm_conf is the session fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1800)]
 

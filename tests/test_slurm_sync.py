@@ -5,11 +5,11 @@ job publishes every revision, one commit each, byte-identical to the local check
 from __future__ import annotations
 
 import pytest
+from test_hub import journal, local_files
+from test_slurm import Cluster, slurm_conf, submit  # noqa: F401  (slurm_conf is the session fixture)
 
 from conftest import REPO, short_run
 from hub_server import CommitLimit, hub_server  # noqa: F401  (the fixture)
-from test_hub import journal, local_files
-from test_slurm import Cluster, slurm_conf, submit  # noqa: F401  (slurm_conf is the session fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -26,11 +26,29 @@ def test_chained_sync_job_publishes_what_training_left(slurm_conf, hub_server, d
     runs = tmp_path / "runs"
     out = runs / "chain" / "pythia-seed0-shard0"
     overrides = [a for a in short_run(demo_root, out, steps=12, every=4) if not a.startswith("output_dir=")]
-    env = {**hub_server.env(), "ARCHS": "pythia", "SEEDS": "0", "PARC_CHAIN_SYNC": "1", "RUN_ROOT": str(runs),
-           "PARC_SYNC_SCRIPT": str(SYNC), "PARC_PYTHON": cluster.env["PARC_PYTHON"]}
-    job = submit(cluster, TRAIN, "chain", *overrides, f"paths.output_root={runs}", "run_name=chain",
-                 f"hub.repo_id={REPO_ID}", "hub.wait_at_end=0", "hub.max_commits_per_hour=3600000",
-                 "hub.retry_initial_s=0.05", "checkpoint.keep_train_states=null", env=env)
+    env = {
+        **hub_server.env(),
+        "ARCHS": "pythia",
+        "SEEDS": "0",
+        "PARC_CHAIN_SYNC": "1",
+        "RUN_ROOT": str(runs),
+        "PARC_SYNC_SCRIPT": str(SYNC),
+        "PARC_PYTHON": cluster.env["PARC_PYTHON"],
+    }
+    job = submit(
+        cluster,
+        TRAIN,
+        "chain",
+        *overrides,
+        f"paths.output_root={runs}",
+        "run_name=chain",
+        f"hub.repo_id={REPO_ID}",
+        "hub.wait_at_end=0",
+        "hub.max_commits_per_hour=3600000",
+        "hub.retry_initial_s=0.05",
+        "checkpoint.keep_train_states=null",
+        env=env,
+    )
     states = cluster.wait(job)
     assert set(states.values()) == {"COMPLETED"}, f"{states}\n{cluster.log_tails()}"
     train_log = cluster.log("chain", job)

@@ -10,13 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from parc.errors import ParcError
 from parc.stimuli import main as stimuli_main
 from parc.study.phases.stimuli import UNSPLIT, parse_stimuli_arg, read_stimuli, set_name, write_stimuli
 
-PAPER_LINES = ["The flat unraised spirits that *hath*", "He said that it *didn't*", "*Hello*",
-               "Tabs\\there and *there\\n*", 'A "quoted" word, then *this.*']
+from conftest import run_cli
+
+PAPER_LINES = [
+    "The flat unraised spirits that *hath*",
+    "He said that it *didn't*",
+    "*Hello*",
+    "Tabs\\there and *there\\n*",
+    'A "quoted" word, then *this.*',
+]
 
 
 def test_reads_paper_stims_lines_as_the_paper_split_them(tmp_path):
@@ -24,41 +30,54 @@ def test_reads_paper_stims_lines_as_the_paper_split_them(tmp_path):
     path.write_text("\n".join(PAPER_LINES))  # the paper wrote no final newline
     stimuli = read_stimuli(path)
     assert [(s.id, s.context, s.target, s.split) for s in stimuli] == [
-        (0, "The flat unraised spirits that", "hath", UNSPLIT), (1, "He said that it", "didn't", UNSPLIT),
-        (2, "", "Hello", UNSPLIT), (3, "Tabs\there and", "there\n", UNSPLIT),
-        (4, 'A "quoted" word, then', "this.", UNSPLIT)]
+        (0, "The flat unraised spirits that", "hath", UNSPLIT),
+        (1, "He said that it", "didn't", UNSPLIT),
+        (2, "", "Hello", UNSPLIT),
+        (3, "Tabs\there and", "there\n", UNSPLIT),
+        (4, 'A "quoted" word, then', "this.", UNSPLIT),
+    ]
     # FullSentence of the paper: the line without asterisks (escapes undone)
-    assert [s.sentence for s in stimuli] == [line.replace("*", "").replace("\\t", "\t").replace("\\n", "\n")
-                                             for line in PAPER_LINES]
+    assert [s.sentence for s in stimuli] == [
+        line.replace("*", "").replace("\\t", "\t").replace("\\n", "\n") for line in PAPER_LINES
+    ]
 
 
 def test_reads_the_papers_tsv_marking_the_last_word(tmp_path):
     path = tmp_path / "final_dataset.tsv"
     path.write_text('Set\tSentence\ntrain\tThe cat sat on the mat\nval\t"A ""quoted"" word here"\n')
     stimuli = read_stimuli(path)
-    assert [(s.context, s.target, s.split) for s in stimuli] == [("The cat sat on the", "mat", "train"),
-                                                                 ('A "quoted" word', "here", "val")]
+    assert [(s.context, s.target, s.split) for s in stimuli] == [
+        ("The cat sat on the", "mat", "train"),
+        ('A "quoted" word', "here", "val"),
+    ]
 
 
 def test_writer_round_trips_and_the_sidecar_gives_splits(tmp_path):
     source = tmp_path / "src.tsv"
-    source.write_text("Set\tSentence\ntrain\tOne two three four five\nval\tSix seven eight nine ten\n"
-                      "test\tIt's a word that's odd\n")
+    source.write_text(
+        "Set\tSentence\ntrain\tOne two three four five\nval\tSix seven eight nine ten\ntest\tIt's a word that's odd\n"
+    )
     stimuli = read_stimuli(source)
     written = write_stimuli(tmp_path / "out" / "demo.stims", stimuli)
     assert [p.name for p in written] == ["demo.stims", "demo.tsv"]
-    assert (tmp_path / "out" / "demo.stims").read_text() == \
-        "One two three four *five*\nSix seven eight nine *ten*\nIt's a word that's *odd*"
+    assert (
+        tmp_path / "out" / "demo.stims"
+    ).read_text() == "One two three four *five*\nSix seven eight nine *ten*\nIt's a word that's *odd*"
     assert (tmp_path / "out" / "demo.tsv").read_text() == source.read_text()
     again = read_stimuli(tmp_path / "out" / "demo.stims")
     assert [(s.sentence, s.split) for s in again] == [(s.sentence, s.split) for s in stimuli]
     assert read_stimuli(tmp_path / "out" / "demo.tsv") == again
 
 
-@pytest.mark.parametrize("content, line", [("The cat sat *on*\nno target here\n", 2),
-                                           ("A *marked* word then more\n", 1),
-                                           ("Good *one*\nTwo * stars *here*\n", 2),
-                                           ("Good *one*\n\nThird *line*\n", 2)])
+@pytest.mark.parametrize(
+    "content, line",
+    [
+        ("The cat sat *on*\nno target here\n", 2),
+        ("A *marked* word then more\n", 1),
+        ("Good *one*\nTwo * stars *here*\n", 2),
+        ("Good *one*\n\nThird *line*\n", 2),
+    ],
+)
 def test_lines_without_a_marked_final_target_are_refused_naming_the_line(tmp_path, content, line):
     path = tmp_path / "bad.stims"
     path.write_text(content)
@@ -134,21 +153,27 @@ def test_builds_a_deterministic_nawoco_set_from_held_out_plays(demo_root, tmp_pa
         assert len(words) >= 5 and re.fullmatch(r"[A-Za-z'’]*", words[0]) and words[0][0].isupper()
         assert all(re.fullmatch(r"[a-z'’]+", w) for w in words[1:]), s
         # a prefix of a held-out sentence of more than 5 words, cut right after the target
-        assert any(src.startswith(s.sentence) and len(src.split()) > 5
-                   and src.split()[:len(words)] == words for src in sources), s
+        assert any(
+            src.startswith(s.sentence) and len(src.split()) > 5 and src.split()[: len(words)] == words
+            for src in sources
+        ), s
         assert s.sentence not in training_text, s
     # origins: each stimulus's recorded documents are held-out plays holding its sentence, at those stream rows
     from parc.study.phases.stimuli import read_origins
 
     origins = read_origins(out)
-    texts = [json.loads(line)["text"] for line in gzip.open(
-        Path(__file__).resolve().parents[1] / "src" / "parc" / "demo_corpus" / "shakespeare.jsonl.gz", "rt")]
+    texts = [
+        json.loads(line)["text"]
+        for line in gzip.open(
+            Path(__file__).resolve().parents[1] / "src" / "parc" / "demo_corpus" / "shakespeare.jsonl.gz", "rt"
+        )
+    ]
     assert len(origins["documents"]) == len(stimuli)
     for s, documents in zip(stimuli, origins["documents"]):
         assert documents and all(texts[d] in held_out and s.sentence in " ".join(texts[d].split()) for d in documents)
     pieces = [len(tokenizer_of(demo_root)(t)["input_ids"]) // 128 for t in texts]
     for document, (first, end) in origins["rows"].items():
-        assert (first, end) == (sum(pieces[:int(document)]), sum(pieces[:int(document) + 1]))
+        assert (first, end) == (sum(pieces[: int(document)]), sum(pieces[: int(document) + 1]))
 
     # the same command again (in-process: the imports are paid once) gives the same bytes; another seed does not
     again, other = tmp_path / "again" / "demo.stims", tmp_path / "other" / "demo.stims"
@@ -178,12 +203,18 @@ def test_the_verbatim_filter_agrees_with_a_substring_search():
     joined = " ".join(" ".join(t.split()) for t in texts)
     rng = np.random.default_rng(0)
     words = joined.split(" ")
-    phrases = ["then the king said unto", "he king said unto his",  # cut first word: still a substring
-               "Then the king said unto hi", "sing Athens shall fall to",  # cut last word; across two texts
-               "the king said unto her", "Athens shall fall to the sea ere long", "go forth and sing loudly"]
+    phrases = [
+        "then the king said unto",
+        "he king said unto his",  # cut first word: still a substring
+        "Then the king said unto hi",
+        "sing Athens shall fall to",  # cut last word; across two texts
+        "the king said unto her",
+        "Athens shall fall to the sea ere long",
+        "go forth and sing loudly",
+    ]
     for _ in range(300):  # random windows of the text, some with a word changed
         start, size = int(rng.integers(0, len(words) - 5)), int(rng.integers(5, 8))
-        window = words[start:start + size]
+        window = words[start : start + size]
         if rng.random() < 0.3:
             window[int(rng.integers(0, len(window)))] = "x"
         phrases.append(" ".join(window))

@@ -7,16 +7,19 @@ import re
 
 import pytest
 import torch
+from test_multiprocess import EVERY, STEPS, TORCHRUN, launch, torchrun_two  # noqa: F401  (torchrun_two: DDP, 2 processes)
 
 from parc.training.metrics import read_metrics
+
 from conftest import short_run, train
-from test_multiprocess import EVERY, STEPS, TORCHRUN, launch, torchrun_two  # noqa: F401  (torchrun_two: DDP, 2 processes)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # several 2-process launches on a 2-core machine
 
 
 def fsdp_launch(demo_root, out, *extra):
-    result = launch(TORCHRUN, short_run(demo_root, out, "trainer.strategy=fsdp", *extra, steps=STEPS, every=EVERY), out.parent)
+    result = launch(
+        TORCHRUN, short_run(demo_root, out, "trainer.strategy=fsdp", *extra, steps=STEPS, every=EVERY), out.parent
+    )
     printed = result.stdout + result.stderr
     assert re.search(r"world size\s+2\b", printed), printed[-2000:]
     assert "fsdp (FSDPGPTNeoXForCausalLM)" in printed  # really sharded by FSDP2, not Accelerate's DDP fallback
@@ -52,8 +55,10 @@ def test_fsdp_checkpoints_load_with_from_pretrained_in_ddp_layout(fsdp_two, torc
     ddp = AutoModelForCausalLM.from_pretrained(torchrun_two / f"checkpoint-{STEPS}")
     for (name, a), b in zip(fsdp.state_dict().items(), ddp.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-4), name  # 6 AdamW steps from the same init and batches
-    optim = [torch.load(run / f"checkpoint-{STEPS}" / "training_state" / "optimizer.pt", weights_only=True)
-             for run in (fsdp_two, torchrun_two)]
+    optim = [
+        torch.load(run / f"checkpoint-{STEPS}" / "training_state" / "optimizer.pt", weights_only=True)
+        for run in (fsdp_two, torchrun_two)
+    ]
     assert [g["params"] for g in optim[0]["param_groups"]] == [g["params"] for g in optim[1]["param_groups"]]
     for key in optim[1]["state"]:
         for slot in ("exp_avg", "exp_avg_sq"):

@@ -12,8 +12,19 @@ from conftest import run_cli
 @pytest.mark.timeout(1800)
 def test_mini_parc_small_grid_and_rerun(demo_root, tmp_path):
     out = tmp_path / "grid"
-    args = ["parc.study", "experiment=demo", "seeds=0", "archs=pythia,mamba", "trainer.max_steps=8",
-            "checkpoint.every=4", f"paths.root={demo_root}", f"out={out}", "train=40", "val=20", "test=0"]
+    args = [
+        "parc.study",
+        "experiment=demo",
+        "seeds=0",
+        "archs=pythia,mamba",
+        "trainer.max_steps=8",
+        "checkpoint.every=4",
+        f"paths.root={demo_root}",
+        f"out={out}",
+        "train=40",
+        "val=20",
+        "test=0",
+    ]
     first = run_cli(*args, timeout=1700)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in range(1, 6):
@@ -33,8 +44,10 @@ def test_mini_parc_small_grid_and_rerun(demo_root, tmp_path):
     regressions = pd.read_csv(analysis / "regressions.csv")
     # fastText vectors trained on the counted text: the paper's regression with context similarity, and without
     assert (analysis / "fasttext.bin").is_file()
-    assert set(regressions.formula) == {"lm ~ gram1 + gram5",
-                                        "lm ~ gram1 + gram5 + context_similarity + context_similarity_weighted"}
+    assert set(regressions.formula) == {
+        "lm ~ gram1 + gram5",
+        "lm ~ gram1 + gram5 + context_similarity + context_similarity_weighted",
+    }
     assert len(regressions) == 2 * 3 * 2 and regressions["r2_train"].between(0, 1).all()
     for figure in ("phases", "r2", "agreement"):
         assert (analysis / f"{figure}.png").is_file() and (analysis / f"{figure}.pdf").is_file()
@@ -83,5 +96,17 @@ def test_mini_parc_preset_composes_and_scores_the_tail_of_its_schedule():
     assert steps[:11] == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
     assert steps[11:] == [750, 1000, 1250, 1500, 1750, 2000]
     demo = compose(["experiment=demo"])
-    assert log_spaced_steps(checkpoint_steps(demo.checkpoint, 200), 200) == [0, 1, 2, 4, 8, 16, 32, 64, 128,
-                                                                             150, 175, 200]
+    assert log_spaced_steps(checkpoint_steps(demo.checkpoint, 200), 200) == [
+        0,
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        64,
+        128,
+        150,
+        175,
+        200,
+    ]

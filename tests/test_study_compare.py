@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
 
 from parc.study.evaluations.compare import compare
+
+from conftest import run_cli
 
 EXAMPLES = 40
 
@@ -29,12 +30,34 @@ def write_evals(directory, means, spread=0.02, seeds=5, example_noise=0.3, mirro
                 if mirror and first.get((seeds - 1 - seed, step)) is not None and arch != next(iter(means)):
                     scores = first[(seeds - 1 - seed, step)]
                 first.setdefault((seed, step), scores)
-                identity = {"arch": arch, "size": "tiny", "seed": seed, "shard": 0, "data_seed": None, "step": step,
-                            "source": f"/runs/{arch}-seed{seed}", "revision": f"checkpoint-{step}", "commit": "c"}
-                rows.append({**identity, "tokens": step * 10, "evaluation": "memorization", "task": "memorization",
-                             "metric": "score", "value": scores.mean(), "stderr": np.nan, "n": EXAMPLES})
-                examples.append(pd.DataFrame({**identity, "example_id": np.arange(EXAMPLES), "task": "memorization",
-                                              "score": scores}))
+                identity = {
+                    "arch": arch,
+                    "size": "tiny",
+                    "seed": seed,
+                    "shard": 0,
+                    "data_seed": None,
+                    "step": step,
+                    "source": f"/runs/{arch}-seed{seed}",
+                    "revision": f"checkpoint-{step}",
+                    "commit": "c",
+                }
+                rows.append(
+                    {
+                        **identity,
+                        "tokens": step * 10,
+                        "evaluation": "memorization",
+                        "task": "memorization",
+                        "metric": "score",
+                        "value": scores.mean(),
+                        "stderr": np.nan,
+                        "n": EXAMPLES,
+                    }
+                )
+                examples.append(
+                    pd.DataFrame(
+                        {**identity, "example_id": np.arange(EXAMPLES), "task": "memorization", "score": scores}
+                    )
+                )
     (directory / "examples").mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(directory / "results.parquet")
     pd.concat(examples).to_parquet(directory / "examples" / "memorization.parquet")
@@ -93,13 +116,22 @@ def test_equal_architectures_give_an_interval_that_includes_zero_and_steps_are_p
 
 def test_cli_prints_both_intervals_and_refuses_bad_input(tmp_path):
     write_evals(tmp_path, {"pythia": 0.5, "mamba": 0.3})
-    ok = run_cli("parc.compare", str(tmp_path), "metric=score", "a=arch=pythia", "b=arch=mamba",
-                 "step=10", "samples=100", "json=true")
+    ok = run_cli(
+        "parc.compare",
+        str(tmp_path),
+        "metric=score",
+        "a=arch=pythia",
+        "b=arch=mamba",
+        "step=10",
+        "samples=100",
+        "json=true",
+    )
     assert ok.returncode == 0, ok.stderr
     assert set(json.loads(ok.stdout)) >= {"difference", "ci_seeds", "ci_seeds_examples"}
-    for args, message in ((["metric=acc", "a=arch=pythia", "b=arch=mamba"], "error: unknown metric 'acc'"),
-                          (["metric=score", "a=arch=rwkv", "b=arch=mamba", "step=10"],
-                           "error: a=step=10,arch=rwkv selects no rows"),
-                          (["metric=score", "a=arch=pythia", "b=arch=mamba"], "error: a= spans steps")):
+    for args, message in (
+        (["metric=acc", "a=arch=pythia", "b=arch=mamba"], "error: unknown metric 'acc'"),
+        (["metric=score", "a=arch=rwkv", "b=arch=mamba", "step=10"], "error: a=step=10,arch=rwkv selects no rows"),
+        (["metric=score", "a=arch=pythia", "b=arch=mamba"], "error: a= spans steps"),
+    ):
         bad = run_cli("parc.compare", str(tmp_path), *args)
         assert bad.returncode == 2 and bad.stderr.startswith(message) and "Traceback" not in bad.stderr, bad.stderr

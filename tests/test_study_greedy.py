@@ -36,7 +36,10 @@ def certified_tie(model, prompt, ours, theirs, tolerance=1e-4) -> bool:
     prefix = torch.from_numpy(np.concatenate([prompt, ours[:j]]))[None]
     with torch.inference_mode():
         logits = model(input_ids=prefix).logits[0, -1]
-    return abs(float(logits[ours[j]] - logits[theirs[j]])) < tolerance and float(logits.max() - logits[ours[j]]) < tolerance
+    return (
+        abs(float(logits[ours[j]] - logits[theirs[j]])) < tolerance
+        and float(logits.max() - logits[ours[j]]) < tolerance
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -70,10 +73,12 @@ def test_greedy_finds_exactly_the_planted_sequences_and_equals_generate(arch):
     assert all(certified_tie(model, prompts[i], ours.tokens[i], reference[i]) for i in differ), differ
     assert len(differ) <= 1
     np.testing.assert_array_equal(ours.first_mismatch == CONTINUATION, is_planted)
-    matches = (reference == truth)
+    matches = reference == truth
     expected_first = np.where(matches.all(axis=1), CONTINUATION, np.argmin(matches, axis=1))
-    np.testing.assert_array_equal(ours.first_mismatch[[i for i in range(12) if i not in differ]],
-                                  expected_first[[i for i in range(12) if i not in differ]])
+    np.testing.assert_array_equal(
+        ours.first_mismatch[[i for i in range(12) if i not in differ]],
+        expected_first[[i for i in range(12) if i not in differ]],
+    )
     assert (ours.tokens[5] == planted[0, PROMPT:]).mean() > 0.5  # the half-planted one continues from training
 
 

@@ -7,19 +7,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
 from matplotlib import image
 from omegaconf import OmegaConf
 
 from parc.data.stream import BatchPlan, open_stream
 from parc.study.evaluations.greedy import generate_continuations
 
+from conftest import run_cli
+
 
 @pytest.fixture(scope="module")
 def memorization_evals(eval_grid, tmp_path_factory):
     out = tmp_path_factory.mktemp("evals")
-    result = run_cli("parc.evaluate", "eval=memorization", f"runs={eval_grid}", f"out={out}", "eval.sample=20",
-                     "eval.prompt_len=16", "eval.continuation_len=16", "eval.batch_size=8")
+    result = run_cli(
+        "parc.evaluate",
+        "eval=memorization",
+        f"runs={eval_grid}",
+        f"out={out}",
+        "eval.sample=20",
+        "eval.prompt_len=16",
+        "eval.continuation_len=16",
+        "eval.batch_size=8",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return eval_grid, out
 
@@ -61,7 +70,8 @@ def test_grid_results_plot_and_compare(memorization_evals, tmp_path):
     assert result.returncode == 0, result.stderr
     pixels = image.imread(tmp_path / "evals-memorization.png")
     assert pixels.shape[1] == pytest.approx(2 * 4.6 * 120, abs=2)  # two panels: memorized, score
-    compared = run_cli("parc.compare", str(out), "metric=score", "a=arch=pythia", "b=arch=mamba",
-                       "step=8", "samples=200")
+    compared = run_cli(
+        "parc.compare", str(out), "metric=score", "a=arch=pythia", "b=arch=mamba", "step=8", "samples=200"
+    )
     assert compared.returncode == 0, compared.stderr
     assert "95% CI over seeds and examples" in compared.stdout

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
 from matplotlib import image
 from scipy import stats as scipy_stats
 
@@ -16,9 +15,13 @@ from parc.study.evaluations import figures as eval_figures_module
 from parc.study.evaluations import learning_curves
 from parc.study.results import RESULT_COLUMNS, TidyTable
 
+from conftest import run_cli
+
 ARCHS, SEEDS, STEPS = ("pythia", "mamba"), (0, 1, 2), (0, 1, 2, 4, 8)
-PANELS = {"heldout": ["demo-parc-128 / loss", "demo-parc-128 / perplexity"],
-          "memorization": ["memorization / memorized", "memorization / score"]}
+PANELS = {
+    "heldout": ["demo-parc-128 / loss", "demo-parc-128 / perplexity"],
+    "memorization": ["memorization / memorized", "memorization / score"],
+}
 
 
 def results_table(directory):
@@ -30,14 +33,38 @@ def results_table(directory):
             for step in STEPS:
                 loss = 7.0 - np.log1p(step) * (0.5 if arch == "pythia" else 0.4) + rng.normal(0, 0.05)
                 rows = []
-                for evaluation, task, metrics in (("heldout", "demo-parc-128", {"loss": loss, "perplexity": np.exp(loss)}),
-                                                  ("memorization", "memorization",
-                                                   {"memorized": (step + 1) / 100 * rng.uniform(), "score": (step + 1) / 20 * rng.uniform()})):
-                    rows = [{"arch": arch, "size": "tiny", "seed": seed, "shard": 0, "data_seed": None, "step": step,
-                             "tokens": step * 2048, "evaluation": evaluation, "task": task, "metric": m, "value": v,
-                             "stderr": np.nan, "n": 64, "source": f"/runs/{arch}-seed{seed}-shard0",
-                             "revision": f"checkpoint-{step}", "commit": "x", "parc_version": "0", "lm_eval_version": None,
-                             "task_version": None} for m, v in metrics.items()]
+                for evaluation, task, metrics in (
+                    ("heldout", "demo-parc-128", {"loss": loss, "perplexity": np.exp(loss)}),
+                    (
+                        "memorization",
+                        "memorization",
+                        {"memorized": (step + 1) / 100 * rng.uniform(), "score": (step + 1) / 20 * rng.uniform()},
+                    ),
+                ):
+                    rows = [
+                        {
+                            "arch": arch,
+                            "size": "tiny",
+                            "seed": seed,
+                            "shard": 0,
+                            "data_seed": None,
+                            "step": step,
+                            "tokens": step * 2048,
+                            "evaluation": evaluation,
+                            "task": task,
+                            "metric": m,
+                            "value": v,
+                            "stderr": np.nan,
+                            "n": 64,
+                            "source": f"/runs/{arch}-seed{seed}-shard0",
+                            "revision": f"checkpoint-{step}",
+                            "commit": "x",
+                            "parc_version": "0",
+                            "lm_eval_version": None,
+                            "task_version": None,
+                        }
+                        for m, v in metrics.items()
+                    ]
                     table.write(f"{arch}{seed}{step}{evaluation}", pd.DataFrame(rows))
     table.publish()
     return pd.read_parquet(directory / "results.parquet")
@@ -72,7 +99,9 @@ def test_plot_evals_one_panel_per_task_metric_with_t_bands(tmp_path):
     assert result.returncode == 0, result.stderr
     for evaluation in PANELS:
         pixels = image.imread(tmp_path / "figures" / f"evals-{evaluation}.png")
-        assert pixels.shape[1] == pytest.approx(2 * 4.6 * 120, abs=2) and pixels.shape[0] == pytest.approx(3.6 * 120, abs=2)
+        assert pixels.shape[1] == pytest.approx(2 * 4.6 * 120, abs=2) and pixels.shape[0] == pytest.approx(
+            3.6 * 120, abs=2
+        )
         assert pixels[..., :3].std() > 0.05  # something is drawn
         assert (tmp_path / "figures" / f"evals-{evaluation}.pdf").read_bytes()[:5] == b"%PDF-"
 
@@ -87,7 +116,12 @@ def test_learning_curves_of_a_grid_with_seed_bands(tmp_path):
     rng = np.random.default_rng(1)
     for arch in ARCHS:
         for seed in SEEDS:
-            write_run(tmp_path / "runs" / f"{arch}-seed{seed}-shard0", arch, seed, 7 - np.log1p(np.arange(12)) + rng.normal(0, 0.1, 12))
+            write_run(
+                tmp_path / "runs" / f"{arch}-seed{seed}-shard0",
+                arch,
+                seed,
+                7 - np.log1p(np.arange(12)) + rng.normal(0, 0.1, 12),
+            )
     curves = learning_curves.learning_curves(learning_curves.find_runs([str(tmp_path / "runs")]))
     assert sorted(curves["arch"].unique()) == sorted(ARCHS) and sorted(curves["seed"].unique()) == list(SEEDS)
     fig = learning_curves.curves_figure(curves, x="tokens")
@@ -98,9 +132,14 @@ def test_learning_curves_of_a_grid_with_seed_bands(tmp_path):
     assert image.imread(tmp_path / "figures" / "curves.png").shape[1] == pytest.approx(4.6 * 120, abs=2)
 
 
-@pytest.mark.parametrize("args, message", [(["evals", "{empty}"], "error: no results.parquet"),
-                                           (["evals", "{evals}", "band=sd"], "error: band='sd'"),
-                                           (["curves", "{empty}"], "error: no metrics.jsonl")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evals", "{empty}"], "error: no results.parquet"),
+        (["evals", "{evals}", "band=sd"], "error: band='sd'"),
+        (["curves", "{empty}"], "error: no metrics.jsonl"),
+    ],
+)
 def test_plot_bad_input(tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     results_table(tmp_path / "evals") if "{evals}" in args else None

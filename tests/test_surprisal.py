@@ -8,17 +8,27 @@ import os
 import numpy as np
 import pytest
 
-from conftest import run_cli
-from parc.study.phases.surprisal_reference import loop_all
 from parc.study.phases.stimuli import parse_marked
 from parc.study.phases.surprisal import StimulusEncoder, batches_by_length, score
+from parc.study.phases.surprisal_reference import loop_all
+
+from conftest import run_cli
 
 # Multi-token targets, punctuation, apostrophes, a first-word target, digits, non-ASCII, an escaped tab.
-LINES = ["The flat unraised spirits that *hath*", "He said, \"go!\" and then *didn't*", "*Hello*",
-         "What duty they do owe *their*", "Fire that's closest kept burns *most*", "O, what a *rogue!*",
-         "The price was $4.99, or *€3.50*", "I'll not *o'er-reach'd?*", "Tabs\\tand *tabs*",
-         "Antidisestablishmentarianism is a *supercalifragilisticexpialidocious*", "And so *on;*",
-         "Is this a dagger which I see before me, the handle toward my *hand?*"]
+LINES = [
+    "The flat unraised spirits that *hath*",
+    'He said, "go!" and then *didn\'t*',
+    "*Hello*",
+    "What duty they do owe *their*",
+    "Fire that's closest kept burns *most*",
+    "O, what a *rogue!*",
+    "The price was $4.99, or *€3.50*",
+    "I'll not *o'er-reach'd?*",
+    "Tabs\\tand *tabs*",
+    "Antidisestablishmentarianism is a *supercalifragilisticexpialidocious*",
+    "And so *on;*",
+    "Is this a dagger which I see before me, the handle toward my *hand?*",
+]
 
 
 @pytest.fixture(scope="module")

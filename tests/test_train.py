@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_cli_cases, run_cli, short_run, train
+from conftest import run_cli, run_cli_cases, short_run, train
 
 ARCHS = ["pythia", "mamba", "rwkv"]
 
@@ -39,8 +39,9 @@ def demo_runs(demo_root, tmp_path_factory):
     """12-step demo runs of every arch (the fewest steps whose loss falls > 0.5 for all three), trained by
     parc.train's command line in one interpreter, in turn (imports dominate a tiny run): arch -> (out, result)."""
     outs = {arch: tmp_path_factory.mktemp("demo") / arch for arch in ARCHS}
-    results = run_cli_cases("parc.train", [short_run(demo_root, outs[arch], f"arch={arch}", steps=12, every=6)
-                                           for arch in ARCHS])
+    results = run_cli_cases(
+        "parc.train", [short_run(demo_root, outs[arch], f"arch={arch}", steps=12, every=6) for arch in ARCHS]
+    )
     return {arch: (outs[arch], result) for arch, result in zip(ARCHS, results)}
 
 
@@ -112,8 +113,10 @@ BAD_INPUT = [
 def refusals(tmp_path_factory):
     """Every BAD_INPUT case through parc.train's command line, in one interpreter, each with its own empty root."""
     roots = [tmp_path_factory.mktemp("bad") for _ in BAD_INPUT]
-    cases = [["experiment=demo", f"paths.root={root}", f"output_dir={root / 'out'}", *overrides]
-             for root, (overrides, _) in zip(roots, BAD_INPUT)]
+    cases = [
+        ["experiment=demo", f"paths.root={root}", f"output_dir={root / 'out'}", *overrides]
+        for root, (overrides, _) in zip(roots, BAD_INPUT)
+    ]
     return list(zip(roots, run_cli_cases("parc.train", cases)))
 
 
@@ -128,11 +131,14 @@ def test_missing_data_and_an_unwritable_output_dir_are_refused(demo_root, tmp_pa
     empty, beside_file = tmp_path / "empty", tmp_path / "beside-file"
     empty.mkdir(), beside_file.mkdir()
     (beside_file / "file.txt").write_text("x")
-    missing, under_a_file, in_proc = run_cli_cases("parc.train", [  # in one interpreter: their cost is the imports
-        ["data=openwebtext", "trainer.max_steps=2", f"paths.root={empty}"],
-        short_run(demo_root, beside_file / "file.txt" / "run"),
-        short_run(demo_root, Path("/proc/parc-run")),
-    ])
+    missing, under_a_file, in_proc = run_cli_cases(
+        "parc.train",
+        [  # in one interpreter: their cost is the imports
+            ["data=openwebtext", "trainer.max_steps=2", f"paths.root={empty}"],
+            short_run(demo_root, beside_file / "file.txt" / "run"),
+            short_run(demo_root, Path("/proc/parc-run")),
+        ],
+    )
     assert_refused(missing, "python -m parc.prepare")
     assert list(empty.iterdir()) == []
     assert_refused(under_a_file, "cannot write output_dir")
@@ -163,6 +169,6 @@ def test_keep_train_states_prunes_optimizer_state_but_keeps_weights(demo_root, t
 @pytest.mark.slow
 def test_wandb_offline_logs_the_run(demo_root, tmp_path):
     out = tmp_path / "run"
-    train(*short_run(demo_root, out, "logger=wandb", steps=3, every=3), )
+    train(*short_run(demo_root, out, "logger=wandb", steps=3, every=3))
     runs = list(out.glob("wandb/offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from conftest import run_cli
 from test_integrity import run  # noqa: F401  (the fixture: a run with real checkpoints 0, 1, 2)
+
+from conftest import run_cli
 
 
 def test_a_grid_is_checked_and_damage_is_reported(run, tmp_path):

@@ -39,8 +39,13 @@ def purpose(path: Path) -> str:
 
 def usage() -> str:
     rows = [f"  {name:<10} {purpose(path)}" for name, path in commands().items()]
-    return "\n".join(["usage: parc <command> [arguments]   (= python -m parc.<command> [arguments])\n\ncommands:",
-                      *rows, "\nparc <command> --help shows a command's own arguments."])
+    return "\n".join(
+        [
+            "usage: parc <command> [arguments]   (= python -m parc.<command> [arguments])\n\ncommands:",
+            *rows,
+            "\nparc <command> --help shows a command's own arguments.",
+        ]
+    )
 
 
 @exit_on_error

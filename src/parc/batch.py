@@ -16,11 +16,18 @@ from typing import List, Optional
 from parc.cli import REQUIRED, Command, Key
 from parc.errors import exit_on_error
 
-COMMAND = Command("parc.batch", __doc__, overrides=True, example="python -m parc.batch experiment=demo step=1",
-                  keys=(Key("step", int, REQUIRED, "the optimizer update (1-based) whose batch to show"),
-                        Key("out", Path, None, "save the batch as .npy here instead of printing it"),
-                        Key("decode", bool, False, "print the text instead of token ids"),
-                        Key("run", Path, None, "a run's output_dir: its own config and recorded data")))
+COMMAND = Command(
+    "parc.batch",
+    __doc__,
+    overrides=True,
+    example="python -m parc.batch experiment=demo step=1",
+    keys=(
+        Key("step", int, REQUIRED, "the optimizer update (1-based) whose batch to show"),
+        Key("out", Path, None, "save the batch as .npy here instead of printing it"),
+        Key("decode", bool, False, "print the text instead of token ids"),
+        Key("run", Path, None, "a run's output_dir: its own config and recorded data"),
+    ),
+)
 
 
 @exit_on_error

@@ -18,10 +18,16 @@ from typing import List, Optional
 from parc.cli import Command, Key, Paths
 from parc.errors import exit_on_error
 
-COMMAND = Command("parc.card", __doc__, paths=Paths("run output_dir"),
-                  example="python -m parc.card runs/parc/pythia-seed0-shard0",
-                  keys=(Key("out", Path, None, "where README.md and loss_curve.png go (default the run directory)"),
-                        Key("evals", Path, None, "parc.evaluate's out= (default <run>/../evals)")))
+COMMAND = Command(
+    "parc.card",
+    __doc__,
+    paths=Paths("run output_dir"),
+    example="python -m parc.card runs/parc/pythia-seed0-shard0",
+    keys=(
+        Key("out", Path, None, "where README.md and loss_curve.png go (default the run directory)"),
+        Key("evals", Path, None, "parc.evaluate's out= (default <run>/../evals)"),
+    ),
+)
 
 
 @exit_on_error

@@ -25,9 +25,11 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: every 
 def check_config_dir(directory: Path) -> Path:
     """The config directory, or a one-line error when the install lacks it (checked before any composition)."""
     if not (directory / "train.yaml").is_file():
-        raise ParcError(f"parc's config directory {directory} is missing or incomplete (no train.yaml): the "
-                        "install is broken; reinstall parc (pip install --force-reinstall parc, or pip install -e . "
-                        "in a checkout)")
+        raise ParcError(
+            f"parc's config directory {directory} is missing or incomplete (no train.yaml): the "
+            "install is broken; reinstall parc (pip install --force-reinstall parc, or pip install -e . "
+            "in a checkout)"
+        )
     return directory
 
 
@@ -49,6 +51,7 @@ class ArchConfig:
 @dataclass
 class CanaryConfig:
     """Canaries overwriting seeded rows of the data plan (parc.data.canaries); seed=null: none."""
+
     seed: Optional[int] = None  # the canary generator's seed (tokens and placement); null: no canaries
     per_group: int = 8  # canaries per (window, repetition count) group
     repeats: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])  # copies of each canary in a group
@@ -102,13 +105,17 @@ class TrainerConfig:
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.1
-    weight_decay_rule: str = "transformers"  # which tensors decay: transformers (installed) | hf4.50 (parc.training.optim)
+    weight_decay_rule: str = (
+        "transformers"  # which tensors decay: transformers (installed) | hf4.50 (parc.training.optim)
+    )
     warmup_steps: Optional[int] = 100  # null when warmup_fraction gives it; longer than max_steps is refused
     warmup_fraction: Optional[float] = None  # GPT-NeoX's `warmup`: this share of max_steps (Pythia: 0.01)
     lr_schedule: str = "cosine"  # cosine | linear | constant (transformers' schedules) | neox (GPT-NeoX v1.0)
     min_lr: float = 0.0  # the floor of lr_schedule=neox
     grad_clip: float = 1.0
-    loss_normalization: str = "tokens"  # tokens (mean over predicted tokens, transformers 5) | hf4 (see parc.training.loss)
+    loss_normalization: str = (
+        "tokens"  # tokens (mean over predicted tokens, transformers 5) | hf4 (see parc.training.loss)
+    )
     ignore_eos_labels: bool = True  # as Parc's collator (pad = eos): labels equal to eos are not predicted
     precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + dynamic loss scaling; CUDA only)
     strategy: str = "ddp"  # ddp (replicated) | fsdp (FSDP2 full shard through Accelerate)
@@ -133,7 +140,9 @@ class HubConfig:
     mode: str = "online"  # online | offline (stage locally; push later with python -m parc.sync)
     private: bool = True
     push_train_state: bool = True
-    queue_size: Optional[int] = None  # revisions waiting before training waits too; None: never (the journal holds them)
+    queue_size: Optional[int] = (
+        None  # revisions waiting before training waits too; None: never (the journal holds them)
+    )
     branch: str = "checkpoint-{N}"  # Hub branch of each revision; {N} = the step (Pythia: "step{N}")
     retry_initial_s: float = 1.0  # first wait after a transient failure (5xx, 429, dropped connection)
     retry_max_s: float = 60.0  # the wait doubles up to this (a 429's Retry-After is honoured beyond it)
@@ -163,6 +172,7 @@ class PathsConfig:
 @dataclass
 class InterventionConfig:
     """A change of the data plan from step `step` on (parc.data.edits); chosen by intervention=<name>."""
+
     name: str = "none"  # none | reshuffle | block_swap | drop | token_map | canaries
     step: Optional[int] = None  # steps after it change; null: the branch_from checkpoint's step
     seed: int = 0  # reshuffle: the seed of the new order of the remaining sequences
@@ -185,7 +195,9 @@ class TrainConfig:
     run_name: str = "parc"
     output_dir: str = "${paths.output_root}/${run_name}/${arch.name}-seed${seed}-shard${data.shard}"
     resume: str = "auto"  # auto | none | checkpoint-N | <path> | hub:<revision> | neox:<raw GPT-NeoX checkpoint>
-    init_from: Optional[str] = None  # new run from these weights: <checkpoint dir> | hub:<org/name>@<revision> | neox:<dir>
+    init_from: Optional[str] = (
+        None  # new run from these weights: <checkpoint dir> | hub:<org/name>@<revision> | neox:<dir>
+    )
     # an exact branch: weights, optimizer, schedule, RNG and step of checkpoint-k, then `intervention`'s data
     branch_from: Optional[str] = None  # checkpoint-k (of output_dir) | <run dir>/checkpoint-k | hub:<org/name>@<rev>
     intervention: InterventionConfig = field(default_factory=InterventionConfig)
@@ -220,8 +232,10 @@ def read_run_config(run_dir: Path) -> Optional[Dict[str, Any]]:
     try:
         values = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except Exception as exc:  # OmegaConf and yaml raise many types; all say the file is not a config
-        raise ParcError(f"{path} is not a readable config ({type(exc).__name__}): restore it from the run's "
-                        "checkpoints (trainer_state.json holds the same config)") from None
+        raise ParcError(
+            f"{path} is not a readable config ({type(exc).__name__}): restore it from the run's "
+            "checkpoints (trainer_state.json holds the same config)"
+        ) from None
     if not isinstance(values, dict):
         raise ParcError(f"{path} is not a run config (no keys): restore it from the run's checkpoints")
     return values

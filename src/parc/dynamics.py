@@ -27,17 +27,34 @@ from parc.errors import exit_on_error
 
 OUT = Key("out", Path, None, "where tables and figures go")
 RUNS = Key("runs", str, REQUIRED, "run dirs, grid roots or hub:<org/name>[@<revision>], comma-separated")
-COMMAND = Command("parc.dynamics", __doc__, example="python -m parc.dynamics noise evals=runs/demo/evals", subcommands=(
-    Command("noise", keys=(Key("evals", Path, REQUIRED, "the out= directory of parc.evaluate"), OUT)),
-    Command("similarity", overrides=True, keys=(
-        RUNS, Key("steps", INTS, None, "checkpoints (default all)"), Key("pattern", str, None, "as parc.evaluate's"),
-        Key("pairs", STRS, ["steps", "seeds", "archs"], "which pairs to compare", ("steps", "seeds", "archs")),
-        Key("layers", str, "diagonal", "layer i with layer i, or every pair", ("diagonal", "all")),
-        Key("sequences", int, 32, "held-out sequences"), Key("max_tokens", int, 4096, "tokens per sequence"), OUT)),
-    Command("diffs", keys=(RUNS, Key("branch", str, None, "branch template of the repo's revisions"),
-                           Key("tolerance", float, None, "relative change below which revisions count as equal"), OUT)),
-    Command("outliers", keys=(RUNS, Key("evals", Path, None, "parc.evaluate's out= directory"),
-                              Key("k", float, 6.0, "robust SDs from the seeds' median that flag a curve"), OUT))))
+TOLERANCE = Key("tolerance", float, None, "relative change below which revisions count as equal")
+K = Key("k", float, 6.0, "robust SDs from the seeds' median that flag a curve")
+COMMAND = Command(
+    "parc.dynamics",
+    __doc__,
+    example="python -m parc.dynamics noise evals=runs/demo/evals",
+    subcommands=(
+        Command("noise", keys=(Key("evals", Path, REQUIRED, "the out= directory of parc.evaluate"), OUT)),
+        Command(
+            "similarity",
+            overrides=True,
+            keys=(
+                RUNS,
+                Key("steps", INTS, None, "checkpoints (default all)"),
+                Key("pattern", str, None, "as parc.evaluate's"),
+                Key("pairs", STRS, ["steps", "seeds", "archs"], "which pairs to compare", ("steps", "seeds", "archs")),
+                Key("layers", str, "diagonal", "layer i with layer i, or every pair", ("diagonal", "all")),
+                Key("sequences", int, 32, "held-out sequences"),
+                Key("max_tokens", int, 4096, "tokens per sequence"),
+                OUT,
+            ),
+        ),
+        Command(
+            "diffs", keys=(RUNS, Key("branch", str, None, "branch template of the repo's revisions"), TOLERANCE, OUT)
+        ),
+        Command("outliers", keys=(RUNS, Key("evals", Path, None, "parc.evaluate's out= directory"), K, OUT)),
+    ),
+)
 
 
 @exit_on_error
@@ -45,15 +62,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = COMMAND.parse(argv)
     from parc.study import run_diffs, run_noise, run_outliers, run_similarity
 
-    if args.subcommand == "noise":
-        run_noise(args.evals, args.out)
-    elif args.subcommand == "similarity":
-        run_similarity(args.runs, args.overrides, args.steps, args.pattern, args.pairs, args.layers, args.sequences,
-                       args.max_tokens, args.out)
-    elif args.subcommand == "diffs":
-        run_diffs(args.runs, args.branch, args.tolerance, args.out)
-    else:
-        run_outliers(args.runs, args.evals, args.k, args.out)
+    run = {"noise": run_noise, "similarity": run_similarity, "diffs": run_diffs, "outliers": run_outliers}
+    overrides = {"overrides": args.overrides} if args.subcommand == "similarity" else {}
+    run[args.subcommand](**args.values, **overrides)  # each key is the parameter of that name, typed by its Key
 
 
 if __name__ == "__main__":

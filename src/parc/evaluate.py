@@ -23,13 +23,19 @@ from parc.cli import INTS, REQUIRED, Command, Key
 from parc.errors import exit_on_error
 
 COMMAND = Command(
-    "parc.evaluate", __doc__, overrides=True, example="python -m parc.evaluate runs=runs/demo",
-    keys=(Key("runs", str, REQUIRED, "run dirs, grid roots, HF model dirs or hub:<org/name>[@<revision>]"),
-          Key("steps", INTS, None, "checkpoints to evaluate (default all)", example="10,20,40"),
-          Key("out", Path, None, "the table's directory (default <root of the first run>/evals)"),
-          Key("pattern", str, None, "regex with named groups arch/size/seed/shard/step, for names without manifests"),
-          Key("part", int, 0, "this task's share of the checkpoints (Slurm arrays)"),
-          Key("num_parts", int, 1, "how many shares")))
+    "parc.evaluate",
+    __doc__,
+    overrides=True,
+    example="python -m parc.evaluate runs=runs/demo",
+    keys=(
+        Key("runs", str, REQUIRED, "run dirs, grid roots, HF model dirs or hub:<org/name>[@<revision>]"),
+        Key("steps", INTS, None, "checkpoints to evaluate (default all)", example="10,20,40"),
+        Key("out", Path, None, "the table's directory (default <root of the first run>/evals)"),
+        Key("pattern", str, None, "regex with named groups arch/size/seed/shard/step, for names without manifests"),
+        Key("part", int, 0, "this task's share of the checkpoints (Slurm arrays)"),
+        Key("num_parts", int, 1, "how many shares"),
+    ),
+)
 
 
 @exit_on_error

@@ -15,16 +15,34 @@ from typing import List, Optional
 from parc.cli import Command, Key, Paths
 from parc.errors import exit_on_error
 
-COMMAND = Command("parc.export", __doc__, subcommands=(
-    Command("rwkv", paths=Paths("<checkpoint dir | hub:org/name@revision> <out.pth>", 2, 2, str),
+COMMAND = Command(
+    "parc.export",
+    __doc__,
+    subcommands=(
+        Command(
+            "rwkv",
+            paths=Paths("<checkpoint dir | hub:org/name@revision> <out.pth>", 2, 2, str),
             keys=(Key("dtype", str, None, "cast the weights (default: as trained)", ("fp32", "fp16", "bf16")),),
             deprecated={"--dtype": "dtype"},
-            example="python -m parc.export rwkv runs/demo/rwkv-seed0-shard0/checkpoint-200 rwkv.pth"),
-    Command("hf", paths=Paths("<raw GPT-NeoX global_stepN dir> <out dir>", 2, 2, str),
-            keys=(Key("dtype", str, None, "fp32 masters (default) or fp16 (as the published HF branches)",
-                      ("fp32", "fp16")),),
-            example="python -m parc.export hf neox-ckpt-pythia-160m/global_step1000 pythia-160m-step1000 dtype=fp16")),
-    example="python -m parc.export rwkv runs/demo/rwkv-seed0-shard0/checkpoint-200 rwkv.pth")
+            example="python -m parc.export rwkv runs/demo/rwkv-seed0-shard0/checkpoint-200 rwkv.pth",
+        ),
+        Command(
+            "hf",
+            paths=Paths("<raw GPT-NeoX global_stepN dir> <out dir>", 2, 2, str),
+            keys=(
+                Key(
+                    "dtype",
+                    str,
+                    None,
+                    "fp32 masters (default) or fp16 (as the published HF branches)",
+                    ("fp32", "fp16"),
+                ),
+            ),
+            example="python -m parc.export hf neox-ckpt-pythia-160m/global_step1000 pythia-160m-step1000 dtype=fp16",
+        ),
+    ),
+    example="python -m parc.export rwkv runs/demo/rwkv-seed0-shard0/checkpoint-200 rwkv.pth",
+)
 
 
 @exit_on_error

@@ -22,16 +22,33 @@ from typing import List, Optional
 from parc.cli import INTS, STRS, Command, Key
 from parc.errors import exit_on_error
 
-KEYS = (Key("root", Path, None, "the run directory (default <paths.output_root>/<run_name>)"),
-        Key("archs", STRS, None, "architectures (default pythia,mamba,rwkv)"),
-        Key("seeds", INTS, [0, 1, 2, 3, 4, 5], "seeds, e.g. 0-5 or 0,1 or 0-2,5"),
-        Key("stale_after", float, 1800.0, "seconds without a write after which an unfinished run counts as stalled"),
-        Key("outlier_k", float, 6.0, "flag a run whose loss leaves the other seeds' median by more than k robust "
-            "SDs (MAD) at some step; 0: off"),
-        Key("json", bool, False, "print JSON instead of a table"))
-COMMAND = Command("parc.grid", __doc__, example="python -m parc.grid status experiment=demo seeds=0-2", subcommands=(
-    Command("status", keys=KEYS, overrides=True, example="python -m parc.grid status experiment=demo seeds=0-2",
-            deprecated={"--" + key.name.replace("_", "-"): key.name for key in KEYS}),))
+KEYS = (
+    Key("root", Path, None, "the run directory (default <paths.output_root>/<run_name>)"),
+    Key("archs", STRS, None, "architectures (default pythia,mamba,rwkv)"),
+    Key("seeds", INTS, [0, 1, 2, 3, 4, 5], "seeds, e.g. 0-5 or 0,1 or 0-2,5"),
+    Key("stale_after", float, 1800.0, "seconds without a write after which an unfinished run counts as stalled"),
+    Key(
+        "outlier_k",
+        float,
+        6.0,
+        "flag a run whose loss leaves the other seeds' median by more than k robust SDs (MAD) at some step; 0: off",
+    ),
+    Key("json", bool, False, "print JSON instead of a table"),
+)
+COMMAND = Command(
+    "parc.grid",
+    __doc__,
+    example="python -m parc.grid status experiment=demo seeds=0-2",
+    subcommands=(
+        Command(
+            "status",
+            keys=KEYS,
+            overrides=True,
+            example="python -m parc.grid status experiment=demo seeds=0-2",
+            deprecated={"--" + key.name.replace("_", "-"): key.name for key in KEYS},
+        ),
+    ),
+)
 
 
 @exit_on_error

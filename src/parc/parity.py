@@ -14,9 +14,16 @@ from typing import List, Optional
 from parc.cli import Command, Key
 from parc.errors import EXIT_CHECK_FAILED, exit_on_error
 
-COMMAND = Command("parc.parity", __doc__, overrides=True, example="python -m parc.parity arch=pythia steps=50",
-                  keys=(Key("steps", int, 50, "optimizer steps on each side"),
-                        Key("tolerance", float, 1e-4, "the largest relative loss difference that passes")))
+COMMAND = Command(
+    "parc.parity",
+    __doc__,
+    overrides=True,
+    example="python -m parc.parity arch=pythia steps=50",
+    keys=(
+        Key("steps", int, 50, "optimizer steps on each side"),
+        Key("tolerance", float, 1e-4, "the largest relative loss difference that passes"),
+    ),
+)
 
 
 @exit_on_error

@@ -10,12 +10,18 @@ from typing import List, Optional
 from parc.cli import Command, Key
 from parc.errors import exit_on_error
 
-COMMAND = Command("parc.phases", __doc__, example="python -m parc.phases runs=runs/demo",
-                  keys=(Key("runs", str, None, "runs or a grid root (their analysis is <root>/analysis)"),
-                        Key("out", Path, None, "the analysis directory (default <root of runs>/analysis)"),
-                        Key("stimuli", str, None, "the stimulus set scored (when out= holds several)"),
-                        Key("vectors", Path, None, "fastText vectors (.bin or .vec; default <out>/fasttext.bin)")),
-                  deprecated={"phases.vectors": "vectors"})
+COMMAND = Command(
+    "parc.phases",
+    __doc__,
+    example="python -m parc.phases runs=runs/demo",
+    keys=(
+        Key("runs", str, None, "runs or a grid root (their analysis is <root>/analysis)"),
+        Key("out", Path, None, "the analysis directory (default <root of runs>/analysis)"),
+        Key("stimuli", str, None, "the stimulus set scored (when out= holds several)"),
+        Key("vectors", Path, None, "fastText vectors (.bin or .vec; default <out>/fasttext.bin)"),
+    ),
+    deprecated={"phases.vectors": "vectors"},
+)
 
 
 @exit_on_error

@@ -19,15 +19,27 @@ from typing import List, Optional
 from parc.cli import Command, Key, Paths
 from parc.errors import exit_on_error
 
-BANDED = (Key("out", Path, Path("figures"), "directory for the PNG and PDF files"),
-          Key("band", str, "t95", "t95 (mean, 95 % t-interval) or iqr (median, IQR)", ("t95", "iqr")),
-          Key("x", str, "step", "the x axis", ("step", "tokens")))
+BANDED = (
+    Key("out", Path, Path("figures"), "directory for the PNG and PDF files"),
+    Key("band", str, "t95", "t95 (mean, 95 % t-interval) or iqr (median, IQR)", ("t95", "iqr")),
+    Key("x", str, "step", "the x axis", ("step", "tokens")),
+)
 OLD = {"--out": "out", "--band": "band", "--x": "x"}
-COMMAND = Command("parc.plot", __doc__, example="python -m parc.plot runs/demo out=loss.png", subcommands=(
-    Command("", paths=Paths("output_dir", 1, None, str), deprecated={"--out": "out"},
-            keys=(Key("out", Path, Path("loss.png"), "image file to write"),)),
-    Command("curves", paths=Paths("runs or grid root", 1, None, str), keys=BANDED, deprecated=OLD),
-    Command("evals", paths=Paths("evals dir"), keys=BANDED, deprecated=OLD)))
+COMMAND = Command(
+    "parc.plot",
+    __doc__,
+    example="python -m parc.plot runs/demo out=loss.png",
+    subcommands=(
+        Command(
+            "",
+            paths=Paths("output_dir", 1, None, str),
+            deprecated={"--out": "out"},
+            keys=(Key("out", Path, Path("loss.png"), "image file to write"),),
+        ),
+        Command("curves", paths=Paths("runs or grid root", 1, None, str), keys=BANDED, deprecated=OLD),
+        Command("evals", paths=Paths("evals dir"), keys=BANDED, deprecated=OLD),
+    ),
+)
 
 
 @exit_on_error

@@ -17,17 +17,27 @@ from parc.cli import Command, Key, Paths
 from parc.errors import EXIT_CHECK_FAILED, exit_on_error
 
 COMMAND = Command(
-    "parc.revisions", __doc__, paths=Paths("repo_id", 0, 1, str),
-    keys=(Key("json", bool, False, "one JSON object instead of a table"),
-          Key("branch", str, None, "branch name template, e.g. step{N} (default: the one the repo's branches follow)"),
-          Key("audit", bool, False, "check every revision's files against its manifest (sha256), duplicates, main "
-              "vs the final step; exit 1 when something is wrong"),
-          Key("diffs", bool, False, "also stream every revision's weights: per-layer change, suspicious revisions"),
-          Key("local", Path, None, "the run's output_dir: compare with its checkpoints"),
-          Key("repair", bool, False, "re-push what the audit finds wrong (needs local=)"),
-          Key("grid", Path, None, "audit every run under this grid root (not with a repo_id)")),
+    "parc.revisions",
+    __doc__,
+    paths=Paths("repo_id", 0, 1, str),
+    keys=(
+        Key("json", bool, False, "one JSON object instead of a table"),
+        Key("branch", str, None, "branch name template, e.g. step{N} (default: the one the repo's branches follow)"),
+        Key(
+            "audit",
+            bool,
+            False,
+            "check every revision's files against its manifest (sha256), duplicates, main "
+            "vs the final step; exit 1 when something is wrong",
+        ),
+        Key("diffs", bool, False, "also stream every revision's weights: per-layer change, suspicious revisions"),
+        Key("local", Path, None, "the run's output_dir: compare with its checkpoints"),
+        Key("repair", bool, False, "re-push what the audit finds wrong (needs local=)"),
+        Key("grid", Path, None, "audit every run under this grid root (not with a repo_id)"),
+    ),
     deprecated={f"--{name}": name for name in ("json", "branch", "audit", "diffs", "local", "repair", "grid")},
-    example="python -m parc.revisions EleutherAI/pythia-160m audit=true")
+    example="python -m parc.revisions EleutherAI/pythia-160m audit=true",
+)
 
 
 @exit_on_error

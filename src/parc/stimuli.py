@@ -13,13 +13,20 @@ from typing import List, Optional
 from parc.cli import INTS, Command, Key
 from parc.errors import exit_on_error
 
-COMMAND = Command("parc.stimuli", __doc__, overrides=True, example="python -m parc.stimuli data=demo train=200",
-                  keys=(Key("out", Path, None, "the .stims file to write (default stimuli/<data.name>.stims)"),
-                        Key("train", int, None, "stimuli in the training split (default 1000)"),
-                        Key("val", int, None, "stimuli in the validation split (default 500)"),
-                        Key("test", int, None, "stimuli in the test split (default 500)"),
-                        Key("sample_seed", int, None, "seed of the sampling (default the paper's)"),
-                        Key("shards", INTS, None, "leave out the text of these data shards (their runs train on it)")))
+COMMAND = Command(
+    "parc.stimuli",
+    __doc__,
+    overrides=True,
+    example="python -m parc.stimuli data=demo train=200",
+    keys=(
+        Key("out", Path, None, "the .stims file to write (default stimuli/<data.name>.stims)"),
+        Key("train", int, None, "stimuli in the training split (default 1000)"),
+        Key("val", int, None, "stimuli in the validation split (default 500)"),
+        Key("test", int, None, "stimuli in the test split (default 500)"),
+        Key("sample_seed", int, None, "seed of the sampling (default the paper's)"),
+        Key("shards", INTS, None, "leave out the text of these data shards (their runs train on it)"),
+    ),
+)
 
 
 def demo_defaults(overrides: List[str]) -> List[str]:
@@ -37,7 +44,9 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     cfg = compose(demo_defaults(args.overrides))
     validate(cfg)
-    sizes = {split: size if getattr(args, split) is None else getattr(args, split) for split, size in DEFAULT_SIZES.items()}
+    sizes = {
+        split: size if getattr(args, split) is None else getattr(args, split) for split, size in DEFAULT_SIZES.items()
+    }
     out = args.out or Path(f"stimuli/{cfg.data.name}.stims")
     seed = PAPER_SEED if args.sample_seed is None else args.sample_seed
     print(build_stimuli(cfg, out, sizes, seed, args.shards or []).summary, flush=True)

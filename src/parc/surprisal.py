@@ -13,13 +13,18 @@ from parc.cli import INTS, REQUIRED, Command, Key
 from parc.errors import ParcError, exit_on_error
 
 COMMAND = Command(
-    "parc.surprisal", __doc__, example="python -m parc.surprisal stimuli=stimuli/demo.stims runs=runs/demo",
-    keys=(Key("stimuli", str, REQUIRED, "stimulus sets, comma-separated (.stims or the paper's TSV)"),
-          Key("runs", str, REQUIRED, "run dirs, grid roots or hub:<org/name>[@<revision>], comma-separated"),
-          Key("steps", INTS, None, "checkpoints to score (default every one)", example="10,20,40"),
-          Key("out", Path, None, "where the tables go (default <root of the first run>/analysis)"),
-          Key("batch_tokens", int, 8192, "tokens per forward pass"),
-          Key("device", str, "auto", "where to run", ("auto", "cpu", "cuda"))))
+    "parc.surprisal",
+    __doc__,
+    example="python -m parc.surprisal stimuli=stimuli/demo.stims runs=runs/demo",
+    keys=(
+        Key("stimuli", str, REQUIRED, "stimulus sets, comma-separated (.stims or the paper's TSV)"),
+        Key("runs", str, REQUIRED, "run dirs, grid roots or hub:<org/name>[@<revision>], comma-separated"),
+        Key("steps", INTS, None, "checkpoints to score (default every one)", example="10,20,40"),
+        Key("out", Path, None, "where the tables go (default <root of the first run>/analysis)"),
+        Key("batch_tokens", int, 8192, "tokens per forward pass"),
+        Key("device", str, "auto", "where to run", ("auto", "cpu", "cuda")),
+    ),
+)
 
 
 @exit_on_error

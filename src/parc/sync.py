@@ -12,9 +12,14 @@ from typing import List, Optional
 from parc.cli import Command, Key, Paths
 from parc.errors import exit_on_error
 
-COMMAND = Command("parc.sync", __doc__, paths=Paths("output_dir"),
-                  keys=(Key("dry_run", bool, False, "list what would be pushed, push nothing"),),
-                  deprecated={"--dry-run": "dry_run"}, example="python -m parc.sync runs/parc/pythia-seed0-shard0")
+COMMAND = Command(
+    "parc.sync",
+    __doc__,
+    paths=Paths("output_dir"),
+    keys=(Key("dry_run", bool, False, "list what would be pushed, push nothing"),),
+    deprecated={"--dry-run": "dry_run"},
+    example="python -m parc.sync runs/parc/pythia-seed0-shard0",
+)
 
 
 @exit_on_error

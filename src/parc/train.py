@@ -34,6 +34,7 @@ def run(cfg: DictConfig) -> None:
 
     validate(cfg)  # before the trainer's imports (torch, transformers: seconds), so a refusal is quick
     from parc.training import dry_run_report, log_to_stderr, train
+
     if cfg.dry_run:
         print(dry_run_report(cfg))
         return

@@ -19,11 +19,17 @@ from typing import List, Optional
 from parc.cli import Command, Key, Paths
 from parc.errors import EXIT_CHECK_FAILED, exit_on_error
 
-COMMAND = Command("parc.verify", __doc__, paths=Paths("output_dir | grid root | checkpoint dir"),
-                  keys=(Key("json", bool, False, "print JSON instead of a table"),
-                        Key("size_only", bool, False, "check sizes only, not sha256")),
-                  deprecated={"--json": "json", "--size-only": "size_only"},
-                  example="python -m parc.verify runs/parc size_only=true")
+COMMAND = Command(
+    "parc.verify",
+    __doc__,
+    paths=Paths("output_dir | grid root | checkpoint dir"),
+    keys=(
+        Key("json", bool, False, "print JSON instead of a table"),
+        Key("size_only", bool, False, "check sizes only, not sha256"),
+    ),
+    deprecated={"--json": "json", "--size-only": "size_only"},
+    example="python -m parc.verify runs/parc size_only=true",
+)
 
 
 @exit_on_error

@@ -16,8 +16,17 @@ from omegaconf import OmegaConf
 from parc.archs.spec import ArchSpec, size_preset  # noqa: F401  (public here)
 from parc.errors import ParcError
 
-__all__ = ["NAMES", "ArchSpec", "build_model", "count_parameters", "get_spec", "hf_config", "padded_vocab", "size_preset",
-           "vocab_multiple"]
+__all__ = [
+    "NAMES",
+    "ArchSpec",
+    "build_model",
+    "count_parameters",
+    "get_spec",
+    "hf_config",
+    "padded_vocab",
+    "size_preset",
+    "vocab_multiple",
+]
 NAMES = ("pythia", "mamba", "rwkv")  # the grid's order, as slurm/train_array.sbatch numbers its tasks
 
 
@@ -57,7 +66,9 @@ def hf_config(arch_cfg, vocab_size: int):
     except (TypeError, ValueError) as exc:
         from parc.config import CONFIG_DIR
 
-        raise ParcError(f"arch {arch_cfg.name}: invalid model config value ({exc}); fix {CONFIG_DIR}/arch/{arch_cfg.name}.yaml") from None
+        raise ParcError(
+            f"arch {arch_cfg.name}: invalid model config value ({exc}); fix {CONFIG_DIR}/arch/{arch_cfg.name}.yaml"
+        ) from None
 
 
 def build_model(arch_cfg, vocab_size: int, seed: int, device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -73,10 +73,13 @@ class TorchScanMambaMixer(MambaMixer):
         x, gate = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
         x = self.act(self.conv1d(x)[..., :seq_len])  # conv1d pads kernel-1 on both sides: keep the causal part
         x = apply_mask_to_padding_states(x.transpose(1, 2), attention_mask)
-        time_step, B, C = torch.split(self.x_proj(x), [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], -1)
+        time_step, B, C = torch.split(
+            self.x_proj(x), [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], -1
+        )
         y = selective_scan(
             x.transpose(1, 2),
-            self.dt_proj.weight @ time_step.transpose(1, 2),  # dt_proj's bias is added inside, in fp32, as the kernel does
+            self.dt_proj.weight
+            @ time_step.transpose(1, 2),  # dt_proj's bias is added inside, in fp32, as the kernel does
             -torch.exp(self.A_log.float()),
             B.transpose(1, 2),
             C.transpose(1, 2),

@@ -22,8 +22,12 @@ import torch
 
 from parc.errors import ParcError
 
-INPUT_FAMILY = ("attention.query_key_value.weight", "mlp.dense_h_to_4h.weight", "embed_in.weight",
-                "lm_head.weight")  # NeoX's embed_out (transformers 5 names it lm_head; saves it as embed_out)
+INPUT_FAMILY = (
+    "attention.query_key_value.weight",
+    "mlp.dense_h_to_4h.weight",
+    "embed_in.weight",
+    "lm_head.weight",
+)  # NeoX's embed_out (transformers 5 names it lm_head; saves it as embed_out)
 OUTPUT_FAMILY = ("attention.dense.weight", "mlp.dense_4h_to_h.weight")
 
 
@@ -49,8 +53,10 @@ def family_stds(config, which: str) -> Dict[str, float]:
 def apply_neox_init(model: torch.nn.Module, arch_cfg) -> None:
     """Re-draw every weight of `model` (in named_parameters order, from torch's global generator) as NeoX does."""
     if arch_cfg.name != "pythia":
-        raise ParcError(f"arch.init={arch_cfg.init} is GPT-NeoX's initialisation: it applies to arch=pythia only; "
-                        f"use arch.init=hf with arch={arch_cfg.name}")
+        raise ParcError(
+            f"arch.init={arch_cfg.init} is GPT-NeoX's initialisation: it applies to arch=pythia only; "
+            f"use arch.init=hf with arch={arch_cfg.name}"
+        )
     stds = family_stds(model.config, variant(arch_cfg))
     with torch.no_grad():
         for name, param in model.named_parameters():

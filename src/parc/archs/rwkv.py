@@ -75,7 +75,9 @@ def apply_fast_path(model: torch.nn.Module, mode: str, device: torch.device) -> 
     if mode == "reference":
         install_class(model, [RwkvSelfAttention], RwkvSelfAttention)  # undo an earlier swap
         hub_kernel = modeling_rwkv.rwkv_cuda_kernel is not None and torch.device(device).type == "cuda"
-        return "reference (transformers RwkvSelfAttention, " + ("Hub CUDA kernel)" if hub_kernel else "per-step WKV loop)")
+        return "reference (transformers RwkvSelfAttention, " + (
+            "Hub CUDA kernel)" if hub_kernel else "per-step WKV loop)"
+        )
     install_class(model, [RwkvSelfAttention], ChunkedWkvSelfAttention)
     return "chunked-wkv (parc.kernels.wkv)"
 

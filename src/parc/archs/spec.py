@@ -28,6 +28,8 @@ def size_preset(arch_cfg) -> dict:
         return {}
     presets = arch_cfg.get("sizes") or {}
     if arch_cfg.size not in presets:
-        raise ParcError(f"arch {arch_cfg.name} has no size {arch_cfg.size!r}: choose arch.size= one of "
-                        f"{', '.join(['full', 'tiny', *presets])}")
+        raise ParcError(
+            f"arch {arch_cfg.name} has no size {arch_cfg.size!r}: choose arch.size= one of "
+            f"{', '.join(['full', 'tiny', *presets])}"
+        )
     return OmegaConf.to_container(presets[arch_cfg.size], resolve=True)

@@ -48,8 +48,10 @@ def parse_ints(name: str, text: str, example: str = "0-2,5") -> List[int]:
         if span:
             low, high = int(span.group(1)), int(span.group(2))
             if low > high:
-                raise ParcError(f"{name}={text}: the range {item} runs backwards; write {high}-{low} "
-                                f"(ranges are inclusive, low-high)")
+                raise ParcError(
+                    f"{name}={text}: the range {item} runs backwards; write {high}-{low} "
+                    f"(ranges are inclusive, low-high)"
+                )
             values += range(low, high + 1)
             continue
         try:
@@ -104,8 +106,11 @@ class Key:
 
     def usage(self) -> str:
         value = "|".join(self.choices) if self.choices and self.kind is str else TYPE_WORDS.get(self.kind, "TEXT")
-        default = "required" if self.default is REQUIRED else (
-            "" if self.default in (None, [], "") else f"default {format_value(self.default)}")
+        default = (
+            "required"
+            if self.default is REQUIRED
+            else ("" if self.default in (None, [], "") else f"default {format_value(self.default)}")
+        )
         tail = "; ".join(part for part in (self.help, default) if part)
         return f"  {self.name}={value}".ljust(28) + (f" {tail}" if tail else "")
 
@@ -213,17 +218,21 @@ class Command:
             elif self.overrides and OVERRIDE_KEY.match(key) and (sep or token[:1] == "~"):
                 overrides.append(token)  # a Hydra override (`~key` deletes one)
             elif sep and OWN_KEY.match(key):
-                raise ParcError(f"unknown argument {token!r}: {label} takes {self.takes()} "
-                                f"(e.g. {self.example_line()})")
+                raise ParcError(
+                    f"unknown argument {token!r}: {label} takes {self.takes()} (e.g. {self.example_line()})"
+                )
             elif token.startswith("-") and not token[1:2].isdigit():
-                raise ParcError(f"unknown option {token!r}: {label} takes key=value arguments, {self.takes()} "
-                                f"(e.g. {self.example_line()})")
+                raise ParcError(
+                    f"unknown option {token!r}: {label} takes key=value arguments, {self.takes()} "
+                    f"(e.g. {self.example_line()})"
+                )
             elif self.paths is not None and (self.paths.most is None or len(paths) < self.paths.most):
                 paths.append(self.paths.kind(token))
             else:
                 what = f"more than {self.paths.usage()}" if self.paths else "a path: write key=value"
-                raise ParcError(f"unexpected argument {token!r}: {label} does not take {what} "
-                                f"(e.g. {self.example_line()})")
+                raise ParcError(
+                    f"unexpected argument {token!r}: {label} does not take {what} (e.g. {self.example_line()})"
+                )
         if self.paths is not None and len(paths) < self.paths.least:
             count = f"{self.paths.least} of " if self.paths.least > 1 else ""
             raise ParcError(f"{label} needs {count}{self.paths.usage()} first (e.g. {self.example_line()})")
@@ -264,8 +273,9 @@ class Command:
         missing = [key.name for key in self.keys if key.default is REQUIRED and key.name not in given]
         if missing:
             raise ParcError(f"{missing[0]}= is required for {label} (e.g. {self.example_line()})")
-        defaults = {key.name: list(key.default) if isinstance(key.default, (list, tuple)) else key.default
-                    for key in self.keys}
+        defaults = {
+            key.name: list(key.default) if isinstance(key.default, (list, tuple)) else key.default for key in self.keys
+        }
         return {**defaults, **given}
 
     def usage(self) -> str:
@@ -283,5 +293,4 @@ class Command:
 
 
 def note(old: str, new: str) -> None:
-    print(f"note: {old} is deprecated; use {new} (the old form goes in the next release)", file=sys.stderr,
-          flush=True)
+    print(f"note: {old} is deprecated; use {new} (the old form goes in the next release)", file=sys.stderr, flush=True)

@@ -5,9 +5,21 @@ checks, shards and step numbering. Imports store (crash-safe writes) and the sha
 training or study.
 """
 
-from parc.data.prepare import PrepareReport, ensure_prepared, prepare_data
 from parc.data.location import STREAM_RECORD, check_same_stream, record_stream, recorded_stream_dir
+from parc.data.prepare import PrepareReport, ensure_prepared, prepare_data
 from parc.data.stream import BatchPlan, PackedStream, batch_hash, data_status, open_stream
 
-__all__ = ["BatchPlan", "PackedStream", "PrepareReport", "STREAM_RECORD", "check_same_stream", "record_stream",
-           "recorded_stream_dir", "batch_hash", "data_status", "ensure_prepared", "open_stream", "prepare_data"]
+__all__ = [
+    "BatchPlan",
+    "PackedStream",
+    "PrepareReport",
+    "STREAM_RECORD",
+    "check_same_stream",
+    "record_stream",
+    "recorded_stream_dir",
+    "batch_hash",
+    "data_status",
+    "ensure_prepared",
+    "open_stream",
+    "prepare_data",
+]

@@ -40,13 +40,21 @@ class CanarySpec:
         windows = []
         for window in canaries.windows:
             if len(window) != 2:
-                raise ParcError(f"data.canaries.windows: {list(window)} is not a window; write each as [start,end) "
-                                "steps, e.g. data.canaries.windows=[[200,700],[1400,1900]]")
+                raise ParcError(
+                    f"data.canaries.windows: {list(window)} is not a window; write each as [start,end) "
+                    "steps, e.g. data.canaries.windows=[[200,700],[1400,1900]]"
+                )
             windows.append((int(window[0]), int(window[1])))
         prompt = canaries.get("prompt")
-        return cls(int(canaries.seed), int(canaries.per_group), tuple(int(r) for r in canaries.repeats),
-                   tuple(windows), int(canaries.references), None if prompt is None else tuple(int(t) for t in prompt),
-                   int(canaries.prompt_tokens))
+        return cls(
+            int(canaries.seed),
+            int(canaries.per_group),
+            tuple(int(r) for r in canaries.repeats),
+            tuple(windows),
+            int(canaries.references),
+            None if prompt is None else tuple(int(t) for t in prompt),
+            int(canaries.prompt_tokens),
+        )
 
     @property
     def groups(self) -> List[Tuple[int, int]]:
@@ -61,9 +69,15 @@ class CanarySpec:
         return self.groups[canary // self.per_group]
 
     def record(self) -> dict:
-        return {"seed": self.seed, "per_group": self.per_group, "repeats": list(self.repeats),
-                "windows": [list(w) for w in self.windows], "references": self.references,
-                "prompt": None if self.prompt is None else list(self.prompt), "prompt_tokens": self.prompt_tokens}
+        return {
+            "seed": self.seed,
+            "per_group": self.per_group,
+            "repeats": list(self.repeats),
+            "windows": [list(w) for w in self.windows],
+            "references": self.references,
+            "prompt": None if self.prompt is None else list(self.prompt),
+            "prompt_tokens": self.prompt_tokens,
+        }
 
     def check(self, max_steps: int, global_batch_size: int, seq_len: int, vocab_size: int) -> None:
         """Refuse a spec that cannot be placed in this run, naming the fix (one line each)."""
@@ -71,28 +85,36 @@ class CanarySpec:
             raise ParcError("data.canaries: per_group and every repeats count must be >= 1, references >= 0")
         prompt_len = len(self.prompt) if self.prompt is not None else self.prompt_tokens
         if not 0 <= prompt_len < seq_len:
-            raise ParcError(f"data.canaries: a prompt of {prompt_len} tokens leaves no secret in a row of "
-                            f"{seq_len} tokens; use a prompt shorter than data.seq_len")
+            raise ParcError(
+                f"data.canaries: a prompt of {prompt_len} tokens leaves no secret in a row of "
+                f"{seq_len} tokens; use a prompt shorter than data.seq_len"
+            )
         if self.prompt is not None and any(not 0 <= t < vocab_size for t in self.prompt):
             raise ParcError(f"data.canaries.prompt: token ids must lie in 0..{vocab_size - 1} (data.vocab_size)")
         taken = np.zeros(max_steps * global_batch_size, dtype=bool)
         for w, (start, end) in enumerate(self.windows):
             if not 1 <= start < end <= max_steps + 1:
-                raise ParcError(f"data.canaries.windows: window [{start}, {end}) lies beyond the run (steps 1.."
-                                f"{max_steps}, trainer.max_steps): give 1 <= start < end <= {max_steps + 1}")
+                raise ParcError(
+                    f"data.canaries.windows: window [{start}, {end}) lies beyond the run (steps 1.."
+                    f"{max_steps}, trainer.max_steps): give 1 <= start < end <= {max_steps + 1}"
+                )
             copies = self.per_group * sum(self.repeats)
             rows = (end - start) * global_batch_size
             if copies > rows:
-                where = (f"more canary rows in step {start} ({copies}) than its batch of {global_batch_size}"
-                         if end - start == 1 else
-                         f"window [{start}, {end}) needs {copies} canary rows but holds {end - start} steps x "
-                         f"{global_batch_size} = {rows} rows")
+                where = (
+                    f"more canary rows in step {start} ({copies}) than its batch of {global_batch_size}"
+                    if end - start == 1
+                    else f"window [{start}, {end}) needs {copies} canary rows but holds {end - start} steps x "
+                    f"{global_batch_size} = {rows} rows"
+                )
                 raise ParcError(f"data.canaries: {where}; widen the window, or lower per_group or repeats")
-            taken[(start - 1) * global_batch_size:(end - 1) * global_batch_size] = True
+            taken[(start - 1) * global_batch_size : (end - 1) * global_batch_size] = True
         total = self.per_group * sum(self.repeats) * len(self.windows)
         if total > taken.sum():
-            raise ParcError(f"data.canaries: more canaries ({total} rows) than rows in their windows "
-                            f"({int(taken.sum())}, windows overlap); use disjoint or wider windows")
+            raise ParcError(
+                f"data.canaries: more canaries ({total} rows) than rows in their windows "
+                f"({int(taken.sum())}, windows overlap); use disjoint or wider windows"
+            )
 
 
 def canary_tokens(spec: CanarySpec, ids, seq_len: int, vocab_size: int, eos_token_id: Optional[int]) -> np.ndarray:
@@ -104,8 +126,8 @@ def canary_tokens(spec: CanarySpec, ids, seq_len: int, vocab_size: int, eos_toke
         if spec.prompt is None:
             rows[i] = allowed[rng.integers(0, len(allowed), seq_len)]
         else:
-            rows[i, :len(spec.prompt)] = spec.prompt
-            rows[i, len(spec.prompt):] = allowed[rng.integers(0, len(allowed), seq_len - len(spec.prompt))]
+            rows[i, : len(spec.prompt)] = spec.prompt
+            rows[i, len(spec.prompt) :] = allowed[rng.integers(0, len(allowed), seq_len - len(spec.prompt))]
     return rows
 
 

@@ -47,30 +47,53 @@ class Intervention:
         if section.name not in NAMES:
             raise ParcError(f"intervention={section.name!r} is not one of {', '.join(NAMES)}")
         if section.get("step") is None:
-            raise ParcError(f"intervention={section.name} needs the step it starts after: branch_from=<checkpoint-k> "
-                            "(an exact branch), or intervention.step=k for a run from scratch")
+            raise ParcError(
+                f"intervention={section.name} needs the step it starts after: branch_from=<checkpoint-k> "
+                "(an exact branch), or intervention.step=k for a run from scratch"
+            )
         pairs = []
         for pair in section.token_map:
             if len(pair) != 2:
                 raise ParcError(f"intervention.token_map: {list(pair)} is not a [from, to] pair of token ids")
             pairs.append((int(pair[0]), int(pair[1])))
-        return cls(section.name, int(section.step), int(section.seed), tuple(int(b) for b in section.blocks),
-                   tuple(int(r) for r in section.rows), tuple(pairs))
+        return cls(
+            section.name,
+            int(section.step),
+            int(section.seed),
+            tuple(int(b) for b in section.blocks),
+            tuple(int(r) for r in section.rows),
+            tuple(pairs),
+        )
 
     def record(self) -> dict:
         """What changes the data (stored in the fingerprint, checkpoints and metrics): only this kind's keys."""
-        keys = {"reshuffle": ("seed",), "block_swap": ("blocks",), "drop": ("rows",), "token_map": ("token_map",),
-                "canaries": ()}[self.name]
-        values = {"seed": self.seed, "blocks": list(self.blocks), "rows": list(self.rows),
-                  "token_map": [list(p) for p in self.token_map]}
+        keys = {
+            "reshuffle": ("seed",),
+            "block_swap": ("blocks",),
+            "drop": ("rows",),
+            "token_map": ("token_map",),
+            "canaries": (),
+        }[self.name]
+        values = {
+            "seed": self.seed,
+            "blocks": list(self.blocks),
+            "rows": list(self.rows),
+            "token_map": [list(p) for p in self.token_map],
+        }
         return {"name": self.name, "step": self.step, **{k: values[k] for k in keys}}
 
 
 class PlanEdits:
     """The changes one BatchPlan applies; built by `PlanEdits.build`, None when there are none."""
 
-    def __init__(self, plan, canaries: Optional[CanarySpec], intervention: Optional[Intervention], vocab_size: int,
-                 eos_token_id: Optional[int]):
+    def __init__(
+        self,
+        plan,
+        canaries: Optional[CanarySpec],
+        intervention: Optional[Intervention],
+        vocab_size: int,
+        eos_token_id: Optional[int],
+    ):
         self.canaries, self.intervention = canaries, intervention
         self.vocab_size, self.eos_token_id = vocab_size, eos_token_id
         self.position_map: Optional[np.ndarray] = None
@@ -104,13 +127,18 @@ class PlanEdits:
             tail = k * B + np.random.default_rng([change.seed, k]).permutation(S - k * B)
             self.position_map = np.concatenate([np.arange(k * B, dtype=np.int64), tail])
         elif change.name == "block_swap":
-            if len(change.blocks) != 4 or not k < change.blocks[0] < change.blocks[1] <= change.blocks[2] \
-                    < change.blocks[3] <= N + 1:
-                raise ParcError(f"intervention.blocks={list(change.blocks)}: give [a,b,c,d] with {k} < a < b <= c < d "
-                                f"<= {N + 1} to swap steps [a,b) and [c,d) after step {k}")
+            if (
+                len(change.blocks) != 4
+                or not k < change.blocks[0] < change.blocks[1] <= change.blocks[2] < change.blocks[3] <= N + 1
+            ):
+                raise ParcError(
+                    f"intervention.blocks={list(change.blocks)}: give [a,b,c,d] with {k} < a < b <= c < d "
+                    f"<= {N + 1} to swap steps [a,b) and [c,d) after step {k}"
+                )
             a, b, c, d = ((s - 1) * B for s in change.blocks)
-            self.position_map = np.concatenate([np.arange(0, a), np.arange(c, d), np.arange(b, c), np.arange(a, b),
-                                                np.arange(d, S)]).astype(np.int64)
+            self.position_map = np.concatenate(
+                [np.arange(0, a), np.arange(c, d), np.arange(b, c), np.arange(a, b), np.arange(d, S)]
+            ).astype(np.int64)
         elif change.name == "drop":
             self._drop(plan, change)
         elif change.name == "token_map":
@@ -119,11 +147,15 @@ class PlanEdits:
             self.lut = np.arange(vocab_size, dtype=np.int64)
             for src, dst in change.token_map:
                 if not (0 <= src < vocab_size and 0 <= dst < vocab_size):
-                    raise ParcError(f"intervention.token_map: [{src}, {dst}] has a token id outside 0..{vocab_size - 1}")
+                    raise ParcError(
+                        f"intervention.token_map: [{src}, {dst}] has a token id outside 0..{vocab_size - 1}"
+                    )
                 self.lut[src] = dst
         elif change.name == "canaries" and (self.canaries is None or any(s <= k for s, _ in self.canaries.windows)):
-            raise ParcError(f"intervention=canaries plants data.canaries from step {k}: set data.canaries.seed and "
-                            f"windows that start after step {k}")
+            raise ParcError(
+                f"intervention=canaries plants data.canaries from step {k}: set data.canaries.seed and "
+                f"windows that start after step {k}"
+            )
 
     def _drop(self, plan, change: Intervention) -> None:
         B, S, k = plan.global_batch_size, plan.sequences_per_shard, change.step
@@ -131,16 +163,20 @@ class PlanEdits:
             raise ParcError("intervention=drop needs intervention.rows=[...] (stream rows, as parc.batch lists them)")
         spare = len(plan.stream) - (plan.first + S)
         if len(change.rows) > spare:
-            raise ParcError(f"intervention=drop: {len(change.rows)} rows to replace but only {spare} stream rows "
-                            "follow the run's slice; drop fewer rows")
+            raise ParcError(
+                f"intervention=drop: {len(change.rows)} rows to replace but only {spare} stream rows "
+                "follow the run's slice; drop fewer rows"
+            )
         order = plan.base_within()
         where = np.empty(S, dtype=np.int64)  # within-slice index -> training position
         where[order] = np.arange(S)
         for i, row in enumerate(change.rows):
             within = row - plan.first
             if not 0 <= within < S or where[within] < k * B:
-                raise ParcError(f"intervention.rows: stream row {row} is not consumed after step {k} by this run "
-                                f"(its slice is rows {plan.first}..{plan.first + S - 1})")
+                raise ParcError(
+                    f"intervention.rows: stream row {row} is not consumed after step {k} by this run "
+                    f"(its slice is rows {plan.first}..{plan.first + S - 1})"
+                )
             self.replacements[row] = plan.first + S + i
 
     def replace(self, indices: np.ndarray) -> np.ndarray:
@@ -169,8 +205,15 @@ class PlanEdits:
         for step in sorted(self.copies):
             natural = plan.indices(step)
             for row, canary in sorted(self.copies[step]):
-                out.append({"canary": canary, "step": step, "row": row,
-                            "token_hash": batch_hash(self.tokens[canary][None]), "displaced": int(natural[row])})
+                out.append(
+                    {
+                        "canary": canary,
+                        "step": step,
+                        "row": row,
+                        "token_hash": batch_hash(self.tokens[canary][None]),
+                        "displaced": int(natural[row]),
+                    }
+                )
         self._manifest = out
         return out
 
@@ -181,8 +224,10 @@ class PlanEdits:
             entries = [e for e in self.manifest(plan) if upto is None or e["step"] <= upto]
             if upto is None or entries:
                 digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
-                out["canaries"] = {**({"spec": self.canaries.record()} if upto is None else {}),
-                                   "manifest_sha256": digest}
+                out["canaries"] = {
+                    **({"spec": self.canaries.record()} if upto is None else {}),
+                    "manifest_sha256": digest,
+                }
         if self.intervention is not None and (upto is None or self.intervention.step < upto):
             out["intervention"] = self.intervention.record()
         return out
@@ -193,7 +238,14 @@ class PlanEdits:
         spec = self.canaries
         ids = range(spec.inserted + spec.references)
         rows = canary_tokens(spec, ids, plan.stream.seq_len, self.vocab_size, self.eos_token_id)
-        canaries = [{"canary": c, "kind": "inserted" if c < spec.inserted else "reference",
-                     **(dict(zip(("window", "repeats"), spec.group_of(c))) if c < spec.inserted else {}),
-                     "token_hash": batch_hash(rows[c][None]), "tokens": rows[c].tolist()} for c in ids]
+        canaries = [
+            {
+                "canary": c,
+                "kind": "inserted" if c < spec.inserted else "reference",
+                **(dict(zip(("window", "repeats"), spec.group_of(c))) if c < spec.inserted else {}),
+                "token_hash": batch_hash(rows[c][None]),
+                "tokens": rows[c].tolist(),
+            }
+            for c in ids
+        ]
         return {"spec": spec.record(), "manifest": self.manifest(plan), "canaries": canaries}

@@ -19,6 +19,7 @@ import numpy as np
 
 from parc.store.fileio import atomic_write_json, fsync_dir, fsync_tree, read_json, sha256_of_files  # noqa: F401 (re-exported)
 
+
 def private_tmp_dir(final: Path) -> Path:
     """A fresh build directory beside `final`, named after this host and process."""
     final = Path(final)
@@ -99,7 +100,7 @@ class ArrayWriter:
             self.total_hash.update(data)
             self._file_rows += len(take)
             self.rows += len(take)
-            rows = rows[len(take):]
+            rows = rows[len(take) :]
             if self._file_rows == self.rows_per_file:
                 self._close()
 

@@ -36,8 +36,9 @@ def read_record(run_dir: Path) -> Optional[dict]:
     except (OSError, ValueError) as exc:
         raise ParcError(f"{path} is unreadable ({exc}): delete it to look for the stream beside the runs") from None
     if not isinstance(record, dict) or not {"dir", "content_sha256"} <= set(record):
-        raise ParcError(f"{path} is not a stream record (dir, content_sha256): delete it to look for the stream "
-                        f"beside the runs")
+        raise ParcError(
+            f"{path} is not a stream record (dir, content_sha256): delete it to look for the stream beside the runs"
+        )
     return record
 
 
@@ -59,9 +60,11 @@ def recorded_stream_dir(run_dir: Path) -> Optional[Path]:
     if found is None:
         return None
     if found != record["content_sha256"]:
-        raise ParcError(f"{directory} now holds another stream (content_sha256 {found[:12]}, the run {run_dir} "
-                        f"trained on {record['content_sha256'][:12]}): restore that data, or prepare it "
-                        f"elsewhere and edit {Path(run_dir) / STREAM_RECORD}")
+        raise ParcError(
+            f"{directory} now holds another stream (content_sha256 {found[:12]}, the run {run_dir} "
+            f"trained on {record['content_sha256'][:12]}): restore that data, or prepare it "
+            f"elsewhere and edit {Path(run_dir) / STREAM_RECORD}"
+        )
     return directory
 
 
@@ -70,5 +73,7 @@ def check_same_stream(run_dir: Path, directory: Path) -> None:
     record = read_record(run_dir)
     found = manifest_hash(directory)
     if record is not None and found is not None and found != record["content_sha256"]:
-        raise ParcError(f"{directory} is not the stream {run_dir} trained on (content_sha256 {found[:12]}, "
-                        f"recorded {record['content_sha256'][:12]}): point to the data it trained on")
+        raise ParcError(
+            f"{directory} is not the stream {run_dir} trained on (content_sha256 {found[:12]}, "
+            f"recorded {record['content_sha256'][:12]}): point to the data it trained on"
+        )

@@ -44,14 +44,21 @@ MAPS = ("doc_idx", "sample_idx", "shuffle_idx")
 def read_header(idx_path: Path) -> dict:
     with open(idx_path, "rb") as handle:
         raw = handle.read(HEADER_BYTES)
-    if len(raw) < HEADER_BYTES or raw[:len(MAGIC)] != MAGIC:
-        raise ParcError(f"{idx_path} is not a Megatron MMIDIDX index (bad magic): point data.path at the prefix "
-                        f"of a .idx/.bin pair, without the extension")
-    version, code, sequences, documents = struct.unpack("<QBQQ", raw[len(MAGIC):])
+    if len(raw) < HEADER_BYTES or raw[: len(MAGIC)] != MAGIC:
+        raise ParcError(
+            f"{idx_path} is not a Megatron MMIDIDX index (bad magic): point data.path at the prefix "
+            f"of a .idx/.bin pair, without the extension"
+        )
+    version, code, sequences, documents = struct.unpack("<QBQQ", raw[len(MAGIC) :])
     if version != 1 or code not in DTYPES:
         raise ParcError(f"{idx_path}: unsupported MMIDIDX version {version} or dtype code {code}")
-    return {"version": version, "dtype_code": code, "dtype": np.dtype(DTYPES[code]).name,
-            "sequences": sequences, "documents": documents}
+    return {
+        "version": version,
+        "dtype_code": code,
+        "dtype": np.dtype(DTYPES[code]).name,
+        "sequences": sequences,
+        "documents": documents,
+    }
 
 
 def data_files(prefix: Path) -> List[Path]:
@@ -67,8 +74,10 @@ def data_files(prefix: Path) -> List[Path]:
             found[int(match.group(1))] = (int(match.group(2)), path)
     totals = {total for total, _ in found.values()}
     if not found or len(totals) != 1 or sorted(found) != list(range(totals.pop())):
-        raise ParcError(f"no {merged.name} and no complete set of {prefix.name}-000NN-of-000MM.bin shards in "
-                        f"{prefix.parent} (found {len(found)}): download every shard, or merge them into {merged.name}")
+        raise ParcError(
+            f"no {merged.name} and no complete set of {prefix.name}-000NN-of-000MM.bin shards in "
+            f"{prefix.parent} (found {len(found)}): download every shard, or merge them into {merged.name}"
+        )
     return [found[i][1] for i in sorted(found)]
 
 
@@ -79,8 +88,10 @@ class IndexedDataset:
         self.prefix = Path(prefix)
         self.idx_path = self.prefix.with_name(self.prefix.name + ".idx")
         if not self.idx_path.is_file():
-            raise ParcError(f"data.path={self.prefix}: {self.idx_path} does not exist; give the dataset prefix "
-                            f"(e.g. .../document for document.idx + document.bin)")
+            raise ParcError(
+                f"data.path={self.prefix}: {self.idx_path} does not exist; give the dataset prefix "
+                f"(e.g. .../document for document.idx + document.bin)"
+            )
         self.header = read_header(self.idx_path)
         n, docs = self.header["sequences"], self.header["documents"]
         self.dtype = np.dtype(self.header["dtype"])
@@ -94,8 +105,10 @@ class IndexedDataset:
         self._starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         needed = int(self.pointers[-1]) + int(self.sizes[-1]) * self.dtype.itemsize if n else 0
         if self._starts[-1] < needed:
-            raise ParcError(f"the data of {self.prefix} holds {self._starts[-1]} bytes but its index needs {needed}: "
-                            f"a shard is missing or truncated; download it again")
+            raise ParcError(
+                f"the data of {self.prefix} holds {self._starts[-1]} bytes but its index needs {needed}: "
+                f"a shard is missing or truncated; download it again"
+            )
         self._maps = [np.memmap(path, np.uint8, "r") for path in self.files]
 
     def __len__(self) -> int:
@@ -112,7 +125,7 @@ class IndexedDataset:
         pieces = []
         while start < end:  # a sequence may run across the raw split between two shards
             stop = min(end, int(self._starts[first + 1]))
-            pieces.append(self._maps[first][start - self._starts[first]:stop - self._starts[first]])
+            pieces.append(self._maps[first][start - self._starts[first] : stop - self._starts[first]])
             start, first = stop, first + 1
         return np.concatenate(pieces) if pieces else np.empty(0, np.uint8)
 
@@ -124,8 +137,10 @@ class IndexMaps:
         self.paths = {name: Path(f"{prefix}_{name}.npy") for name in MAPS}
         missing = [str(p) for p in self.paths.values() if not p.is_file()]
         if missing:
-            raise ParcError(f"data.index_maps={prefix}: missing {', '.join(missing)}; give the common prefix of "
-                            f"the NeoX *_doc_idx.npy, *_sample_idx.npy and *_shuffle_idx.npy files")
+            raise ParcError(
+                f"data.index_maps={prefix}: missing {', '.join(missing)}; give the common prefix of "
+                f"the NeoX *_doc_idx.npy, *_sample_idx.npy and *_shuffle_idx.npy files"
+            )
         self.dataset, self.seq_len = dataset, seq_len
         self.doc_idx, self.sample_idx, self.shuffle_idx = (np.load(self.paths[name], mmap_mode="r") for name in MAPS)
 
@@ -164,8 +179,10 @@ class MegatronStream:
         for row, k in enumerate(indices):
             tokens = self.maps.sample(int(k)) if self.maps is not None else self.dataset.get(int(k))
             if len(tokens) != self.seq_len:
-                raise ParcError(f"sample {k} of {self.dataset.prefix} has {len(tokens)} tokens, not data.seq_len + 1 = "
-                                f"{self.seq_len}: set data.seq_len={len(tokens) - 1}")
+                raise ParcError(
+                    f"sample {k} of {self.dataset.prefix} has {len(tokens)} tokens, not data.seq_len + 1 = "
+                    f"{self.seq_len}: set data.seq_len={len(tokens) - 1}"
+                )
             out[row] = tokens
         return out
 
@@ -186,10 +203,16 @@ def fingerprint(dataset: IndexedDataset, maps: Optional[IndexMaps], previous: Op
     hashed = [_cached_sha256(dataset.idx_path, known)]
     if maps is not None:
         hashed += [_cached_sha256(maps.paths[name], known) for name in MAPS]
-    source = {"prefix": str(dataset.prefix), "header": dataset.header,
-              "bin_files": [{"name": p.name, "size": p.stat().st_size} for p in dataset.files]}
-    identity = {"header": dataset.header, "bin_bytes": int(dataset._starts[-1]),
-                "hashes": [(Path(h["path"]).name, h["sha256"]) for h in hashed]}
+    source = {
+        "prefix": str(dataset.prefix),
+        "header": dataset.header,
+        "bin_files": [{"name": p.name, "size": p.stat().st_size} for p in dataset.files],
+    }
+    identity = {
+        "header": dataset.header,
+        "bin_bytes": int(dataset._starts[-1]),
+        "hashes": [(Path(h["path"]).name, h["sha256"]) for h in hashed],
+    }
     content = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return {"source": source, "hashed": hashed, "content_sha256": content}
 
@@ -200,11 +223,15 @@ def open_megatron(cfg) -> MegatronStream:
 
     d = cfg.data
     if not d.path:
-        raise ParcError("data=pile_pythia needs data.path=<prefix> (the indexed dataset without .bin/.idx, "
-                        "e.g. /data/pile-deduped-preshuffled/document)")
+        raise ParcError(
+            "data=pile_pythia needs data.path=<prefix> (the indexed dataset without .bin/.idx, "
+            "e.g. /data/pile-deduped-preshuffled/document)"
+        )
     if d.tokenizer == TRAIN_BPE:
-        raise ParcError("data.format=megatron holds token ids already: set data.tokenizer to the tokenizer that "
-                        "made them (a hub id or a local directory), not train-bpe")
+        raise ParcError(
+            "data.format=megatron holds token ids already: set data.tokenizer to the tokenizer that "
+            "made them (a hub id or a local directory), not train-bpe"
+        )
     dataset = IndexedDataset(Path(d.path).expanduser())
     maps = IndexMaps(str(Path(d.index_maps).expanduser()), dataset, d.seq_len) if d.index_maps else None
     root = Path(d.dir)
@@ -213,16 +240,27 @@ def open_megatron(cfg) -> MegatronStream:
     previous = read_json(manifest_path) if manifest_path.is_file() else None
     tokenizer = obtain_tokenizer(d, root, corpus=lambda: [])
     found = fingerprint(dataset, maps, previous)
-    manifest = {"format": FORMAT, **found, "seq_len": d.seq_len, "sample_tokens": d.seq_len + 1,
-                "num_sequences": len(maps) if maps is not None else len(dataset),
-                "index_maps": d.index_maps,
-                "tokenizer": {"dir": "tokenizer", "name": d.tokenizer, "len": len(tokenizer),
-                              "eos_token_id": tokenizer.eos_token_id}}
+    manifest = {
+        "format": FORMAT,
+        **found,
+        "seq_len": d.seq_len,
+        "sample_tokens": d.seq_len + 1,
+        "num_sequences": len(maps) if maps is not None else len(dataset),
+        "index_maps": d.index_maps,
+        "tokenizer": {
+            "dir": "tokenizer",
+            "name": d.tokenizer,
+            "len": len(tokenizer),
+            "eos_token_id": tokenizer.eos_token_id,
+        },
+    }
     if manifest != previous:
         atomic_write_json(manifest_path, manifest)
     if maps is None and len(dataset) and not np.all(dataset.sizes == d.seq_len + 1):
-        raise ParcError(f"{dataset.idx_path} holds sequences of other lengths than data.seq_len + 1 = {d.seq_len + 1}: "
-                        f"a preshuffled Pythia dataset has 2049-token samples; for documents give data.index_maps=")
+        raise ParcError(
+            f"{dataset.idx_path} holds sequences of other lengths than data.seq_len + 1 = {d.seq_len + 1}: "
+            f"a preshuffled Pythia dataset has 2049-token samples; for documents give data.index_maps="
+        )
     return MegatronStream(cfg, manifest, dataset, maps)
 
 
@@ -235,5 +273,7 @@ def megatron_status(cfg) -> str:
     if dataset is None:
         return "data.path is not set: pass data.path=<prefix of the .idx/.bin pair>"
     header = dataset.header
-    return (f"{dataset.prefix} ({len(dataset.files)} .bin file(s)): {header['sequences']} sequences, "
-            f"{header['dtype']}" + (f", index maps {cfg.data.index_maps}" if cfg.data.index_maps else ""))
+    return (
+        f"{dataset.prefix} ({len(dataset.files)} .bin file(s)): {header['sequences']} sequences, "
+        f"{header['dtype']}" + (f", index maps {cfg.data.index_maps}" if cfg.data.index_maps else "")
+    )

@@ -35,8 +35,16 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 
 import parc
-from parc.data.files import (ArrayWriter, atomic_write_json, private_tmp_dir, publish_dir, read_json,
-                             remove_dead_tmp_dirs, remove_own_tmp_files, sha256_of_files)
+from parc.data.files import (
+    ArrayWriter,
+    atomic_write_json,
+    private_tmp_dir,
+    publish_dir,
+    read_json,
+    remove_dead_tmp_dirs,
+    remove_own_tmp_files,
+    sha256_of_files,
+)
 from parc.data.stream import FORMAT, MANIFEST, PackedStream, check_identity, open_stream, read_manifest
 from parc.data.tokenizer import obtain_tokenizer, tokenizer_sha256, tokenizer_spec
 from parc.errors import ParcError
@@ -50,8 +58,11 @@ RECUT_CHUNK_TOKENS = 1 << 24  # tokens read at a time while re-cutting
 
 def pack_parc(token_lists: List[List[int]], seq_len: int) -> np.ndarray:
     """Parc rule: the full `seq_len` pieces of each document, in order; tails and short documents dropped."""
-    pieces = [np.asarray(ids[: len(ids) // seq_len * seq_len], dtype=np.int64).reshape(-1, seq_len)
-              for ids in token_lists if len(ids) >= seq_len]
+    pieces = [
+        np.asarray(ids[: len(ids) // seq_len * seq_len], dtype=np.int64).reshape(-1, seq_len)
+        for ids in token_lists
+        if len(ids) >= seq_len
+    ]
     return np.concatenate(pieces) if pieces else np.empty((0, seq_len), dtype=np.int64)
 
 
@@ -120,16 +131,26 @@ class Corpus:
         chosen = os.environ.get("HF_DATASETS_CACHE") or os.environ.get("HF_HOME")
         cache_dir = None if chosen else str(root / "hf-datasets-cache")
         try:
-            ds = datasets.load_dataset(data_cfg.dataset, data_cfg.dataset_config, data_files=plain(data_cfg.data_files),
-                                       split=data_cfg.split, streaming=data_cfg.streaming, cache_dir=cache_dir)
+            ds = datasets.load_dataset(
+                data_cfg.dataset,
+                data_cfg.dataset_config,
+                data_files=plain(data_cfg.data_files),
+                split=data_cfg.split,
+                streaming=data_cfg.streaming,
+                cache_dir=cache_dir,
+            )
         except (OSError, ValueError, KeyError) as exc:
-            raise ParcError(f"cannot load dataset {data_cfg.dataset!r} split {data_cfg.split!r} "
-                            f"({' '.join(str(exc).split())[:200]}): check data.dataset / data.split / data.data_files, "
-                            "and network access for Hub datasets") from None
+            raise ParcError(
+                f"cannot load dataset {data_cfg.dataset!r} split {data_cfg.split!r} "
+                f"({' '.join(str(exc).split())[:200]}): check data.dataset / data.split / data.data_files, "
+                "and network access for Hub datasets"
+            ) from None
         columns = ds.column_names  # None for a stream whose features are not declared
         if columns is not None and data_cfg.text_column not in columns:
-            raise ParcError(f"dataset {data_cfg.dataset!r} has no column {data_cfg.text_column!r} (columns: "
-                            f"{', '.join(columns)}): set data.text_column")
+            raise ParcError(
+                f"dataset {data_cfg.dataset!r} has no column {data_cfg.text_column!r} (columns: "
+                f"{', '.join(columns)}): set data.text_column"
+            )
         self.dataset = ds.select_columns([data_cfg.text_column]) if columns is not None else ds
         self.column = data_cfg.text_column
         known = len(ds) if isinstance(ds, datasets.Dataset) else _streamed_length(ds, data_cfg.split)
@@ -167,9 +188,13 @@ def prepare_data(cfg, progress: bool = True) -> PrepareReport:
     from parc.store.iofaults import DiskWrites
 
     root = Path(cfg.data.dir)
-    with DiskWrites(f"preparing data in {root}", root, cleanup=lambda: remove_own_tmp_files(root),
-                    elsewhere="choose another data.dir=",
-                    then="run the same command again (finished parts are kept)"):
+    with DiskWrites(
+        f"preparing data in {root}",
+        root,
+        cleanup=lambda: remove_own_tmp_files(root),
+        elsewhere="choose another data.dir=",
+        then="run the same command again (finished parts are kept)",
+    ):
         return _prepare_data(cfg, progress)
 
 
@@ -180,8 +205,13 @@ def _prepare_data(cfg, progress: bool) -> PrepareReport:
     manifest = read_manifest(root)
     if manifest is not None:
         check_identity(manifest, cfg, root)
-        return PrepareReport("already", root, f"data at {root} is already prepared ({manifest['num_sequences']} "
-                             f"sequences x {manifest['seq_len']} tokens): nothing to do", manifest)
+        return PrepareReport(
+            "already",
+            root,
+            f"data at {root} is already prepared ({manifest['num_sequences']} "
+            f"sequences x {manifest['seq_len']} tokens): nothing to do",
+            manifest,
+        )
     num_parts = _partitioning(root, p.num_parts)
     done = _finished_parts(cfg, root, num_parts)
     wanted = [p.part] if p.num_parts > 1 else list(range(num_parts))
@@ -192,8 +222,10 @@ def _prepare_data(cfg, progress: bool) -> PrepareReport:
             os.environ.setdefault("RAYON_NUM_THREADS", str(p.num_proc))
         corpus = Corpus(d, root)
         if num_parts > 1 and corpus.total is None:
-            raise ParcError(f"{d.dataset!r} is streamed and its length is unknown, so it cannot be split into "
-                            "parts: set data.max_documents, data.streaming=false, or prepare.num_parts=1")
+            raise ParcError(
+                f"{d.dataset!r} is streamed and its length is unknown, so it cannot be split into "
+                "parts: set data.max_documents, data.streaming=false, or prepare.num_parts=1"
+            )
         tokenizer = obtain_tokenizer(d, root, corpus.texts, corpus.total)
         if d.packing == "concat" and tokenizer.eos_token_id is None:
             raise ParcError(f"tokenizer {d.tokenizer!r} has no EOS token to join documents with: use data.packing=parc")
@@ -212,23 +244,34 @@ def _prepare_data(cfg, progress: bool) -> PrepareReport:
 def _check_request(cfg) -> None:
     d, p = cfg.data, cfg.prepare
     if p.num_parts < 1 or not 0 <= p.part < p.num_parts:
-        raise ParcError(f"prepare.part={p.part} prepare.num_parts={p.num_parts}: need num_parts >= 1 and "
-                        "0 <= part < num_parts (a Slurm array passes part=$SLURM_ARRAY_TASK_ID)")
+        raise ParcError(
+            f"prepare.part={p.part} prepare.num_parts={p.num_parts}: need num_parts >= 1 and "
+            "0 <= part < num_parts (a Slurm array passes part=$SLURM_ARRAY_TASK_ID)"
+        )
     if p.batch_size < 1 or (p.num_proc is not None and p.num_proc < 1):
         raise ParcError("prepare.batch_size and prepare.num_proc must be positive")
     sequence_bytes = d.seq_len * np.dtype(stream_dtype(d.vocab_size)).itemsize
     if d.max_file_bytes < sequence_bytes:
-        raise ParcError(f"data.max_file_bytes={d.max_file_bytes} is smaller than one sequence ({sequence_bytes} "
-                        f"bytes): raise it")
+        raise ParcError(
+            f"data.max_file_bytes={d.max_file_bytes} is smaller than one sequence ({sequence_bytes} bytes): raise it"
+        )
 
 
 def _partitioning(root: Path, asked: int) -> int:
     """How many parts: as asked, or, for a plain run, the split that earlier part runs started."""
-    found = {int(m.group(2)) for m in (re.fullmatch(r"part-(\d+)-of-(\d+)", path.parent.name)
-                                       for path in (root / PARTS).glob(f"part-*-of-*/{PART_RECORD}")) if m}
+    found = {
+        int(m.group(2))
+        for m in (
+            re.fullmatch(r"part-(\d+)-of-(\d+)", path.parent.name)
+            for path in (root / PARTS).glob(f"part-*-of-*/{PART_RECORD}")
+        )
+        if m
+    }
     if asked > 1 and found - {asked}:
-        raise ParcError(f"{root / PARTS} holds parts of a {max(found - {asked})}-way split, this run asks for "
-                        f"{asked}: use prepare.num_parts={max(found - {asked})}, or delete {root / PARTS}")
+        raise ParcError(
+            f"{root / PARTS} holds parts of a {max(found - {asked})}-way split, this run asks for "
+            f"{asked}: use prepare.num_parts={max(found - {asked})}, or delete {root / PARTS}"
+        )
     if asked == 1 and len(found) > 1:
         raise ParcError(f"{root / PARTS} holds parts of {sorted(found)}-way splits: delete all but one split")
     return asked if asked > 1 or not found else found.pop()
@@ -262,18 +305,29 @@ def _prepare_part(cfg, root: Path, corpus: Corpus, tokenizer, index: int, num_pa
     stop = total * (index + 1) // num_parts if total is not None else None
     dtype = stream_dtype(len(tokenizer))
     # Concat parts keep the flat EOS-joined tokens; only the assembly may cut them (see module docstring).
-    writer = (ArrayWriter(tmp, "seq", dtype, d.seq_len, d.max_file_bytes) if d.packing == "parc"
-              else ArrayWriter(tmp, "tokens", dtype, 1, d.max_file_bytes))
+    writer = (
+        ArrayWriter(tmp, "seq", dtype, d.seq_len, d.max_file_bytes)
+        if d.packing == "parc"
+        else ArrayWriter(tmp, "tokens", dtype, 1, d.max_file_bytes)
+    )
     documents = tokens_in = 0
     began = time.perf_counter()
-    bar = tqdm(total=None if stop is None else stop - start, unit="doc", disable=not progress,
-               desc=f"tokenize part {index + 1}/{num_parts}" if num_parts > 1 else "tokenize")
+    bar = tqdm(
+        total=None if stop is None else stop - start,
+        unit="doc",
+        disable=not progress,
+        desc=f"tokenize part {index + 1}/{num_parts}" if num_parts > 1 else "tokenize",
+    )
     # The ids of the call Parc made, without truncation; a fast tokenizer encodes each batch on all cores.
     try:  # the bar is closed either way, so that an error message starts on a line of its own
-        for texts, token_lists in encode_ahead(corpus.batches(start, stop, cfg.prepare.batch_size),
-                                               batch_encoder(tokenizer)):
-            writer.write(pack_parc(token_lists, d.seq_len) if d.packing == "parc"
-                         else join_with_eos(token_lists, tokenizer.eos_token_id))
+        for texts, token_lists in encode_ahead(
+            corpus.batches(start, stop, cfg.prepare.batch_size), batch_encoder(tokenizer)
+        ):
+            writer.write(
+                pack_parc(token_lists, d.seq_len)
+                if d.packing == "parc"
+                else join_with_eos(token_lists, tokenizer.eos_token_id)
+            )
             documents += len(texts)
             tokens_in += sum(map(len, token_lists))
             bar.update(len(texts))
@@ -305,11 +359,22 @@ def _identity_fields(cfg, tokenizer, root: Path, dtype: str) -> dict:
         "seq_len": d.seq_len,
         "packing": d.packing,
         "dtype": dtype,
-        "tokenizer": {**tokenizer_spec(d), "sha256": tokenizer_sha256(root / "tokenizer"), "len": len(tokenizer),
-                      "eos_token_id": tokenizer.eos_token_id, "dir": "tokenizer"},
-        "source": {"dataset": d.dataset, "dataset_config": d.dataset_config, "data_files": plain(d.data_files),
-                   "split": d.split, "text_column": d.text_column, "streaming": d.streaming,
-                   "max_documents": d.max_documents},
+        "tokenizer": {
+            **tokenizer_spec(d),
+            "sha256": tokenizer_sha256(root / "tokenizer"),
+            "len": len(tokenizer),
+            "eos_token_id": tokenizer.eos_token_id,
+            "dir": "tokenizer",
+        },
+        "source": {
+            "dataset": d.dataset,
+            "dataset_config": d.dataset_config,
+            "data_files": plain(d.data_files),
+            "split": d.split,
+            "text_column": d.text_column,
+            "streaming": d.streaming,
+            "max_documents": d.max_documents,
+        },
     }
 
 
@@ -317,15 +382,24 @@ def _assemble(cfg, root: Path, parts: List[dict]) -> dict:
     """Check that the finished parts tile the corpus with one tokenizer; write the stream's manifest."""
     for before, after in zip(parts, parts[1:]):
         if before["documents"]["stop"] != after["documents"]["start"]:
-            raise ParcError(f"parts of {root} do not tile the corpus (documents {before['documents']} then "
-                            f"{after['documents']}): delete {root / PARTS} and prepare again")
+            raise ParcError(
+                f"parts of {root} do not tile the corpus (documents {before['documents']} then "
+                f"{after['documents']}): delete {root / PARTS} and prepare again"
+            )
     tokenizer_hash = tokenizer_sha256(root / "tokenizer")
     if any(part["tokenizer"]["sha256"] != tokenizer_hash for part in parts):
         raise ParcError(f"parts of {root} were tokenized with different tokenizers: delete {root} and prepare again")
     seq_len = cfg.data.seq_len
     if cfg.data.packing == "parc":
-        files = [{"path": f"{PARTS}/{_part_dir(root, p['part'], p['num_parts']).name}/{f['path']}",
-                  "sequences": f["rows"], "sha256": f["sha256"]} for p in parts for f in p["files"]]
+        files = [
+            {
+                "path": f"{PARTS}/{_part_dir(root, p['part'], p['num_parts']).name}/{f['path']}",
+                "sequences": f["rows"],
+                "sha256": f["sha256"],
+            }
+            for p in parts
+            for f in p["files"]
+        ]
         content = parts[0]["content_sha256"] if len(parts) == 1 else sha256_of_files(root / f["path"] for f in files)
     else:
         files, content = _recut(cfg, root, parts)
@@ -363,11 +437,17 @@ def _recut(cfg, root: Path, parts: List[dict]) -> tuple[List[dict], str]:
             for entry in part["files"]:
                 tokens = np.memmap(part_dir / entry["path"], dtype=part["dtype"], mode="r")
                 for offset in range(0, len(tokens), RECUT_CHUNK_TOKENS):
-                    pieces, carry = cut_full(np.concatenate([carry, tokens[offset:offset + RECUT_CHUNK_TOKENS]]), seq_len)
+                    pieces, carry = cut_full(
+                        np.concatenate([carry, tokens[offset : offset + RECUT_CHUNK_TOKENS]]), seq_len
+                    )
                     writer.write(pieces)
-        files = [{"path": f"{RECUT}/{f['path']}", "sequences": f["rows"], "sha256": f["sha256"]} for f in writer.finish()]
-        atomic_write_json(tmp / RECUT_RECORD, {"files": files, "content_sha256": writer.total_hash.hexdigest(),
-                                               "dropped_tail_tokens": len(carry)})
+        files = [
+            {"path": f"{RECUT}/{f['path']}", "sequences": f["rows"], "sha256": f["sha256"]} for f in writer.finish()
+        ]
+        atomic_write_json(
+            tmp / RECUT_RECORD,
+            {"files": files, "content_sha256": writer.total_hash.hexdigest(), "dropped_tail_tokens": len(carry)},
+        )
         publish_dir(tmp, final)
     record = read_json(final / RECUT_RECORD)
     return record["files"], record["content_sha256"]
@@ -381,15 +461,22 @@ def _rate(ran: List[dict]) -> str:
 
 def _summary(root: Path, manifest: dict, ran: List[dict]) -> str:
     tokens = manifest["tokens"]
-    return (f"prepared {root}: {manifest['source']['documents']} documents, {manifest['num_sequences']} sequences x "
-            f"{manifest['seq_len']} tokens, {tokens['kept']:,} tokens kept of {tokens['in']:,} "
-            f"({100 * tokens['kept'] / max(tokens['in'], 1):.1f}%), {manifest['packing']} packing; {_rate(ran)}")
+    return (
+        f"prepared {root}: {manifest['source']['documents']} documents, {manifest['num_sequences']} sequences x "
+        f"{manifest['seq_len']} tokens, {tokens['kept']:,} tokens kept of {tokens['in']:,} "
+        f"({100 * tokens['kept'] / max(tokens['in'], 1):.1f}%), {manifest['packing']} packing; {_rate(ran)}"
+    )
 
 
 def _part_summary(root: Path, part: int, num_parts: int, ran: List[dict], missing: List[int]) -> str:
-    what = (f"prepared part {part} of {num_parts}: {ran[0]['documents']['read']} documents, {ran[0]['rows']} "
-            f"{'sequences' if ran[0]['packing'] == 'parc' else 'tokens'}; {_rate(ran)}") if ran else \
-        f"part {part} of {num_parts} at {root / PARTS} is already prepared: nothing to do"
+    what = (
+        (
+            f"prepared part {part} of {num_parts}: {ran[0]['documents']['read']} documents, {ran[0]['rows']} "
+            f"{'sequences' if ran[0]['packing'] == 'parc' else 'tokens'}; {_rate(ran)}"
+        )
+        if ran
+        else f"part {part} of {num_parts} at {root / PARTS} is already prepared: nothing to do"
+    )
     return f"{what}; parts still missing: {', '.join(map(str, missing))} (the last part to finish writes the manifest)"
 
 

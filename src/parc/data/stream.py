@@ -35,7 +35,12 @@ def config_identity(data_cfg) -> List[tuple]:
         ("seq_len", ("seq_len",), data_cfg.seq_len, "data.seq_len"),
         ("packing", ("packing",), data_cfg.packing, "data.packing"),
         ("tokenizer", ("tokenizer", "name"), tok["name"], "data.tokenizer"),
-        ("trained tokenizer vocab", ("tokenizer", "train_vocab_size"), tok["train_vocab_size"], "data.tokenizer_vocab_size"),
+        (
+            "trained tokenizer vocab",
+            ("tokenizer", "train_vocab_size"),
+            tok["train_vocab_size"],
+            "data.tokenizer_vocab_size",
+        ),
         ("vocab_size (len(tokenizer))", ("tokenizer", "len"), data_cfg.vocab_size, "data.vocab_size"),
         ("dataset", ("source", "dataset"), data_cfg.dataset, "data.dataset"),
         ("dataset config", ("source", "dataset_config"), data_cfg.dataset_config, "data.dataset_config"),
@@ -61,8 +66,20 @@ def check_identity(record: dict, cfg, where: Path) -> None:
 
 def prepare_command(cfg, with_dir: bool = True) -> str:
     """The `python -m parc.prepare ...` line that prepares the data this config asks for."""
-    keys = ["dataset", "dataset_config", "data_files", "split", "text_column", "streaming", "max_documents",
-            "tokenizer", "tokenizer_vocab_size", "vocab_size", "seq_len", "packing"] + (["dir"] if with_dir else [])
+    keys = [
+        "dataset",
+        "dataset_config",
+        "data_files",
+        "split",
+        "text_column",
+        "streaming",
+        "max_documents",
+        "tokenizer",
+        "tokenizer_vocab_size",
+        "vocab_size",
+        "seq_len",
+        "packing",
+    ] + (["dir"] if with_dir else [])
     default = _data_group_defaults(cfg.data.name)  # name only what differs, so the line stays short
     differing = [f"data.{k}={_override_value(cfg.data[k])}" for k in keys if default.get(k) != cfg.data[k]]
     return " ".join(["python -m parc.prepare", f"data={cfg.data.name}", *differing])
@@ -78,8 +95,12 @@ def _data_group_defaults(name: str) -> dict:
     if not path.is_file():
         return {}
     register_schema()  # the ${parc_package:} resolver used by the demo's data_files
-    tree = OmegaConf.create({"paths": OmegaConf.structured(PathsConfig),
-                             "data": OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(path))})
+    tree = OmegaConf.create(
+        {
+            "paths": OmegaConf.structured(PathsConfig),
+            "data": OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(path)),
+        }
+    )
     return OmegaConf.to_container(tree, resolve=True)["data"]
 
 
@@ -101,8 +122,10 @@ def data_status(cfg) -> str:
     per_shard = cfg.trainer.global_batch_size * cfg.trainer.max_steps
     shards = manifest["num_sequences"] // per_shard
     verdict = "" if cfg.data.shard < shards else f"; data.shard={cfg.data.shard} is beyond the data"
-    return (f"{root}: {manifest['num_sequences']} sequences x {manifest['seq_len']} tokens = {shards} shard(s) "
-            f"of {per_shard}{verdict}")
+    return (
+        f"{root}: {manifest['num_sequences']} sequences x {manifest['seq_len']} tokens = {shards} shard(s) "
+        f"of {per_shard}{verdict}"
+    )
 
 
 def _override_value(value) -> str:
@@ -129,8 +152,10 @@ class PackedStream:
             path = self.dir / entry["path"]
             expected = entry["sequences"] * self.seq_len * self.dtype.itemsize
             if not path.is_file() or path.stat().st_size != expected:
-                raise ParcError(f"data at {self.dir} is incomplete ({entry['path']} is missing or truncated): "
-                                f"delete {self.dir} and run python -m parc.prepare again")
+                raise ParcError(
+                    f"data at {self.dir} is incomplete ({entry['path']} is missing or truncated): "
+                    f"delete {self.dir} and run python -m parc.prepare again"
+                )
             self._arrays.append(np.memmap(path, dtype=self.dtype, mode="r", shape=(entry["sequences"], self.seq_len)))
         self._ends = np.cumsum([entry["sequences"] for entry in manifest["files"]], dtype=np.int64)
 
@@ -165,28 +190,42 @@ def open_stream(cfg) -> PackedStream:
     if manifest is None:
         raise ParcError(f"no prepared data at {root} (manifest.json missing): run {prepare_command(cfg)}")
     if manifest.get("format") != FORMAT:
-        raise ParcError(f"data at {root} has format {manifest.get('format')!r}, not {FORMAT}: "
-                        f"delete {root} and run {prepare_command(cfg)}")
+        raise ParcError(
+            f"data at {root} has format {manifest.get('format')!r}, not {FORMAT}: "
+            f"delete {root} and run {prepare_command(cfg)}"
+        )
     check_identity(manifest, cfg, root)
     stream = PackedStream(root, manifest)
     if tokenizer_sha256(stream.tokenizer_dir) != manifest["tokenizer"]["sha256"]:
-        raise ParcError(f"{stream.tokenizer_dir}/tokenizer.json changed after the data was prepared: "
-                        f"delete {root} and run {prepare_command(cfg)}")
+        raise ParcError(
+            f"{stream.tokenizer_dir}/tokenizer.json changed after the data was prepared: "
+            f"delete {root} and run {prepare_command(cfg)}"
+        )
     return stream
 
 
 class BatchPlan:
     """The global batch of every optimizer step of one run: shard, order, and per-rank slices."""
 
-    def __init__(self, stream: PackedStream, shard: int, data_seed: Optional[int], global_batch_size: int, max_steps: int,
-                 edits=None):
+    def __init__(
+        self,
+        stream: PackedStream,
+        shard: int,
+        data_seed: Optional[int],
+        global_batch_size: int,
+        max_steps: int,
+        edits=None,
+    ):
         self.stream, self.shard, self.data_seed = stream, shard, data_seed
         self.global_batch_size, self.max_steps = global_batch_size, max_steps
         self.sequences_per_shard = global_batch_size * max_steps
         available = len(stream) // self.sequences_per_shard
         if not 0 <= shard < available:
-            fix = (f"choose data.shard below {available}, or prepare more documents" if available
-                   else "prepare more documents, or shorten the run")
+            fix = (
+                f"choose data.shard below {available}, or prepare more documents"
+                if available
+                else "prepare more documents, or shorten the run"
+            )
             raise ParcError(
                 f"data.shard={shard} is beyond the data: {stream.dir} holds {len(stream)} sequences = {available} "
                 f"shard(s) of {self.sequences_per_shard} (trainer.global_batch_size {global_batch_size} x "
@@ -194,8 +233,9 @@ class BatchPlan:
             )
         self.first = shard * self.sequences_per_shard
         # The permutation depends only on (data_seed, shard length), never on the world size; computed once.
-        self._order = (None if data_seed is None
-                       else np.random.default_rng(data_seed).permutation(self.sequences_per_shard))
+        self._order = (
+            None if data_seed is None else np.random.default_rng(data_seed).permutation(self.sequences_per_shard)
+        )
         self.edits = edits(self) if callable(edits) else None  # canaries / an intervention (parc.data.edits)
 
     @classmethod
@@ -204,11 +244,20 @@ class BatchPlan:
         from parc.data.canaries import CanarySpec
         from parc.data.edits import Intervention, PlanEdits
 
-        canaries, change = CanarySpec.from_config(cfg.data.get("canaries")), Intervention.from_config(cfg.get("intervention"))
+        canaries, change = (
+            CanarySpec.from_config(cfg.data.get("canaries")),
+            Intervention.from_config(cfg.get("intervention")),
+        )
         eos = stream.manifest.get("tokenizer", {}).get("eos_token_id")
         t = cfg.trainer
-        return cls(stream, cfg.data.shard, cfg.data.data_seed, t.global_batch_size, t.max_steps,
-                   edits=lambda plan: PlanEdits.build(plan, canaries, change, cfg.data.vocab_size, eos))
+        return cls(
+            stream,
+            cfg.data.shard,
+            cfg.data.data_seed,
+            t.global_batch_size,
+            t.max_steps,
+            edits=lambda plan: PlanEdits.build(plan, canaries, change, cfg.data.vocab_size, eos),
+        )
 
     def base_within(self) -> np.ndarray:
         """The base plan's within-slice index of every training position (the data_seed order, or stream order)."""
@@ -217,8 +266,10 @@ class BatchPlan:
     def indices(self, step: int) -> np.ndarray:
         """Stream indices of the sequences of step `step` (1-based), in batch order (before canaries overwrite)."""
         if not isinstance(step, (int, np.integer)) or not 1 <= step <= self.max_steps:
-            raise ParcError(f"step={step} is out of range: steps are 1-based (step N is the batch of optimizer "
-                            f"update N); choose 1..{self.max_steps}")
+            raise ParcError(
+                f"step={step} is out of range: steps are 1-based (step N is the batch of optimizer "
+                f"update N); choose 1..{self.max_steps}"
+            )
         within = np.arange((step - 1) * self.global_batch_size, step * self.global_batch_size, dtype=np.int64)
         if self.edits is not None and self.edits.position_map is not None:
             within = self.edits.position_map[within]
@@ -237,8 +288,10 @@ class BatchPlan:
     def rank_batch(self, step: int, rank: int, world_size: int) -> np.ndarray:
         """Rank `rank`'s contiguous part of the global batch of `step`."""
         if world_size < 1 or self.global_batch_size % world_size or not 0 <= rank < world_size:
-            raise ParcError(f"cannot split a global batch of {self.global_batch_size} over {world_size} processes "
-                            f"(rank {rank}): choose a world size that divides trainer.global_batch_size")
+            raise ParcError(
+                f"cannot split a global batch of {self.global_batch_size} over {world_size} processes "
+                f"(rank {rank}): choose a world size that divides trainer.global_batch_size"
+            )
         per_rank = self.global_batch_size // world_size
         return self._rows(step, rank * per_rank, (rank + 1) * per_rank)
 

@@ -32,7 +32,9 @@ def tokenizer_sha256(tokenizer_dir: Path) -> str:
     """Hash of `tokenizer.json`, the file that fully defines a fast tokenizer's ids."""
     path = Path(tokenizer_dir) / "tokenizer.json"
     if not path.is_file():
-        raise ParcError(f"{tokenizer_dir} holds no tokenizer.json: delete {Path(tokenizer_dir).parent} and prepare again")
+        raise ParcError(
+            f"{tokenizer_dir} holds no tokenizer.json: delete {Path(tokenizer_dir).parent} and prepare again"
+        )
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -53,8 +55,9 @@ def train_bpe(texts: Iterable[str], vocab_size: int, length: Optional[int] = Non
         show_progress=False,
     )
     bpe.train_from_iterator(texts, trainer, length=length)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=ENDOFTEXT, eos_token=ENDOFTEXT,
-                                   pad_token=ENDOFTEXT, unk_token=ENDOFTEXT)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token=ENDOFTEXT, eos_token=ENDOFTEXT, pad_token=ENDOFTEXT, unk_token=ENDOFTEXT
+    )
 
 
 def load_saved_tokenizer(tokenizer_dir: Path):
@@ -70,11 +73,15 @@ def _fetch_pretrained(name: str):
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as exc:
-        raise ParcError(f"cannot load tokenizer {name!r} ({' '.join(str(exc).split())[:160]}): "
-                        "prepare once with network access, or set data.tokenizer to a local tokenizer directory") from None
+        raise ParcError(
+            f"cannot load tokenizer {name!r} ({' '.join(str(exc).split())[:160]}): "
+            "prepare once with network access, or set data.tokenizer to a local tokenizer directory"
+        ) from None
 
 
-def obtain_tokenizer(data_cfg, data_dir: Path, corpus: Callable[[], Iterable[str]], corpus_length: Optional[int] = None):
+def obtain_tokenizer(
+    data_cfg, data_dir: Path, corpus: Callable[[], Iterable[str]], corpus_length: Optional[int] = None
+):
     """Load `<data_dir>/tokenizer`, or build it (Hub or train-bpe on `corpus()`) and publish it atomically.
 
     Returns the tokenizer. Refuses a saved tokenizer built from a different request, and a tokenizer whose
@@ -83,8 +90,11 @@ def obtain_tokenizer(data_cfg, data_dir: Path, corpus: Callable[[], Iterable[str
     final = Path(data_dir) / "tokenizer"
     wanted = tokenizer_spec(data_cfg)
     if not final.is_dir():
-        tokenizer = (train_bpe(corpus(), data_cfg.tokenizer_vocab_size, corpus_length)
-                     if data_cfg.tokenizer == TRAIN_BPE else _fetch_pretrained(data_cfg.tokenizer))
+        tokenizer = (
+            train_bpe(corpus(), data_cfg.tokenizer_vocab_size, corpus_length)
+            if data_cfg.tokenizer == TRAIN_BPE
+            else _fetch_pretrained(data_cfg.tokenizer)
+        )
         _check_length(tokenizer, data_cfg)  # before anything is written
         # Saved under a private name, then renamed: a directory named tokenizer/ is always complete. If
         # another part published it first, the trainer is deterministic, so theirs is ours.
@@ -96,8 +106,10 @@ def obtain_tokenizer(data_cfg, data_dir: Path, corpus: Callable[[], Iterable[str
     spec_path = final / SPEC_FILE
     saved = json.loads(spec_path.read_text()) if spec_path.is_file() else None
     if saved != wanted:
-        raise ParcError(f"{final} holds tokenizer {saved} but this run asks for {wanted}: "
-                        f"prepare into another data.dir, or delete {data_dir} to start over")
+        raise ParcError(
+            f"{final} holds tokenizer {saved} but this run asks for {wanted}: "
+            f"prepare into another data.dir, or delete {data_dir} to start over"
+        )
     tokenizer = load_saved_tokenizer(final)
     _check_length(tokenizer, data_cfg)
     return tokenizer
@@ -105,5 +117,7 @@ def obtain_tokenizer(data_cfg, data_dir: Path, corpus: Callable[[], Iterable[str
 
 def _check_length(tokenizer, data_cfg) -> None:
     if len(tokenizer) != data_cfg.vocab_size:
-        raise ParcError(f"tokenizer {data_cfg.tokenizer!r} has {len(tokenizer)} tokens but data.vocab_size="
-                        f"{data_cfg.vocab_size}: set data.vocab_size={len(tokenizer)}")
+        raise ParcError(
+            f"tokenizer {data_cfg.tokenizer!r} has {len(tokenizer)} tokens but data.vocab_size="
+            f"{data_cfg.vocab_size}: set data.vocab_size={len(tokenizer)}"
+        )

@@ -9,11 +9,25 @@ Imports store, archs-free code and the shared bottom only; never training or stu
 
 from parc import lazy_exports
 
-PUBLIC = {"Publisher": "publisher", "Journal": "journal", "JOURNAL_DIR": "journal",
-          "refuse_offline_env": "publisher", "HubRepo": "repo", "RetryPolicy": "repo",
-          "BranchTemplate": "branches", "run_revisions": "revisions", "sync_pending": "sync",
-          "export_rwkv_from": "export", "export_neox_hf": "neoxhf", "write_card": "card", "card_files": "card",
-          "HubSpec": "reader", "parse_hub_spec": "reader", "resume_spec": "reader", "open_repo": "reader",
-          "fetch_revision": "reader"}
+PUBLIC = {
+    "Publisher": "publisher",
+    "Journal": "journal",
+    "JOURNAL_DIR": "journal",
+    "refuse_offline_env": "publisher",
+    "HubRepo": "repo",
+    "RetryPolicy": "repo",
+    "BranchTemplate": "branches",
+    "run_revisions": "revisions",
+    "sync_pending": "sync",
+    "export_rwkv_from": "export",
+    "export_neox_hf": "neoxhf",
+    "write_card": "card",
+    "card_files": "card",
+    "HubSpec": "reader",
+    "parse_hub_spec": "reader",
+    "resume_spec": "reader",
+    "open_repo": "reader",
+    "fetch_revision": "reader",
+}
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)

@@ -94,8 +94,11 @@ def compare_local(output_dir: Path, template, seen_by_step: Dict[int, dict]) -> 
         if seen is None:
             differences[step] = f"not on the Hub ({template.name(step)} is missing)"
             continue
-        wrong = [rel for rel, meta in local["files"].items()
-                 if rel in seen["files"] and seen["files"][rel]["sha256"] != meta["sha256"]]
+        wrong = [
+            rel
+            for rel, meta in local["files"].items()
+            if rel in seen["files"] and seen["files"][rel]["sha256"] != meta["sha256"]
+        ]
         absent = [rel for rel in local["files"] if is_weights(rel) and rel not in seen["files"]]
         if wrong or absent:
             differences[step] = f"differs from local {path.name} ({(wrong + absent)[0]})"
@@ -113,8 +116,14 @@ def audit(repo: HubRepo, local: Optional[Path] = None) -> dict:
     for step, name in named:
         digest = weights_hash(seen[name]["files"])
         groups.setdefault(digest, []).append(step)
-        rows.append({"step": step, "revision": name, "weights": digest,
-                     "problems": problems_of(name, step, seen[name]) if by_parc else []})
+        rows.append(
+            {
+                "step": step,
+                "revision": name,
+                "weights": digest,
+                "problems": problems_of(name, step, seen[name]) if by_parc else [],
+            }
+        )
     duplicates = [steps for digest, steps in groups.items() if digest is not None and len(steps) > 1]
     final = named[-1] if named else None
     main = seen.get(MAIN_BRANCH)
@@ -127,12 +136,24 @@ def audit(repo: HubRepo, local: Optional[Path] = None) -> dict:
         main_state = "ok"
     else:
         held = main_step if main_step is not None else (main_equals[0] if main_equals else None)
-        main_state = (f"main holds step {held}, not the final step {final[0] if final else '?'}" if held is not None
-                      else "main's weights are those of no checkpoint revision")
-    report = {"repo_id": repo.repo_id, "written_by_parc": by_parc, "branch_template": repo.template.template,
-              "branches": sorted(branches), "revisions": rows, "duplicates": duplicates, "main": main_state,
-              "main_step": main_step if main_step is not None else (main_equals[-1] if main_equals else None),
-              "final_step": final[0] if final else None, "missing": None, "local": {}}
+        main_state = (
+            f"main holds step {held}, not the final step {final[0] if final else '?'}"
+            if held is not None
+            else "main's weights are those of no checkpoint revision"
+        )
+    report = {
+        "repo_id": repo.repo_id,
+        "written_by_parc": by_parc,
+        "branch_template": repo.template.template,
+        "branches": sorted(branches),
+        "revisions": rows,
+        "duplicates": duplicates,
+        "main": main_state,
+        "main_step": main_step if main_step is not None else (main_equals[-1] if main_equals else None),
+        "final_step": final[0] if final else None,
+        "missing": None,
+        "local": {},
+    }
     if by_parc:
         report["missing"] = survey(repo)["missing"]
     if local is not None:
@@ -143,8 +164,13 @@ def audit(repo: HubRepo, local: Optional[Path] = None) -> dict:
 
 
 def is_clean(report: dict) -> bool:
-    return (not any(row["problems"] for row in report["revisions"]) and not report["duplicates"]
-            and report["main"] == "ok" and not report["missing"] and not report["local"])
+    return (
+        not any(row["problems"] for row in report["revisions"])
+        and not report["duplicates"]
+        and report["main"] == "ok"
+        and not report["missing"]
+        and not report["local"]
+    )
 
 
 def to_repair(report: dict) -> List[int]:
@@ -161,18 +187,24 @@ def repair(report: dict, output_dir: Path) -> List[str]:
     from parc.hub.publisher import Publisher
 
     if not report["written_by_parc"]:
-        raise ParcError(f"{report['repo_id']} was not written by Parc (no {MANIFEST} on any revision): the audit "
-                        "is read-only there; repair=true only re-pushes Parc's own revisions")
+        raise ParcError(
+            f"{report['repo_id']} was not written by Parc (no {MANIFEST} on any revision): the audit "
+            "is read-only there; repair=true only re-pushes Parc's own revisions"
+        )
     publisher = Publisher.from_journal(Path(output_dir))
     if publisher.repo_id != report["repo_id"]:
-        raise ParcError(f"{output_dir} publishes to {publisher.repo_id}, not {report['repo_id']}: give the "
-                        "output_dir of the run that wrote this repo")
+        raise ParcError(
+            f"{output_dir} publishes to {publisher.repo_id}, not {report['repo_id']}: give the "
+            "output_dir of the run that wrote this repo"
+        )
     local = {step_of(p) for p in complete_checkpoints(Path(output_dir))}
     steps = to_repair(report)
     unavailable = [s for s in steps if s not in local]
     if unavailable:
-        raise ParcError(f"cannot repair step(s) {', '.join(map(str, unavailable))}: no complete local checkpoint "
-                        f"in {output_dir}; they would need the run again")
+        raise ParcError(
+            f"cannot repair step(s) {', '.join(map(str, unavailable))}: no complete local checkpoint "
+            f"in {output_dir}; they would need the run again"
+        )
     queued = [publisher.requeue(step) for step in steps]
     if report["main"] != "ok" and report["final_step"] is not None and report["final_step"] in local:
         queued.append(publisher.requeue(report["final_step"], main=True))
@@ -185,8 +217,10 @@ def repair(report: dict, output_dir: Path) -> List[str]:
 def render(report: dict) -> str:
     rows = report["revisions"]
     origin = "written by Parc" if report["written_by_parc"] else f"not written by Parc (no {MANIFEST}): read-only"
-    lines = [f"{report['repo_id']}: {len(rows)} revisions ({report['branch_template']}), {origin}",
-             f"{'step':>8}  {'revision':<22} {'weights':<12} status"]
+    lines = [
+        f"{report['repo_id']}: {len(rows)} revisions ({report['branch_template']}), {origin}",
+        f"{'step':>8}  {'revision':<22} {'weights':<12} status",
+    ]
     for row in rows:
         status = "; ".join(row["problems"]) or "ok"
         lines.append(f"{row['step']:>8}  {row['revision']:<22} {(row['weights'] or '-')[:12]:<12} {status}")
@@ -213,9 +247,11 @@ def grid_table(reports: List[dict]) -> str:
             lines.append(f"{report['run']:<28} {report.get('repo_id', '-'):<40} {report['error']}")
             continue
         bad = sum(1 for row in report["revisions"] if row["problems"])
-        lines.append(f"{report['run']:<28} {report['repo_id']:<40} {len(report['revisions']):>5} {bad:>4} "
-                     f"{len(report['missing'] or []):>5} {sum(len(g) for g in report['duplicates']):>4} "
-                     f"{len(report['local']):>5}  {report['main']}")
+        lines.append(
+            f"{report['run']:<28} {report['repo_id']:<40} {len(report['revisions']):>5} {bad:>4} "
+            f"{len(report['missing'] or []):>5} {sum(len(g) for g in report['duplicates']):>4} "
+            f"{len(report['local']):>5}  {report['main']}"
+        )
     clean = sum(1 for r in reports if r.get("ok"))
     lines.append(f"{clean} of {len(reports)} runs clean")
     return "\n".join(lines)

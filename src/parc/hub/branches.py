@@ -54,10 +54,17 @@ def check(template: str) -> None:
     example = template.replace(PLACEHOLDER, "0")
     if "/" in template:  # git allows it, but each revision is also one file name in the journal
         raise ParcError(f"hub.branch={template!r} must not contain '/': {fix}")
-    if (_FORBIDDEN.search(example) or example.startswith((".", "-")) or example.endswith((".", ".lock"))
-            or "{" in example or "}" in example or example in ("main", "HEAD", "@")):
-        raise ParcError(f"hub.branch={template!r} does not make a valid git branch name "
-                        f"({example!r} for step 0): {fix}")
+    if (
+        _FORBIDDEN.search(example)
+        or example.startswith((".", "-"))
+        or example.endswith((".", ".lock"))
+        or "{" in example
+        or "}" in example
+        or example in ("main", "HEAD", "@")
+    ):
+        raise ParcError(
+            f"hub.branch={template!r} does not make a valid git branch name ({example!r} for step 0): {fix}"
+        )
 
 
 def guess(branch_names: Iterable[str]) -> BranchTemplate:

@@ -79,8 +79,19 @@ class RunFacts:
         repo_id = (journal or {}).get("repo_id") or repo_for(cfg)
         evals_dir = Path(evals_dir) if evals_dir is not None else output_dir.resolve().parent / "evals"
         sources = {str(output_dir.resolve())} | ({f"hub:{repo_id}"} if repo_id else set())
-        return cls(output_dir, cfg, step_of(final), count_parameters(final, cfg.arch.name), state, losses, seconds,
-                   revisions, repo_id, read_evals(evals_dir / RESULTS, sources), suite_runs(output_dir, cfg))
+        return cls(
+            output_dir,
+            cfg,
+            step_of(final),
+            count_parameters(final, cfg.arch.name),
+            state,
+            losses,
+            seconds,
+            revisions,
+            repo_id,
+            read_evals(evals_dir / RESULTS, sources),
+            suite_runs(output_dir, cfg),
+        )
 
     @property
     def branch_template(self) -> BranchTemplate:
@@ -114,8 +125,11 @@ def published_revisions(output_dir: Path) -> Optional[dict]:
     if target is None:
         return None
     entries = [e for e in journal.entries() if e["revision"] != MAIN and e["state"] != "abandoned"]
-    return {"repo_id": target["repo_id"], "branch": target.get("branch"),
-            "revisions": sorted({(int(e["step"]), e["revision"]) for e in entries})}
+    return {
+        "repo_id": target["repo_id"],
+        "branch": target.get("branch"),
+        "revisions": sorted({(int(e["step"]), e["revision"]) for e in entries}),
+    }
 
 
 def read_metrics(path: Path) -> Tuple[List[Tuple[int, float]], Optional[float]]:
@@ -145,8 +159,14 @@ def count_parameters(checkpoint_dir: Path, arch: str) -> Parameters:
     embed_out = model.get_output_embeddings()
     embedding = embed_in.numel() + (embed_out.weight.numel() if embed_out.weight is not embed_in else 0)
     heads = getattr(config, "num_attention_heads", None)
-    return Parameters(unique_parameters(model), embedding, int(config.num_hidden_layers), int(config.hidden_size),
-                      int(heads) if heads else None, int(config.vocab_size))
+    return Parameters(
+        unique_parameters(model),
+        embedding,
+        int(config.num_hidden_layers),
+        int(config.hidden_size),
+        int(heads) if heads else None,
+        int(config.vocab_size),
+    )
 
 
 def read_evals(path: Path, sources: set):
@@ -179,5 +199,10 @@ def suite_runs(output_dir: Path, cfg) -> List[Dict[str, Any]]:
 
 
 def identity(cfg) -> Dict[str, Any]:
-    return {"arch": str(cfg.arch.name), "size": str(cfg.arch.size), "seed": int(cfg.seed),
-            "shard": int(cfg.data.shard), "data_seed": cfg.data.data_seed}
+    return {
+        "arch": str(cfg.arch.name),
+        "size": str(cfg.arch.size),
+        "seed": int(cfg.seed),
+        "shard": int(cfg.data.shard),
+        "data_seed": cfg.data.data_seed,
+    }

@@ -59,6 +59,7 @@ class Journal:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise ParcError(f"another process is pushing the checkpoints of {self.dir.parent} right now; "
-                            "wait for it to finish") from None
+            raise ParcError(
+                f"another process is pushing the checkpoints of {self.dir.parent} right now; wait for it to finish"
+            ) from None
         return handle

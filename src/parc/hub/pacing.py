@@ -65,8 +65,9 @@ def rate_limit_wait(exc: BaseException) -> float:
 class CommitPacer:
     """At most `max_per_hour` commits per hour, evenly spaced (a rate every window size respects)."""
 
-    def __init__(self, max_per_hour: float, last_commit: Optional[float] = None,
-                 stop: Optional[threading.Event] = None):
+    def __init__(
+        self, max_per_hour: float, last_commit: Optional[float] = None, stop: Optional[threading.Event] = None
+    ):
         self.interval_s = 3600.0 / float(max_per_hour)
         self.last_commit = last_commit  # wall-clock time (time.time()): it comes from the journal
         self.stop = stop
@@ -106,8 +107,12 @@ def commit_estimate(steps: List[int], step_time_s: float, max_per_hour: float) -
     """What the schedule asks of the Hub: one commit per checkpoint revision plus one for main."""
     ready = [step * step_time_s for step in steps]
     commits = ready + ([ready[-1]] if ready else [])  # main gets the final checkpoint, one more commit
-    return {"commits": len(commits), "peak_per_hour": peak_per_hour(commits),
-            "lag_s": publish_lag(commits, max_per_hour), "train_s": ready[-1] if ready else 0.0}
+    return {
+        "commits": len(commits),
+        "peak_per_hour": peak_per_hour(commits),
+        "lag_s": publish_lag(commits, max_per_hour),
+        "train_s": ready[-1] if ready else 0.0,
+    }
 
 
 ASSUMED_TOKENS_PER_S = 150_000  # this project's speed target on one GPU, when nothing was measured yet
@@ -126,11 +131,14 @@ def commit_budget_line(cfg, steps: List[int], tokens_per_step: int, measured_ste
         step_s, source = tokens_per_step / ASSUMED_TOKENS_PER_S, f"assumed at {ASSUMED_TOKENS_PER_S:,} tokens/s"
     budget = float(cfg.hub.max_commits_per_hour)
     estimate = commit_estimate(steps, float(step_s), budget)
-    line = (f"{estimate['commits']} commits, {estimate['peak_per_hour']} at peak per hour at {step_s:.3g} s/step "
-            f"({source})")
+    line = (
+        f"{estimate['commits']} commits, {estimate['peak_per_hour']} at peak per hour at {step_s:.3g} s/step ({source})"
+    )
     if estimate["peak_per_hour"] <= budget:
         return f"{line}: within hub.max_commits_per_hour={budget:g}"
-    return (f"{line}: WARNING: exceeds hub.max_commits_per_hour={budget:g}; pushes fall behind and the last "
-            f"revision is published ~{estimate['lag_s'] / 60:.0f} min after training ends (hub.wait_at_end="
-            f"{cfg.hub.wait_at_end:g} s, then python -m parc.sync <output_dir> finishes); publish fewer "
-            "revisions (checkpoint.every) or chain slurm/sync.sbatch")
+    return (
+        f"{line}: WARNING: exceeds hub.max_commits_per_hour={budget:g}; pushes fall behind and the last "
+        f"revision is published ~{estimate['lag_s'] / 60:.0f} min after training ends (hub.wait_at_end="
+        f"{cfg.hub.wait_at_end:g} s, then python -m parc.sync <output_dir> finishes); publish fewer "
+        "revisions (checkpoint.every) or chain slurm/sync.sbatch"
+    )

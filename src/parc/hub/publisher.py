@@ -27,12 +27,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from parc.hub.branches import BranchTemplate
-from parc.store.checkpoint import checkpoint_path
 from parc.errors import ParcError
+from parc.hub.branches import BranchTemplate
 from parc.hub.journal import JOURNAL_DIR, MAIN, TARGET_FILE, Journal  # noqa: F401  (re-exported: the journal's names)
-from parc.hub.repo import HubRepo, RetryPolicy, describe, repo_id_for
 from parc.hub.pacing import HUB_LIMIT_PER_HOUR, CommitPacer, PushInterrupted
+from parc.hub.repo import HubRepo, RetryPolicy, describe, repo_id_for
+from parc.store.checkpoint import checkpoint_path
 
 log = logging.getLogger("parc.hub.publisher")
 
@@ -43,8 +43,10 @@ def refuse_offline_env() -> None:
     from parc.hub.repo import offline_mode
 
     if offline_mode():
-        raise ParcError("HF_HUB_OFFLINE=1 is set, so the Hub cannot be reached: unset it, or train with "
-                        "hub.mode=offline and push later with python -m parc.sync <output_dir>")
+        raise ParcError(
+            "HF_HUB_OFFLINE=1 is set, so the Hub cannot be reached: unset it, or train with "
+            "hub.mode=offline and push later with python -m parc.sync <output_dir>"
+        )
 
 
 def local_paths(cfg, output_dir: Path) -> List[str]:
@@ -83,12 +85,18 @@ class Publisher:
         hub = cfg.hub
         if hub.repo_id is None or not is_main_process:
             return None
-        target = {"repo_id": repo_id_for(cfg), "private": bool(hub.private),
-                  "push_train_state": bool(hub.push_train_state), "branch": str(hub.branch),
-                  "queue_size": hub.queue_size, "retry": asdict(RetryPolicy.from_config(hub)),
-                  "local_paths": local_paths(cfg, Path(output_dir)),
-                  "max_commits_per_hour": float(hub.max_commits_per_hour), "wait_at_end": float(hub.wait_at_end),
-                  "extra_formats": list(hub.extra_formats)}
+        target = {
+            "repo_id": repo_id_for(cfg),
+            "private": bool(hub.private),
+            "push_train_state": bool(hub.push_train_state),
+            "branch": str(hub.branch),
+            "queue_size": hub.queue_size,
+            "retry": asdict(RetryPolicy.from_config(hub)),
+            "local_paths": local_paths(cfg, Path(output_dir)),
+            "max_commits_per_hour": float(hub.max_commits_per_hour),
+            "wait_at_end": float(hub.wait_at_end),
+            "extra_formats": list(hub.extra_formats),
+        }
         publisher = cls(output_dir, target, offline=hub.mode == "offline", queue_size=hub.queue_size)
         publisher.wait_s = float(hub.wait_at_end)
         return publisher
@@ -98,8 +106,10 @@ class Publisher:
         """The publisher of a run that staged (or left pending) revisions: what parc.sync uses."""
         target = Journal(output_dir).target()
         if target is None:
-            raise ParcError(f"{output_dir} has no {JOURNAL_DIR}/: nothing was staged there; train with "
-                            "hub.repo_id=<org/name> (hub.mode=offline to stage without network) first")
+            raise ParcError(
+                f"{output_dir} has no {JOURNAL_DIR}/: nothing was staged there; train with "
+                "hub.repo_id=<org/name> (hub.mode=offline to stage without network) first"
+            )
         return cls(output_dir, target, offline=False, queue_size=target.get("queue_size"))
 
     @property
@@ -123,8 +133,11 @@ class Publisher:
         with self._lock:
             self._pending = {e["revision"]: e for e in pending}
         if self.offline:
-            log.info("hub.mode=offline: checkpoints are staged in %s; push them with python -m parc.sync %s",
-                     self.journal.dir, self.output_dir)
+            log.info(
+                "hub.mode=offline: checkpoints are staged in %s; push them with python -m parc.sync %s",
+                self.journal.dir,
+                self.output_dir,
+            )
             return
         refuse_offline_env()
         self._lock_handle = self.journal.lock()
@@ -133,16 +146,20 @@ class Publisher:
         self._thread = threading.Thread(target=self._upload_loop, name="parc-hub-uploader", daemon=True)
         self._thread.start()
         if pending:
-            log.info("hub: pushing %d revisions left pending by an earlier run: %s", len(pending),
-                     ", ".join(e["revision"] for e in pending))
+            log.info(
+                "hub: pushing %d revisions left pending by an earlier run: %s",
+                len(pending),
+                ", ".join(e["revision"] for e in pending),
+            )
         for entry in pending:
             self._enqueue(entry)
 
     def _connect(self) -> HubRepo:
         repo = HubRepo(self.repo_id, RetryPolicy(**self.target["retry"]), self.branch_template)
         repo.stop = self._stop
-        repo.pacer = CommitPacer(self.target.get("max_commits_per_hour", HUB_LIMIT_PER_HOUR), self.journal.last_push(),
-                                 self._stop)
+        repo.pacer = CommitPacer(
+            self.target.get("max_commits_per_hour", HUB_LIMIT_PER_HOUR), self.journal.last_push(), self._stop
+        )
         return repo
 
     def submit(self, step: int, checkpoint_dir: Path) -> None:
@@ -169,8 +186,11 @@ class Publisher:
         if final_step is not None:
             self._stage(MAIN, final_step, checkpoint_path(Path("."), final_step).name)
         if self.offline:
-            log.info("hub.mode=offline: %d revisions staged; push them with python -m parc.sync %s",
-                     len(self.pending_steps()), self.output_dir)
+            log.info(
+                "hub.mode=offline: %d revisions staged; push them with python -m parc.sync %s",
+                len(self.pending_steps()),
+                self.output_dir,
+            )
             return len(self._pending)
         wait_s = self.wait_s
         if final_step is None and wait_s is not None:  # preempted: little time is left, the requeued run pushes
@@ -187,12 +207,20 @@ class Publisher:
             self._lock_handle = None
         left = self.left()
         if self._failure is not None:
-            raise ParcError(f"{self._failure} [not pushed: {', '.join(left) or 'none'}; they stay in "
-                            f"{self.journal.dir}: fix the cause, then run python -m parc.sync {self.output_dir}]")
+            raise ParcError(
+                f"{self._failure} [not pushed: {', '.join(left) or 'none'}; they stay in "
+                f"{self.journal.dir}: fix the cause, then run python -m parc.sync {self.output_dir}]"
+            )
         if left:
-            log.warning("hub: %d revisions not published yet (%s), waited %.0f s (hub.wait_at_end); they stay in "
-                        "%s: python -m parc.sync %s or the next resume=auto start finishes them", len(left),
-                        ", ".join(left), wait_s or 0, self.journal.dir, self.output_dir)
+            log.warning(
+                "hub: %d revisions not published yet (%s), waited %.0f s (hub.wait_at_end); they stay in "
+                "%s: python -m parc.sync %s or the next resume=auto start finishes them",
+                len(left),
+                ", ".join(left),
+                wait_s or 0,
+                self.journal.dir,
+                self.output_dir,
+            )
         return len(left)
 
     def left(self) -> List[str]:
@@ -204,8 +232,14 @@ class Publisher:
 
     def _stage(self, revision: str, step: int, checkpoint: str, force: bool = False) -> None:
         # The id tells this push from an older one of the same revision still in the queue (a re-saved step).
-        entry = {"revision": revision, "step": int(step), "checkpoint": checkpoint, "state": "pending",
-                 "id": f"{time.time_ns():x}", **({"force": True} if force else {})}
+        entry = {
+            "revision": revision,
+            "step": int(step),
+            "checkpoint": checkpoint,
+            "state": "pending",
+            "id": f"{time.time_ns():x}",
+            **({"force": True} if force else {}),
+        }
         with self._lock:  # journal and pending map change together (see _settle)
             self.journal.record(entry)
             self._pending[revision] = entry
@@ -219,8 +253,11 @@ class Publisher:
             return
         except queue.Full:
             pass
-        log.warning("hub: the upload queue is full (hub.queue_size=%d); training waits for the uploader (%s)",
-                    self._queue.maxsize, entry["revision"])
+        log.warning(
+            "hub: the upload queue is full (hub.queue_size=%d); training waits for the uploader (%s)",
+            self._queue.maxsize,
+            entry["revision"],
+        )
         started = time.monotonic()
         self._queue.put(entry)
         log.warning("hub: waited %.1f s for the uploader", time.monotonic() - started)
@@ -250,8 +287,12 @@ class Publisher:
 
     def _fail(self, exc: ParcError) -> None:
         self._failure = exc
-        log.error("hub: %s; this run pushes nothing more, the journal keeps every pending checkpoint "
-                  "(python -m parc.sync %s pushes them once the cause is fixed)", exc, self.output_dir)
+        log.error(
+            "hub: %s; this run pushes nothing more, the journal keeps every pending checkpoint "
+            "(python -m parc.sync %s pushes them once the cause is fixed)",
+            exc,
+            self.output_dir,
+        )
 
     def _push(self, entry: dict) -> None:
         from huggingface_hub import get_token
@@ -259,8 +300,9 @@ class Publisher:
         directory = self.output_dir / entry["checkpoint"]
         revision = entry["revision"]
         if not directory.is_dir():
-            log.warning("hub: %s is gone from %s; its push to %s is abandoned", entry["checkpoint"],
-                        self.output_dir, revision)
+            log.warning(
+                "hub: %s is gone from %s; its push to %s is abandoned", entry["checkpoint"], self.output_dir, revision
+            )
             self._settle(entry, "abandoned")
             return
         secrets = {f"the local path {p}": p for p in self.target["local_paths"]}
@@ -268,11 +310,23 @@ class Publisher:
         started = time.monotonic()
         extra = extra_files(self.target.get("extra_formats", []), directory, self.journal.dir / "extra")
         card = self._card(secrets) if revision == MAIN else None
-        pushed = self.repo.push(revision, directory, self.target["push_train_state"], secrets, extra,
-                                force=bool(entry.get("force")), card=card)
+        pushed = self.repo.push(
+            revision,
+            directory,
+            self.target["push_train_state"],
+            secrets,
+            extra,
+            force=bool(entry.get("force")),
+            card=card,
+        )
         self._settle(entry, "pushed")
-        log.info("hub: %s %s of %s (%.1f s)", "pushed" if pushed else "already complete:", revision, self.repo_id,
-                 time.monotonic() - started)
+        log.info(
+            "hub: %s %s of %s (%.1f s)",
+            "pushed" if pushed else "already complete:",
+            revision,
+            self.repo_id,
+            time.monotonic() - started,
+        )
 
     # --- the model card (parc.hub.card) ----------------------------------------------------------------
 
@@ -357,7 +411,9 @@ def resolve_hub_checkpoint(cfg, output_dir: Path, revision: Optional[str]) -> Op
         else:
             weights_only = weights_only or name
     if weights_only:
-        raise ParcError(f"{repo.repo_id} holds checkpoints ({weights_only} the newest) but none with the training "
-                        "state (pushed with hub.push_train_state=false), so this run cannot continue them: "
-                        "set hub.repo_id to another repo, or resume=none to start over and replace them")
+        raise ParcError(
+            f"{repo.repo_id} holds checkpoints ({weights_only} the newest) but none with the training "
+            "state (pushed with hub.push_train_state=false), so this run cannot continue them: "
+            "set hub.repo_id to another repo, or resume=none to start over and replace them"
+        )
     return None

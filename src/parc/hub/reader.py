@@ -40,6 +40,7 @@ _HASH_CHUNK = 8 << 20
 
 # --- the grammar --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class HubSpec:
     """`hub:<org/name>[@<revision>]` parsed: revision None when the spec names none."""
@@ -66,7 +67,7 @@ def parse_hub_spec(text: str, what: str = "") -> HubSpec:
 
     if not is_hub_spec(text):
         refuse("a Hub spec starts with hub:")
-    body = text[len(PREFIX):]
+    body = text[len(PREFIX) :]
     if any(c.isspace() for c in body):
         refuse("spaces are not allowed in it")
     repo_id, at, revision = body.partition("@")
@@ -86,25 +87,32 @@ def parse_hub_spec(text: str, what: str = "") -> HubSpec:
 def resume_spec(text: str, own_repo_id: Optional[str]) -> HubSpec:
     """What `resume=hub:<revision>` means: that revision of the run's own repo (`own_repo_id`, from hub.repo_id).
     The full form `hub:<org/name>@<revision>` is accepted when it names that same repo."""
-    body = text[len(PREFIX):] if is_hub_spec(text) else text
+    body = text[len(PREFIX) :] if is_hub_spec(text) else text
     if not own_repo_id:
         raise ParcError(f"resume={text} needs hub.repo_id=<org/name> to know which repository to read")
     if "@" in body:
         spec = parse_hub_spec(text, "resume")
         if spec.repo_id != own_repo_id:
-            raise ParcError(f"resume={text}: resume continues this run's own repo {own_repo_id}; to start from "
-                            f"another repo's weights use init_from={text}")
+            raise ParcError(
+                f"resume={text}: resume continues this run's own repo {own_repo_id}; to start from "
+                f"another repo's weights use init_from={text}"
+            )
         return spec
     if not body:
-        raise ParcError(f"resume={text}: name the revision, e.g. resume=hub:checkpoint-1000 "
-                        f"(python -m parc.revisions {own_repo_id} lists them)")
+        raise ParcError(
+            f"resume={text}: name the revision, e.g. resume=hub:checkpoint-1000 "
+            f"(python -m parc.revisions {own_repo_id} lists them)"
+        )
     if not _REVISION.match(body):
-        raise ParcError(f"resume={text}: {body!r} is not a revision name; write resume=hub:<revision>, "
-                        "e.g. resume=hub:checkpoint-1000")
+        raise ParcError(
+            f"resume={text}: {body!r} is not a revision name; write resume=hub:<revision>, "
+            "e.g. resume=hub:checkpoint-1000"
+        )
     return HubSpec(own_repo_id, body)
 
 
 # --- opening and listing ------------------------------------------------------------------------------
+
 
 def refuse_offline(what: str) -> None:
     """A one-line error instead of retrying a Hub that HF_HUB_OFFLINE=1 forbids the client to reach."""
@@ -124,8 +132,9 @@ def open_repo(repo_id: str, branch=None, retry: RetryPolicy = READ_RETRY, what: 
     refuse_offline(what)
     repo = HubRepo(repo_id, retry)
     if not repo.exists():
-        raise ParcError(f"{what}: repository {repo_id} not found on the Hub (check the name, and HF_TOKEN if it "
-                        "is private)")
+        raise ParcError(
+            f"{what}: repository {repo_id} not found on the Hub (check the name, and HF_TOKEN if it is private)"
+        )
     repo.template = template or guess(repo.branches())
     return repo
 
@@ -140,16 +149,21 @@ def complete_revision(repo: HubRepo, revision: str, what: str) -> RemoteRevision
     """`revision` of a Parc repo, checked to exist and be complete; else a one-line ParcError (`what`: the
     argument that named it)."""
     if revision not in repo.branches():
-        raise ParcError(f"{what}: {revision} is not a revision of {repo.repo_id}; python -m parc.revisions "
-                        f"{repo.repo_id} lists them")
+        raise ParcError(
+            f"{what}: {revision} is not a revision of {repo.repo_id}; python -m parc.revisions "
+            f"{repo.repo_id} lists them"
+        )
     remote = repo.inspect(revision)
     if remote.manifest is None:
-        raise ParcError(f"{what}: revision {revision} of {repo.repo_id} is incomplete ({remote.problem}); pick a "
-                        f"complete one: python -m parc.revisions {repo.repo_id}")
+        raise ParcError(
+            f"{what}: revision {revision} of {repo.repo_id} is incomplete ({remote.problem}); pick a "
+            f"complete one: python -m parc.revisions {repo.repo_id}"
+        )
     return remote
 
 
 # --- fetching -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Expected:
@@ -191,8 +205,11 @@ def manifest_files(manifest: dict, exclude: Iterable[str] = ()) -> Dict[str, Exp
     """The files a Parc manifest lists (less those matching `exclude`), as Expected."""
     from fnmatch import fnmatch
 
-    return {rel: Expected(int(meta["size"]), meta.get("sha256")) for rel, meta in manifest["files"].items()
-            if not any(fnmatch(rel, pattern) for pattern in exclude)}
+    return {
+        rel: Expected(int(meta["size"]), meta.get("sha256"))
+        for rel, meta in manifest["files"].items()
+        if not any(fnmatch(rel, pattern) for pattern in exclude)
+    }
 
 
 def first_problem(directory: Path, expected: Dict[str, Expected]) -> Optional[str]:
@@ -203,8 +220,9 @@ def first_problem(directory: Path, expected: Dict[str, Expected]) -> Optional[st
     return None
 
 
-def fetch_files(repo: HubRepo, commit: str, expected: Dict[str, Expected], target: Path, label: str,
-                manifest: Optional[dict] = None) -> Path:
+def fetch_files(
+    repo: HubRepo, commit: str, expected: Dict[str, Expected], target: Path, label: str, manifest: Optional[dict] = None
+) -> Path:
     """Download `expected` (path in repo -> what it must be) of `commit` into `target`, verified; with a Parc
     `manifest`, its parc_checkpoint.json too (checked to be that manifest). Atomic: a verified directory
     replaces `target`, or a ParcError names the first file that did not match and `target` is untouched."""
@@ -216,8 +234,9 @@ def fetch_files(repo: HubRepo, commit: str, expected: Dict[str, Expected], targe
 
     def fetch():  # a fresh folder each try: the client would otherwise settle for what a failed try left
         shutil.rmtree(temp, ignore_errors=True)
-        snapshot_download(repo.repo_id, revision=commit, local_dir=str(temp),
-                          allow_patterns=[glob.escape(path) for path in wanted])
+        snapshot_download(
+            repo.repo_id, revision=commit, local_dir=str(temp), allow_patterns=[glob.escape(path) for path in wanted]
+        )
 
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -246,8 +265,9 @@ def fetch_checkpoint(repo: HubRepo, remote: RemoteRevision, output_dir: Path) ->
     final = checkpoint_path(output_dir, int(remote.manifest["step"]))
     if is_complete(final) and verify(final).ok and read_manifest(final) == remote.manifest:
         return final
-    return fetch_files(repo, remote.commit, manifest_files(remote.manifest), final, f"revision {remote.name}",
-                       remote.manifest)
+    return fetch_files(
+        repo, remote.commit, manifest_files(remote.manifest), final, f"revision {remote.name}", remote.manifest
+    )
 
 
 def fetch_revision(repo: HubRepo, revision: str, target: Path, exclude: Iterable[str] = ()) -> Path:
@@ -263,8 +283,11 @@ def fetch_revision(repo: HubRepo, revision: str, target: Path, exclude: Iterable
             raise ParcError(f"{PREFIX}{repo.repo_id}@{revision} is incomplete ({remote.problem})")
         expected, manifest = manifest_files(remote.manifest, exclude), remote.manifest
     else:
-        expected = {rel: Expected(meta.size, meta.sha256, meta.blob_id, "Hub") for rel, meta in listed.files.items()
-                    if rel != ".gitattributes" and not any(fnmatch(rel, pattern) for pattern in exclude)}
+        expected = {
+            rel: Expected(meta.size, meta.sha256, meta.blob_id, "Hub")
+            for rel, meta in listed.files.items()
+            if rel != ".gitattributes" and not any(fnmatch(rel, pattern) for pattern in exclude)
+        }
         manifest = None
     target = Path(target)
     if target.is_dir() and first_problem(target, expected) is None:

@@ -36,6 +36,7 @@ SCANNED_HEAD = 1 << 20  # (a safetensors header, where free-form metadata lives)
 
 # --- failures -----------------------------------------------------------------------------------------
 
+
 def _chain(exc: BaseException) -> Iterable[BaseException]:
     """The exception and its causes: the client wraps a dropped connection in e.g. LocalEntryNotFoundError."""
     seen = set()
@@ -55,8 +56,11 @@ def _transport_errors() -> tuple:
     import importlib
 
     types = [ConnectionError, TimeoutError]
-    for module, names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",)),
-                          ("requests", ("ConnectionError", "Timeout"))):
+    for module, names in (
+        ("httpx2", ("TransportError",)),
+        ("httpx", ("TransportError",)),
+        ("requests", ("ConnectionError", "Timeout")),
+    ):
         try:
             imported = importlib.import_module(module)
         except ImportError:
@@ -88,8 +92,10 @@ def describe(exc: BaseException, repo_id: str) -> str:
     """One line naming the cause, and the fix where there is one; never the token."""
     status = next((s for s in map(_status, _chain(exc)) if s is not None), None)
     if status == 401:
-        return (f"the Hub refused our credentials for {repo_id} (HTTP 401): set HF_TOKEN or run `hf auth login` "
-                "with a token that can write")
+        return (
+            f"the Hub refused our credentials for {repo_id} (HTTP 401): set HF_TOKEN or run `hf auth login` "
+            "with a token that can write"
+        )
     if status == 403:
         return f"no write access to {repo_id} (HTTP 403): use a token with write access to that namespace"
     kinds = {type(link).__name__ for link in _chain(exc)}
@@ -143,8 +149,12 @@ class RetryPolicy:
                 wait = max(delay * jitter.uniform(1.0, 1.25), told)
                 if limited:
                     deadline += wait
-                    log.warning("%s: the Hub's commit limit (HTTP 429); waiting %.0f s as it asks (training "
-                                "continues; queued revisions stay in the journal)", what, wait)
+                    log.warning(
+                        "%s: the Hub's commit limit (HTTP 429); waiting %.0f s as it asks (training "
+                        "continues; queued revisions stay in the journal)",
+                        what,
+                        wait,
+                    )
                 elif time.monotonic() + wait > deadline:
                     raise ParcError(f"{what}: still failing after {self.timeout_s:.0f} s ({cause})") from None
                 else:
@@ -154,6 +164,7 @@ class RetryPolicy:
 
 
 # --- what gets published ------------------------------------------------------------------------------
+
 
 def is_repo_id(text: str) -> bool:
     """`org/name` as the Hub allows it (letters, digits, '-', '_', '.'; no '--' or '..')."""
@@ -166,13 +177,16 @@ def repo_id_for(cfg) -> str:
     if "/" not in repo_id:
         repo_id = f"{repo_id}/{cfg.run_name}-{cell_name(cfg.arch.name, cfg.seed, cfg.data.shard)}"
     if not is_repo_id(repo_id):
-        raise ParcError(f"hub.repo_id={cfg.hub.repo_id!r} is not a valid repo id: use org/name (letters, digits, "
-                        "'-', '_', '.'; at most 96 characters each), or just org to derive the name")
+        raise ParcError(
+            f"hub.repo_id={cfg.hub.repo_id!r} is not a valid repo id: use org/name (letters, digits, "
+            "'-', '_', '.'; at most 96 characters each), or just org to derive the name"
+        )
     return repo_id
 
 
-def published_manifest(checkpoint_dir: Path, with_train_state: bool,
-                       extra: Optional[Dict[str, Path]] = None) -> Tuple[dict, bytes]:
+def published_manifest(
+    checkpoint_dir: Path, with_train_state: bool, extra: Optional[Dict[str, Path]] = None
+) -> Tuple[dict, bytes]:
     """The manifest a revision carries: the local one, byte for byte, unless the training state stays home
     (then it lists the weights only and says `"train_state": false`, as a pruned local checkpoint does) or
     extra files are published beside the checkpoint (hub.extra_formats: they are listed too)."""
@@ -188,8 +202,9 @@ def published_manifest(checkpoint_dir: Path, with_train_state: bool,
     return manifest, json.dumps(manifest, indent=1, sort_keys=True).encode()
 
 
-def refuse_secrets(checkpoint_dir: Path, paths: Iterable[str], secrets: Dict[str, str],
-                   located: Optional[Dict[str, Path]] = None) -> None:
+def refuse_secrets(
+    checkpoint_dir: Path, paths: Iterable[str], secrets: Dict[str, str], located: Optional[Dict[str, Path]] = None
+) -> None:
     """Refuse to publish a file holding the HF token or a local absolute path (label -> string to find).
     `located`: where a path lives when not in checkpoint_dir (extra formats)."""
     needles = {label: text.encode() for label, text in secrets.items() if text and len(text) > 1}
@@ -199,8 +214,10 @@ def refuse_secrets(checkpoint_dir: Path, paths: Iterable[str], secrets: Dict[str
             data = f.read(size if size <= SCANNED_WHOLE else SCANNED_HEAD)
         for label, needle in needles.items():
             if needle in data:
-                raise ParcError(f"refusing to push {Path(checkpoint_dir).name}/{rel}: it contains {label}; "
-                                "a published checkpoint must hold no secrets or local paths")
+                raise ParcError(
+                    f"refusing to push {Path(checkpoint_dir).name}/{rel}: it contains {label}; "
+                    "a published checkpoint must hold no secrets or local paths"
+                )
 
 
 def verify_files_at(located: Dict[str, Path], manifest: dict, check_sha: bool) -> Optional[str]:
@@ -232,6 +249,7 @@ def same_file(sibling, path: Path) -> bool:
 
 
 # --- the repo -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RemoteFile:
@@ -306,8 +324,10 @@ class HubRepo:
     def files(self, revision: str) -> RevisionFiles:
         """Every file of `revision` with its size, LFS sha256 and git blob id, read at one commit."""
         info = self._call(f"read {revision}", self.api.repo_info, self.repo_id, revision=revision, files_metadata=True)
-        return RevisionFiles(info.sha, {s.rfilename: RemoteFile(s.size, s.lfs.sha256 if s.lfs else None, s.blob_id)
-                                        for s in info.siblings or []})
+        return RevisionFiles(
+            info.sha,
+            {s.rfilename: RemoteFile(s.size, s.lfs.sha256 if s.lfs else None, s.blob_id) for s in info.siblings or []},
+        )
 
     def download_file(self, commit: str, path: str, local_dir: Optional[Path] = None) -> Optional[Path]:
         """One file of one commit: into `local_dir` (at its path in the repo) or the client's cache; None when
@@ -317,8 +337,9 @@ class HubRepo:
 
         def get():
             try:
-                return hf_hub_download(self.repo_id, path, revision=commit,
-                                       local_dir=None if local_dir is None else str(local_dir))
+                return hf_hub_download(
+                    self.repo_id, path, revision=commit, local_dir=None if local_dir is None else str(local_dir)
+                )
             except EntryNotFoundError:
                 return None
 
@@ -349,9 +370,16 @@ class HubRepo:
             return RemoteRevision(revision, listed.commit, None, f"{len(wrong)} listed files missing, e.g. {wrong[0]}")
         return RemoteRevision(revision, listed.commit, manifest, None)
 
-    def push(self, revision: str, checkpoint_dir: Path, with_train_state: bool, secrets: Dict[str, str],
-             extra: Optional[Dict[str, Path]] = None, force: bool = False,
-             card: Optional[Dict[str, Path]] = None) -> bool:
+    def push(
+        self,
+        revision: str,
+        checkpoint_dir: Path,
+        with_train_state: bool,
+        secrets: Dict[str, str],
+        extra: Optional[Dict[str, Path]] = None,
+        force: bool = False,
+        card: Optional[Dict[str, Path]] = None,
+    ) -> bool:
         """Make `revision` hold exactly this checkpoint, in ONE commit (the Hub applies a commit atomically, so
         the revision is complete or absent, and the commit limit is spent once). `extra`: more files to
         publish beside it (path in repo -> local file), listed in the published manifest. `card`: the model
@@ -366,20 +394,26 @@ class HubRepo:
         problem = verify_files_at(local, manifest, check_sha=False)
         if problem:
             raise ParcError(f"local {Path(checkpoint_dir).name} is damaged ({problem}); it cannot be published")
-        refuse_secrets(checkpoint_dir, [*manifest["files"], MANIFEST, *(card or {})], secrets, {**local, **(card or {})})
+        refuse_secrets(
+            checkpoint_dir, [*manifest["files"], MANIFEST, *(card or {})], secrets, {**local, **(card or {})}
+        )
         card = {rel: path for rel, path in (card or {}).items() if rel not in manifest["files"]}
         if revision in self.branches():
             if not force and self.inspect(revision).manifest == manifest:
                 self.put_files(revision, card, f"{revision}: model card")
                 return False
         else:
-            self._call(f"create branch {revision}", self.api.create_branch, self.repo_id, branch=revision,
-                       exist_ok=True)
+            self._call(
+                f"create branch {revision}", self.api.create_branch, self.repo_id, branch=revision, exist_ok=True
+            )
         # Whatever the branch held before (its starting point, an older run's files) goes in the same
         # commit, so the branch ends with exactly this checkpoint.
         before = self._call(f"list {revision}", self.api.list_repo_files, self.repo_id, revision=revision)
-        operations = [CommitOperationDelete(path) for path in before
-                      if path not in manifest["files"] and path not in (MANIFEST, ".gitattributes", *card)]
+        operations = [
+            CommitOperationDelete(path)
+            for path in before
+            if path not in manifest["files"] and path not in (MANIFEST, ".gitattributes", *card)
+        ]
         operations += [CommitOperationAdd(path, str(local[path])) for path in sorted(manifest["files"])]
         operations += [CommitOperationAdd(path, str(card[path])) for path in sorted(card)]
         operations.append(CommitOperationAdd(MANIFEST, manifest_bytes))
@@ -387,8 +421,10 @@ class HubRepo:
         self._call(f"commit {revision}", self._commit, operations, revision, f"{revision}: {contents}")
         remote = self.inspect(revision)
         if remote.manifest != manifest:
-            raise ParcError(f"{revision} of {self.repo_id} is not complete right after pushing it "
-                            f"({remote.problem or 'another manifest'}): is another process pushing to this repo?")
+            raise ParcError(
+                f"{revision} of {self.repo_id} is not complete right after pushing it "
+                f"({remote.problem or 'another manifest'}): is another process pushing to this repo?"
+            )
         return True
 
     def put_files(self, revision: str, files: Dict[str, Path], message: str) -> bool:
@@ -442,9 +478,18 @@ def survey(repo: HubRepo) -> dict:
     named = sorted(repo.revisions().items())
     with ThreadPoolExecutor(max_workers=8) as pool:  # two requests per revision; hundreds of revisions
         remotes = list(pool.map(repo.inspect, [name for _, name in named]))
-    rows = [{"revision": r.name, "step": step, "complete": r.manifest is not None, "problem": r.problem,
-             "tokens": (r.manifest or {}).get("tokens"), "train_state": (r.manifest or {}).get("train_state"),
-             "commit": r.commit} for (step, _), r in zip(named, remotes)]
+    rows = [
+        {
+            "revision": r.name,
+            "step": step,
+            "complete": r.manifest is not None,
+            "problem": r.problem,
+            "tokens": (r.manifest or {}).get("tokens"),
+            "train_state": (r.manifest or {}).get("train_state"),
+            "commit": r.commit,
+        }
+        for (step, _), r in zip(named, remotes)
+    ]
     complete = [r for r in remotes if r.manifest is not None]
     main = repo.inspect("main") if "main" in branches else None
     main_step = main.manifest.get("step") if main is not None and main.manifest else None
@@ -454,6 +499,11 @@ def survey(repo: HubRepo) -> dict:
         horizon = max(schedule) if main_step == max(schedule) else max(step for step, _ in named)
         present = {step for step, _ in named}
         missing = [s for s in schedule if s <= horizon and s not in present]
-    return {"repo_id": repo.repo_id, "main": main_step, "revisions": rows,
-            "incomplete": [row["step"] for row in rows if not row["complete"]],
-            "missing": missing, "schedule_known": schedule is not None}
+    return {
+        "repo_id": repo.repo_id,
+        "main": main_step,
+        "revisions": rows,
+        "incomplete": [row["step"] for row in rows if not row["complete"]],
+        "missing": missing,
+        "schedule_known": schedule is not None,
+    }

@@ -19,12 +19,17 @@ def render(report: dict) -> str:
     rows = report["revisions"]
     done = sum(row["complete"] for row in rows)
     main = f"main = step {report['main']}" if report["main"] is not None else "main holds no checkpoint"
-    lines = [f"{report['repo_id']}: {len(rows)} checkpoint revisions, {done} complete; {main}",
-             f"{'step':>8}  {'revision':<20} {'status':<11} {'tokens':>12}  train_state"]
+    lines = [
+        f"{report['repo_id']}: {len(rows)} checkpoint revisions, {done} complete; {main}",
+        f"{'step':>8}  {'revision':<20} {'status':<11} {'tokens':>12}  train_state",
+    ]
     for row in rows:
         status = "complete" if row["complete"] else "INCOMPLETE"
-        detail = (f"{row['tokens']:>12}  {'yes' if row['train_state'] else 'no'}" if row["complete"]
-                  else f"{'':>12}  ({row['problem']})")
+        detail = (
+            f"{row['tokens']:>12}  {'yes' if row['train_state'] else 'no'}"
+            if row["complete"]
+            else f"{'':>12}  ({row['problem']})"
+        )
         lines.append(f"{row['step']:>8}  {row['revision']:<20} {status:<11} {detail}")
     if report["missing"] is None:
         lines.append("missing: unknown (no complete revision says what the schedule was)")
@@ -58,8 +63,10 @@ def audit_grid(root: Path, fix: bool, diffs: bool = False) -> List[dict]:
     reports = []
     runs = sorted(p.parent for p in root.glob(f"*/{JOURNAL_DIR}") if (p / "repo.json").is_file())
     if not runs:
-        raise ParcError(f"no run under {root} publishes to the Hub (no */{JOURNAL_DIR}/repo.json): give the "
-                        "grid's run root, e.g. runs/parc")
+        raise ParcError(
+            f"no run under {root} publishes to the Hub (no */{JOURNAL_DIR}/repo.json): give the "
+            "grid's run root, e.g. runs/parc"
+        )
     for run in runs:
         target = Journal(run).target()
         try:
@@ -70,8 +77,16 @@ def audit_grid(root: Path, fix: bool, diffs: bool = False) -> List[dict]:
     return reports
 
 
-def run_revisions(repo_id: Optional[str], branch: Optional[str], audit: bool, local: Optional[Path], repair: bool,
-                  grid: Optional[Path], as_json: bool, diffs: bool = False) -> bool:
+def run_revisions(
+    repo_id: Optional[str],
+    branch: Optional[str],
+    audit: bool,
+    local: Optional[Path],
+    repair: bool,
+    grid: Optional[Path],
+    as_json: bool,
+    diffs: bool = False,
+) -> bool:
     """The whole command after parsing; returns False when the audit finds something wrong."""
     from parc.hub.publisher import refuse_offline_env
 

@@ -48,12 +48,16 @@ def load_hf_weights(checkpoint_dir: Path) -> Dict:
     checkpoint_dir = Path(checkpoint_dir)
     config_file = checkpoint_dir / "config.json"
     if not config_file.is_file():
-        raise ParcError(f"{checkpoint_dir} is not a checkpoint directory (no config.json): give a checkpoint-N "
-                        "directory of an arch=rwkv run, or hub:<org/name>@<revision>")
+        raise ParcError(
+            f"{checkpoint_dir} is not a checkpoint directory (no config.json): give a checkpoint-N "
+            "directory of an arch=rwkv run, or hub:<org/name>@<revision>"
+        )
     model_type = json.loads(config_file.read_text()).get("model_type")
     if model_type != "rwkv":
-        raise ParcError(f"{checkpoint_dir} is not an RWKV checkpoint (model_type={model_type!r}); only arch=rwkv "
-                        "runs export to the rwkv format")
+        raise ParcError(
+            f"{checkpoint_dir} is not an RWKV checkpoint (model_type={model_type!r}); only arch=rwkv "
+            "runs export to the rwkv format"
+        )
     index = checkpoint_dir / "model.safetensors.index.json"
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))

@@ -21,8 +21,11 @@ def sync_pending(output_dir: Path, dry_run: bool) -> None:
     if not pending:
         print(f"nothing to push: every revision staged in {publisher.journal.dir} is on the Hub")
     else:
-        print(f"{'would push' if dry_run else 'pushing'} {len(pending)} revisions to {publisher.repo_id}: "
-              f"{', '.join(pending)}", flush=True)
+        print(
+            f"{'would push' if dry_run else 'pushing'} {len(pending)} revisions to {publisher.repo_id}: "
+            f"{', '.join(pending)}",
+            flush=True,
+        )
     if dry_run:
         print("would refresh the model card on main (README.md) if the run's files changed it")
         return

@@ -58,16 +58,21 @@ def digest_of(shas: Dict[str, str]) -> Optional[str]:
 
 # --- sources ------------------------------------------------------------------------------------------
 
+
 def local_revisions(run_dir: Path) -> List[Revision]:
     from parc.store.checkpoint import complete_checkpoints, read_manifest, step_of
 
     found = []
     for path in complete_checkpoints(Path(run_dir)):
         manifest = read_manifest(path)
-        shas = {name: meta["sha256"] for name, meta in manifest.get("files", {}).items()
-                if "/" not in name and name.endswith(".safetensors")}
-        found.append(Revision(step_of(path), path.name, lambda path=path: sorted(path.glob("*.safetensors")),
-                              digest_of(shas)))
+        shas = {
+            name: meta["sha256"]
+            for name, meta in manifest.get("files", {}).items()
+            if "/" not in name and name.endswith(".safetensors")
+        }
+        found.append(
+            Revision(step_of(path), path.name, lambda path=path: sorted(path.glob("*.safetensors")), digest_of(shas))
+        )
     if not found:
         raise ParcError(f"{run_dir} holds no complete checkpoint: give a run's output_dir or hub:<org>/<name>")
     return found
@@ -95,8 +100,11 @@ def hub_revisions(repo, scratch: Optional[Path] = None) -> List[Revision]:
             return [target / rel for rel in sorted(weights)]
 
         known = files and all(files.values())
-        found.append(Revision(step, name, fetch, digest_of(files) if known else None,
-                              lambda target=target: release_download(target)))
+        found.append(
+            Revision(
+                step, name, fetch, digest_of(files) if known else None, lambda target=target: release_download(target)
+            )
+        )
     if not found:
         raise ParcError(f"hub:{repo_id} has no numbered revisions (checkpoint-N / stepN branches) to compare")
     return found
@@ -112,6 +120,7 @@ def release_download(target: Path) -> None:
 
 
 # --- streaming norms ----------------------------------------------------------------------------------
+
 
 class Weights:
     """A revision's tensors, opened lazily across its safetensors files."""
@@ -135,7 +144,7 @@ class Weights:
         row = max(1, int(_product(shape[1:])))
         step = max(1, CHUNK_ELEMENTS // row)
         for lo in range(0, shape[0], step):
-            yield part[lo:min(shape[0], lo + step)].double().reshape(-1)
+            yield part[lo : min(shape[0], lo + step)].double().reshape(-1)
 
 
 def _product(values) -> int:
@@ -151,8 +160,10 @@ def squared_norms(current: Weights, others: Dict[str, Weights]) -> Dict[str, Dic
     for name, other in others.items():
         if other.keys() != keys:
             missing = sorted(set(keys) ^ set(other.keys()))[:3]
-            raise ParcError(f"the revision compared with {name} has other tensors ({', '.join(missing)}): "
-                            "diffs need one architecture across revisions")
+            raise ParcError(
+                f"the revision compared with {name} has other tensors ({', '.join(missing)}): "
+                "diffs need one architecture across revisions"
+            )
     sums: Dict[str, Dict[str, float]] = {}
     for key in keys:
         entry = sums.setdefault(group_of(key), {"self": 0.0, **{n: 0.0 for n in others}})
@@ -167,6 +178,7 @@ def squared_norms(current: Weights, others: Dict[str, Weights]) -> Dict[str, Dic
 
 
 # --- the comparison -----------------------------------------------------------------------------------
+
 
 def monotone_keep(values: Sequence[float], tolerance: float) -> List[bool]:
     """The longest subsequence in which each value is at least (1 - tolerance) x the previous kept one;
@@ -217,15 +229,31 @@ def weight_diffs(revisions: List[Revision], tolerance: float = DEFAULT_TOLERANCE
                 init_norms = {g: v["self"] for g, v in norms.items()}
             for group, values in sorted(norms.items()):
                 before = last[group]["self"] if last is not None else 0.0
-                rows.append({"step": rev.step, "revision": rev.name, "group": group, "norm": values["self"] ** 0.5,
-                             "rel_prev": (values["prev"] / before) ** 0.5 if last is not None and before else None,
-                             "rel_init": (values.get("init", 0.0) / init_norms[group]) ** 0.5
-                             if init_norms.get(group) else None})
-            total = rows[-1] if rows[-1]["group"] == "all" else next(r for r in rows[-len(norms):] if r["group"] == "all")
-            summary.append({"step": rev.step, "revision": rev.name, "rel_prev": total["rel_prev"],
-                            "rel_init": total["rel_init"],
-                            "identical_to_previous": previous is not None and (same_prev or norms["all"].get("prev") == 0.0),
-                            "equals_final": rev is not final and (same_final or norms["all"].get("final") == 0.0)})
+                rows.append(
+                    {
+                        "step": rev.step,
+                        "revision": rev.name,
+                        "group": group,
+                        "norm": values["self"] ** 0.5,
+                        "rel_prev": (values["prev"] / before) ** 0.5 if last is not None and before else None,
+                        "rel_init": (values.get("init", 0.0) / init_norms[group]) ** 0.5
+                        if init_norms.get(group)
+                        else None,
+                    }
+                )
+            total = (
+                rows[-1] if rows[-1]["group"] == "all" else next(r for r in rows[-len(norms) :] if r["group"] == "all")
+            )
+            summary.append(
+                {
+                    "step": rev.step,
+                    "revision": rev.name,
+                    "rel_prev": total["rel_prev"],
+                    "rel_init": total["rel_init"],
+                    "identical_to_previous": previous is not None and (same_prev or norms["all"].get("prev") == 0.0),
+                    "equals_final": rev is not final and (same_final or norms["all"].get("final") == 0.0),
+                }
+            )
             if echo:
                 echo(f"{rev.name}: rel_prev {summary[-1]['rel_prev']}, rel_init {summary[-1]['rel_init']}")
             last, previous = norms, rev
@@ -239,16 +267,24 @@ def weight_diffs(revisions: List[Revision], tolerance: float = DEFAULT_TOLERANCE
     keep = monotone_keep([s["rel_init"] or 0.0 for s in summary], tolerance)
     for s, kept in zip(summary, keep):
         s["non_monotone"] = not kept
-        s["flags"] = [text for flag, text in ((s["identical_to_previous"], "identical to the previous revision"),
-                                              (s["equals_final"], "equals the final weights"),
-                                              (s["non_monotone"], "non-monotone change from init")) if flag]
+        s["flags"] = [
+            text
+            for flag, text in (
+                (s["identical_to_previous"], "identical to the previous revision"),
+                (s["equals_final"], "equals the final weights"),
+                (s["non_monotone"], "non-monotone change from init"),
+            )
+            if flag
+        ]
     return {"rows": rows, "revisions": summary, "flagged": [s["step"] for s in summary if s["flags"]]}
 
 
 def render(diffs: dict) -> str:
     lines = [f"{'step':>8}  {'revision':<22} {'rel_prev':>10} {'rel_init':>10}  flags"]
     for s in diffs["revisions"]:
-        fmt = (lambda v: "-" if v is None else f"{v:.4g}")
-        lines.append(f"{s['step']:>8}  {s['revision']:<22} {fmt(s['rel_prev']):>10} {fmt(s['rel_init']):>10}  "
-                     f"{'; '.join(s['flags']) or 'ok'}")
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"
+        lines.append(
+            f"{s['step']:>8}  {s['revision']:<22} {fmt(s['rel_prev']):>10} {fmt(s['rel_init']):>10}  "
+            f"{'; '.join(s['flags']) or 'ok'}"
+        )
     return "\n".join(lines)

@@ -16,7 +16,6 @@ import torch
 
 from parc.errors import ParcError
 
-
 __all__ = ["check_mode", "fp32_math", "install_class"]
 F = TypeVar("F", bound=Callable)
 

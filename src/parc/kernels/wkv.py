@@ -163,7 +163,12 @@ def _chunk_sums(w, u, key, value, chunk):
     if spread <= MAX_KEY_SPREAD and FIRST_RANGE[0] <= u.min() and u.max() <= FIRST_RANGE[1]:
         # exp(k - kmax) is >= exp(-MAX_KEY_SPREAD) for real keys; padding must give exactly 0.
         scaled_keys = _exp(shifted) * is_real if padded else torch.exp(shifted)
-        return chunk, k, top.unsqueeze(1).expand(-1, -1, -1, -1, chunk + 1), _factored_sums(w, u, scaled_keys, v, chunk + 1)
+        return (
+            chunk,
+            k,
+            top.unsqueeze(1).expand(-1, -1, -1, -1, chunk + 1),
+            _factored_sums(w, u, scaled_keys, v, chunk + 1),
+        )
     chunk = min(general_chunk(seq_len), seq_len)
     k, v = _chunked(key, chunk, LOG_ZERO), _chunked(value, chunk, 0.0)
     top, sums = _decayed_sums(w, u, k.unsqueeze(1), torch.stack([v, torch.ones_like(v)], dim=1), chunk + 1)
@@ -199,16 +204,22 @@ def wkv(
     if state is not None:  # the incoming state reaches chunk n decayed by n * chunk steps
         num, den, log_scale = (s.float().t() for s in state)
         chunk_start = torch.arange(n_chunks, device=key.device) * chunk
-        entering.append((log_scale[:, None, :, None] + chunk_start * w[:, None, None, None],
-                         torch.stack([num, den], dim=1)[..., None]))
+        entering.append(
+            (
+                log_scale[:, None, :, None] + chunk_start * w[:, None, None, None],
+                torch.stack([num, den], dim=1)[..., None],
+            )
+        )
     state_max, state_sums = _merge(entering)  # (channels, 1 or 2, batch, chunks)
 
     # 3. Step t: its chunk's row t and the state entering the chunk, decayed t steps.
     position = torch.arange(chunk, device=key.device)
-    _, total = _merge([
-        (inner_max[..., :chunk], inner[..., :chunk]),
-        (state_max[..., None] + position * w[:, None, None, None, None], state_sums[..., None]),
-    ])
+    _, total = _merge(
+        [
+            (inner_max[..., :chunk], inner[..., :chunk]),
+            (state_max[..., None] + position * w[:, None, None, None, None], state_sums[..., None]),
+        ]
+    )
     # Padding rows may sum to 0/0 (nothing real in them): drop them before dividing, not after.
     total = total.reshape(channels, 2, batch, n_chunks * chunk)[..., :seq_len]
     output = _ContiguousGrad.apply(total[:, 0] / total[:, 1]).permute(1, 2, 0).contiguous().to(key.dtype)
@@ -218,8 +229,10 @@ def wkv(
     # The state after the last real step: the last chunk's real steps (its row `real`: steps i < real,
     # the diagonal there is padding) and the state that entered that chunk, decayed as many steps.
     real = seq_len - (n_chunks - 1) * chunk
-    final_max, final = _merge([
-        (inner_max[..., -1, real], inner[..., -1, real]),
-        (state_max[..., -1] + real * w[:, None, None], state_sums[..., -1]),
-    ])
+    final_max, final = _merge(
+        [
+            (inner_max[..., -1, real], inner[..., -1, real]),
+            (state_max[..., -1] + real * w[:, None, None], state_sums[..., -1]),
+        ]
+    )
     return output, [final[:, 0].t(), final[:, 1].t(), final_max[:, 0].t()]

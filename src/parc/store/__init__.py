@@ -8,7 +8,13 @@ archs, data, hub, training or study.
 
 from parc import lazy_exports
 
-PUBLIC = {"verify_tree": "verify_report", "checkpoint_steps": "steps", "atomic_write_json": "fileio",
-          "DiskWrites": "iofaults", "complete_checkpoints": "checkpoint", "MANIFEST": "checkpoint"}
+PUBLIC = {
+    "verify_tree": "verify_report",
+    "checkpoint_steps": "steps",
+    "atomic_write_json": "fileio",
+    "DiskWrites": "iofaults",
+    "complete_checkpoints": "checkpoint",
+    "MANIFEST": "checkpoint",
+}
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)

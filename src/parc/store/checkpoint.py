@@ -78,6 +78,7 @@ def newest_resumable(output_dir: Path) -> Optional[Path]:
 
 # --- writing ------------------------------------------------------------------------------------------
 
+
 def rng_state() -> Dict:
     """This process's RNG streams as tensors and primitives (loadable with weights_only=True)."""
     py_version, py_state, py_gauss = random.getstate()
@@ -101,8 +102,19 @@ def set_rng_state(state: Dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, tokenizer_dir: Path,
-         trainer_state: Dict, scheduled: bool, with_train_state: bool = True, gathered=(None, None)) -> Path:
+def save(
+    accelerator,
+    output_dir: Path,
+    step: int,
+    model,
+    optimizer,
+    scheduler,
+    tokenizer_dir: Path,
+    trainer_state: Dict,
+    scheduled: bool,
+    with_train_state: bool = True,
+    gathered=(None, None),
+) -> Path:
     """Collective: every rank calls it. Rank 0 writes weights and optimizer; each rank its own RNG.
 
     `gathered` is (an unsharded copy of the model, the full optimizer state) from parc.training.strategy's
@@ -113,15 +125,41 @@ def save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, 
     from parc.store.iofaults import DiskWrites
 
     partial = Path(output_dir) / f".checkpoint-{step}.partial"
-    with DiskWrites(f"saving checkpoint-{step} to {output_dir}", output_dir,
-                    cleanup=lambda: shutil.rmtree(partial, ignore_errors=True),
-                    elsewhere="choose another output_dir=", then=lambda: resume_hint(output_dir)):
-        return _save(accelerator, output_dir, step, model, optimizer, scheduler, tokenizer_dir, trainer_state,
-                     scheduled, with_train_state, gathered)
+    with DiskWrites(
+        f"saving checkpoint-{step} to {output_dir}",
+        output_dir,
+        cleanup=lambda: shutil.rmtree(partial, ignore_errors=True),
+        elsewhere="choose another output_dir=",
+        then=lambda: resume_hint(output_dir),
+    ):
+        return _save(
+            accelerator,
+            output_dir,
+            step,
+            model,
+            optimizer,
+            scheduler,
+            tokenizer_dir,
+            trainer_state,
+            scheduled,
+            with_train_state,
+            gathered,
+        )
 
 
-def _save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler, tokenizer_dir: Path,
-          trainer_state: Dict, scheduled: bool, with_train_state: bool, gathered) -> Path:
+def _save(
+    accelerator,
+    output_dir: Path,
+    step: int,
+    model,
+    optimizer,
+    scheduler,
+    tokenizer_dir: Path,
+    trainer_state: Dict,
+    scheduled: bool,
+    with_train_state: bool,
+    gathered,
+) -> Path:
     from parc.store.iofaults import save_torch  # torch.save hides the OSError of a full disk; this keeps it
 
     final = checkpoint_path(output_dir, step)
@@ -136,22 +174,33 @@ def _save(accelerator, output_dir: Path, step: int, model, optimizer, scheduler,
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (full_model if full_model is not None else accelerator.unwrap_model(model)).save_pretrained(
-            partial, safe_serialization=True)
+            partial, safe_serialization=True
+        )
         for item in Path(tokenizer_dir).iterdir():
             shutil.copy2(item, partial / item.name)
         if with_train_state:
-            save_torch(optimizer.state_dict() if optimizer_state is None else optimizer_state,
-                       partial / STATE_DIR / "optimizer.pt")
+            save_torch(
+                optimizer.state_dict() if optimizer_state is None else optimizer_state,
+                partial / STATE_DIR / "optimizer.pt",
+            )
             save_torch(scheduler.state_dict(), partial / STATE_DIR / "scheduler.pt")
             atomic_write_json(partial / TRAINER_STATE, trainer_state)
         else:
             shutil.rmtree(partial / STATE_DIR)
-        files = {str(p.relative_to(partial)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-                 for p in sorted(partial.rglob("*")) if p.is_file()}
+        files = {
+            str(p.relative_to(partial)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(partial.rglob("*"))
+            if p.is_file()
+        }
         fsync_tree(partial)
-        manifest = {"step": step, "tokens": trainer_state["tokens"], "scheduled": scheduled,
-                    "train_state": with_train_state, "files": files,
-                    "batch_hashes": trainer_state.get("recent_batch_hashes", {})}
+        manifest = {
+            "step": step,
+            "tokens": trainer_state["tokens"],
+            "scheduled": scheduled,
+            "train_state": with_train_state,
+            "files": files,
+            "batch_hashes": trainer_state.get("recent_batch_hashes", {}),
+        }
         if trainer_state.get("schedule") is not None:
             manifest["schedule"] = trainer_state["schedule"]  # lets `parc.revisions` flag missing revisions
         if trainer_state.get("init_from") is not None:
@@ -199,6 +248,7 @@ def prune_train_states(output_dir: Path, keep: Optional[int], protect: set = fro
 
 # --- reading ------------------------------------------------------------------------------------------
 
+
 def safe_load(path: Path):
     """torch.load that can only build tensors and primitives: a checkpoint never runs code.
 
@@ -212,17 +262,25 @@ def safe_load(path: Path):
         if "Weights only load failed" not in str(exc):
             raise ParcError(_damaged(path, exc)) from None
         reason = str(exc).splitlines()[0]
-        raise ParcError(f"refusing to load {path}: it holds objects outside the safe set of tensors and "
-                        f"primitives ({reason}); use a checkpoint written by parc") from None
+        raise ParcError(
+            f"refusing to load {path}: it holds objects outside the safe set of tensors and "
+            f"primitives ({reason}); use a checkpoint written by parc"
+        ) from None
     except Exception as exc:  # EOFError (empty), RuntimeError (truncated zip), OSError (unreadable) ...
         raise ParcError(_damaged(path, exc)) from None
 
 
 def _damaged(path: Path, exc: BaseException) -> str:
     size = Path(path).stat().st_size if Path(path).is_file() else None
-    reason = "it is empty" if size == 0 else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
-    return (f"{path} is damaged ({reason}): it cannot be loaded; resume from another checkpoint "
-            f"(python -m parc.verify {Path(path).parents[2]} checks them all)")
+    reason = (
+        "it is empty"
+        if size == 0
+        else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+    )
+    return (
+        f"{path} is damaged ({reason}): it cannot be loaded; resume from another checkpoint "
+        f"(python -m parc.verify {Path(path).parents[2]} checks them all)"
+    )
 
 
 def load_weights(model: torch.nn.Module, checkpoint_dir: Path) -> None:
@@ -237,16 +295,20 @@ def load_weights(model: torch.nn.Module, checkpoint_dir: Path) -> None:
         raise ParcError(f"cannot read the weights in {checkpoint_dir} ({str(exc).splitlines()[0]})") from None
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if missing or unexpected:
-        raise ParcError(f"checkpoint {checkpoint_dir} does not match this architecture "
-                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); check arch=")
+        raise ParcError(
+            f"checkpoint {checkpoint_dir} does not match this architecture "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); check arch="
+        )
 
 
 def load_train_state(checkpoint_dir: Path, process_index: int) -> Dict:
     state_dir = Path(checkpoint_dir) / STATE_DIR
     trainer_state = read_trainer_state(checkpoint_dir)
     if trainer_state is None:
-        raise ParcError(f"{checkpoint_dir} holds no {TRAINER_STATE} (its training state was pruned): resume from "
-                        "a checkpoint that kept it")
+        raise ParcError(
+            f"{checkpoint_dir} holds no {TRAINER_STATE} (its training state was pruned): resume from "
+            "a checkpoint that kept it"
+        )
     rng_file = state_dir / f"rng-rank{process_index}.pt"
     if not rng_file.exists():  # resuming on more ranks than saved: extra ranks continue rank 0's stream
         rng_file = state_dir / "rng-rank0.pt"

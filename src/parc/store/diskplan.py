@@ -84,42 +84,66 @@ def kept_state_steps(steps: Iterable[int], keep: Optional[int], save_train_state
     return steps if keep is None else steps[-keep:]
 
 
-def estimate(cfg, model: torch.nn.Module, schedule: Iterable[int], world_size: int, done: Iterable[int] = (),
-             tokenizer_dir: Optional[Path] = None, start_step: int = 0) -> DiskEstimate:
+def estimate(
+    cfg,
+    model: torch.nn.Module,
+    schedule: Iterable[int],
+    world_size: int,
+    done: Iterable[int] = (),
+    tokenizer_dir: Optional[Path] = None,
+    start_step: int = 0,
+) -> DiskEstimate:
     """Bytes the checkpoints of `schedule` not yet `done` will add, and the free space at cfg.output_dir."""
     schedule = sorted(schedule)
     todo = [s for s in schedule if s not in set(done)]
-    weights = (safetensors_bytes(model) + len(model.config.to_json_string()) + directory_bytes(tokenizer_dir)
-               + MANIFEST_BYTES)
+    weights = (
+        safetensors_bytes(model) + len(model.config.to_json_string()) + directory_bytes(tokenizer_dir) + MANIFEST_BYTES
+    )
     small_state = SMALL_STATE_BYTES + RNG_BYTES_PER_RANK * world_size
     full_state = small_state + adamw_state_bytes(model)
-    kept = [s for s in kept_state_steps(schedule, cfg.checkpoint.keep_train_states,
-                                        cfg.checkpoint.save_train_state) if s in todo]
+    kept = [
+        s
+        for s in kept_state_steps(schedule, cfg.checkpoint.keep_train_states, cfg.checkpoint.save_train_state)
+        if s in todo
+    ]
     state_of = {s: small_state if s == 0 else full_state for s in kept}
     total = weights * len(todo) + sum(state_of.values()) + METRICS_ROW_BYTES * (schedule[-1] - start_step)
     pruning = cfg.checkpoint.keep_train_states is not None and len(kept) < len(todo) and cfg.checkpoint.save_train_state
     peak = total + (full_state if pruning else 0)
     where = nearest_existing(Path(cfg.output_dir))
-    return DiskEstimate(checkpoints=len(todo), weights_bytes=weights, state_bytes=full_state, states=len(kept),
-                        total=total, peak=peak, free=shutil.disk_usage(where).free, where=str(where))
+    return DiskEstimate(
+        checkpoints=len(todo),
+        weights_bytes=weights,
+        state_bytes=full_state,
+        states=len(kept),
+        total=total,
+        peak=peak,
+        free=shutil.disk_usage(where).free,
+        where=str(where),
+    )
 
 
 def describe(est: DiskEstimate) -> str:
-    return (f"~{format_bytes(est.peak)} for {est.checkpoints} checkpoints ({format_bytes(est.weights_bytes)} of "
-            f"weights each, {est.states} training states of {format_bytes(est.state_bytes)}); "
-            f"{format_bytes(est.free)} free at {est.where}")
+    return (
+        f"~{format_bytes(est.peak)} for {est.checkpoints} checkpoints ({format_bytes(est.weights_bytes)} of "
+        f"weights each, {est.states} training states of {format_bytes(est.state_bytes)}); "
+        f"{format_bytes(est.free)} free at {est.where}"
+    )
 
 
 def warning(est: DiskEstimate) -> Optional[str]:
     if est.fits:
         return None
-    return (f"the checkpoint schedule needs ~{format_bytes(est.peak)} but only {format_bytes(est.free)} are free "
-            f"at {est.where}: free space, keep fewer training states (checkpoint.keep_train_states=N), save none "
-            f"(checkpoint.save_train_state=false), checkpoint less often, or choose another output_dir=")
+    return (
+        f"the checkpoint schedule needs ~{format_bytes(est.peak)} but only {format_bytes(est.free)} are free "
+        f"at {est.where}: free space, keep fewer training states (checkpoint.keep_train_states=N), save none "
+        f"(checkpoint.save_train_state=false), checkpoint less often, or choose another output_dir="
+    )
 
 
-def plan_for(cfg, model: torch.nn.Module, plan, tokenizer_dir: Optional[Path] = None,
-             start_step: int = 0) -> DiskEstimate:
+def plan_for(
+    cfg, model: torch.nn.Module, plan, tokenizer_dir: Optional[Path] = None, start_step: int = 0
+) -> DiskEstimate:
     """The estimate for a run's Plan, counting the complete checkpoints already in its output_dir as done."""
     from parc.store.checkpoint import complete_checkpoints, step_of
 

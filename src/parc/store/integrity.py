@@ -128,12 +128,18 @@ def newest_verified(output_dir: Path, check_sha: bool = True) -> Optional[Path]:
             return path
         if verdict.status == DAMAGED:
             damaged.append(path.name)
-            log.warning("parc: skipping %s: %s; trying an older checkpoint (python -m parc.verify %s lists all)",
-                        path.name, verdict.problem, output_dir)
+            log.warning(
+                "parc: skipping %s: %s; trying an older checkpoint (python -m parc.verify %s lists all)",
+                path.name,
+                verdict.problem,
+                output_dir,
+            )
     if damaged:
-        raise ParcError(f"every checkpoint of {output_dir} with training state is damaged ({', '.join(damaged)}): "
-                        f"python -m parc.verify {output_dir} shows what is wrong; restore them, or start over with "
-                        "resume=none overwrite=true")
+        raise ParcError(
+            f"every checkpoint of {output_dir} with training state is damaged ({', '.join(damaged)}): "
+            f"python -m parc.verify {output_dir} shows what is wrong; restore them, or start over with "
+            "resume=none overwrite=true"
+        )
     return None
 
 
@@ -141,11 +147,15 @@ def require_verified(path: Path, check_sha: bool = True) -> Verdict:
     """A checkpoint the user named: every listed file must verify, else a one-line error naming the file."""
     verdict = verify(path, check_sha)
     if verdict.status == DAMAGED:
-        raise ParcError(f"checkpoint {path} is damaged: {verdict.problem}; pick another one (python -m parc.verify "
-                        f"{Path(path).parent} lists them), or resume=auto to use the newest intact one")
+        raise ParcError(
+            f"checkpoint {path} is damaged: {verdict.problem}; pick another one (python -m parc.verify "
+            f"{Path(path).parent} lists them), or resume=auto to use the newest intact one"
+        )
     if verdict.status == INCOMPLETE:
-        raise ParcError(f"checkpoint {path} is incomplete: {verdict.problem}; pick another one "
-                        f"(python -m parc.verify {Path(path).parent} lists them)")
+        raise ParcError(
+            f"checkpoint {path} is incomplete: {verdict.problem}; pick another one "
+            f"(python -m parc.verify {Path(path).parent} lists them)"
+        )
     return verdict
 
 

@@ -13,8 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from parc.errors import (EXIT_IO_ERROR, FAULTS, ParcError, describe_fault, fault_errno, format_bytes,  # noqa: F401
-                         free_space, nearest_existing)
+from parc.errors import (  # noqa: F401
+    EXIT_IO_ERROR,
+    FAULTS,
+    ParcError,
+    describe_fault,
+    fault_errno,
+    format_bytes,
+    free_space,
+    nearest_existing,
+)
+
 
 class DiskFault(ParcError):
     """A write failed for a reason of the filesystem: the message says what, where, the free space, the fix."""
@@ -29,8 +38,14 @@ class DiskWrites:
     cleanup (e.g. to name the checkpoint the next run will resume from).
     """
 
-    def __init__(self, what: str, where: Path, cleanup: Optional[Callable[[], None]] = None,
-                 elsewhere: str = "", then: Union[str, Callable[[], str]] = ""):
+    def __init__(
+        self,
+        what: str,
+        where: Path,
+        cleanup: Optional[Callable[[], None]] = None,
+        elsewhere: str = "",
+        then: Union[str, Callable[[], str]] = "",
+    ):
         self.what, self.where, self.cleanup, self.elsewhere, self.then = what, Path(where), cleanup, elsewhere, then
 
     def __enter__(self) -> "DiskWrites":
@@ -65,9 +80,11 @@ def check_same_directory(path: Path, identity: tuple, what: str) -> None:
     except OSError:
         same = False
     if not same:
-        raise DiskFault(f"{what} failed: {path} is gone or no longer the directory this run started in (its "
-                        f"filesystem was unmounted or the directory deleted; {free_space(path)}); bring it back, "
-                        f"then run the same command again (it resumes from the newest intact checkpoint)")
+        raise DiskFault(
+            f"{what} failed: {path} is gone or no longer the directory this run started in (its "
+            f"filesystem was unmounted or the directory deleted; {free_space(path)}); bring it back, "
+            f"then run the same command again (it resumes from the newest intact checkpoint)"
+        )
 
 
 class _KeepWriteError:

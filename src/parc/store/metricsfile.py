@@ -35,8 +35,9 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     if len(kept) == len(rows) and (text.endswith("\n") or not text):
         return
     tmp = path.with_name(path.name + ".tmp")
-    with DiskWrites(f"rewriting {path}", path.parent, cleanup=lambda: tmp.unlink(missing_ok=True),
-                    then="run the same command again"):
+    with DiskWrites(
+        f"rewriting {path}", path.parent, cleanup=lambda: tmp.unlink(missing_ok=True), then="run the same command again"
+    ):
         tmp.write_text(rows_text(kept))
         os.replace(tmp, path)
 
@@ -64,8 +65,10 @@ def parse_metrics(text: str, path, first_line: int = 1) -> List[dict]:
         if isinstance(row, dict) and isinstance(row.get("step"), int):
             rows.append(row)
         elif index < len(lines) - 1:
-            raise ParcError(f"{path} line {first_line + index} is not a metrics row ({line[:40]!r}): the file is "
-                            f"damaged; restore it from a copy, or delete that line")
+            raise ParcError(
+                f"{path} line {first_line + index} is not a metrics row ({line[:40]!r}): the file is "
+                f"damaged; restore it from a copy, or delete that line"
+            )
     return rows
 
 
@@ -99,8 +102,7 @@ def loss_curve(path) -> Dict[int, float]:
     """step -> training loss of a run's metrics.jsonl ({} when there is none yet)."""
     if not Path(path).is_file():
         return {}
-    return {row["step"]: float(row["loss"]) for row in read_metrics(path)
-            if isinstance(row.get("loss"), (int, float))}
+    return {row["step"]: float(row["loss"]) for row in read_metrics(path) if isinstance(row.get("loss"), (int, float))}
 
 
 def measured_step_s(path) -> Optional[float]:
@@ -110,6 +112,9 @@ def measured_step_s(path) -> Optional[float]:
     if not Path(path).is_file():
         return None
     rows = read_metrics(path)
-    gaps = [(b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(rows, rows[1:])
-            if b["step"] > a["step"] and "time" in a and "time" in b]
+    gaps = [
+        (b["time"] - a["time"]) / (b["step"] - a["step"])
+        for a, b in zip(rows, rows[1:])
+        if b["step"] > a["step"] and "time" in a and "time" in b
+    ]
     return statistics.median(gaps) if gaps else None

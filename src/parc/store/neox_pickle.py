@@ -19,12 +19,18 @@ import torch
 
 from parc.errors import ParcError
 
-SCALER_CLASSES = {("deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler"),
-                  ("deepspeed.runtime.fp16.loss_scaler", "LossScaler")}
+SCALER_CLASSES = {
+    ("deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler"),
+    ("deepspeed.runtime.fp16.loss_scaler", "LossScaler"),
+}
 ZERO_STAGE_ENUM = ("deepspeed.runtime.zero.config", "ZeroStageEnum")
 FRAGMENT_ADDRESS = ("deepspeed.utils.tensor_fragment", "fragment_address")  # modern param_slice_mappings
-NUMPY_DATA = {"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
-              "numpy.dtype"}
+NUMPY_DATA = {
+    "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.ndarray",
+    "numpy.dtype",
+}
 
 
 class ScalerRecord:
@@ -80,8 +86,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         allowed = self.allowed.get(key)
         if allowed is not None:
             return allowed
-        raise ParcError(f"{self.path} asks to load the class {key}, which a GPT-NeoX/DeepSpeed checkpoint does not "
-                        f"hold; refused (only tensors, plain data and DeepSpeed's loss scaler are read)")
+        raise ParcError(
+            f"{self.path} asks to load the class {key}, which a GPT-NeoX/DeepSpeed checkpoint does not "
+            f"hold; refused (only tensors, plain data and DeepSpeed's loss scaler are read)"
+        )
 
 
 def load_untrusted(path: Path):
@@ -93,5 +101,7 @@ def load_untrusted(path: Path):
     except ParcError:
         raise
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise ParcError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} "
-                        f"(a damaged or partial download? fetch the file again)") from None
+        raise ParcError(
+            f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} "
+            f"(a damaged or partial download? fetch the file again)"
+        ) from None

@@ -31,8 +31,14 @@ from parc.store.neox_pickle import load_untrusted
 
 MOMENTS = ("exp_avg", "exp_avg_sq")
 NORMS = {"input_layernorm", "post_attention_layernorm", "norm"}
-COLUMN = {"word_embeddings.weight", "final_linear.weight", "attention.query_key_value.weight",
-          "attention.query_key_value.bias", "mlp.dense_h_to_4h.weight", "mlp.dense_h_to_4h.bias"}
+COLUMN = {
+    "word_embeddings.weight",
+    "final_linear.weight",
+    "attention.query_key_value.weight",
+    "attention.query_key_value.bias",
+    "mlp.dense_h_to_4h.weight",
+    "mlp.dense_h_to_4h.bias",
+}
 ROW_WEIGHTS = {"attention.dense.weight", "mlp.dense_4h_to_h.weight"}
 ROW_BIASES = {"attention.dense.bias", "mlp.dense_4h_to_h.bias"}
 _LAYER_FILE = re.compile(r"^layer_(\d+)-model_(\d+)-model_states\.pt$")
@@ -71,8 +77,10 @@ def locate(path: Path) -> Path:
     if (path / "latest").is_file() and not any(path.glob("mp_rank_*_model_states.pt")):
         path = path / (path / "latest").read_text().strip()
     if not path.is_dir() or not any(path.glob("mp_rank_*_model_states.pt")):
-        raise ParcError(f"{path} is not a raw GPT-NeoX checkpoint: give a global_stepN directory (with "
-                        f"mp_rank_00_model_states.pt) or the save directory whose `latest` file names one")
+        raise ParcError(
+            f"{path} is not a raw GPT-NeoX checkpoint: give a global_stepN directory (with "
+            f"mp_rank_00_model_states.pt) or the save directory whose `latest` file names one"
+        )
     return path
 
 
@@ -100,12 +108,20 @@ def read_raw(path: Path, check_halves: bool = True) -> RawCheckpoint:
     scaler = _scaler(per_rank[0][1], tag, mp=ranks[0])
     steps, samples = meta.get("global_steps"), meta.get("global_samples")
     raw = RawCheckpoint(
-        path=tag, format=fmt, weights={rename[n]: v["master"] for n, v in merged.items()},
+        path=tag,
+        format=fmt,
+        weights={rename[n]: v["master"] for n, v in merged.items()},
         moments={rename[n]: {k: v[k] for k in MOMENTS} for n, v in merged.items()},
-        iteration=int(meta.get("iteration", meta.get("global_steps", 0))), lr_scheduler=meta.get("lr_scheduler"),
-        skipped_steps=int(meta.get("skipped_steps", 0)), args=meta.get("args"), loss_scale=scaler,
-        train_batch_size=samples // steps if steps else None, dp=int(meta.get("dp_world_size", 1)), mp=len(ranks),
-        checked_halves=sorted(rename[n] for n in merged) if check_halves else [])
+        iteration=int(meta.get("iteration", meta.get("global_steps", 0))),
+        lr_scheduler=meta.get("lr_scheduler"),
+        skipped_steps=int(meta.get("skipped_steps", 0)),
+        args=meta.get("args"),
+        loss_scale=scaler,
+        train_batch_size=samples // steps if steps else None,
+        dp=int(meta.get("dp_world_size", 1)),
+        mp=len(ranks),
+        checked_halves=sorted(rename[n] for n in merged) if check_halves else [],
+    )
     raw.bytes_read = sum(p.stat().st_size for p in files_read)
     raw.seconds = time.perf_counter() - started
     return raw
@@ -113,15 +129,19 @@ def read_raw(path: Path, check_halves: bool = True) -> RawCheckpoint:
 
 # --- one model-parallel rank ----------------------------------------------------------------------------------
 
+
 def _pipeline_rank(tag: Path, mp: int, meta: dict):
     """(format, {neox name: {master, exp_avg, exp_avg_sq}}, {neox name: layer-file tensor}, files read)."""
-    zero_files = sorted(tag.glob(f"zero_pp_rank_*_mp_rank_{mp:02d}_optim_states.pt"),
-                        key=lambda p: int(p.name.split("_")[3]))
+    zero_files = sorted(
+        tag.glob(f"zero_pp_rank_*_mp_rank_{mp:02d}_optim_states.pt"), key=lambda p: int(p.name.split("_")[3])
+    )
     dp = int(meta.get("dp_world_size", len(zero_files)))
     if len(zero_files) != dp:
-        raise ParcError(f"{tag} holds {len(zero_files)} zero_pp_rank_*_mp_rank_{mp:02d}_optim_states.pt files, "
-                        f"its model states say dp_world_size {dp}: the download is incomplete; fetch it again")
-    states = [load_untrusted(p)for p in zero_files]
+        raise ParcError(
+            f"{tag} holds {len(zero_files)} zero_pp_rank_*_mp_rank_{mp:02d}_optim_states.pt files, "
+            f"its model states say dp_world_size {dp}: the download is incomplete; fetch it again"
+        )
+    states = [load_untrusted(p) for p in zero_files]
     optim = [s["optimizer_state_dict"] for s in states]
     if "local_sub_partitions_of_fp32_groups" in optim[0]:
         fmt, groups = "deeperspeed-0.3.15", _regroup(states[0]["param_shapes"])
@@ -130,8 +150,10 @@ def _pipeline_rank(tag: Path, mp: int, meta: dict):
         fmt, groups = "deepspeed", [list(g.items()) for g in meta["param_shapes"]]
         flats = [_concatenated(optim, g) for g in range(len(groups))]
     else:
-        raise ParcError(f"{zero_files[0]} holds neither local_sub_partitions_of_fp32_groups (DeeperSpeed 0.3.15) "
-                        f"nor single_partition_of_fp32_groups (DeepSpeed ZeRO-1/2): not a format Parc reads")
+        raise ParcError(
+            f"{zero_files[0]} holds neither local_sub_partitions_of_fp32_groups (DeeperSpeed 0.3.15) "
+            f"nor single_partition_of_fp32_groups (DeepSpeed ZeRO-1/2): not a format Parc reads"
+        )
     flat = {}
     for g, (shapes, pieces) in enumerate(zip(groups, flats)):
         flat.update(_cut(shapes, pieces, f"{tag.name} group {g} (mp rank {mp})", exact=fmt != "deepspeed"))
@@ -145,7 +167,7 @@ def _pipeline_rank(tag: Path, mp: int, meta: dict):
 
 def _sequential_rank(meta: dict):
     """No pipeline (14M/31M): `module` holds `sequential.<idx>.<name>` weights, `optimizer` the flat fp32 groups."""
-    module = {k[len("sequential."):]: v for k, v in meta["module"].items() if k.startswith("sequential.")}
+    module = {k[len("sequential.") :]: v for k, v in meta["module"].items() if k.startswith("sequential.")}
     params = [(n, t.shape) for n, t in module.items() if not n.endswith("inv_freq")]
     optim = meta["optimizer"]
     flat = {}
@@ -196,12 +218,14 @@ def _cut(shapes, pieces: Dict[str, torch.Tensor], where: str, exact: bool) -> Di
     total = sum(torch.Size(s).numel() for _, s in shapes)
     for key, flat in pieces.items():
         if len(flat) < total or (exact and len(flat) != total):
-            raise ParcError(f"{where}: the {key} partitions hold {len(flat)} values, its parameters need {total}: "
-                            f"the files do not belong together (or a zero_pp_rank file is missing)")
+            raise ParcError(
+                f"{where}: the {key} partitions hold {len(flat)} values, its parameters need {total}: "
+                f"the files do not belong together (or a zero_pp_rank file is missing)"
+            )
     out, offset = {}, 0
     for name, shape in shapes:
         n = torch.Size(shape).numel()
-        out[name] = {k: v[offset:offset + n].view(shape).clone() for k, v in pieces.items()}
+        out[name] = {k: v[offset : offset + n].view(shape).clone() for k, v in pieces.items()}
         offset += n
     return out
 
@@ -211,26 +235,34 @@ def _check_halves(layers: Dict[str, torch.Tensor], flat: Dict[str, dict], tag: P
     weights = {n: t for n, t in layers.items() if not n.endswith("inv_freq")}
     if set(weights) != set(flat):
         missing = sorted(set(flat) ^ set(weights))[:3]
-        raise ParcError(f"{tag} (mp rank {mp}): the layer files and the optimizer files name different parameters "
-                        f"({', '.join(missing)}): not one checkpoint")
+        raise ParcError(
+            f"{tag} (mp rank {mp}): the layer files and the optimizer files name different parameters "
+            f"({', '.join(missing)}): not one checkpoint"
+        )
     for name, tensor in weights.items():
         master = flat[name]["master"]
         if tensor.shape != master.shape or not torch.equal(tensor, master.to(tensor.dtype)):
-            raise ParcError(f"{tag}: the {tensor.dtype} weight {name} (mp rank {mp}) is not its fp32 master cast to "
-                            f"{tensor.dtype}: the layer and optimizer files disagree (damaged, or from different steps)")
+            raise ParcError(
+                f"{tag}: the {tensor.dtype} weight {name} (mp rank {mp}) is not its fp32 master cast to "
+                f"{tensor.dtype}: the layer and optimizer files disagree (damaged, or from different steps)"
+            )
 
 
 def _scaler(meta: dict, tag: Path, mp: int) -> Optional[dict]:
     if meta.get("module") is not None:  # fused FP16 optimizer: the scaler's fields sit in its state dict
         optim = meta["optimizer"]
-        return {k: optim[k] for k in ("cur_scale", "cur_iter", "last_overflow_iter", "scale_factor", "scale_window")
-                if k in optim} or None
+        return {
+            k: optim[k]
+            for k in ("cur_scale", "cur_iter", "last_overflow_iter", "scale_factor", "scale_window")
+            if k in optim
+        } or None
     zero = load_untrusted(next(tag.glob(f"zero_pp_rank_0_mp_rank_{mp:02d}_optim_states.pt")))
     scaler = zero["optimizer_state_dict"].get("loss_scaler")
     return dict(vars(scaler)) if scaler is not None and zero["optimizer_state_dict"].get("dynamic_loss_scale") else None
 
 
 # --- merging model-parallel ranks and naming ------------------------------------------------------------------
+
 
 def _merge(name: str, ranks: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
     """One parameter's tensors over model-parallel ranks, merged as NeoX's converters merge the weights."""
@@ -256,8 +288,9 @@ def hf_names(names: List[str]) -> Dict[str, str]:
     norm, L+4 `final_linear` (indices 1 and L+2 are functions without weights)."""
     final = {int(n.split(".")[0]) for n in names if n.split(".", 1)[1].startswith("norm.")}
     if len(final) != 1:
-        raise ParcError(f"cannot find the final norm among the checkpoint's parameters ({len(names)} names): "
-                        f"not a GPT-NeoX model")
+        raise ParcError(
+            f"cannot find the final norm among the checkpoint's parameters ({len(names)} names): not a GPT-NeoX model"
+        )
     norm_index = final.pop()
     out = {}
     for name in names:

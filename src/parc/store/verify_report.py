@@ -26,14 +26,20 @@ def render(root: Path, results: Dict[str, List[integrity.Verdict]]) -> None:
     caption = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     table = Table(title=str(root), caption=f"{len(verdicts)} checkpoints in {len(results)} runs: {caption}")
     for name in ("run", "checkpoint", "files", "size", "train state", "checked", "status", "problem"):
-        table.add_column(name, justify="right" if name in ("files", "size") else "left",
-                         no_wrap=name != "problem")
+        table.add_column(name, justify="right" if name in ("files", "size") else "left", no_wrap=name != "problem")
     for run, found in results.items():
         table.add_section()
         for v in found:
-            table.add_row(Path(run).name, Path(v.path).name, str(v.files), format_bytes(v.bytes) if v.files else "",
-                          "yes" if v.train_state else "", "size+sha256" if v.sha256_checked else "size",
-                          f"[{STYLE[v.status]}]{v.status}[/]", v.problem or "")
+            table.add_row(
+                Path(run).name,
+                Path(v.path).name,
+                str(v.files),
+                format_bytes(v.bytes) if v.files else "",
+                "yes" if v.train_state else "",
+                "size+sha256" if v.sha256_checked else "size",
+                f"[{STYLE[v.status]}]{v.status}[/]",
+                v.problem or "",
+            )
     console = Console()
     console.width = max(console.width, 120)  # piped output: the whole table
     console.print(table)
@@ -43,8 +49,10 @@ def verify_tree(path: Path, check_sha: bool, as_json: bool) -> bool:
     """Print the verdicts; True when a checkpoint is damaged."""
     results = integrity.check_tree(path, check_sha=check_sha)
     if as_json:
-        rows = {run: [{k: v for k, v in asdict(verdict).items() if k != "manifest"} for verdict in found]
-                for run, found in results.items()}
+        rows = {
+            run: [{k: v for k, v in asdict(verdict).items() if k != "manifest"} for verdict in found]
+            for run, found in results.items()
+        }
         print(json.dumps({"root": str(path), "runs": rows}, indent=1))
     else:
         render(path, results)

@@ -19,15 +19,28 @@ none imports it.
 
 from parc import lazy_exports
 
-PUBLIC = {"run_evaluate": "evaluations.command",
-          "compare_evals": "evaluations.compare:compare", "describe_comparison": "evaluations.compare:describe",
-          "parse_filters": "evaluations.compare", "run_ngrams": "phases.ngrams", "run_phases": "phases.statistics",
-          "run_surprisal": "phases.surprisal_checkpoints", "DEFAULT_SIZES": "phases.stimulus_sets",
-          "PAPER_SEED": "phases.stimulus_sets", "build_stimuli": "phases.stimulus_sets",
-          "find_runs": "evaluations.learning_curves", "plot_curves": "evaluations.learning_curves",
-          "plot_evals": "evaluations.figures", "plot_runs": "evaluations.learning_curves",
-          "ModelCache": "sources.model_cache", "resolve_runs": "sources.runs", "run_study": "phases.pipeline",
-          "run_noise": "dynamics.command", "run_similarity": "dynamics.command",
-          "run_diffs": "dynamics.command", "run_outliers": "dynamics.command"}
+PUBLIC = {
+    "run_evaluate": "evaluations.command",
+    "compare_evals": "evaluations.compare:compare",
+    "describe_comparison": "evaluations.compare:describe",
+    "parse_filters": "evaluations.compare",
+    "run_ngrams": "phases.ngrams",
+    "run_phases": "phases.statistics",
+    "run_surprisal": "phases.surprisal_checkpoints",
+    "DEFAULT_SIZES": "phases.stimulus_sets",
+    "PAPER_SEED": "phases.stimulus_sets",
+    "build_stimuli": "phases.stimulus_sets",
+    "find_runs": "evaluations.learning_curves",
+    "plot_curves": "evaluations.learning_curves",
+    "plot_evals": "evaluations.figures",
+    "plot_runs": "evaluations.learning_curves",
+    "ModelCache": "sources.model_cache",
+    "resolve_runs": "sources.runs",
+    "run_study": "phases.pipeline",
+    "run_noise": "dynamics.command",
+    "run_similarity": "dynamics.command",
+    "run_diffs": "dynamics.command",
+    "run_outliers": "dynamics.command",
+}
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)

@@ -11,14 +11,28 @@ from parc.cli import INTS, STRS, Command, Key
 from parc.errors import exit_on_error
 
 COMMAND = Command(
-    "parc.study", __doc__, overrides=True, example="python -m parc.study experiment=demo seeds=0-2",
-    keys=(Key("seeds", INTS, [0], "seeds of every architecture, e.g. 0-2 or 0,1,5"),
-          Key("archs", STRS, None, "architectures (default pythia,mamba,rwkv)"),
-          Key("steps", INTS, None, "checkpoints to analyse (default step 0, powers of two, the final step)"),
-          Key("out", Path, None, "the grid's directory (default <paths.output_root>/<run_name>)"),
-          Key("corpus", str, "stream", "n-grams from the whole stream but the stimuli's documents, or the batches "
-              "trained on", ("stream", "consumed")),
-          *(Key(split, int, None, f"stimuli in the {split} split (as parc.stimuli)") for split in ("train", "val", "test"))))
+    "parc.study",
+    __doc__,
+    overrides=True,
+    example="python -m parc.study experiment=demo seeds=0-2",
+    keys=(
+        Key("seeds", INTS, [0], "seeds of every architecture, e.g. 0-2 or 0,1,5"),
+        Key("archs", STRS, None, "architectures (default pythia,mamba,rwkv)"),
+        Key("steps", INTS, None, "checkpoints to analyse (default step 0, powers of two, the final step)"),
+        Key("out", Path, None, "the grid's directory (default <paths.output_root>/<run_name>)"),
+        Key(
+            "corpus",
+            str,
+            "stream",
+            "n-grams from the whole stream but the stimuli's documents, or the batches trained on",
+            ("stream", "consumed"),
+        ),
+        *(
+            Key(split, int, None, f"stimuli in the {split} split (as parc.stimuli)")
+            for split in ("train", "val", "test")
+        ),
+    ),
+)
 
 
 @exit_on_error

@@ -34,9 +34,20 @@ def set_step_axis(ax, log: bool = True, label: str = "step") -> None:
     ax.set_xlabel(label)
 
 
-def band_figure(frame, x: str = "step", y: str = "value", hue: str = "arch", panel: Optional[str] = None,
-                band: str = "t95", logx: bool = True, ylabel: Optional[str] = None, title: Optional[str] = None,
-                panel_titles: Optional[Dict[str, str]] = None, ncols: int = 3, over: str = "seeds"):
+def band_figure(
+    frame,
+    x: str = "step",
+    y: str = "value",
+    hue: str = "arch",
+    panel: Optional[str] = None,
+    band: str = "t95",
+    logx: bool = True,
+    ylabel: Optional[str] = None,
+    title: Optional[str] = None,
+    panel_titles: Optional[Dict[str, str]] = None,
+    ncols: int = 3,
+    over: str = "seeds",
+):
     """One panel per value of `panel` (or a single panel), one line + band per value of `hue`; the band is
     over the rows of each group (`over` names them in the title: seeds, seed pairs, ...).
 
@@ -64,7 +75,7 @@ def band_figure(frame, x: str = "step", y: str = "value", hue: str = "arch", pan
         if name is not None:
             ax.set_title((panel_titles or {}).get(name, str(name)), fontsize=10)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
     band_name = {"t95": f"mean, 95% t-interval over {over}", "iqr": f"median, interquartile range over {over}"}[band]
@@ -73,8 +84,18 @@ def band_figure(frame, x: str = "step", y: str = "value", hue: str = "arch", pan
     return fig
 
 
-def lines_figure(frame, x: str, y: str, hue: str, panel: Optional[str] = None, logx: bool = True,
-                 logy: bool = False, ylabel: Optional[str] = None, title: Optional[str] = None, ncols: int = 3):
+def lines_figure(
+    frame,
+    x: str,
+    y: str,
+    hue: str,
+    panel: Optional[str] = None,
+    logx: bool = True,
+    logy: bool = False,
+    ylabel: Optional[str] = None,
+    title: Optional[str] = None,
+    ncols: int = 3,
+):
     """Plain lines (no band: one row per (panel, hue, x)), one panel per value of `panel`."""
     plt = pyplot()
     panels: List = sorted(frame[panel].unique(), key=str) if panel else [None]
@@ -95,7 +116,7 @@ def lines_figure(frame, x: str, y: str, hue: str, panel: Optional[str] = None, l
         if name is not None:
             ax.set_title(str(name), fontsize=10)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     handles = [plt.Line2D([], [], color=f"C{i}", marker=".", label=str(h)) for i, h in enumerate(hues)]
     axes.flat[0].legend(handles=handles, fontsize=8)  # every line, also those the first panel lacks
@@ -105,8 +126,15 @@ def lines_figure(frame, x: str, y: str, hue: str, panel: Optional[str] = None, l
     return fig
 
 
-def heatmap_figure(panels: Dict[str, object], xlabel: str, ylabel: str, title: Optional[str] = None,
-                   vmin: float = 0.0, vmax: float = 1.0, ncols: int = 3):
+def heatmap_figure(
+    panels: Dict[str, object],
+    xlabel: str,
+    ylabel: str,
+    title: Optional[str] = None,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    ncols: int = 3,
+):
     """One heat map per panel: title -> 2-D array (rows = y, columns = x), with the value in each cell."""
     import numpy as np
 
@@ -124,10 +152,10 @@ def heatmap_figure(panels: Dict[str, object], xlabel: str, ylabel: str, title: O
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w" if value < 0.6 else "k")
         ax.set(xlabel=xlabel, ylabel=ylabel, xticks=range(matrix.shape[1]), yticks=range(matrix.shape[0]))
         ax.set_title(str(name), fontsize=9)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     if image is not None:
-        fig.colorbar(image, ax=list(axes.flat)[:len(names)], shrink=0.8)
+        fig.colorbar(image, ax=list(axes.flat)[: len(names)], shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -140,9 +168,13 @@ def save_figure(fig, stem: Path, formats: Sequence[str] = ("png", "pdf")) -> Lis
     stem.parent.mkdir(parents=True, exist_ok=True)
     # PDF metadata carries a creation date by default; without it the same figure gives the same bytes.
     metadata = {"pdf": {"CreationDate": None}, "png": {}}
-    paths = [atomic_write(stem.with_suffix(f".{fmt}"),
-                          lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=120, metadata=metadata.get(fmt)))
-             for fmt in formats]
+    paths = [
+        atomic_write(
+            stem.with_suffix(f".{fmt}"),
+            lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=120, metadata=metadata.get(fmt)),
+        )
+        for fmt in formats
+    ]
     plt.close(fig)
     return paths
 

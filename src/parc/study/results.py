@@ -20,9 +20,27 @@ from parc.store.fileio import atomic_write
 KEY_COLUMN = "_key"  # stored in each part, so a part can be traced back to its unit of work
 
 # The evaluation table's columns (issue 8), in order; evaluations may add more after these.
-RESULT_COLUMNS = ["arch", "size", "seed", "shard", "data_seed", "step", "tokens", "evaluation", "task",
-                  "metric", "value", "stderr", "n", "source", "revision", "commit", "parc_version",
-                  "lm_eval_version", "task_version"]
+RESULT_COLUMNS = [
+    "arch",
+    "size",
+    "seed",
+    "shard",
+    "data_seed",
+    "step",
+    "tokens",
+    "evaluation",
+    "task",
+    "metric",
+    "value",
+    "stderr",
+    "n",
+    "source",
+    "revision",
+    "commit",
+    "parc_version",
+    "lm_eval_version",
+    "task_version",
+]
 
 
 class TidyTable:
@@ -46,8 +64,9 @@ class TidyTable:
             self.parts_dir.mkdir(parents=True, exist_ok=True)
             return atomic_write(self.part_path(key), lambda tmp: frame.to_parquet(tmp, index=False))
         except OSError as exc:
-            raise ParcError(f"cannot write results to {self.parts_dir} ({exc.strerror or exc}): "
-                            f"pass a writable out=") from None
+            raise ParcError(
+                f"cannot write results to {self.parts_dir} ({exc.strerror or exc}): pass a writable out="
+            ) from None
 
     def keys(self) -> List[str]:
         return sorted(set(self.frame(with_key=True)[KEY_COLUMN])) if self.parts_dir.exists() else []

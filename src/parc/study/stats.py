@@ -43,8 +43,9 @@ def seed_bands(frame, by: Sequence[str], value: str = "value", band: str = "t95"
     return pd.DataFrame(rows, columns=[*by, "centre", "low", "high", "n_seeds"])
 
 
-def bootstrap_ci(statistic: Callable[[np.random.Generator], float], samples: int = 2000, seed: int = 0,
-                 level: float = 0.95) -> tuple:
+def bootstrap_ci(
+    statistic: Callable[[np.random.Generator], float], samples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple:
     """Percentile interval of `statistic(rng)` over `samples` resamples drawn by the statistic itself
     (so it can resample seeds, or seeds then examples, as MultiBERTs' Multi-Bootstrap does)."""
     rng = np.random.default_rng(seed)

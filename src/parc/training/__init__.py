@@ -7,8 +7,17 @@ Imports store, kernels, archs, data, hub and the shared bottom; never study.
 
 from parc import lazy_exports
 
-PUBLIC = {"train": "trainer", "Trainer": "trainer", "validate": "runconfig", "Plan": "runconfig",
-          "portable_config": "runconfig", "dry_run_report": "dryrun", "log_to_stderr": "metrics",
-          "show_batch": "batch_view", "grid_status": "grid", "run_parity": "parity"}
+PUBLIC = {
+    "train": "trainer",
+    "Trainer": "trainer",
+    "validate": "runconfig",
+    "Plan": "runconfig",
+    "portable_config": "runconfig",
+    "dry_run_report": "dryrun",
+    "log_to_stderr": "metrics",
+    "show_batch": "batch_view",
+    "grid_status": "grid",
+    "run_parity": "parity",
+}
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)

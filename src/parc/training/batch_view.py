@@ -35,16 +35,19 @@ def run_config_here(run_dir: Path, overrides: List[str]):
     return cfg
 
 
-def show_batch(step: int, overrides: List[str], out: Optional[Path] = None, decode: bool = False,
-               run: Optional[Path] = None) -> None:
+def show_batch(
+    step: int, overrides: List[str], out: Optional[Path] = None, decode: bool = False, run: Optional[Path] = None
+) -> None:
     """Print (or save to `out`, or decode) the global batch of optimizer update `step`, with its batch hash; the
     config is composed from `overrides`, or is the run in `run`'s own (the overrides applied to it)."""
     cfg = compose(overrides) if run is None else run_config_here(Path(run), overrides)
     validate(cfg)
     plan = BatchPlan.from_config(cfg, open_stream(cfg))
     batch = plan.batch(step)
-    header = (f"# step {step} of {plan.max_steps}: batch hash {batch_hash(batch)}, {batch.shape[0]} x {batch.shape[1]} "
-              f"tokens, shard {plan.shard}, data_seed {plan.data_seed}, data {plan.stream.dir}")
+    header = (
+        f"# step {step} of {plan.max_steps}: batch hash {batch_hash(batch)}, {batch.shape[0]} x {batch.shape[1]} "
+        f"tokens, shard {plan.shard}, data_seed {plan.data_seed}, data {plan.stream.dir}"
+    )
     canaries = plan.canary_rows(step)
     if canaries:  # rows planted by data.canaries (canaries.json of the run lists every copy)
         header += "\n# canary rows: " + ", ".join(f"row {row} = canary {c}" for row, c in sorted(canaries.items()))

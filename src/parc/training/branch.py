@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from parc.store import checkpoint
 from parc.errors import ParcError
 from parc.hub.reader import is_hub_spec
+from parc.store import checkpoint
 from parc.training import initfrom
 
 DOWNLOAD_DIR = "branch_from"  # under output_dir; never named checkpoint-*, so never taken for the run's own
@@ -48,17 +48,21 @@ def settle(cfg) -> None:
     if text is None:
         return
     if cfg.init_from is not None:
-        raise ParcError("branch_from= continues a checkpoint's full training state, init_from= takes only weights: "
-                        "pass one of them")
+        raise ParcError(
+            "branch_from= continues a checkpoint's full training state, init_from= takes only weights: pass one of them"
+        )
     if cfg.resume not in ("auto", "none"):
-        raise ParcError(f"branch_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them")
+        raise ParcError(
+            f"branch_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them"
+        )
     if is_hub_spec(text):
         initfrom.parse_hub(text, key="branch_from")
     elif "/" not in text:
         step = checkpoint.step_of(Path(text))
         if step is None:
-            raise ParcError(f"branch_from={text!r}: write checkpoint-<k>, <run dir>/checkpoint-<k> or "
-                            "hub:<org/name>@<revision>")
+            raise ParcError(
+                f"branch_from={text!r}: write checkpoint-<k>, <run dir>/checkpoint-<k> or hub:<org/name>@<revision>"
+            )
         parent = Path(cfg.output_dir)
         cfg.branch_from = str(parent / text)
         cfg.output_dir = f"{parent}-{cfg.intervention.name if cfg.intervention.name != 'none' else 'branch'}-from{step}"
@@ -71,22 +75,31 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[StateSourc
     if text is None:
         return None
     if not is_hub_spec(text) and Path(text).resolve().parent == Path(output_dir).resolve():
-        raise ParcError(f"branch_from={text} is a checkpoint of output_dir {output_dir}: a branch needs a new "
-                        "directory (pass output_dir=<new dir>, or branch_from=checkpoint-k for the default one)")
+        raise ParcError(
+            f"branch_from={text} is a checkpoint of output_dir {output_dir}: a branch needs a new "
+            "directory (pass output_dir=<new dir>, or branch_from=checkpoint-k for the default one)"
+        )
     if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
         return None  # the branch continues from its own checkpoints; the source is no longer needed
     if is_hub_spec(text):
         if not download:
             return None
-        found = initfrom.from_hub(cfg, *initfrom.parse_hub(text, "branch_from"), Path(output_dir), "branch_from",
-                                   DOWNLOAD_DIR)
+        found = initfrom.from_hub(
+            cfg, *initfrom.parse_hub(text, "branch_from"), Path(output_dir), "branch_from", DOWNLOAD_DIR
+        )
         return StateSource(found.path, found.record)
     path = Path(text)
     if not (checkpoint.is_complete(path) and checkpoint.has_train_state(path)):
         run = path.parent
-        here = [p.name for p in checkpoint.complete_checkpoints(run) if checkpoint.has_train_state(p)] if run.is_dir() else []
-        raise ParcError(f"branch_from={text} is not a complete checkpoint with training state (an exact branch needs "
-                        f"its optimizer, scheduler and RNG); with training state in {run}: {', '.join(here) or 'none'}")
+        here = (
+            [p.name for p in checkpoint.complete_checkpoints(run) if checkpoint.has_train_state(p)]
+            if run.is_dir()
+            else []
+        )
+        raise ParcError(
+            f"branch_from={text} is not a complete checkpoint with training state (an exact branch needs "
+            f"its optimizer, scheduler and RNG); with training state in {run}: {', '.join(here) or 'none'}"
+        )
     found = initfrom.from_local(path, text, initfrom.portable(text), check_sha=download, key="branch_from")
     return StateSource(found.path, found.record)
 
@@ -104,8 +117,10 @@ def fix_step(cfg, source: Optional[StateSource], start: Optional[Path]) -> None:
         if step is None:
             raise ParcError(f"{start} is not a checkpoint of a branch of {cfg.branch_from}: choose another output_dir=")
     if cfg.intervention.step is not None and cfg.intervention.step != step:
-        raise ParcError(f"intervention.step={cfg.intervention.step} but branch_from is a checkpoint of step {step}: "
-                        "leave intervention.step unset (the branch's step is the intervention's)")
+        raise ParcError(
+            f"intervention.step={cfg.intervention.step} but branch_from is a checkpoint of step {step}: "
+            "leave intervention.step unset (the branch's step is the intervention's)"
+        )
     cfg.intervention.step = step
 
 
@@ -119,6 +134,8 @@ def check_prefix(saved_state: dict, plan, step: int, where: str) -> None:
     ours = plan.prefix(step)
     if parent != ours:
         key = next(k for k in sorted(set(parent) | set(ours)) if parent.get(k) != ours.get(k))
-        raise ParcError(f"branch_from={where}: this run's data up to step {step} differs from the parent's ({key}: "
-                        f"parent {parent.get(key)!r}, this run {ours.get(key)!r}); give the parent's data settings "
-                        "(data.*, data.canaries.*) and change only what intervention= changes after the branch")
+        raise ParcError(
+            f"branch_from={where}: this run's data up to step {step} differs from the parent's ({key}: "
+            f"parent {parent.get(key)!r}, this run {ours.get(key)!r}); give the parent's data settings "
+            "(data.*, data.canaries.*) and change only what intervention= changes after the branch"
+        )

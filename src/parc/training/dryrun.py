@@ -42,8 +42,9 @@ def dry_run_report(cfg: DictConfig) -> str:
         "FLOPs per token": f"{spec.flops_per_token(model.config, cfg.data.seq_len):.4g}",
         "memory per device": describe_memory(cfg, model, plan.world_size),
         "checkpoint steps": describe_steps(plan.checkpoint_steps),
-        "hub commits": commit_budget_line(cfg, plan.checkpoint_steps, plan.tokens_per_step,
-                                          measured_step_s(Path(plan.output_dir) / METRICS_FILE)),
+        "hub commits": commit_budget_line(
+            cfg, plan.checkpoint_steps, plan.tokens_per_step, measured_step_s(Path(plan.output_dir) / METRICS_FILE)
+        ),
         "data": data_status(cfg),
         "output dir": plan.output_dir,
         **diskplan.dry_run_lines(cfg, model, plan),  # the bytes the checkpoint schedule writes vs free space

@@ -84,8 +84,9 @@ def newest_write(cell_dir: Path) -> Optional[float]:
     return max(times) if times else None
 
 
-def read_cell(cell_dir: Path, arch: str, seed: int, shard: int, default_max_steps: int,
-              now: float, stale_after: float) -> Cell:
+def read_cell(
+    cell_dir: Path, arch: str, seed: int, shard: int, default_max_steps: int, now: float, stale_after: float
+) -> Cell:
     from parc.store.checkpoint import complete_checkpoints, step_of
 
     cell = Cell(arch=arch, seed=seed, shard=shard, path=str(cell_dir), max_steps=default_max_steps)
@@ -126,16 +127,22 @@ def discover(root: Path) -> List[Tuple[str, int, int]]:
     return found
 
 
-def grid_cells(root: Path, archs: Iterable[str], seeds: Iterable[int], shard: int, default_max_steps: int,
-               stale_after: float, now: Optional[float] = None) -> List[Cell]:
+def grid_cells(
+    root: Path,
+    archs: Iterable[str],
+    seeds: Iterable[int],
+    shard: int,
+    default_max_steps: int,
+    stale_after: float,
+    now: Optional[float] = None,
+) -> List[Cell]:
     """The asked-for grid, plus any other cell found on disk, in grid order (arch, then seed)."""
     now = time.time() if now is None else now
     archs = list(archs)
     wanted = {(a, s, shard) for a in archs for s in seeds} | set(discover(root))
     order = {name: i for i, name in enumerate(archs)}
     keys = sorted(wanted, key=lambda k: (order.get(k[0], len(order)), k[0], k[2], k[1]))
-    return [read_cell(root / cell_name(a, s, sh), a, s, sh, default_max_steps, now, stale_after)
-            for a, s, sh in keys]
+    return [read_cell(root / cell_name(a, s, sh), a, s, sh, default_max_steps, now, stale_after) for a, s, sh in keys]
 
 
 def mark_outliers(cells: List[Cell], k: float) -> None:
@@ -153,6 +160,7 @@ def summarize(cells: List[Cell]) -> Dict[str, int]:
 
 
 # --- presentation -------------------------------------------------------------------------------------
+
 
 def format_age(seconds: Optional[float]) -> str:
     if seconds is None:
@@ -185,8 +193,11 @@ def render(root: Path, cells: List[Cell]) -> None:
     caption = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     show_shard = len({c.shard for c in cells}) > 1
     table = Table(title=f"{root}", caption=f"{len(cells)} runs: {caption}")
-    columns = ["arch", "seed"] + (["shard"] if show_shard else []) + [
-        "step", "loss", "checkpoints", "pushed", "updated", "state", "outlier"]
+    columns = (
+        ["arch", "seed"]
+        + (["shard"] if show_shard else [])
+        + ["step", "loss", "checkpoints", "pushed", "updated", "state", "outlier"]
+    )
     for name in columns:
         table.add_column(name, justify="left" if name in ("arch", "state") else "right", no_wrap=True)
     previous_arch = None
@@ -194,12 +205,19 @@ def render(root: Path, cells: List[Cell]) -> None:
         if previous_arch is not None and cell.arch != previous_arch:
             table.add_section()
         previous_arch = cell.arch
-        values = [cell.arch, str(cell.seed)] + ([str(cell.shard)] if show_shard else []) + [
-            "" if cell.step is None else f"{cell.step}/{cell.max_steps}",
-            "" if cell.loss is None else f"{cell.loss:.4f}",
-            f"{len(cell.checkpoints)}, last {cell.checkpoints[-1]}" if cell.checkpoints else "",
-            format_revisions(cell), format_age(cell.age_s), f"[{STYLE[cell.state]}]{cell.state}[/]",
-            f"[bold red]{cell.outlier}[/]" if cell.outlier else ""]
+        values = (
+            [cell.arch, str(cell.seed)]
+            + ([str(cell.shard)] if show_shard else [])
+            + [
+                "" if cell.step is None else f"{cell.step}/{cell.max_steps}",
+                "" if cell.loss is None else f"{cell.loss:.4f}",
+                f"{len(cell.checkpoints)}, last {cell.checkpoints[-1]}" if cell.checkpoints else "",
+                format_revisions(cell),
+                format_age(cell.age_s),
+                f"[{STYLE[cell.state]}]{cell.state}[/]",
+                f"[bold red]{cell.outlier}[/]" if cell.outlier else "",
+            ]
+        )
         table.add_row(*values)
     console = Console()
     console.width = max(console.width, 100)  # piped output: a full table rather than truncated columns
@@ -208,20 +226,28 @@ def render(root: Path, cells: List[Cell]) -> None:
         Console(stderr=True).print(f"no output under {root} yet: check run_name= / paths.root= (or root=)")
 
 
-def grid_status(overrides: List[str], root: Optional[Path], archs: Optional[List[str]], seeds: List[int],
-                stale_after: float, as_json: bool, outlier_k: float = 6.0) -> None:
+def grid_status(
+    overrides: List[str],
+    root: Optional[Path],
+    archs: Optional[List[str]],
+    seeds: List[int],
+    stale_after: float,
+    as_json: bool,
+    outlier_k: float = 6.0,
+) -> None:
     """Print where every run of the grid stands; `archs` None: the three Parc architectures."""
     from parc.config import compose
 
     cfg = compose(overrides)
     root = root if root is not None else Path(cfg.paths.output_root) / cfg.run_name
-    cells = grid_cells(root, list(archs or PARC_ARCHS), sorted(set(seeds)), cfg.data.shard, cfg.trainer.max_steps,
-                       stale_after)
+    cells = grid_cells(
+        root, list(archs or PARC_ARCHS), sorted(set(seeds)), cfg.data.shard, cfg.trainer.max_steps, stale_after
+    )
     if outlier_k > 0:  # 0 turns the alarm off (it reads every metrics.jsonl in full)
         mark_outliers(cells, outlier_k)
     if as_json:
-        print(json.dumps({"root": str(root), "summary": summarize(cells), "cells": [asdict(c) for c in cells]},
-                         indent=1))
+        print(
+            json.dumps({"root": str(root), "summary": summarize(cells), "cells": [asdict(c) for c in cells]}, indent=1)
+        )
     else:
         render(root, cells)
-

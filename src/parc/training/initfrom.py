@@ -74,8 +74,9 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
         start = neox_source.parse(text, Path(output_dir) / DOWNLOAD_DIR if download else None)
         if not download and text.startswith("neox:hub:"):
             return None  # the checks before anything is written: a Hub source is only parsed
-        return InitSource(start.path, {"source": start.source, "step": neox_source.iteration_of(start.path),
-                                       "tokens": None})
+        return InitSource(
+            start.path, {"source": start.source, "step": neox_source.iteration_of(start.path), "tokens": None}
+        )
     hub = parse_hub(text) if is_hub_spec(text) else None
     if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
         return None  # the branched run continues from its own checkpoints; the source is no longer needed
@@ -84,27 +85,37 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
     return from_local(Path(text), text, portable(text), check_sha=download)
 
 
-def from_local(path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None,
-               key: str = "init_from") -> InitSource:
+def from_local(
+    path: Path, text: str, source: str, check_sha: bool, extra: Optional[dict] = None, key: str = "init_from"
+) -> InitSource:
     """A verified local checkpoint as a source (`key`: the argument it was given as, named in errors)."""
     from parc.store import integrity
 
     if not path.is_dir():
-        raise ParcError(f"{key}={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
-                        "(python -m parc.verify <output_dir> lists them) or hub:<org/name>@<revision>")
+        raise ParcError(
+            f"{key}={text}: no such checkpoint directory; give a checkpoint-N directory of a run "
+            "(python -m parc.verify <output_dir> lists them) or hub:<org/name>@<revision>"
+        )
     verdict = integrity.verify(path, check_sha)
     if verdict.status != integrity.OK:
-        raise ParcError(f"{key}={text} is not an intact checkpoint: {verdict.problem}; "
-                        "pick another one (python -m parc.verify <its output_dir> lists them)")
+        raise ParcError(
+            f"{key}={text} is not an intact checkpoint: {verdict.problem}; "
+            "pick another one (python -m parc.verify <its output_dir> lists them)"
+        )
     manifest = verdict.manifest
-    record = {"source": source, "step": manifest["step"],
-              "tokens": manifest.get("tokens"),
-              "weights_sha256": manifest["files"].get("model.safetensors", {}).get("sha256"), **(extra or {})}
+    record = {
+        "source": source,
+        "step": manifest["step"],
+        "tokens": manifest.get("tokens"),
+        "weights_sha256": manifest["files"].get("model.safetensors", {}).get("sha256"),
+        **(extra or {}),
+    }
     return InitSource(path, record)
 
 
-def from_hub(cfg, repo_id: str, revision: str, output_dir: Path, key: str = "init_from",
-             into: str = DOWNLOAD_DIR) -> InitSource:
+def from_hub(
+    cfg, repo_id: str, revision: str, output_dir: Path, key: str = "init_from", into: str = DOWNLOAD_DIR
+) -> InitSource:
     """A Hub revision fetched (verified) into `<output_dir>/<into>/checkpoint-N` as a source; branch_from also needs
     its training state."""
     from parc.hub.reader import complete_revision, fetch_checkpoint, open_repo
@@ -114,9 +125,11 @@ def from_hub(cfg, repo_id: str, revision: str, output_dir: Path, key: str = "ini
     repo = open_repo(repo_id, cfg.hub.branch, RetryPolicy.from_config(cfg.hub), f"{key}={source}")
     remote = complete_revision(repo, revision, key)
     if key == "branch_from" and not remote.manifest.get("train_state"):
-        raise ParcError(f"branch_from={source} holds no training state (optimizer, scheduler, RNG), so no exact "
-                        "branch can start there; pick a revision published with hub.push_train_state=true, or start "
-                        "from its weights alone with init_from=")
+        raise ParcError(
+            f"branch_from={source} holds no training state (optimizer, scheduler, RNG), so no exact "
+            "branch can start there; pick a revision published with hub.push_train_state=true, or start "
+            "from its weights alone with init_from="
+        )
     log.info("parc: downloading the checkpoint to start from: %s of %s", revision, repo_id)
     path = fetch_checkpoint(repo, remote, output_dir / into)  # verified (sha256) by the fetch itself
     return from_local(path, source, source, check_sha=False, extra={"commit": remote.commit}, key=key)

@@ -64,5 +64,6 @@ def normalization(mode: str, arch: str, labels: torch.Tensor, accumulation: int,
     if arch in HF4_MEAN_LOSS_ARCHS:  # micro-batch means, summed and not divided: x accumulation
         return Normalization({}, float(accumulation), 1.0 / (accumulation * world))
     counted = int((labels != IGNORE_INDEX).sum())  # 4.5x's count, over the unshifted labels
-    return Normalization({"num_items_in_batch": max(counted, 1)}, float(accumulation),
-                         max(counted, 1) / max(predicted, 1) / world)
+    return Normalization(
+        {"num_items_in_batch": max(counted, 1)}, float(accumulation), max(counted, 1) / max(predicted, 1) / world
+    )

@@ -30,26 +30,36 @@ def warmup_iters(trainer_cfg) -> float:
     t = trainer_cfg
     steps, fraction = t.warmup_steps, t.get("warmup_fraction")
     if steps is not None and fraction is not None:
-        raise ParcError(f"trainer.warmup_steps={steps} and trainer.warmup_fraction={fraction} both set the warmup: "
-                        f"give one (trainer.warmup_fraction=null to count steps, trainer.warmup_steps=null for a "
-                        f"fraction of trainer.max_steps)")
+        raise ParcError(
+            f"trainer.warmup_steps={steps} and trainer.warmup_fraction={fraction} both set the warmup: "
+            f"give one (trainer.warmup_fraction=null to count steps, trainer.warmup_steps=null for a "
+            f"fraction of trainer.max_steps)"
+        )
     if fraction is not None:
         if not 0 <= fraction < 1:
-            raise ParcError(f"trainer.warmup_fraction={fraction} must lie in [0, 1): the share of trainer.max_steps "
-                            f"spent warming up (Pythia: 0.01)")
+            raise ParcError(
+                f"trainer.warmup_fraction={fraction} must lie in [0, 1): the share of trainer.max_steps "
+                f"spent warming up (Pythia: 0.01)"
+            )
         return fraction * t.max_steps
     if steps is None:
-        raise ParcError("trainer.warmup_steps and trainer.warmup_fraction are both null: give one "
-                        "(e.g. trainer.warmup_steps=100 or trainer.warmup_fraction=0.01)")
+        raise ParcError(
+            "trainer.warmup_steps and trainer.warmup_fraction are both null: give one "
+            "(e.g. trainer.warmup_steps=100 or trainer.warmup_fraction=0.01)"
+        )
     if steps < 0:
         raise ParcError(f"trainer.warmup_steps={steps} must not be negative")
-    fix = (f"shorten it (trainer.warmup_steps={t.max_steps // 10} is a tenth) or give it as a fraction of the run "
-           f"(trainer.warmup_steps=null trainer.warmup_fraction=0.01, GPT-NeoX's way)")
+    fix = (
+        f"shorten it (trainer.warmup_steps={t.max_steps // 10} is a tenth) or give it as a fraction of the run "
+        f"(trainer.warmup_steps=null trainer.warmup_fraction=0.01, GPT-NeoX's way)"
+    )
     # transformers' schedules stay positive with any warmup (a run shorter than its warmup only warms up: smoke
     # runs of a preset); NeoX's caps the step at max_steps - warmup, which must stay positive.
     if t.lr_schedule == "neox" and steps >= t.max_steps:
-        raise ParcError(f"trainer.warmup_steps={steps} is not shorter than trainer.max_steps={t.max_steps}: NeoX's "
-                        f"schedule caps the step at max_steps - warmup_steps, so its LR would be zero or negative: {fix}")
+        raise ParcError(
+            f"trainer.warmup_steps={steps} is not shorter than trainer.max_steps={t.max_steps}: NeoX's "
+            f"schedule caps the step at max_steps - warmup_steps, so its LR would be zero or negative: {fix}"
+        )
     return float(steps)
 
 

@@ -35,8 +35,16 @@ class MemoryEstimate:
         return self.weights + self.gradients + self.optimizer + self.activations
 
 
-def estimate(n_params: int, config, micro_batch: int, seq_len: int, precision: str, strategy: str,
-             world_size: int, largest_block: int = 0) -> MemoryEstimate:
+def estimate(
+    n_params: int,
+    config,
+    micro_batch: int,
+    seq_len: int,
+    precision: str,
+    strategy: str,
+    world_size: int,
+    largest_block: int = 0,
+) -> MemoryEstimate:
     """Bytes per device for `n_params` parameters and one micro-batch of `micro_batch` x `seq_len` tokens."""
     half = precision in ("fp16", "bf16")
     if strategy == "fsdp" and world_size > 1:  # shards, plus two whole blocks (current + prefetched) gathered
@@ -67,9 +75,11 @@ def describe(cfg, model, world_size: int) -> str:
         return estimate(n_params, model.config, micro_batch, cfg.data.seq_len, t.precision, strategy, world, block)
 
     chosen = under(t.strategy, world_size)
-    line = (f"~{chosen.total / GB:.1f} GB ({t.strategy}, {world_size} process(es)): weights {chosen.weights / GB:.1f} + "
-            f"grads {chosen.gradients / GB:.1f} + Adam {chosen.optimizer / GB:.1f} + activations "
-            f"{chosen.activations / GB:.1f} (micro-batch {t.micro_batch_size})")
+    line = (
+        f"~{chosen.total / GB:.1f} GB ({t.strategy}, {world_size} process(es)): weights {chosen.weights / GB:.1f} + "
+        f"grads {chosen.gradients / GB:.1f} + Adam {chosen.optimizer / GB:.1f} + activations "
+        f"{chosen.activations / GB:.1f} (micro-batch {t.micro_batch_size})"
+    )
     smaller = [m for m in range(t.micro_batch_size - 1, 0, -1) if t.global_batch_size % (m * world_size) == 0]
     return line + advice(chosen, under, t.micro_batch_size, world_size, smaller)
 
@@ -80,10 +90,14 @@ def advice(chosen: MemoryEstimate, under, micro_batch: int, world_size: int, sma
         return "; fits an 80 GB device"
     fitting = [m for m in smaller if under(chosen.strategy, world_size, m).total <= DEVICE_BYTES]
     if fitting:
-        return (f"; does NOT fit an 80 GB device: trainer.micro_batch_size={fitting[0]} would "
-                f"(the accumulation grows, the global batch stays)")
+        return (
+            f"; does NOT fit an 80 GB device: trainer.micro_batch_size={fitting[0]} would "
+            f"(the accumulation grows, the global batch stays)"
+        )
     worlds = (2, 4, 8, 16, 32, 64, 128, 256, 512)
     needed = next(((w, m) for m in (micro_batch, 1) for w in worlds if under("fsdp", w, m).total <= DEVICE_BYTES), None)
     where = f" on >= {needed[0]} devices with trainer.micro_batch_size={needed[1]}" if needed else ""
-    prefix = "; does NOT fit an 80 GB device under DDP" if chosen.strategy == "ddp" else "; does NOT fit an 80 GB device"
+    prefix = (
+        "; does NOT fit an 80 GB device under DDP" if chosen.strategy == "ddp" else "; does NOT fit an 80 GB device"
+    )
     return f"{prefix}: use trainer.strategy=fsdp{where}"

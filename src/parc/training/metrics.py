@@ -33,8 +33,14 @@ class RunReporter:
         self.file = open(self.path, "a")
         self.intact_bytes = self.file.tell()  # the file ends with a complete row here
         self.run_dir = Path(output_dir)
-        self.bar = tqdm(total=max_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                        disable=not cfg.trainer.progress, desc=f"{cfg.arch.name} seed {cfg.seed}")
+        self.bar = tqdm(
+            total=max_steps,
+            initial=start_step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not cfg.trainer.progress,
+            desc=f"{cfg.arch.name} seed {cfg.seed}",
+        )
         self.wandb_run = self._start_wandb(cfg, output_dir) if cfg.logger.wandb else None
 
     @staticmethod
@@ -43,17 +49,29 @@ class RunReporter:
 
         # A stable id derived from the output dir: a resumed or requeued run continues the same wandb run.
         run_id = hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
-        return wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=cfg.logger.mode,
-                          id=run_id, resume="allow", dir=str(output_dir), tags=list(cfg.logger.tags),
-                          name=Path(output_dir).name, config=OmegaConf.to_container(cfg, resolve=True))
+        return wandb.init(
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            mode=cfg.logger.mode,
+            id=run_id,
+            resume="allow",
+            dir=str(output_dir),
+            tags=list(cfg.logger.tags),
+            name=Path(output_dir).name,
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
 
     def log(self, row: Dict) -> None:
         from parc.store.checkpoint import resume_hint
         from parc.store.iofaults import DiskWrites
 
-        with DiskWrites(f"appending step {row['step']} to {self.path}", self.path.parent,
-                        cleanup=self._drop_partial_row, elsewhere="choose another output_dir=",
-                        then=lambda: resume_hint(self.run_dir)):
+        with DiskWrites(
+            f"appending step {row['step']} to {self.path}",
+            self.path.parent,
+            cleanup=self._drop_partial_row,
+            elsewhere="choose another output_dir=",
+            then=lambda: resume_hint(self.run_dir),
+        ):
             self.file.write(rows_text([row]))
             self.file.flush()
         self.intact_bytes = self.file.tell()

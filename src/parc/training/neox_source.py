@@ -38,7 +38,7 @@ def parse(text: str, download_dir: Optional[Path] = None) -> NeoxStart:
     grammar; `neox:hub:org/name@revision` is fetched into `download_dir` (None: only parsed)."""
     if not text.startswith(PREFIX) or len(text) == len(PREFIX):
         raise ParcError(f"{text!r}: write neox:<global_stepN directory> (or neox:hub:<org/name>@<revision>)")
-    where = text[len(PREFIX):]
+    where = text[len(PREFIX) :]
     if where.startswith("hub:"):
         return _from_hub(where, download_dir)
     path = neox_raw.locate(Path(where))
@@ -52,7 +52,9 @@ def _from_hub(spec: str, download_dir: Optional[Path]) -> NeoxStart:
 
     hub = parse_hub_spec(spec, "neox")
     if hub.revision is None:
-        raise ParcError(f"neox:{spec}: name the branch, e.g. neox:hub:EleutherAI/neox-ckpt-pythia-160m-deduped@step1000")
+        raise ParcError(
+            f"neox:{spec}: name the branch, e.g. neox:hub:EleutherAI/neox-ckpt-pythia-160m-deduped@step1000"
+        )
     if download_dir is None:
         return NeoxStart(Path(str(hub)), f"{PREFIX}{hub}")
     repo = open_repo(hub.repo_id, what=f"{PREFIX}{hub}")
@@ -62,9 +64,12 @@ def _from_hub(spec: str, download_dir: Optional[Path]) -> NeoxStart:
 
 def read(start: NeoxStart) -> neox_raw.RawCheckpoint:
     raw = neox_raw.read_raw(start.path)
-    print(f"parc: read {start.source} ({raw.format}, {raw.dp} data- x {raw.mp} model-parallel ranks, "
-          f"{raw.bytes_read / 1e9:.3g} GB in {raw.seconds:.1f} s; {len(raw.checked_halves)} layer tensors equal "
-          f"their fp32 masters cast down)", flush=True)
+    print(
+        f"parc: read {start.source} ({raw.format}, {raw.dp} data- x {raw.mp} model-parallel ranks, "
+        f"{raw.bytes_read / 1e9:.3g} GB in {raw.seconds:.1f} s; {len(raw.checked_halves)} layer tensors equal "
+        f"their fp32 masters cast down)",
+        flush=True,
+    )
     return raw
 
 
@@ -72,19 +77,27 @@ def check_architecture(raw: neox_raw.RawCheckpoint, model: torch.nn.Module, wher
     """Refuse a checkpoint of another architecture: args first (NeoX's own check), then every tensor's shape."""
     config = model.config
     if raw.args:
-        pairs = {"num_layers": config.num_hidden_layers, "hidden_size": config.hidden_size,
-                 "num_attention_heads": config.num_attention_heads, "padded_vocab_size": config.vocab_size}
+        pairs = {
+            "num_layers": config.num_hidden_layers,
+            "hidden_size": config.hidden_size,
+            "num_attention_heads": config.num_attention_heads,
+            "padded_vocab_size": config.vocab_size,
+        }
         for key, value in pairs.items():
             if key in raw.args and raw.args[key] != value:
-                raise ParcError(f"{where} is a model with {key}={raw.args[key]}, this run's architecture has {value}: "
-                                f"pick the matching arch.size (or data tokenizer / vocab padding)")
+                raise ParcError(
+                    f"{where} is a model with {key}={raw.args[key]}, this run's architecture has {value}: "
+                    f"pick the matching arch.size (or data tokenizer / vocab padding)"
+                )
     own = {n: p.shape for n, p in model.named_parameters()}
     weights = neox_raw.for_model(raw.weights, own)
     if set(own) != set(weights) or any(own[n] != weights[n].shape for n in own):
-        wrong = sorted(n for n in set(own) | set(weights)
-                       if n not in own or n not in weights or own[n] != weights[n].shape)
-        raise ParcError(f"{where} does not fit this run's architecture (first difference: {wrong[0]}): pick the "
-                        f"matching arch.size")
+        wrong = sorted(
+            n for n in set(own) | set(weights) if n not in own or n not in weights or own[n] != weights[n].shape
+        )
+        raise ParcError(
+            f"{where} does not fit this run's architecture (first difference: {wrong[0]}): pick the matching arch.size"
+        )
 
 
 def check_recipe(raw: neox_raw.RawCheckpoint, trainer_cfg, where: str) -> None:
@@ -95,17 +108,25 @@ def check_recipe(raw: neox_raw.RawCheckpoint, trainer_cfg, where: str) -> None:
     if schedule:
         if trainer_cfg.lr_schedule != "neox":
             raise ParcError(f"{where} continues NeoX's LR schedule: set trainer.lr_schedule=neox (experiment=pythia)")
-        wanted = {"start_lr": trainer_cfg.lr, "min_lr": trainer_cfg.min_lr, "end_iter": trainer_cfg.max_steps,
-                  "warmup_iter": warmup_iters(trainer_cfg)}
+        wanted = {
+            "start_lr": trainer_cfg.lr,
+            "min_lr": trainer_cfg.min_lr,
+            "end_iter": trainer_cfg.max_steps,
+            "warmup_iter": warmup_iters(trainer_cfg),
+        }
         for key, value in wanted.items():
             if key in schedule and abs(float(schedule[key]) - float(value)) > 1e-12 * max(1.0, abs(float(value))):
-                raise ParcError(f"{where} was trained with {key}={schedule[key]}, this run's schedule gives {value}: "
-                                f"continue with the same schedule, or start a new one from its weights with "
-                                f"init_from=neox:<dir>")
+                raise ParcError(
+                    f"{where} was trained with {key}={schedule[key]}, this run's schedule gives {value}: "
+                    f"continue with the same schedule, or start a new one from its weights with "
+                    f"init_from=neox:<dir>"
+                )
     if raw.train_batch_size and raw.train_batch_size != trainer_cfg.global_batch_size:
-        raise ParcError(f"{where} was trained with {raw.train_batch_size} samples per step, this run with "
-                        f"trainer.global_batch_size={trainer_cfg.global_batch_size}: the data position "
-                        f"(iteration x batch) would differ")
+        raise ParcError(
+            f"{where} was trained with {raw.train_batch_size} samples per step, this run with "
+            f"trainer.global_batch_size={trainer_cfg.global_batch_size}: the data position "
+            f"(iteration x batch) would differ"
+        )
 
 
 def load_weights(model: torch.nn.Module, raw: neox_raw.RawCheckpoint) -> None:
@@ -115,8 +136,9 @@ def load_weights(model: torch.nn.Module, raw: neox_raw.RawCheckpoint) -> None:
             param.copy_(weights[name])
 
 
-def optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module, raw: neox_raw.RawCheckpoint,
-                    lr: float) -> dict:
+def optimizer_state(
+    optimizer: torch.optim.Optimizer, model: torch.nn.Module, raw: neox_raw.RawCheckpoint, lr: float
+) -> dict:
     """An AdamW state dict in this optimizer's numbering (the order of its groups' params), NeoX's moments."""
     name_of = {id(p): n for n, p in model.named_parameters()}
     moments_of = neox_raw.for_model(raw.moments, name_of.values())
@@ -125,8 +147,11 @@ def optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module, ra
     for group in optimizer.param_groups:
         for param in group["params"]:
             moments = moments_of[name_of[id(param)]]
-            state[index] = {"step": torch.tensor(ADAM_STEP_AFTER_RESUME),
-                            "exp_avg": moments["exp_avg"].clone(), "exp_avg_sq": moments["exp_avg_sq"].clone()}
+            state[index] = {
+                "step": torch.tensor(ADAM_STEP_AFTER_RESUME),
+                "exp_avg": moments["exp_avg"].clone(),
+                "exp_avg_sq": moments["exp_avg_sq"].clone(),
+            }
             index += 1
     return {"state": state, "param_groups": [{**g, "lr": lr} for g in groups]}
 
@@ -143,12 +168,18 @@ def restore(trainer, start: NeoxStart, model: torch.nn.Module, optimizer: torch.
     lr = scheduler.base_lrs[0] * scheduler.lr_lambdas[0](raw.num_iters)
     scheduler._last_lr = [base * f(raw.num_iters) for base, f in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
     trainer.step, trainer.tokens = raw.iteration, raw.iteration * trainer.plan.tokens_per_step
-    trainer.init_record = {"source": start.source, "step": raw.iteration, "format": raw.format,
-                           "num_iters": raw.num_iters, "adam_step": "restarted as NeoX resumes (t = 2 next)"}
+    trainer.init_record = {
+        "source": start.source,
+        "step": raw.iteration,
+        "format": raw.format,
+        "num_iters": raw.num_iters,
+        "adam_step": "restarted as NeoX resumes (t = 2 next)",
+    }
     scaler = getattr(trainer.accelerator, "scaler", None)
     if scaler is not None and raw.loss_scale and scaler.is_enabled():
-        scaler.load_state_dict({**scaler.state_dict(), "scale": float(raw.loss_scale["cur_scale"]),
-                                "_growth_tracker": 0})
+        scaler.load_state_dict(
+            {**scaler.state_dict(), "scale": float(raw.loss_scale["cur_scale"]), "_growth_tracker": 0}
+        )
     return optimizer_state(optimizer, model, raw, lr)
 
 

@@ -58,8 +58,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, trainer_cfg) -> torch.opti
     if trainer_cfg.lr_schedule == "neox":
         return neox_scheduler(optimizer, trainer_cfg)
     name = {"constant": "constant_with_warmup"}.get(trainer_cfg.lr_schedule, trainer_cfg.lr_schedule)
-    return get_scheduler(name, optimizer, num_warmup_steps=round(warmup_iters(trainer_cfg)),
-                         num_training_steps=trainer_cfg.max_steps)
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=round(warmup_iters(trainer_cfg)), num_training_steps=trainer_cfg.max_steps
+    )
 
 
 def describe_schedule(trainer_cfg) -> str:
@@ -73,5 +74,7 @@ def describe_schedule(trainer_cfg) -> str:
     warmup = warmup_iters(t)
     how = f"{t.warmup_fraction:g} x {t.max_steps}" if t.warmup_fraction is not None else "trainer.warmup_steps"
     floor = f", floor {t.min_lr:g}" if t.lr_schedule == "neox" else ""
-    return (f"{t.lr_schedule}{floor}, warmup {warmup:g} steps ({how}); lr at update 1 {rates[0]:.4g}, "
-            f"peak {rates[peak]:.4g} (update {peak + 1}), last {rates[-1]:.4g}, lowest {min(rates):.4g}")
+    return (
+        f"{t.lr_schedule}{floor}, warmup {warmup:g} steps ({how}); lr at update 1 {rates[0]:.4g}, "
+        f"peak {rates[peak]:.4g} (update {peak + 1}), last {rates[-1]:.4g}, lowest {min(rates):.4g}"
+    )

@@ -64,23 +64,26 @@ def robust_z(value: float, others: np.ndarray, spread: Optional[float] = None) -
     return (value - median) / spread
 
 
-def seed_outliers(curves: Mapping[Hashable, Mapping[int, float]], k: float = DEFAULT_K,
-                  window: int = WINDOW) -> Dict[Hashable, Outlier]:
+def seed_outliers(
+    curves: Mapping[Hashable, Mapping[int, float]], k: float = DEFAULT_K, window: int = WINDOW
+) -> Dict[Hashable, Outlier]:
     """run -> Outlier for every run of one group; `curves` maps run -> {step: value} (NaN / None skipped).
 
     Centre: the median of the other runs at the step. Spread: the MAD of all runs around their median,
     pooled over the `window` steps on either side (five seeds give a MAD too noisy to judge by at one step,
     and the spread of seeds changes slowly), scaled by `mad_consistency`; the MAD's 50 % breakdown keeps one
     broken run from widening (or, when it sits among the others, from distorting) the band."""
-    clean = {run: {int(s): float(v) for s, v in curve.items() if v is not None and np.isfinite(v)}
-             for run, curve in curves.items()}
+    clean = {
+        run: {int(s): float(v) for s, v in curve.items() if v is not None and np.isfinite(v)}
+        for run, curve in curves.items()
+    }
     steps = sorted({s for curve in clean.values() for s in curve})
     at_step = {s: np.array([c[s] for c in clean.values() if s in c]) for s in steps}
     usable = [s for s in steps if len(at_step[s]) > MIN_OTHERS]
     deviations = [np.abs(at_step[s] - np.median(at_step[s])) for s in usable]
     spread = {}
     for j, step in enumerate(usable):
-        pooled = np.concatenate(deviations[max(0, j - window):j + window + 1])
+        pooled = np.concatenate(deviations[max(0, j - window) : j + window + 1])
         spread[step] = mad_consistency(len(at_step[step])) * float(np.median(pooled))
     result: Dict[Hashable, Outlier] = {}
     for run, curve in clean.items():
@@ -100,8 +103,9 @@ def seed_outliers(curves: Mapping[Hashable, Mapping[int, float]], k: float = DEF
     return result
 
 
-def grouped_outliers(curves: Mapping[Hashable, Mapping[int, float]], group_of: Mapping[Hashable, Hashable],
-                     k: float = DEFAULT_K) -> Dict[Hashable, Outlier]:
+def grouped_outliers(
+    curves: Mapping[Hashable, Mapping[int, float]], group_of: Mapping[Hashable, Hashable], k: float = DEFAULT_K
+) -> Dict[Hashable, Outlier]:
     """seed_outliers within each group (e.g. architecture): runs are only compared with their own kind."""
     groups: Dict[Hashable, List[Hashable]] = {}
     for run in curves:

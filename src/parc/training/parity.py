@@ -30,9 +30,9 @@ from typing import Dict, List, Optional
 import torch
 
 from parc.config import compose
-from parc.training.runconfig import validate
-from parc.training.lr_neox import warmup_iters
 from parc.errors import ParcError
+from parc.training.lr_neox import warmup_iters
+from parc.training.runconfig import validate
 
 DEFAULT_STEPS = 50
 DEFAULT_TOLERANCE = 1e-4
@@ -52,7 +52,7 @@ class Side:
 
     def tokens_per_s(self, tokens_per_step: int, skip: int) -> float:
         """Throughput over the steps after the first `skip` (warm-up: allocation, first-call overheads)."""
-        ends = self.step_ends[skip - 1:] if skip else [self.started, *self.step_ends]
+        ends = self.step_ends[skip - 1 :] if skip else [self.started, *self.step_ends]
         return (len(ends) - 1) * tokens_per_step / (ends[-1] - ends[0])
 
 
@@ -73,11 +73,15 @@ def parity_config(overrides: List[str], steps: int):
     validate(cfg)
     for key, installed in (("loss_normalization", "tokens"), ("weight_decay_rule", "transformers")):
         if cfg.trainer[key] != installed:  # the 4.5x variants; BENCHMARKS.md says how they were checked
-            raise ParcError(f"trainer.{key}={cfg.trainer[key]} reproduces transformers 4.5x, not the installed "
-                            f"Trainer this harness runs: compare with trainer.{key}={installed}")
+            raise ParcError(
+                f"trainer.{key}={cfg.trainer[key]} reproduces transformers 4.5x, not the installed "
+                f"Trainer this harness runs: compare with trainer.{key}={installed}"
+            )
     if not cfg.trainer.ignore_eos_labels:
-        raise ParcError("trainer.ignore_eos_labels=false: the Parc script's collator ignores eos labels; "
-                        "compare with trainer.ignore_eos_labels=true")
+        raise ParcError(
+            "trainer.ignore_eos_labels=false: the Parc script's collator ignores eos labels; "
+            "compare with trainer.ignore_eos_labels=true"
+        )
     return cfg
 
 
@@ -90,9 +94,12 @@ def run_ours(cfg, batches, tokenizer_dir) -> tuple[Side, Dict[str, torch.Tensor]
     model = accelerator.unwrap_model(trainer.model)
     initial = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     names = {id(p): n for n, p in model.named_parameters()}
-    side = Side(decayed=frozenset(names[id(p)] for g in trainer.optimizer.param_groups if g["weight_decay"] > 0
-                                  for p in g["params"]),
-                described=f"parc.training.trainer ({trainer.fast_path})")
+    side = Side(
+        decayed=frozenset(
+            names[id(p)] for g in trainer.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]
+        ),
+        described=f"parc.training.trainer ({trainer.fast_path})",
+    )
     side.started = time.perf_counter()
     for step in range(1, cfg.trainer.max_steps + 1):
         row = trainer.train_step(step)
@@ -170,8 +177,10 @@ def run_reference(cfg, batches, tokenizer_dir, initial: Dict[str, torch.Tensor],
     model = archs.build_model(cfg.arch, cfg.data.vocab_size, cfg.seed)  # transformers' own forward paths
     same_init = all(torch.equal(model.state_dict()[k], v) for k, v in initial.items())
     model.load_state_dict(initial)
-    side = Side(described="transformers.Trainer (reference forward; "
-                          f"initial weights {'bit-identical' if same_init else 'copied: the rebuilt init differed'})")
+    side = Side(
+        described="transformers.Trainer (reference forward; "
+        f"initial weights {'bit-identical' if same_init else 'copied: the rebuilt init differed'})"
+    )
 
     class RecordingTrainer(Trainer):
         """Records what each optimizer step used; the sum of its micro-batches' losses is the step's loss."""
@@ -205,8 +214,9 @@ def run_reference(cfg, batches, tokenizer_dir, initial: Dict[str, torch.Tensor],
         trainer.train()
     _reset_accelerate()  # leave the process as we found it (benchmarks run both sides repeatedly)
     names = {id(p): n for n, p in model.named_parameters()}
-    side.decayed = frozenset(names[id(p)] for g in trainer.optimizer.param_groups if g["weight_decay"] > 0
-                             for p in g["params"])
+    side.decayed = frozenset(
+        names[id(p)] for g in trainer.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]
+    )
     norms = {row["step"]: row.get("grad_norm") for row in trainer.state.log_history if "loss" in row}
     side.grad_norms = [norms.get(step) for step in range(1, cfg.trainer.max_steps + 1)]
     return side
@@ -220,22 +230,33 @@ def report(ours: Side, reference: Side, tolerance: float) -> tuple[str, float]:
     """The side-by-side table and the verdict; returns (text, max relative loss difference)."""
     if len(ours.losses) != len(reference.losses) or not ours.losses:
         raise RuntimeError(f"compared {len(ours.losses)} against {len(reference.losses)} steps")
-    lines = [f"ours:      {ours.described}", f"reference: {reference.described}",
-             f"{'step':>5} {'loss (ours)':>13} {'loss (HF)':>13} {'rel diff':>9} {'lr (ours)':>10} {'lr (HF)':>10}"
-             f" {'grad norm (ours)':>16} {'grad norm (HF)':>14}"]
+    lines = [
+        f"ours:      {ours.described}",
+        f"reference: {reference.described}",
+        f"{'step':>5} {'loss (ours)':>13} {'loss (HF)':>13} {'rel diff':>9} {'lr (ours)':>10} {'lr (HF)':>10}"
+        f" {'grad norm (ours)':>16} {'grad norm (HF)':>14}",
+    ]
     worst = 0.0
     for step, (a, b) in enumerate(zip(ours.losses, reference.losses), start=1):
         diff = relative(a, b)
         worst = max(worst, diff)
         ga, gb = ours.grad_norms[step - 1], reference.grad_norms[step - 1]
-        lines.append(f"{step:>5} {a:>13.7f} {b:>13.7f} {diff:>9.2e} {ours.lrs[step - 1]:>10.3e} "
-                     f"{reference.lrs[step - 1]:>10.3e} {_num(ga):>16} {_num(gb):>14}")
+        lines.append(
+            f"{step:>5} {a:>13.7f} {b:>13.7f} {diff:>9.2e} {ours.lrs[step - 1]:>10.3e} "
+            f"{reference.lrs[step - 1]:>10.3e} {_num(ga):>16} {_num(gb):>14}"
+        )
     lr_worst = max(relative(a, b) if b else abs(a) for a, b in zip(ours.lrs, reference.lrs))
     lines.append(f"learning rates: {'identical' if lr_worst == 0 else f'max relative difference {lr_worst:.2e}'}")
     only_ours, only_ref = sorted(ours.decayed - reference.decayed), sorted(reference.decayed - ours.decayed)
-    lines.append("weight-decay groups: " + ("identical" if not (only_ours or only_ref) else
-                 f"decayed only by ours: {only_ours or 'none'}; only by the reference: {only_ref or 'none'}")
-                 + f" ({len(ours.decayed)} decayed tensors)")
+    lines.append(
+        "weight-decay groups: "
+        + (
+            "identical"
+            if not (only_ours or only_ref)
+            else f"decayed only by ours: {only_ours or 'none'}; only by the reference: {only_ref or 'none'}"
+        )
+        + f" ({len(ours.decayed)} decayed tensors)"
+    )
     verdict = "within" if worst <= tolerance else "EXCEEDS"
     lines.append(f"parity over {len(ours.losses)} steps: {verdict} tolerance {tolerance:g}")
     lines.append(f"max relative loss difference: {worst:.3e}")
@@ -248,9 +269,9 @@ def _num(value: Optional[float]) -> str:
 
 def run_parity(overrides: List[str], steps: int = DEFAULT_STEPS, tolerance: float = DEFAULT_TOLERANCE) -> bool:
     """Run both sides for `steps` steps, print the comparison; returns whether it is within `tolerance`."""
-    from parc.training.runconfig import Plan
     from parc.data.prepare import ensure_prepared
     from parc.data.stream import BatchPlan
+    from parc.training.runconfig import Plan
 
     if steps < 1 or not tolerance >= 0:
         raise ParcError(f"steps={steps} tolerance={tolerance}: steps must be >= 1 and tolerance >= 0")
@@ -258,10 +279,12 @@ def run_parity(overrides: List[str], steps: int = DEFAULT_STEPS, tolerance: floa
     stream = ensure_prepared(cfg)
     batches = BatchPlan.from_config(cfg, stream)
     plan = Plan.build(cfg, world_size=1)
-    print(f"parity: {cfg.arch.name} ({cfg.arch.size}), {plan.max_steps} steps of {plan.global_batch_size} x "
-          f"{plan.seq_len} tokens = micro-batch {plan.micro_batch_size} x accumulation {plan.accumulation}, "
-          f"lr {cfg.trainer.lr} {cfg.trainer.lr_schedule}, warmup {warmup_iters(cfg.trainer):g}, seed {cfg.seed}",
-          flush=True)
+    print(
+        f"parity: {cfg.arch.name} ({cfg.arch.size}), {plan.max_steps} steps of {plan.global_batch_size} x "
+        f"{plan.seq_len} tokens = micro-batch {plan.micro_batch_size} x accumulation {plan.accumulation}, "
+        f"lr {cfg.trainer.lr} {cfg.trainer.lr_schedule}, warmup {warmup_iters(cfg.trainer):g}, seed {cfg.seed}",
+        flush=True,
+    )
     ours, initial = run_ours(cfg, batches, stream.tokenizer_dir)
     reference = run_reference(cfg, batches, stream.tokenizer_dir, initial, plan.accumulation)
     text, worst = report(ours, reference, tolerance)

@@ -32,7 +32,9 @@ def matmul_precision(precision: str) -> str:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if precision == "fp32" and (torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"):
+    if precision == "fp32" and (
+        torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
+    ):
         return "tf32"
     return precision
 
@@ -48,11 +50,7 @@ def peak_flops(device_name: str, precision: str) -> float | None:
 
 
 def mfu(
-    flops_per_token: float,
-    tokens_per_s: float,
-    device: torch.device | str,
-    precision: str,
-    num_devices: int = 1,
+    flops_per_token: float, tokens_per_s: float, device: torch.device | str, precision: str, num_devices: int = 1
 ) -> float | None:
     """Fraction of peak: flops_per_token x tokens_per_s / (num_devices x peak); None ("n/a") off CUDA or for an unknown GPU.
 

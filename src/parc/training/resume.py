@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Dict, Optional
 
-from parc.store import checkpoint, integrity
 from parc.errors import ParcError
+from parc.store import checkpoint, integrity
 from parc.training.metrics import METRICS_FILE
 
 # Trainer settings a resumed run may change (they do not change what is computed, only how it is split).
@@ -29,8 +29,10 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
     resume = cfg.resume
     if resume == "none":
         if holds_run(output_dir) and not cfg.overwrite:
-            raise ParcError(f"{output_dir} already holds a run: pass resume=auto to continue it, "
-                            f"overwrite=true to delete it and start over, or choose another output_dir=")
+            raise ParcError(
+                f"{output_dir} already holds a run: pass resume=auto to continue it, "
+                f"overwrite=true to delete it and start over, or choose another output_dir="
+            )
         return None
     if resume == "auto":
         if not allow_download:  # the early check: nothing to refuse yet; the real pick verifies (below)
@@ -52,16 +54,20 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
 
         found = resolve_hub_checkpoint(cfg, output_dir, spec.revision)
         if found is None:
-            raise ParcError(f"revision {spec.revision} of {spec.repo_id} is missing or incomplete; "
-                            f"list revisions with python -m parc.revisions {spec.repo_id}")
+            raise ParcError(
+                f"revision {spec.revision} of {spec.repo_id} is missing or incomplete; "
+                f"list revisions with python -m parc.revisions {spec.repo_id}"
+            )
         return found
     if resume.startswith("neox:"):  # a raw GPT-NeoX checkpoint (weights, Adam moments, schedule, step)
         return _neox_start(cfg, output_dir, allow_download)
     path = output_dir / resume if "/" not in resume else Path(resume)
     if not (checkpoint.is_complete(path) and checkpoint.has_train_state(path)):
         available = [p.name for p in checkpoint.complete_checkpoints(output_dir) if checkpoint.has_train_state(p)]
-        raise ParcError(f"resume target {path} is not a complete checkpoint with training state; "
-                        f"resumable here: {', '.join(available) or 'none'} (or use resume=auto)")
+        raise ParcError(
+            f"resume target {path} is not a complete checkpoint with training state; "
+            f"resumable here: {', '.join(available) or 'none'} (or use resume=auto)"
+        )
     integrity.require_verified(path, check_sha=allow_download)  # sizes first, before anything is written
     return path
 
@@ -71,11 +77,14 @@ def _neox_start(cfg, output_dir: Path, allow_download: bool):
     from parc.training.initfrom import DOWNLOAD_DIR
 
     if cfg.init_from is not None:
-        raise ParcError(f"resume={cfg.resume} continues a raw checkpoint, init_from= starts from other weights: "
-                        f"pass one of them")
+        raise ParcError(
+            f"resume={cfg.resume} continues a raw checkpoint, init_from= starts from other weights: pass one of them"
+        )
     if holds_run(output_dir) and not cfg.overwrite:
-        raise ParcError(f"{output_dir} already holds a run: resume=auto continues it (it records where it started), "
-                        f"overwrite=true starts over from {cfg.resume}, or choose another output_dir=")
+        raise ParcError(
+            f"{output_dir} already holds a run: resume=auto continues it (it records where it started), "
+            f"overwrite=true starts over from {cfg.resume}, or choose another output_dir="
+        )
     start = neox_source.parse(cfg.resume, output_dir / DOWNLOAD_DIR if allow_download else None)
     return start if allow_download or not cfg.resume.startswith("neox:hub:") else None
 
@@ -103,16 +112,20 @@ def check_compatible(saved: Dict, current: Dict, where: Path) -> None:
             checks[key] = (saved.get(key), current[key])
     old_steps, new_steps = checks["trainer.max_steps"]
     if old_steps != new_steps:  # before "data": the data slice changes with it, and this is the cause to name
-        raise ParcError(f"{where} was trained with trainer.max_steps={old_steps}, this run asks for {new_steps}: the "
-                        f"run's data slice (global_batch_size x max_steps sequences of data.shard) and its LR and "
-                        f"checkpoint schedules depend on it, so a resumed run cannot change it; to continue these "
-                        f"weights with a new schedule, start a new run from them: init_from={where} "
-                        f"output_dir=<a new directory>")
+        raise ParcError(
+            f"{where} was trained with trainer.max_steps={old_steps}, this run asks for {new_steps}: the "
+            f"run's data slice (global_batch_size x max_steps sequences of data.shard) and its LR and "
+            f"checkpoint schedules depend on it, so a resumed run cannot change it; to continue these "
+            f"weights with a new schedule, start a new run from them: init_from={where} "
+            f"output_dir=<a new directory>"
+        )
     for name, (old, new) in checks.items():
         if old != new:
             detail = _first_difference(old, new)
-            raise ParcError(f"{where} was trained with a different {name} ({detail}); resume with the same "
-                            f"settings, or start a new run elsewhere (resume=none output_dir=...)")
+            raise ParcError(
+                f"{where} was trained with a different {name} ({detail}); resume with the same "
+                f"settings, or start a new run elsewhere (resume=none output_dir=...)"
+            )
 
 
 def _first_difference(old, new) -> str:

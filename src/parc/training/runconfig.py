@@ -39,9 +39,17 @@ def validate(cfg: DictConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ParcError(f"{key}={value} must be a positive integer")
-    for key, value in {"hub.retry_initial_s": cfg.hub.retry_initial_s, "hub.retry_max_s": cfg.hub.retry_max_s,
-                       "hub.retry_timeout_s": cfg.hub.retry_timeout_s, "data.shard": d.shard, "seed": cfg.seed,
-                       "trainer.lr": t.lr, "trainer.min_lr": t.min_lr, "trainer.weight_decay": t.weight_decay, "trainer.grad_clip": t.grad_clip}.items():
+    for key, value in {
+        "hub.retry_initial_s": cfg.hub.retry_initial_s,
+        "hub.retry_max_s": cfg.hub.retry_max_s,
+        "hub.retry_timeout_s": cfg.hub.retry_timeout_s,
+        "data.shard": d.shard,
+        "seed": cfg.seed,
+        "trainer.lr": t.lr,
+        "trainer.min_lr": t.min_lr,
+        "trainer.weight_decay": t.weight_decay,
+        "trainer.grad_clip": t.grad_clip,
+    }.items():
         if value < 0:
             raise ParcError(f"{key}={value} must not be negative")
     choices = {
@@ -86,8 +94,10 @@ def validate(cfg: DictConfig) -> None:
     check_data_edits(cfg)
     resume = cfg.resume
     if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:", "neox:")) or os.sep in resume):
-        raise ParcError(f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision>, a checkpoint path or "
-                        f"neox:<raw GPT-NeoX global_stepN dir>")
+        raise ParcError(
+            f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision>, a checkpoint path or "
+            f"neox:<raw GPT-NeoX global_stepN dir>"
+        )
 
 
 def check_data_edits(cfg: DictConfig) -> None:
@@ -102,8 +112,10 @@ def check_data_edits(cfg: DictConfig) -> None:
     if change is not None and change.name not in NAMES:
         raise ParcError(f"intervention={change.name!r} is not one of {', '.join(NAMES)}")
     if change is not None and change.name != "none" and change.step is None and not cfg.get("branch_from"):
-        raise ParcError(f"intervention={change.name} needs the step it starts after: branch_from=<checkpoint-k> "
-                        "(an exact branch), or intervention.step=k for a run from scratch")
+        raise ParcError(
+            f"intervention={change.name} needs the step it starts after: branch_from=<checkpoint-k> "
+            "(an exact branch), or intervention.step=k for a run from scratch"
+        )
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,15 @@ def accelerator_options(trainer_cfg, use_cpu: bool) -> dict:
 
     precision = trainer_cfg.precision
     if precision == "fp16" and use_cpu:
-        raise ParcError("trainer.precision=fp16 needs a CUDA device (Accelerate has no fp16 loss scaling on CPU "
-                        "and would silently train in fp32): use trainer.precision=bf16 or fp32 on CPU")
+        raise ParcError(
+            "trainer.precision=fp16 needs a CUDA device (Accelerate has no fp16 loss scaling on CPU "
+            "and would silently train in fp32): use trainer.precision=bf16 or fp32 on CPU"
+        )
     options = {"mixed_precision": precision if precision in ("bf16", "fp16") else "no", "kwargs_handlers": []}
     if precision == "fp16":
-        options["kwargs_handlers"].append(GradScalerKwargs(init_scale=NEOX_INITIAL_LOSS_SCALE,
-                                                           growth_interval=NEOX_LOSS_SCALE_WINDOW))
+        options["kwargs_handlers"].append(
+            GradScalerKwargs(init_scale=NEOX_INITIAL_LOSS_SCALE, growth_interval=NEOX_LOSS_SCALE_WINDOW)
+        )
     if trainer_cfg.strategy == "fsdp":
         options["fsdp_plugin"] = fsdp_plugin()
     return options
@@ -66,11 +69,17 @@ def enable_fsdp(accelerator, trainer_cfg) -> None:
     from accelerate.utils import DistributedType
 
     state = accelerator.state
-    if trainer_cfg.strategy != "fsdp" or accelerator.num_processes == 1 or state.distributed_type == DistributedType.FSDP:
+    if (
+        trainer_cfg.strategy != "fsdp"
+        or accelerator.num_processes == 1
+        or state.distributed_type == DistributedType.FSDP
+    ):
         return
     if state.distributed_type != DistributedType.MULTI_CPU:
-        raise ParcError(f"trainer.strategy=fsdp is not supported with Accelerate's {state.distributed_type} "
-                        f"processes; use trainer.strategy=ddp")
+        raise ParcError(
+            f"trainer.strategy=fsdp is not supported with Accelerate's {state.distributed_type} "
+            f"processes; use trainer.strategy=ddp"
+        )
     plugin = fsdp_plugin()
     if state.mixed_precision != "no":
         plugin.set_mixed_precision(state.mixed_precision)
@@ -85,7 +94,9 @@ def is_fsdp(accelerator) -> bool:
     return accelerator.state.distributed_type == DistributedType.FSDP
 
 
-def gathered_states(accelerator, model, optimizer, with_optimizer: bool) -> Tuple[Optional[torch.nn.Module], Optional[dict]]:
+def gathered_states(
+    accelerator, model, optimizer, with_optimizer: bool
+) -> Tuple[Optional[torch.nn.Module], Optional[dict]]:
     """Collective under FSDP: (an unsharded copy of the model to save, the full optimizer state dict) on rank 0,
     None elsewhere. (None, None) for the other strategies, whose rank 0 holds both whole."""
     if not is_fsdp(accelerator):
@@ -139,6 +150,8 @@ def load_optimizer_state(accelerator, model, optimizer, state: dict) -> None:
         return
     names = {id(param): name for name, param in model.named_parameters()}
     order = [names[id(param)] for group in inner.param_groups for param in group["params"]]
-    by_name = {"state": {order[i]: value for i, value in state["state"].items()},
-               "param_groups": [{**group, "params": [order[i] for i in group["params"]]} for group in state["param_groups"]]}
+    by_name = {
+        "state": {order[i]: value for i, value in state["state"].items()},
+        "param_groups": [{**group, "params": [order[i] for i in group["params"]]} for group in state["param_groups"]],
+    }
     set_optimizer_state_dict(model, inner, optim_state_dict=by_name, options=StateDictOptions(full_state_dict=True))

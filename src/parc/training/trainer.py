@@ -18,13 +18,13 @@ from parc import archs
 from parc.config import RUN_CONFIG
 from parc.errors import EXIT_DONE, EXIT_PREEMPTED, ParcError
 from parc.store import checkpoint, diskplan, iofaults
-
-from parc.training import branch as branching, initfrom, neox_source, resume, strategy
-from parc.training.runconfig import Plan, portable_config, write_run_config
 from parc.store.fileio import atomic_write_json
+from parc.training import branch as branching
+from parc.training import initfrom, neox_source, resume, strategy
 from parc.training.loss import normalization, step_labels
 from parc.training.metrics import RunReporter, format_plan
 from parc.training.optim import build_optimizer, build_scheduler
+from parc.training.runconfig import Plan, portable_config, write_run_config
 
 CANARY_FILE = "canaries.json"  # the run's canaries: spec, every planted copy, the tokens of canaries and references
 
@@ -64,15 +64,24 @@ def make_accelerator(cfg) -> Accelerator:
     plan = Plan.build(cfg, world_size=state.num_processes)
     if cfg.trainer.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    accelerator = Accelerator(cpu=use_cpu, gradient_accumulation_steps=plan.accumulation,
-                              **strategy.accelerator_options(cfg.trainer, use_cpu))
+    accelerator = Accelerator(
+        cpu=use_cpu, gradient_accumulation_steps=plan.accumulation, **strategy.accelerator_options(cfg.trainer, use_cpu)
+    )
     strategy.enable_fsdp(accelerator, cfg.trainer)
     return accelerator
 
 
 class Trainer:
-    def __init__(self, cfg, accelerator: Accelerator, batches, tokenizer_dir: Path, start: Optional[Path],
-                 init: Optional[initfrom.InitSource] = None, branch: Optional[branching.StateSource] = None):
+    def __init__(
+        self,
+        cfg,
+        accelerator: Accelerator,
+        batches,
+        tokenizer_dir: Path,
+        start: Optional[Path],
+        init: Optional[initfrom.InitSource] = None,
+        branch: Optional[branching.StateSource] = None,
+    ):
         self.cfg, self.accelerator, self.batches, self.tokenizer_dir = cfg, accelerator, batches, tokenizer_dir
         self.plan = Plan.build(cfg, accelerator.num_processes)
         self.output_dir = Path(self.plan.output_dir)
@@ -104,11 +113,15 @@ class Trainer:
 
     def identity(self) -> dict:
         """What a checkpoint must share with this run to be continued by it."""
-        return {"data": self.batches.fingerprint(), "seed": self.cfg.seed, "recipe": resume.recipe(self.cfg.trainer),
-                "model_config": archs.hf_config(self.cfg.arch, self.cfg.data.vocab_size).to_diff_dict(),
-                # a branched run stays one when resumed without init_from=; another init_from= is refused
-                "init_from": initfrom.portable(self.cfg.init_from) or (self.init_record or {}).get("source"),
-                "branch_from": initfrom.portable(self.cfg.get("branch_from")) or (self.branch_record or {}).get("source")}
+        return {
+            "data": self.batches.fingerprint(),
+            "seed": self.cfg.seed,
+            "recipe": resume.recipe(self.cfg.trainer),
+            "model_config": archs.hf_config(self.cfg.arch, self.cfg.data.vocab_size).to_diff_dict(),
+            # a branched run stays one when resumed without init_from=; another init_from= is refused
+            "init_from": initfrom.portable(self.cfg.init_from) or (self.init_record or {}).get("source"),
+            "branch_from": initfrom.portable(self.cfg.get("branch_from")) or (self.branch_record or {}).get("source"),
+        }
 
     def _restore(self, source: branching.StateSource, model, branch: bool = False) -> dict:
         """Weights, schedule, RNG and counters from `source` (this run's checkpoint, or with branch=True the parent
@@ -145,12 +158,15 @@ class Trainer:
     def train_step(self, step: int) -> dict:
         """One optimizer update on the global batch of `step` (this rank's share, in micro-batches)."""
         started = time.perf_counter()
-        rows = torch.from_numpy(self.batches.rank_batch(step, self.accelerator.process_index,
-                                                        self.accelerator.num_processes))
-        labels = step_labels(rows, self.batches.stream.manifest["tokenizer"].get("eos_token_id"),
-                             self.cfg.trainer.ignore_eos_labels)
-        norm = normalization(self.cfg.trainer.loss_normalization, self.cfg.arch.name, labels, self.plan.accumulation,
-                             self.accelerator)  # the Trainer's: the mean over the global batch's predicted tokens
+        rows = torch.from_numpy(
+            self.batches.rank_batch(step, self.accelerator.process_index, self.accelerator.num_processes)
+        )
+        labels = step_labels(
+            rows, self.batches.stream.manifest["tokenizer"].get("eos_token_id"), self.cfg.trainer.ignore_eos_labels
+        )
+        norm = normalization(
+            self.cfg.trainer.loss_normalization, self.cfg.arch.name, labels, self.plan.accumulation, self.accelerator
+        )  # the Trainer's: the mean over the global batch's predicted tokens
         micro_losses, grad_norm = [], None
         for ids, micro_labels in zip(rows.chunk(self.plan.accumulation), labels.chunk(self.plan.accumulation)):
             ids, micro_labels = ids.to(self.accelerator.device), micro_labels.to(self.accelerator.device)
@@ -169,10 +185,18 @@ class Trainer:
         self.step, self.tokens = step, self.tokens + self.plan.tokens_per_step
         seconds = time.perf_counter() - started
         tokens_per_s = self.plan.tokens_per_step / seconds
-        return {"step": step, "loss": loss, "lr": lr, "tokens": self.tokens, "time": time.time(),
-                "batch_hash": self.batches.batch_hash(step),
-                "grad_norm": None if grad_norm is None else float(grad_norm),
-                "step_seconds": seconds, "tokens_per_s": tokens_per_s, "mfu": self._mfu(tokens_per_s)}
+        return {
+            "step": step,
+            "loss": loss,
+            "lr": lr,
+            "tokens": self.tokens,
+            "time": time.time(),
+            "batch_hash": self.batches.batch_hash(step),
+            "grad_norm": None if grad_norm is None else float(grad_norm),
+            "step_seconds": seconds,
+            "tokens_per_s": tokens_per_s,
+            "mfu": self._mfu(tokens_per_s),
+        }
 
     def _mfu(self, tokens_per_s: float) -> Optional[float]:
         from parc.training.perf import mfu
@@ -181,19 +205,39 @@ class Trainer:
         return mfu(self.flops_per_token, per_device, self.accelerator.device, self.cfg.trainer.precision)
 
     def save(self, scheduled: bool, batch_hashes: dict) -> Path:
-        state = {"step": self.step, "tokens": self.tokens, "world_size": self.accelerator.num_processes,
-                 "micro_batch_size": self.plan.micro_batch_size, "identity": self.identity(),
-                 "config": portable_config(self.cfg), "versions": library_versions(),
-                 "recent_batch_hashes": batch_hashes, "schedule": self.plan.checkpoint_steps,
-                 "init_from": self.init_record, "branch": self.branch_record,
-                 "data_prefix": self.batches.prefix(self.step)}
+        state = {
+            "step": self.step,
+            "tokens": self.tokens,
+            "world_size": self.accelerator.num_processes,
+            "micro_batch_size": self.plan.micro_batch_size,
+            "identity": self.identity(),
+            "config": portable_config(self.cfg),
+            "versions": library_versions(),
+            "recent_batch_hashes": batch_hashes,
+            "schedule": self.plan.checkpoint_steps,
+            "init_from": self.init_record,
+            "branch": self.branch_record,
+            "data_prefix": self.batches.prefix(self.step),
+        }
         if self.output_dir_identity is not None:
             iofaults.check_same_directory(self.output_dir, self.output_dir_identity, f"saving checkpoint-{self.step}")
         with_train_state = self.cfg.checkpoint.save_train_state or not scheduled
-        gathered = strategy.gathered_states(self.accelerator, self.model, self.optimizer, with_train_state)  # FSDP: collective
-        return checkpoint.save(self.accelerator, self.output_dir, self.step, self.model, self.optimizer,
-                               self.scheduler, self.tokenizer_dir, state, scheduled,
-                               with_train_state=with_train_state, gathered=gathered)
+        gathered = strategy.gathered_states(
+            self.accelerator, self.model, self.optimizer, with_train_state
+        )  # FSDP: collective
+        return checkpoint.save(
+            self.accelerator,
+            self.output_dir,
+            self.step,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.tokenizer_dir,
+            state,
+            scheduled,
+            with_train_state=with_train_state,
+            gathered=gathered,
+        )
 
     def fit(self) -> int:
         """Train from self.step to max_steps. Returns the exit code (0, or EXIT_PREEMPTED)."""
@@ -204,7 +248,9 @@ class Trainer:
         reporter = RunReporter(cfg, self.output_dir, self.step, plan.max_steps) if acc.is_main_process else None
         hashes, finished, lineage = {}, False, self.lineage()
         try:
-            if self.step in schedule and not checkpoint.is_complete(checkpoint.checkpoint_path(self.output_dir, self.step)):
+            if self.step in schedule and not checkpoint.is_complete(
+                checkpoint.checkpoint_path(self.output_dir, self.step)
+            ):
                 self._checkpoint(publisher, scheduled=True, hashes=hashes)  # the seed checkpoint, step 0
             for step in range(self.step + 1, plan.max_steps + 1):
                 row = self.train_step(step)
@@ -248,8 +294,11 @@ class Trainer:
             if publisher is not None and scheduled:
                 publisher.submit(self.step, path)
             protect = publisher.pending_steps() if publisher is not None else set()
-            with iofaults.DiskWrites(f"pruning old training states in {self.output_dir}", self.output_dir,
-                                     then=lambda: checkpoint.resume_hint(self.output_dir)):
+            with iofaults.DiskWrites(
+                f"pruning old training states in {self.output_dir}",
+                self.output_dir,
+                then=lambda: checkpoint.resume_hint(self.output_dir),
+            ):
                 checkpoint.prune_train_states(self.output_dir, self.cfg.checkpoint.keep_train_states, protect)
         self.accelerator.wait_for_everyone()
 
@@ -265,20 +314,22 @@ class Trainer:
 
     def describe(self) -> str:
         plan = self.plan
-        return format_plan({
-            "architecture": f"{self.cfg.arch.name} ({self.cfg.arch.size}), {self.n_params} parameters",
-            "fast path": self.fast_path,
-            "world size": plan.world_size,
-            "strategy": f"{self.cfg.trainer.strategy} ({type(self.model).__name__})",
-            "batch": f"{plan.global_batch_size} sequences = {plan.micro_batch_size} micro-batch x "
-                     f"{plan.accumulation} accumulation x {plan.world_size} processes",
-            "tokens per step": plan.tokens_per_step,
-            "total tokens": plan.total_tokens,
-            "steps": f"{self.step} done of {plan.max_steps}",
-            "FLOPs per token": f"{self.flops_per_token:.4g}",
-            "checkpoints": describe_steps(plan.checkpoint_steps),
-            "output dir": plan.output_dir,
-        })
+        return format_plan(
+            {
+                "architecture": f"{self.cfg.arch.name} ({self.cfg.arch.size}), {self.n_params} parameters",
+                "fast path": self.fast_path,
+                "world size": plan.world_size,
+                "strategy": f"{self.cfg.trainer.strategy} ({type(self.model).__name__})",
+                "batch": f"{plan.global_batch_size} sequences = {plan.micro_batch_size} micro-batch x "
+                f"{plan.accumulation} accumulation x {plan.world_size} processes",
+                "tokens per step": plan.tokens_per_step,
+                "total tokens": plan.total_tokens,
+                "steps": f"{self.step} done of {plan.max_steps}",
+                "FLOPs per token": f"{self.flops_per_token:.4g}",
+                "checkpoints": describe_steps(plan.checkpoint_steps),
+                "output dir": plan.output_dir,
+            }
+        )
 
 
 def describe_steps(steps) -> str:
@@ -295,8 +346,14 @@ def library_versions() -> dict:
 
     import parc
 
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__, "numpy": np.__version__, "parc": parc.__version__}
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "numpy": np.__version__,
+        "parc": parc.__version__,
+    }
 
 
 def train(cfg) -> int:
@@ -340,8 +397,12 @@ def train(cfg) -> int:
             output_dir.rmdir()  # a refusal leaves nothing behind
         raise
     if accelerator.is_main_process:
-        with iofaults.DiskWrites(f"writing {output_dir / RUN_CONFIG}", output_dir, then="run the same command again",
-                                 elsewhere="choose another output_dir="):
+        with iofaults.DiskWrites(
+            f"writing {output_dir / RUN_CONFIG}",
+            output_dir,
+            then="run the same command again",
+            elsewhere="choose another output_dir=",
+        ):
             write_run_config(output_dir, cfg)
             record_stream(output_dir, stream)  # config.yaml is portable; this says where the data lies here
             if batches.edits is not None and batches.edits.canaries is not None:
@@ -351,10 +412,14 @@ def train(cfg) -> int:
         origin = f"resuming from {getattr(start, 'source', start)}" if start is not None else "starting from scratch"
         origin = f"starting a new run from the weights of {init.record['source']}" if init is not None else origin
         if branch is not None:
-            origin = (f"branching from {branch.record['source']} at step {branch.record['step']} (weights, optimizer, "
-                      f"schedule, RNG) with intervention={cfg.intervention.name}")
+            origin = (
+                f"branching from {branch.record['source']} at step {branch.record['step']} (weights, optimizer, "
+                f"schedule, RNG) with intervention={cfg.intervention.name}"
+            )
         print(f"parc: {origin}\n{trainer.describe()}", flush=True)
-        diskplan.warn_if_short(cfg, accelerator.unwrap_model(trainer.model), trainer.plan, stream.tokenizer_dir, trainer.step)
+        diskplan.warn_if_short(
+            cfg, accelerator.unwrap_model(trainer.model), trainer.plan, stream.tokenizer_dir, trainer.step
+        )
     code = trainer.fit()
     # Tear down in this order. Without end_training, 2-process gloo runs may abort at exit. And the DDP
     # model must be freed while the process group is still registered: if the wrapper's Reducer holds the
@@ -379,5 +444,7 @@ def check_writable(output_dir: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=probe, prefix=".parc-write-probe-"):
             pass
     except OSError:
-        raise ParcError(f"cannot write output_dir {output_dir} ({probe} is not a writable directory); "
-                        f"choose another output_dir= or fix its permissions") from None
+        raise ParcError(
+            f"cannot write output_dir {output_dir} ({probe} is not a writable directory); "
+            f"choose another output_dir= or fix its permissions"
+        ) from None

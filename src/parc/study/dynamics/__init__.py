@@ -15,8 +15,15 @@ Part of the study layer: may import every other package; nothing but the faces i
 
 from parc import lazy_exports
 
-PUBLIC = {"run_noise": "command", "run_similarity": "command", "run_diffs": "command", "run_outliers": "command",
-          "linear_cka": "cka", "effective_rank": "cka", "noise_table": "noise",
-          "similarity_table": "similarity"}
+PUBLIC = {
+    "run_noise": "command",
+    "run_similarity": "command",
+    "run_diffs": "command",
+    "run_outliers": "command",
+    "linear_cka": "cka",
+    "effective_rank": "cka",
+    "noise_table": "noise",
+    "similarity_table": "similarity",
+}
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)

@@ -43,16 +43,27 @@ class Moments:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"CKA needs the same examples on both sides, got {x.shape[0]} and {y.shape[0]}")
         nx, ny = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)
-        return cls(n=x.shape[0], cross=x.T @ y, sx=x.sum(0), sy=y.sum(0), kx=float(nx.sum()), ky=float(ny.sum()),
-                   kk=float(nx @ ny), x_ly=x.T @ ny, y_kx=y.T @ nx)
+        return cls(
+            n=x.shape[0],
+            cross=x.T @ y,
+            sx=x.sum(0),
+            sy=y.sum(0),
+            kx=float(nx.sum()),
+            ky=float(ny.sum()),
+            kk=float(nx @ ny),
+            x_ly=x.T @ ny,
+            y_kx=y.T @ nx,
+        )
 
     def hsic(self) -> float:
         n = self.n
         if n < 4:
             raise ValueError(f"the unbiased HSIC needs at least 4 examples, got {n}")
-        trace = float((self.cross ** 2).sum()) - self.kk
+        trace = float((self.cross**2).sum()) - self.kk
         k_sum, l_sum = float(self.sx @ self.sx) - self.kx, float(self.sy @ self.sy) - self.ky
-        kl_sum = float(self.sx @ self.cross @ self.sy) - float(self.sx @ self.x_ly) - float(self.sy @ self.y_kx) + self.kk
+        kl_sum = (
+            float(self.sx @ self.cross @ self.sy) - float(self.sx @ self.x_ly) - float(self.sy @ self.y_kx) + self.kk
+        )
         return (trace + k_sum * l_sum / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * kl_sum) / (n * (n - 3))
 
 

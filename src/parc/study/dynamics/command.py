@@ -1,11 +1,11 @@
 """parc.dynamics's job: check one subcommand's arguments, compute, write its table(s) and figures, print a summary.
 
-    noise       evals=<parc.evaluate out dir> [out=]                      -> noise.parquet, noise-pairs.parquet
-    similarity  runs=... [steps=] [pairs=steps,seeds,archs] [layers=diagonal|all] [sequences=32]
-                [max_tokens=4096] [out=] [eval.heldout.* / eval.batch_size= / eval.fast_path=]
-                                                                          -> similarity.parquet
-    diffs       runs=<run dirs | hub:org/name> [branch=] [tolerance=0.02] [out=] -> diffs.parquet, diffs-revisions.parquet
-    outliers    runs=<grid root | run dirs> [evals=] [k=6] [out=]        -> outliers.parquet
+noise       evals=<parc.evaluate out dir> [out=]                      -> noise.parquet, noise-pairs.parquet
+similarity  runs=... [steps=] [pairs=steps,seeds,archs] [layers=diagonal|all] [sequences=32]
+            [max_tokens=4096] [out=] [eval.heldout.* / eval.batch_size= / eval.fast_path=]
+                                                                      -> similarity.parquet
+diffs       runs=<run dirs | hub:org/name> [branch=] [tolerance=0.02] [out=] -> diffs.parquet, diffs-revisions.parquet
+outliers    runs=<grid root | run dirs> [evals=] [k=6] [out=]        -> outliers.parquet
 """
 
 from __future__ import annotations
@@ -47,15 +47,28 @@ def run_noise(evals: Path, out: Optional[Path] = None, echo=print) -> None:
         row = rows.sort_values("step").iloc[-1]
         seed = row.get("var_seed", float("nan"))
         jitter = rows["var_checkpoint"].median()  # the last step has no neighbour after it
-        echo(f"{key[0]} {key[2]} {key[3]} step {row['step']}: mean {row['mean']:.4g}, seed SD {seed ** 0.5:.3g}, "
-             f"item SD (of the mean) {row['var_item'] ** 0.5:.3g}, MDE {row['mde']:.3g} (n={row['n_runs']}); "
-             f"checkpoint SD {jitter ** 0.5:.3g} (median over steps)")
-    echo(f"parc.dynamics noise: {len(noise)} rows -> {', '.join(str(p) for p in written[:2])} (+{len(written) - 2} figures)")
+        echo(
+            f"{key[0]} {key[2]} {key[3]} step {row['step']}: mean {row['mean']:.4g}, seed SD {seed**0.5:.3g}, "
+            f"item SD (of the mean) {row['var_item'] ** 0.5:.3g}, MDE {row['mde']:.3g} (n={row['n_runs']}); "
+            f"checkpoint SD {jitter**0.5:.3g} (median over steps)"
+        )
+    echo(
+        f"parc.dynamics noise: {len(noise)} rows -> {', '.join(str(p) for p in written[:2])} (+{len(written) - 2} figures)"
+    )
 
 
-def run_similarity(runs: str, overrides: List[str], steps: Optional[List[int]] = None, pattern: Optional[str] = None,
-                   pairs: Sequence[str] = ("steps", "seeds", "archs"), layers: str = "diagonal", sequences: int = 32,
-                   max_tokens: int = 4096, out: Optional[Path] = None, echo=print) -> None:
+def run_similarity(
+    runs: str,
+    overrides: List[str],
+    steps: Optional[List[int]] = None,
+    pattern: Optional[str] = None,
+    pairs: Sequence[str] = ("steps", "seeds", "archs"),
+    layers: str = "diagonal",
+    sequences: int = 32,
+    max_tokens: int = 4096,
+    out: Optional[Path] = None,
+    echo=print,
+) -> None:
     """CKA and effective rank of hidden states between checkpoints of `runs`; `overrides` of configs/evaluate.yaml
     (eval.heldout.*, eval.batch_size, eval.fast_path) choose the held-out sequences and how they are run."""
     import numpy as np
@@ -79,8 +92,11 @@ def run_similarity(runs: str, overrides: List[str], steps: Optional[List[int]] =
     from parc.config import compose
 
     cfg = compose(overrides, config_name="evaluate")
-    cache = ModelCache(keep_downloads=cfg.eval.keep_downloads, fast_path=cfg.eval.fast_path,
-                       cache_dir=Path(cfg.eval.cache_dir) if cfg.eval.cache_dir else None)
+    cache = ModelCache(
+        keep_downloads=cfg.eval.keep_downloads,
+        fast_path=cfg.eval.fast_path,
+        cache_dir=Path(cfg.eval.cache_dir) if cfg.eval.cache_dir else None,
+    )
     load, timings = loader(heldout, max_tokens, int(cfg.eval.batch_size), cache, echo=echo), []
 
     def load_timed(ref):  # keeps the numbers, not the states (score drops those when it is done with them)
@@ -93,13 +109,16 @@ def run_similarity(runs: str, overrides: List[str], steps: Optional[List[int]] =
     scoring = time.perf_counter() - began - sum(t for t, _ in timings)
     written = [write_table(table, out / "similarity.parquet")] + similarity_figures(table, out)
     seconds = float(np.median([t for t, _ in timings]))
-    echo(f"parc.dynamics similarity: {len(timings)} checkpoints, {timings[0][1]} tokens each; hidden "
-         f"states {seconds:.2f} s per checkpoint (median, load + forward), scoring "
-         f"{scoring:.2f} s for {int((table['metric'] == 'cka').sum())} CKA values -> {written[0]}")
+    echo(
+        f"parc.dynamics similarity: {len(timings)} checkpoints, {timings[0][1]} tokens each; hidden "
+        f"states {seconds:.2f} s per checkpoint (median, load + forward), scoring "
+        f"{scoring:.2f} s for {int((table['metric'] == 'cka').sum())} CKA values -> {written[0]}"
+    )
 
 
-def run_diffs(runs: str, branch: Optional[str] = None, tolerance: Optional[float] = None, out: Optional[Path] = None,
-              echo=print) -> None:
+def run_diffs(
+    runs: str, branch: Optional[str] = None, tolerance: Optional[float] = None, out: Optional[Path] = None, echo=print
+) -> None:
     """Per-layer weight change of every revision of `runs` (run dirs or hub:org/name; comma-separated)."""
     import pandas as pd
 
@@ -115,7 +134,9 @@ def run_diffs(runs: str, branch: Optional[str] = None, tolerance: Optional[float
         if is_hub_spec(item):
             spec = parse_hub_spec(item, "runs")
             if spec.revision is not None:
-                raise ParcError(f"runs={item}: diffs compares every numbered revision of a repo: give hub:{spec.repo_id}")
+                raise ParcError(
+                    f"runs={item}: diffs compares every numbered revision of a repo: give hub:{spec.repo_id}"
+                )
             source, name = item, spec.repo_id.replace("/", "--")
             found = hub_revisions(open_repo(spec.repo_id, branch, what=f"runs={item}"))
         else:
@@ -127,15 +148,18 @@ def run_diffs(runs: str, branch: Optional[str] = None, tolerance: Optional[float
         echo(f"{source}:\n{render(diffs)}")
         frame = pd.DataFrame(diffs["rows"]).assign(source=source)
         rows.append(frame)
-        revisions.append(pd.DataFrame(diffs["revisions"]).assign(source=source, flags=lambda f: f["flags"].map("; ".join)))
+        revisions.append(
+            pd.DataFrame(diffs["revisions"]).assign(source=source, flags=lambda f: f["flags"].map("; ".join))
+        )
         diffs_figure(frame, out, name)
     write_table(pd.concat(rows, ignore_index=True), out / "diffs.parquet")
     write_table(pd.concat(revisions, ignore_index=True), out / "diffs-revisions.parquet")
     echo(f"parc.dynamics diffs: -> {out / 'diffs.parquet'}, {out / 'diffs-revisions.parquet'}")
 
 
-def run_outliers(runs: str, evals: Optional[Path] = None, k: float = 6.0, out: Optional[Path] = None,
-                 echo=print) -> None:
+def run_outliers(
+    runs: str, evals: Optional[Path] = None, k: float = 6.0, out: Optional[Path] = None, echo=print
+) -> None:
     """Runs whose loss (or evaluation) curves leave their seeds' band by more than `k` robust SDs."""
     from parc.study.dynamics.outlier_table import outlier_table
 
@@ -146,7 +170,11 @@ def run_outliers(runs: str, evals: Optional[Path] = None, k: float = 6.0, out: O
     write_table(table, out / "outliers.parquet")
     flagged = table[table["flagged"]]
     for _, row in flagged.iterrows():
-        echo(f"OUTLIER {row['run']} ({row['arch']} seed {row['seed']}) {row['series']}: z={row['max_z']:+.1f} at "
-             f"step {row['at_step']}, first over k={k:g} at step {row['first_step']}")
-    echo(f"parc.dynamics outliers: {len(flagged)} of {len(table)} curves leave their seeds' band -> "
-         f"{out / 'outliers.parquet'}")
+        echo(
+            f"OUTLIER {row['run']} ({row['arch']} seed {row['seed']}) {row['series']}: z={row['max_z']:+.1f} at "
+            f"step {row['at_step']}, first over k={k:g} at step {row['first_step']}"
+        )
+    echo(
+        f"parc.dynamics outliers: {len(flagged)} of {len(table)} curves leave their seeds' band -> "
+        f"{out / 'outliers.parquet'}"
+    )

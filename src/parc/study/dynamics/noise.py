@@ -48,7 +48,7 @@ def two_way(matrix: np.ndarray) -> Dict[str, float]:
     ms_item = runs * ((item_means - grand) ** 2).sum() / (items - 1) if items > 1 else np.nan
     resid = y - run_means[:, None] - item_means[None, :] + grand
     df = (runs - 1) * (items - 1)
-    ms_res = (resid ** 2).sum() / df if df > 0 else np.nan
+    ms_res = (resid**2).sum() / df if df > 0 else np.nan
     return {"run": (ms_run - ms_res) / items, "item": (ms_item - ms_res) / runs, "interaction": ms_res}
 
 
@@ -92,7 +92,7 @@ def factor_effects(run_means: np.ndarray, levels: Mapping[str, Sequence]) -> Dic
         level_means = {lv: m[labels == lv].mean() for lv in set(merged[name])}
         deviation = np.array([level_means[lv] for lv in labels]) - grand
         fitted += deviation
-        mean_squares[name] = (deviation ** 2).sum() / (len(level_means) - 1)
+        mean_squares[name] = (deviation**2).sum() / (len(level_means) - 1)
     df_res = len(m) - 1 - sum(s - 1 for s in sizes)
     ms_res = ((m - fitted) ** 2).sum() / df_res if df_res > 0 else np.nan
     for name, size in zip(names, sizes):
@@ -111,8 +111,12 @@ def mde(sigma2_a: float, sigma2_b: float, n: int) -> float:
     return float(d * np.sqrt(max(0.0, (sigma2_a + sigma2_b) / 2)))
 
 
-def decompose(matrices: Sequence[np.ndarray], steps: Sequence[int], levels: Mapping[str, Sequence],
-              item_var_of_mean: Optional[Sequence[float]] = None) -> List[Dict[str, float]]:
+def decompose(
+    matrices: Sequence[np.ndarray],
+    steps: Sequence[int],
+    levels: Mapping[str, Sequence],
+    item_var_of_mean: Optional[Sequence[float]] = None,
+) -> List[Dict[str, float]]:
     """One group's components at every step. `matrices[t]` is runs x items at steps[t] (same runs, in the same
     order, at every step; one item column means only run means are known, then `item_var_of_mean[t]` =
     stderr^2 gives the item part); `levels` maps each factor to the value of every run."""
@@ -137,18 +141,29 @@ def decompose(matrices: Sequence[np.ndarray], steps: Sequence[int], levels: Mapp
         leftover = (0.0 if np.isnan(jitter) else jitter) + noise_of_mean
         effects = factor_effects(means[:, t], levels)
         has_residual = bool(np.isfinite(effects.get("run", np.nan)))
-        row = {"step": int(step), "n_runs": runs, "n_items": items if parts else np.nan,
-               "mean": float(means[:, t].mean()), "var_checkpoint": jitter}
+        row = {
+            "step": int(step),
+            "n_runs": runs,
+            "n_items": items if parts else np.nan,
+            "mean": float(means[:, t].mean()),
+            "var_checkpoint": jitter,
+        }
         for name, value in effects.items():
             if name != "run":
                 row[f"var_{name}"] = max(0.0, float(value if has_residual else value - leftover))
         row["var_run"] = max(0.0, float(effects["run"] - leftover)) if has_residual else np.nan
-        row["var_item"] = max(0.0, parts["item"]) / items if parts else (
-            float(item_var_of_mean[t]) if item_var_of_mean is not None else np.nan)
+        row["var_item"] = (
+            max(0.0, parts["item"]) / items
+            if parts
+            else (float(item_var_of_mean[t]) if item_var_of_mean is not None else np.nan)
+        )
         row["var_item_example"] = max(0.0, parts["item"]) if parts else np.nan
         row["var_interaction"] = max(0.0, parts["interaction"]) if parts else np.nan
-        between = [v for k, v in row.items() if k.startswith("var_") and k not in
-                   ("var_item", "var_item_example", "var_interaction") and np.isfinite(v)]
+        between = [
+            v
+            for k, v in row.items()
+            if k.startswith("var_") and k not in ("var_item", "var_item_example", "var_interaction") and np.isfinite(v)
+        ]
         row["var_between_runs"] = float(sum(between) + noise_of_mean)
         row["mde"] = mde(row["var_between_runs"], row["var_between_runs"], runs)
         rows.append(row)
@@ -165,13 +180,21 @@ def pair_mde(noise, by: Sequence[str] = ("size", "evaluation", "task", "metric",
         records = group.sort_values("arch").to_dict("records")
         for a, b in combinations(records, 2):
             n = int(min(a["n_runs"], b["n_runs"]))
-            rows.append({**dict(zip(by, key)), "arch_a": a["arch"], "arch_b": b["arch"], "n_runs": n,
-                         "difference": b["mean"] - a["mean"],
-                         "mde": mde(a["var_between_runs"], b["var_between_runs"], n)})
+            rows.append(
+                {
+                    **dict(zip(by, key)),
+                    "arch_a": a["arch"],
+                    "arch_b": b["arch"],
+                    "n_runs": n,
+                    "difference": b["mean"] - a["mean"],
+                    "mde": mde(a["var_between_runs"], b["var_between_runs"], n),
+                }
+            )
     return pd.DataFrame(rows, columns=[*by, "arch_a", "arch_b", "n_runs", "difference", "mde"])
 
 
 # --- from parc.evaluate's tables ------------------------------------------------------------------------
+
 
 def example_values(evals_dir, evaluation: str, metric: str):
     """(source, step, example_id, value) of one evaluation's per-example column for `metric`, or None."""
@@ -213,8 +236,9 @@ def group_matrices(rows, examples, task: str, metric: str):
                 matrix = table.to_numpy(dtype=np.float64)
         matrices.append(matrix if matrix is not None else at.loc[sources, "value"].to_numpy(float)[:, None])
     if any(m.shape[1] == 1 for m in matrices):  # per-example values missing somewhere: means only, everywhere
-        matrices = [np.asarray(rows[rows["step"] == s].set_index("source").loc[sources, "value"], float)[:, None]
-                    for s in steps]
+        matrices = [
+            np.asarray(rows[rows["step"] == s].set_index("source").loc[sources, "value"], float)[:, None] for s in steps
+        ]
     return sources, steps, matrices, stderr2
 
 
@@ -242,10 +266,13 @@ def noise_table(evals_dir):
         for row in decompose(matrices, steps, levels, stderr2):
             out.append({**dict(zip(keys, key)), **row})
     if not out:
-        raise ParcError(f"no metric in {evals_dir} has two or more runs of one architecture at common steps: "
-                        "evaluate several seeds (python -m parc.evaluate runs=<grid root>)")
+        raise ParcError(
+            f"no metric in {evals_dir} has two or more runs of one architecture at common steps: "
+            "evaluate several seeds (python -m parc.evaluate runs=<grid root>)"
+        )
     noise = pd.DataFrame(out)
     columns = [c for c in ID + ["n_runs", "n_items", "mean", "mde"] if c in noise] + sorted(
-        c for c in noise if c.startswith("var_"))
+        c for c in noise if c.startswith("var_")
+    )
     noise = noise[columns].sort_values(ID, kind="mergesort").reset_index(drop=True)
     return noise, pair_mde(noise)

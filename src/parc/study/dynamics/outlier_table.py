@@ -9,15 +9,36 @@ from typing import Optional, Sequence
 
 from parc.training.outliers import grouped_outliers
 
-COLUMNS = ["run", "arch", "size", "seed", "series", "flagged", "max_z", "at_step", "first_step", "steps_over",
-           "steps_compared"]
+COLUMNS = [
+    "run",
+    "arch",
+    "size",
+    "seed",
+    "series",
+    "flagged",
+    "max_z",
+    "at_step",
+    "first_step",
+    "steps_over",
+    "steps_compared",
+]
 
 
 def outlier_rows(curves, meta, series: str, k: float) -> list:
     found = grouped_outliers(curves, {run: (meta[run]["arch"], meta[run]["size"]) for run in curves}, k)
-    return [{**meta[run], "series": series, "flagged": o.flagged, "max_z": o.max_z, "at_step": o.at_step,
-             "first_step": o.first_step, "steps_over": o.steps_over, "steps_compared": o.steps_compared}
-            for run, o in sorted(found.items())]
+    return [
+        {
+            **meta[run],
+            "series": series,
+            "flagged": o.flagged,
+            "max_z": o.max_z,
+            "at_step": o.at_step,
+            "first_step": o.first_step,
+            "steps_over": o.steps_over,
+            "steps_compared": o.steps_compared,
+        }
+        for run, o in sorted(found.items())
+    ]
 
 
 def outlier_table(runs: Sequence[str], evals: Optional[Path], k: float):
@@ -33,8 +54,12 @@ def outlier_table(runs: Sequence[str], evals: Optional[Path], k: float):
     meta = {}
     for run_dir in run_dirs:
         identity = run_identity(run_dir)
-        meta[str(run_dir)] = {"run": run_dir.name, "arch": identity["arch"], "size": identity["size"],
-                              "seed": identity["seed"]}
+        meta[str(run_dir)] = {
+            "run": run_dir.name,
+            "arch": identity["arch"],
+            "size": identity["size"],
+            "seed": identity["seed"],
+        }
     curves = {str(d): loss_curve(d / METRICS_FILE) for d in run_dirs}
     rows += outlier_rows(curves, meta, "training loss", k)
     if evals is not None:
@@ -44,8 +69,12 @@ def outlier_table(runs: Sequence[str], evals: Optional[Path], k: float):
             curves, eval_meta = {}, {}
             for source, rows_of in group.groupby("source", sort=True):
                 first = rows_of.iloc[0]
-                eval_meta[source] = {"run": Path(str(source)).name, "arch": first["arch"], "size": first["size"],
-                                     "seed": first["seed"]}
+                eval_meta[source] = {
+                    "run": Path(str(source)).name,
+                    "arch": first["arch"],
+                    "size": first["size"],
+                    "seed": first["seed"],
+                }
                 curves[source] = dict(zip(rows_of["step"].astype(int), rows_of["value"].astype(float)))
             rows += outlier_rows(curves, eval_meta, f"{evaluation} {task} {metric}", k)
     if not rows:

@@ -32,8 +32,21 @@ from parc.study.sources.refs import CheckpointRef
 
 PAIR_KINDS = ("steps", "seeds", "archs")
 TOKEN_SEED = 0  # which positions max_tokens keeps: fixed, so every checkpoint sees the same tokens
-COLUMNS = ["a", "b", "layer_a", "layer_b", "metric", "value", "kind", "arch_a", "seed_a", "step_a", "arch_b",
-           "seed_b", "step_b"]
+COLUMNS = [
+    "a",
+    "b",
+    "layer_a",
+    "layer_b",
+    "metric",
+    "value",
+    "kind",
+    "arch_a",
+    "seed_a",
+    "step_a",
+    "arch_b",
+    "seed_b",
+    "step_b",
+]
 
 
 @dataclass
@@ -63,8 +76,8 @@ def held_out(refs: Sequence[CheckpointRef], overrides: List[str], sequences: int
     """parc.evaluate's held-out loss for these runs, restricted to its first `sequences` sequences: `.stream`,
     `.indices` (the token ids are `held_out_ids(...)`), `.check_tokenizer(directory, ref)`."""
     from parc.config import compose
-    from parc.study.evaluations.settings import register_evaluate_schema, validate_eval
     from parc.study.evaluations.heldout import HeldoutLoss
+    from parc.study.evaluations.settings import register_evaluate_schema, validate_eval
 
     register_evaluate_schema()
     cfg = compose([*overrides, f"eval.heldout.sequences={sequences}"], config_name="evaluate")
@@ -92,7 +105,7 @@ def hidden_states(model, ids: np.ndarray, positions: np.ndarray, batch_size: int
     seq_len = ids.shape[1]
     with torch.no_grad():
         for begin in range(0, len(ids), batch_size):
-            batch = torch.from_numpy(ids[begin:begin + batch_size])
+            batch = torch.from_numpy(ids[begin : begin + batch_size])
             out = model(input_ids=batch, output_hidden_states=True, use_cache=False)
             if not out.hidden_states:
                 raise ParcError(f"{type(model).__name__} returns no hidden states (output_hidden_states=True)")
@@ -115,8 +128,10 @@ def loader(heldout, max_tokens: int, batch_size: int, cache, echo=print) -> Call
             layers = hidden_states(loaded.model, ids, positions, batch_size)
             flops = 2.0 * sum(p.numel() for p in loaded.model.parameters()) * ids.size
         state = States(ref, layers, time.perf_counter() - began, flops)
-        echo(f"parc.dynamics similarity: {state.label}: {len(layers)} layers x {len(positions)} tokens "
-             f"[{state.seconds:.2f} s, {flops:.3g} FLOPs]")
+        echo(
+            f"parc.dynamics similarity: {state.label}: {len(layers)} layers x {len(positions)} tokens "
+            f"[{state.seconds:.2f} s, {flops:.3g} FLOPs]"
+        )
         return state
 
     return load
@@ -138,8 +153,9 @@ def choose_pairs(states: Sequence[States], kinds: Sequence[str]) -> List[Tuple[s
     for s in states:
         by_step.setdefault(s.ref.step, []).append(s)
     for step, members in sorted(by_step.items()):
-        members = sorted(members, key=lambda s: (s.ref.arch, s.ref.size, s.ref.seed if s.ref.seed is not None else -1,
-                                                 s.ref.source))
+        members = sorted(
+            members, key=lambda s: (s.ref.arch, s.ref.size, s.ref.seed if s.ref.seed is not None else -1, s.ref.source)
+        )
         for a, b in combinations(members, 2):
             if "seeds" in kinds and run_key(a) == run_key(b) and a.ref.source != b.ref.source:
                 pairs.append(("seeds", a, b))
@@ -153,8 +169,11 @@ def choose_pairs(states: Sequence[States], kinds: Sequence[str]) -> List[Tuple[s
 def cka_rows(kind: str, a: States, b: States, all_layers: bool) -> List[dict]:
     if len(a.layers[0]) != len(b.layers[0]):
         raise ParcError(f"{a.label} and {b.label} were scored on different tokens: use one eval.heldout setting")
-    layer_pairs = ([(i, j) for i in range(len(a.layers)) for j in range(len(b.layers))] if all_layers
-                   else [(i, i) for i in range(min(len(a.layers), len(b.layers)))])
+    layer_pairs = (
+        [(i, j) for i in range(len(a.layers)) for j in range(len(b.layers))]
+        if all_layers
+        else [(i, i) for i in range(min(len(a.layers), len(b.layers)))]
+    )
     rows = []
     for i, j in layer_pairs:
         denominator = a.hsic(i) * b.hsic(j)
@@ -164,9 +183,21 @@ def cka_rows(kind: str, a: States, b: States, all_layers: bool) -> List[dict]:
 
 
 def row(kind: str, a: States, b: States, i: int, j: int, metric: str, value: float) -> dict:
-    return {"a": a.label, "b": b.label, "layer_a": i, "layer_b": j, "metric": metric, "value": value, "kind": kind,
-            "arch_a": a.ref.arch, "seed_a": a.ref.seed, "step_a": a.ref.step, "arch_b": b.ref.arch,
-            "seed_b": b.ref.seed, "step_b": b.ref.step}
+    return {
+        "a": a.label,
+        "b": b.label,
+        "layer_a": i,
+        "layer_b": j,
+        "metric": metric,
+        "value": value,
+        "kind": kind,
+        "arch_a": a.ref.arch,
+        "seed_a": a.ref.seed,
+        "step_a": a.ref.step,
+        "arch_b": b.ref.arch,
+        "seed_b": b.ref.seed,
+        "step_b": b.ref.step,
+    }
 
 
 def check_kinds(kinds: Sequence[str]) -> None:
@@ -175,8 +206,12 @@ def check_kinds(kinds: Sequence[str]) -> None:
         raise ParcError(f"pairs={','.join(kinds)}: choose among {', '.join(PAIR_KINDS)} (comma-separated)")
 
 
-def score(refs: Sequence[CheckpointRef], load: Callable[[CheckpointRef], States], kinds: Sequence[str],
-          all_layers: bool = False):
+def score(
+    refs: Sequence[CheckpointRef],
+    load: Callable[[CheckpointRef], States],
+    kinds: Sequence[str],
+    all_layers: bool = False,
+):
     """The similarity table of `refs`, holding at most two checkpoints' states per run: each run's last
     (for `steps`) and the checkpoints of the step being scored, loaded step by step."""
     import pandas as pd
@@ -196,15 +231,20 @@ def score(refs: Sequence[CheckpointRef], load: Callable[[CheckpointRef], States]
     same_step = [k for k in kinds if k != "steps"]
     for step, members in sorted(by_step.items()):
         states = [finals[r.source] if r.source in finals and finals[r.source].ref == r else load(r) for r in members]
-        rows += [row("checkpoint", s, s, i, i, "effective_rank", effective_rank(x))
-                 for s in states for i, x in enumerate(s.layers)]
+        rows += [
+            row("checkpoint", s, s, i, i, "effective_rank", effective_rank(x))
+            for s in states
+            for i, x in enumerate(s.layers)
+        ]
         for kind, a, b in choose_pairs(states, same_step):
             rows += cka_rows(kind, a, b, all_layers or kind == "archs")
         for s in states if "steps" in kinds else ():
             if finals[s.ref.source] is not s:
                 rows += cka_rows("steps", s, finals[s.ref.source], all_layers)
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return table.sort_values(["metric", "kind", "a", "b", "layer_a", "layer_b"], kind="mergesort").reset_index(drop=True)
+    return table.sort_values(["metric", "kind", "a", "b", "layer_a", "layer_b"], kind="mergesort").reset_index(
+        drop=True
+    )
 
 
 def similarity_table(states: Sequence[States], kinds: Sequence[str], all_layers: bool = False):

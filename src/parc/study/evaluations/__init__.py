@@ -41,8 +41,11 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence
 from parc.errors import ParcError
 
 # Modules holding the built-in evaluations; importing them defines their classes.
-BUILTIN_MODULES = ("parc.study.evaluations.heldout", "parc.study.evaluations.lmeval",
-                   "parc.study.evaluations.memorization")
+BUILTIN_MODULES = (
+    "parc.study.evaluations.heldout",
+    "parc.study.evaluations.lmeval",
+    "parc.study.evaluations.memorization",
+)
 ROW_KEYS = ("task", "metric", "value", "stderr", "n")
 
 

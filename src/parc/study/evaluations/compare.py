@@ -27,8 +27,8 @@ RUN_COLUMNS = ["arch", "size", "seed", "shard", "data_seed"]
 @dataclass
 class Side:
     label: str
-    runs: List[tuple]             # run identities, in table order
-    values: np.ndarray            # [runs] the metric per run
+    runs: List[tuple]  # run identities, in table order
+    values: np.ndarray  # [runs] the metric per run
     examples: Optional[np.ndarray] = None  # [runs, examples] per-example values, columns in example_ids order
     example_ids: Optional[np.ndarray] = None
 
@@ -48,16 +48,19 @@ def select(table, filters: Dict[str, str], label: str):
     rows = table
     for key, wanted in filters.items():
         if key not in table.columns:
-            raise ParcError(f"{label}={key}={wanted}: the table has no column {key!r}; use one of "
-                            f"{', '.join(c for c in table.columns if not c.startswith('_'))}")
+            raise ParcError(
+                f"{label}={key}={wanted}: the table has no column {key!r}; use one of "
+                f"{', '.join(c for c in table.columns if not c.startswith('_'))}"
+            )
         rows = rows[rows[key].astype(str) == wanted]
     if rows.empty:
-        raise ParcError(f"{label}={','.join(f'{k}={v}' for k, v in filters.items())} selects no rows of this "
-                        f"metric: check the values (python -m parc.plot evals shows what is there)")
+        raise ParcError(
+            f"{label}={','.join(f'{k}={v}' for k, v in filters.items())} selects no rows of this "
+            f"metric: check the values (python -m parc.plot evals shows what is there)"
+        )
     steps = sorted(rows["step"].unique())
     if len(steps) > 1:
-        raise ParcError(f"{label}= spans steps {', '.join(map(str, steps[:8]))}: pass step=N (or step=N in "
-                        f"{label}=)")
+        raise ParcError(f"{label}= spans steps {', '.join(map(str, steps[:8]))}: pass step=N (or step=N in {label}=)")
     return rows
 
 
@@ -83,8 +86,10 @@ def build_side(rows, label: str, examples=None, metric: str = "") -> Side:
     rows = rows.sort_values(RUN_COLUMNS, kind="mergesort", na_position="first")
     runs = [run_key(r) for _, r in rows.iterrows()]
     if len(set(runs)) != len(runs):
-        raise ParcError(f"{label}= selects several rows per run (more than one evaluation or revision): "
-                        f"narrow it, e.g. with evaluation=... or revision=...")
+        raise ParcError(
+            f"{label}= selects several rows per run (more than one evaluation or revision): "
+            f"narrow it, e.g. with evaluation=... or revision=..."
+        )
     side = Side(label, runs, rows["value"].to_numpy(dtype=float))
     if examples is not None and metric in examples.columns:
         per_run = []
@@ -100,8 +105,9 @@ def build_side(rows, label: str, examples=None, metric: str = "") -> Side:
     return side
 
 
-def multi_bootstrap(a: Side, b: Side, samples: int = 2000, seed: int = 0, examples: bool = False,
-                    level: float = 0.95) -> tuple:
+def multi_bootstrap(
+    a: Side, b: Side, samples: int = 2000, seed: int = 0, examples: bool = False, level: float = 0.95
+) -> tuple:
     """Percentile interval of mean(A) - mean(B) over bootstrap replicates (draw order: module docstring)."""
     rng = np.random.default_rng(seed)
     paired = a.runs == b.runs
@@ -128,8 +134,16 @@ def read_examples(evals_dir: Path, evaluations: Sequence[str]):
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def compare(evals_dir: Path, metric: str, a_filters: Dict[str, str], b_filters: Dict[str, str],
-            step: Optional[int] = None, task: Optional[str] = None, samples: int = 2000, seed: int = 0) -> dict:
+def compare(
+    evals_dir: Path,
+    metric: str,
+    a_filters: Dict[str, str],
+    b_filters: Dict[str, str],
+    step: Optional[int] = None,
+    task: Optional[str] = None,
+    samples: int = 2000,
+    seed: int = 0,
+) -> dict:
     from parc.study.evaluations.figures import read_results
 
     table = metric_rows(read_results(evals_dir), metric, task)
@@ -138,12 +152,23 @@ def compare(evals_dir: Path, metric: str, a_filters: Dict[str, str], b_filters: 
     rows_a, rows_b = select(table, a_filters, "a"), select(table, b_filters, "b")
     examples = read_examples(evals_dir, sorted(set(rows_a["evaluation"]) | set(rows_b["evaluation"])))
     a, b = build_side(rows_a, "a", examples, metric), build_side(rows_b, "b", examples, metric)
-    result = {"metric": metric, "task": str(rows_a["task"].iloc[0]), "a": a_filters, "b": b_filters,
-              "step_a": int(rows_a["step"].iloc[0]), "step_b": int(rows_b["step"].iloc[0]),
-              "runs_a": len(a.runs), "runs_b": len(b.runs), "mean_a": float(a.values.mean()),
-              "mean_b": float(b.values.mean()), "difference": float(a.values.mean() - b.values.mean()),
-              "paired": a.runs == b.runs, "samples": samples, "seed": seed,
-              "ci_seeds": multi_bootstrap(a, b, samples, seed)}
+    result = {
+        "metric": metric,
+        "task": str(rows_a["task"].iloc[0]),
+        "a": a_filters,
+        "b": b_filters,
+        "step_a": int(rows_a["step"].iloc[0]),
+        "step_b": int(rows_b["step"].iloc[0]),
+        "runs_a": len(a.runs),
+        "runs_b": len(b.runs),
+        "mean_a": float(a.values.mean()),
+        "mean_b": float(b.values.mean()),
+        "difference": float(a.values.mean() - b.values.mean()),
+        "paired": a.runs == b.runs,
+        "samples": samples,
+        "seed": seed,
+        "ci_seeds": multi_bootstrap(a, b, samples, seed),
+    }
     if a.examples is not None and b.examples is not None:
         result["ci_seeds_examples"] = multi_bootstrap(a, b, samples, seed, examples=True)
         result["examples"] = (a.examples.shape[1], b.examples.shape[1])
@@ -153,15 +178,21 @@ def compare(evals_dir: Path, metric: str, a_filters: Dict[str, str], b_filters: 
 def describe(result: dict) -> str:
     def side(name):
         filters = ",".join(f"{k}={v}" for k, v in result[name].items())
-        return f"{filters} ({result['runs_' + name]} run(s), step {result['step_' + name]}): {result['mean_' + name]:.6g}"
+        return (
+            f"{filters} ({result['runs_' + name]} run(s), step {result['step_' + name]}): {result['mean_' + name]:.6g}"
+        )
 
-    lines = [f"{result['metric']} on {result['task']}: A {side('a')}; B {side('b')}",
-             f"A - B = {result['difference']:.6g}"]
+    lines = [
+        f"{result['metric']} on {result['task']}: A {side('a')}; B {side('b')}",
+        f"A - B = {result['difference']:.6g}",
+    ]
     how = f"{result['samples']} resamples, seed {result['seed']}{', paired runs' if result['paired'] else ''}"
     low, high = result["ci_seeds"]
     lines.append(f"  95% CI over seeds:              [{low:.6g}, {high:.6g}]  ({how})")
     if "ci_seeds_examples" in result:
         low, high = result["ci_seeds_examples"]
-        lines.append(f"  95% CI over seeds and examples: [{low:.6g}, {high:.6g}]  (Multi-Bootstrap, "
-                     f"{result['examples'][0]} / {result['examples'][1]} examples)")
+        lines.append(
+            f"  95% CI over seeds and examples: [{low:.6g}, {high:.6g}]  (Multi-Bootstrap, "
+            f"{result['examples'][0]} / {result['examples'][1]} examples)"
+        )
     return "\n".join(lines)

@@ -18,8 +18,10 @@ def read_results(evals_dir: Path):
     for name, read in (("results.parquet", pd.read_parquet), ("results.csv", pd.read_csv)):
         if (evals_dir / name).is_file():
             return read(evals_dir / name)
-    raise ParcError(f"no results.parquet or results.csv in {evals_dir}: pass the out= directory of "
-                    f"python -m parc.evaluate (default <grid root>/evals)")
+    raise ParcError(
+        f"no results.parquet or results.csv in {evals_dir}: pass the out= directory of "
+        f"python -m parc.evaluate (default <grid root>/evals)"
+    )
 
 
 def eval_figures(table, band: str = "t95", x: str = "step") -> Dict[str, object]:
@@ -34,8 +36,9 @@ def eval_figures(table, band: str = "t95", x: str = "step") -> Dict[str, object]
     table["panel"] = table["task"].astype(str) + " / " + table["metric"].astype(str)
     figures = {}
     for evaluation, rows in sorted(table.groupby("evaluation"), key=lambda item: str(item[0])):
-        figures[str(evaluation)] = band_figure(rows, x=x, y="value", hue="line", panel="panel", band=band,
-                                               ylabel="value", title=str(evaluation))
+        figures[str(evaluation)] = band_figure(
+            rows, x=x, y="value", hue="line", panel="panel", band=band, ylabel="value", title=str(evaluation)
+        )
     return figures
 
 

@@ -31,9 +31,9 @@ import torch
 
 @dataclass
 class GreedyResult:
-    tokens: np.ndarray          # int64 [N, C]: greedy continuation of each prompt
+    tokens: np.ndarray  # int64 [N, C]: greedy continuation of each prompt
     first_mismatch: np.ndarray  # int64 [N]: leading continuation tokens reproduced (C = all: memorized)
-    forwards: int               # forward passes run (batches x passes), for benchmarks
+    forwards: int  # forward passes run (batches x passes), for benchmarks
 
 
 def tail_argmax(model, window: torch.Tensor, count: int) -> torch.Tensor:
@@ -44,8 +44,9 @@ def tail_argmax(model, window: torch.Tensor, count: int) -> torch.Tensor:
 
 def first_true(mask: torch.Tensor, default: int) -> torch.Tensor:
     """Index of the first True of each row of `mask` [B, C], or `default` where a row has none."""
-    return torch.where(mask.any(dim=1), mask.to(torch.int8).argmax(dim=1), torch.full_like(mask[:, 0], default,
-                                                                                         dtype=torch.long))
+    return torch.where(
+        mask.any(dim=1), mask.to(torch.int8).argmax(dim=1), torch.full_like(mask[:, 0], default, dtype=torch.long)
+    )
 
 
 def _decode_batch(model, prompts: torch.Tensor, targets: torch.Tensor) -> tuple:
@@ -58,7 +59,7 @@ def _decode_batch(model, prompts: torch.Tensor, targets: torch.Tensor) -> tuple:
     todo = (final < count).nonzero().squeeze(1)
     forwards = 1
     if len(todo):
-        groups = [todo[i:i + 1] for i in range(len(todo))] if batched_step_broken(model) else [todo]
+        groups = [todo[i : i + 1] for i in range(len(todo))] if batched_step_broken(model) else [todo]
         for rows in groups:
             tokens[rows], steps = _decode_on(model, prompts[rows], tokens[rows], final[rows])
             forwards += steps
@@ -92,7 +93,7 @@ def _decode_on(model, prompts: torch.Tensor, tokens: torch.Tensor, final: torch.
         choice = out.logits[:, -1].argmax(dim=-1)
         tokens[:, j] = torch.where(final > j, tokens[:, j], choice)
         if j + 1 < count:
-            out = model(input_ids=tokens[:, j:j + 1], use_cache=True, **_next_cache(out))
+            out = model(input_ids=tokens[:, j : j + 1], use_cache=True, **_next_cache(out))
             forwards += 1
     return tokens, forwards
 
@@ -116,8 +117,11 @@ def greedy_continuations(model, prompts, targets, batch_size: int = 64) -> Greed
             first.append(f.cpu())
             forwards += n
     count = targets.shape[1]
-    return GreedyResult(torch.cat(tokens).numpy() if tokens else np.zeros((0, count), dtype=np.int64),
-                        torch.cat(first).numpy() if first else np.zeros(0, dtype=np.int64), forwards)
+    return GreedyResult(
+        torch.cat(tokens).numpy() if tokens else np.zeros((0, count), dtype=np.int64),
+        torch.cat(first).numpy() if first else np.zeros(0, dtype=np.int64),
+        forwards,
+    )
 
 
 def generate_continuations(model, prompts, count: int, batch_size: int = 64, use_cache: bool = True) -> np.ndarray:
@@ -128,15 +132,15 @@ def generate_continuations(model, prompts, count: int, batch_size: int = 64, use
     """
     from transformers import GenerationConfig
 
-    config = GenerationConfig(do_sample=False, max_new_tokens=count, eos_token_id=[], pad_token_id=0,
-                              use_cache=use_cache)
+    config = GenerationConfig(
+        do_sample=False, max_new_tokens=count, eos_token_id=[], pad_token_id=0, use_cache=use_cache
+    )
     device = next(model.parameters()).device
     prompts = torch.as_tensor(np.asarray(prompts), dtype=torch.long)
     out = []
     with torch.inference_mode():
         for start in range(0, len(prompts), batch_size):
-            batch = prompts[start:start + batch_size].to(device)
-            generated = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch),
-                                       generation_config=config)
-            out.append(generated[:, prompts.shape[1]:].cpu())
+            batch = prompts[start : start + batch_size].to(device)
+            generated = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), generation_config=config)
+            out.append(generated[:, prompts.shape[1] :].cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, count), dtype=np.int64)

@@ -62,18 +62,24 @@ def find_stream_dir(refs, configs: Dict[str, dict]) -> Path:
                 if (candidate / "manifest.json").is_file():
                     check_same_stream(ref.source, candidate)
                     return candidate
-        raise ParcError(f"cannot find the stream {ref.run} trained on (data.dir={name}): it is not where "
-                        f"{ref.source}/{STREAM_RECORD} says, nor beside the runs; pass "
-                        f"eval.heldout.data_dir=<prepared data dir>")
-    raise ParcError("held-out loss needs a prepared stream and none of the runs says which: pass "
-                    "eval.heldout.data_dir=<prepared data dir> (python -m parc.prepare)")
+        raise ParcError(
+            f"cannot find the stream {ref.run} trained on (data.dir={name}): it is not where "
+            f"{ref.source}/{STREAM_RECORD} says, nor beside the runs; pass "
+            f"eval.heldout.data_dir=<prepared data dir>"
+        )
+    raise ParcError(
+        "held-out loss needs a prepared stream and none of the runs says which: pass "
+        "eval.heldout.data_dir=<prepared data dir> (python -m parc.prepare)"
+    )
 
 
 def open_prepared(directory: Path) -> PackedStream:
     manifest = read_manifest(directory)
     if manifest is None or manifest.get("format") != FORMAT:
-        raise ParcError(f"eval.heldout.data_dir={directory} holds no prepared stream (manifest.json of "
-                        f"{FORMAT}): prepare one with python -m parc.prepare")
+        raise ParcError(
+            f"eval.heldout.data_dir={directory} holds no prepared stream (manifest.json of "
+            f"{FORMAT}): prepare one with python -m parc.prepare"
+        )
     return PackedStream(directory, manifest)
 
 
@@ -90,14 +96,18 @@ class HeldoutLoss(Evaluation):
         start = cfg.start if cfg.start is not None else max((end for _, end in trained.values()), default=0)
         end = start + int(cfg.sequences)
         if end > len(self.stream):
-            raise ParcError(f"held-out slice [{start}, {end}) runs past the {len(self.stream)} sequences of "
-                            f"{self.stream.dir}: lower eval.heldout.sequences, or prepare more data (the runs "
-                            f"train on the first {start})")
+            raise ParcError(
+                f"held-out slice [{start}, {end}) runs past the {len(self.stream)} sequences of "
+                f"{self.stream.dir}: lower eval.heldout.sequences, or prepare more data (the runs "
+                f"train on the first {start})"
+            )
         for run, (first, last) in sorted(trained.items()):
             if start < last and first < end:
-                raise ParcError(f"held-out slice [{start}, {end}) of {self.stream.dir} overlaps the training data of "
-                                f"{run} ([{first}, {last})): choose eval.heldout.start={last} or later, or another "
-                                f"eval.heldout.data_dir")
+                raise ParcError(
+                    f"held-out slice [{start}, {end}) of {self.stream.dir} overlaps the training data of "
+                    f"{run} ([{first}, {last})): choose eval.heldout.start={last} or later, or another "
+                    f"eval.heldout.data_dir"
+                )
         self.indices = np.arange(start, end, dtype=np.int64)
         self.tokenizer_hash = tokenizer_sha256(self.stream.tokenizer_dir)
         for ref in refs:
@@ -113,16 +123,21 @@ class HeldoutLoss(Evaluation):
             if not config:
                 continue  # a foreign model: its training data is unknown to us
             trained_hash = training_stream_hash(ref)
-            same = (trained_hash == self.stream.content_hash if trained_hash is not None
-                    else Path(config["data"]["dir"]).name == self.stream.dir.name)
+            same = (
+                trained_hash == self.stream.content_hash
+                if trained_hash is not None
+                else Path(config["data"]["dir"]).name == self.stream.dir.name
+            )
             if same:
                 slices[ref.run] = training_slice(config)
         return slices
 
     def check_tokenizer(self, directory: Path, ref: CheckpointRef) -> None:
         if not (Path(directory) / "tokenizer.json").is_file() or tokenizer_sha256(directory) != self.tokenizer_hash:
-            raise ParcError(f"{ref.source}@{ref.revision} does not use the tokenizer of {self.stream.dir}: held-out "
-                            f"loss needs the stream prepared with its tokenizer (eval.heldout.data_dir=)")
+            raise ParcError(
+                f"{ref.source}@{ref.revision} does not use the tokenizer of {self.stream.dir}: held-out "
+                f"loss needs the stream prepared with its tokenizer (eval.heldout.data_dir=)"
+            )
 
     def byte_counts(self) -> np.ndarray:
         from transformers import AutoTokenizer
@@ -142,7 +157,7 @@ class HeldoutLoss(Evaluation):
         """Summed next-token loss (nats) of every held-out sequence, in float64."""
         sums = []
         for begin in range(0, len(self.indices), self.batch_size):
-            ids = torch.from_numpy(self.stream.sequences(self.indices[begin:begin + self.batch_size]))
+            ids = torch.from_numpy(self.stream.sequences(self.indices[begin : begin + self.batch_size]))
             # use_cache=False: with a cache Mamba leaves Parc's fast path for transformers' sequential scan
             logits = model(input_ids=ids, use_cache=False).logits.float()
             losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
@@ -155,8 +170,10 @@ class HeldoutLoss(Evaluation):
         if loaded.ref.is_hub:
             self.check_tokenizer(loaded.directory, loaded.ref)
         if self.stream.seq_len > loaded.max_length:
-            raise ParcError(f"held-out sequences have {self.stream.seq_len} tokens, more than {loaded.ref.run}'s "
-                            f"context of {loaded.max_length}")
+            raise ParcError(
+                f"held-out sequences have {self.stream.seq_len} tokens, more than {loaded.ref.run}'s "
+                f"context of {loaded.max_length}"
+            )
         sums = self.sequence_losses(loaded.model)
         predicted = self.stream.seq_len - 1
         per_sequence = sums / predicted
@@ -167,10 +184,25 @@ class HeldoutLoss(Evaluation):
         rows = [
             {"task": task, "metric": "loss", "value": mean, "stderr": stderr, "n": n},
             {"task": task, "metric": "perplexity", "value": math.exp(mean), "stderr": math.exp(mean) * stderr, "n": n},
-            {"task": task, "metric": "bits_per_byte", "value": float(sums.sum() / (math.log(2) * self.bytes.sum())),
-             "stderr": float("nan"), "n": n},
+            {
+                "task": task,
+                "metric": "bits_per_byte",
+                "value": float(sums.sum() / (math.log(2) * self.bytes.sum())),
+                "stderr": float("nan"),
+                "n": n,
+            },
         ]
-        examples = pd.DataFrame({"example_id": self.indices, "task": task, "loss": per_sequence,
-                                 "predicted_tokens": predicted, "bytes": self.bytes})
-        return EvalResult(rows, examples, summary=f"held-out loss {mean:.4f} (ppl {math.exp(mean):.2f}, "
-                                                  f"{rows[2]['value']:.4f} bits/byte)")
+        examples = pd.DataFrame(
+            {
+                "example_id": self.indices,
+                "task": task,
+                "loss": per_sequence,
+                "predicted_tokens": predicted,
+                "bytes": self.bytes,
+            }
+        )
+        return EvalResult(
+            rows,
+            examples,
+            summary=f"held-out loss {mean:.4f} (ppl {math.exp(mean):.2f}, {rows[2]['value']:.4f} bits/byte)",
+        )

@@ -16,7 +16,9 @@ def find_runs(paths: Sequence[str]) -> Dict[Path, List[dict]]:
     """run directory -> its metrics.jsonl rows; a directory holding several runs expands to all of them."""
     runs = {}
     for given in map(Path, paths):
-        candidates = [given] if (given / METRICS_FILE).exists() else sorted(p.parent for p in given.glob(f"*/{METRICS_FILE}"))
+        candidates = (
+            [given] if (given / METRICS_FILE).exists() else sorted(p.parent for p in given.glob(f"*/{METRICS_FILE}"))
+        )
         if not candidates:
             raise ParcError(f"no {METRICS_FILE} in {given} or its subdirectories: pass a run's output_dir")
         for run in candidates:
@@ -30,9 +32,12 @@ def run_identity(run_dir: Path) -> Dict[str, object]:
 
     identity = identity_from_config(local_run_config(run_dir))
     named = parse_name(run_dir.name)
-    return {"arch": identity.get("arch") or named.get("arch") or run_dir.name.split("-seed")[0],
-            "size": identity.get("size") or named.get("size") or "",
-            "seed": identity.get("seed", int(named["seed"]) if "seed" in named else None), "run": str(run_dir)}
+    return {
+        "arch": identity.get("arch") or named.get("arch") or run_dir.name.split("-seed")[0],
+        "size": identity.get("size") or named.get("size") or "",
+        "seed": identity.get("seed", int(named["seed"]) if "seed" in named else None),
+        "run": str(run_dir),
+    }
 
 
 def learning_curves(runs: Dict[Path, List[dict]]):
@@ -53,8 +58,15 @@ def curves_figure(curves, band: str = "t95", x: str = "step"):
     curves = curves[curves["loss"].notna()].copy()
     curves["line"] = group_label(curves)
     runs = curves["run"].nunique()
-    return band_figure(curves, x=x, y="loss", hue="line", band=band, ylabel="training loss (nats/token)",
-                       title=f"learning curves, {runs} run(s)")
+    return band_figure(
+        curves,
+        x=x,
+        y="loss",
+        hue="line",
+        band=band,
+        ylabel="training loss (nats/token)",
+        title=f"learning curves, {runs} run(s)",
+    )
 
 
 def plot_curves(paths: Sequence[str], out_dir: Path, band: str = "t95", x: str = "step") -> List[Path]:

@@ -28,8 +28,9 @@ def import_lm_eval():
         from lm_eval.models.huggingface import HFLM  # noqa: F401  (fails early if transformers support is broken)
         from lm_eval.tasks import TaskManager  # noqa: F401
     except ImportError:
-        raise ParcError(f"lm-eval tasks need the optional extra `eval` (lm_eval>={'.'.join(map(str, MIN_VERSION))}): "
-                        f"{EXTRA}") from None
+        raise ParcError(
+            f"lm-eval tasks need the optional extra `eval` (lm_eval>={'.'.join(map(str, MIN_VERSION))}): {EXTRA}"
+        ) from None
     from importlib.metadata import version
 
     installed = version("lm_eval")
@@ -52,8 +53,10 @@ def task_manager(tasks: List[str], include_path):
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         where = f" or in {include_path}" if include_path else " (local YAMLs: eval.include_path=<dir>)"
-        raise ParcError(f"unknown lm-eval task {unknown[0]!r}: not among lm_eval's {len(manager.all_tasks)} tasks"
-                        f"{where}; list them with `lm_eval ls tasks`")
+        raise ParcError(
+            f"unknown lm-eval task {unknown[0]!r}: not among lm_eval's {len(manager.all_tasks)} tasks"
+            f"{where}; list them with `lm_eval ls tasks`"
+        )
     return manager
 
 
@@ -69,8 +72,9 @@ metadata:
 """
 
 
-def write_local_task(directory: Path, name: str, output_type: str, records: List[dict], body: str,
-                     version: str = "1.0") -> Path:
+def write_local_task(
+    directory: Path, name: str, output_type: str, records: List[dict], body: str, version: str = "1.0"
+) -> Path:
     """A local lm-eval task for `eval.include_path=<directory>`: `<name>.jsonl` (the documents) and
     `<name>.yaml` (`body` holds the doc_to_* and metric_list lines of the task config)."""
     import json
@@ -97,11 +101,16 @@ def result_rows(output: Dict[str, Any]) -> List[Dict[str, Any]]:
             if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):
                 continue
             metric, filter_name = key.split(",", 1)
-            rows.append({"task": task, "metric": metric if filter_name == "none" else f"{metric},{filter_name}",
-                         "value": float(value),
-                         "stderr": stderr_value(metrics.get(f"{metric}_stderr,{filter_name}")),
-                         "n": int(counts.get(task, {}).get("effective", metrics.get("sample_len", 0)) or 0),
-                         "task_version": str(output.get("versions", {}).get(task, ""))})
+            rows.append(
+                {
+                    "task": task,
+                    "metric": metric if filter_name == "none" else f"{metric},{filter_name}",
+                    "value": float(value),
+                    "stderr": stderr_value(metrics.get(f"{metric}_stderr,{filter_name}")),
+                    "n": int(counts.get(task, {}).get("effective", metrics.get("sample_len", 0)) or 0),
+                    "task_version": str(output.get("versions", {}).get(task, "")),
+                }
+            )
     return rows
 
 
@@ -112,8 +121,12 @@ def example_rows(output: Dict[str, Any]):
     records = []
     for task, samples in sorted(output.get("samples", {}).items()):
         for sample in samples:
-            record = {"example_id": int(sample["doc_id"]), "task": task, "doc_hash": sample.get("doc_hash", ""),
-                      "filter": sample.get("filter", "none")}
+            record = {
+                "example_id": int(sample["doc_id"]),
+                "task": task,
+                "doc_hash": sample.get("doc_hash", ""),
+                "filter": sample.get("filter", "none"),
+            }
             for metric in sample.get("metrics", []):
                 value = sample.get(metric)
                 if isinstance(value, (tuple, list)) and len(value) == 2:
@@ -141,9 +154,14 @@ class LmEvalTasks(Evaluation):
 
     def fingerprint(self) -> dict:
         cfg = self.eval_cfg
-        return {"tasks": self.task_names, "num_fewshot": int(cfg.num_fewshot), "limit": cfg.limit,
-                "bootstrap_iters": int(cfg.bootstrap_iters), "lm_eval": self.version,
-                "include_path": str(Path(cfg.include_path).resolve()) if cfg.include_path else None}
+        return {
+            "tasks": self.task_names,
+            "num_fewshot": int(cfg.num_fewshot),
+            "limit": cfg.limit,
+            "bootstrap_iters": int(cfg.bootstrap_iters),
+            "lm_eval": self.version,
+            "include_path": str(Path(cfg.include_path).resolve()) if cfg.include_path else None,
+        }
 
     def provenance(self) -> dict:
         return {"lm_eval_version": self.version}
@@ -154,8 +172,13 @@ class LmEvalTasks(Evaluation):
         key = id(loaded.model)
         held = self.wrappers.get(key)
         if held is None or held.tokenizer is not loaded.tokenizer or held.max_length != loaded.max_length:
-            held = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, max_length=loaded.max_length,
-                        batch_size=int(self.eval_cfg.batch_size), device=str(loaded.model.device))
+            held = HFLM(
+                pretrained=loaded.model,
+                tokenizer=loaded.tokenizer,
+                max_length=loaded.max_length,
+                batch_size=int(self.eval_cfg.batch_size),
+                device=str(loaded.model.device),
+            )
             self.wrappers[key] = held
         return held
 
@@ -163,9 +186,15 @@ class LmEvalTasks(Evaluation):
         from lm_eval import simple_evaluate
 
         cfg = self.eval_cfg
-        output = simple_evaluate(model=self.wrapper(loaded), tasks=self.task_names, task_manager=self.manager,
-                                 num_fewshot=int(cfg.num_fewshot), limit=cfg.limit, log_samples=True,
-                                 bootstrap_iters=int(cfg.bootstrap_iters))
+        output = simple_evaluate(
+            model=self.wrapper(loaded),
+            tasks=self.task_names,
+            task_manager=self.manager,
+            num_fewshot=int(cfg.num_fewshot),
+            limit=cfg.limit,
+            log_samples=True,
+            bootstrap_iters=int(cfg.bootstrap_iters),
+        )
         rows = result_rows(output)
         shown = ", ".join(f"{r['task']} {r['metric']} {r['value']:.4g}" for r in rows[:4] if not math.isnan(r["value"]))
         shown += f" (+{len(rows) - 4} more)" if len(rows) > 4 else ""

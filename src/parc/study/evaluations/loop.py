@@ -69,8 +69,14 @@ def result_frame(ref: CheckpointRef, evaluation: Evaluation, result: EvalResult)
     """The unit's rows with identity and provenance, columns in RESULT_COLUMNS order, extras after."""
     import pandas as pd
 
-    stamp = {**ref.columns(), "evaluation": evaluation.name, "parc_version": library_version("parc"),
-             "lm_eval_version": "", "task_version": "", **evaluation.provenance()}
+    stamp = {
+        **ref.columns(),
+        "evaluation": evaluation.name,
+        "parc_version": library_version("parc"),
+        "lm_eval_version": "",
+        "task_version": "",
+        **evaluation.provenance(),
+    }
     rows = [{**stamp, **row} for row in result.rows]
     missing = [k for k in ("task", "metric", "value", "stderr", "n") if any(k not in row for row in rows)]
     if missing:
@@ -121,16 +127,26 @@ def summary_line(ref: CheckpointRef, results: Dict[str, EvalResult], seconds: fl
         if result.summary:
             parts.append(result.summary)
             continue
-        shown = [f"{row['task']} {row['metric']} {row['value']:.4g}" for row in result.rows[:3]
-                 if isinstance(row.get("value"), (int, float))]
+        shown = [
+            f"{row['task']} {row['metric']} {row['value']:.4g}"
+            for row in result.rows[:3]
+            if isinstance(row.get("value"), (int, float))
+        ]
         more = f" (+{len(result.rows) - 3} rows)" if len(result.rows) > 3 else ""
         parts.append(f"{name}: {', '.join(shown)}{more}")
     return f"{ref.run} step {ref.step}: {'; '.join(parts)} [{seconds:.1f} s]"
 
 
-def run_evaluations(refs: Sequence[CheckpointRef], evaluations: Sequence[Evaluation], out: Path,
-                    cache: ModelCache, part: int = 0, num_parts: int = 1, progress: bool = True,
-                    echo=print) -> RunSummary:
+def run_evaluations(
+    refs: Sequence[CheckpointRef],
+    evaluations: Sequence[Evaluation],
+    out: Path,
+    cache: ModelCache,
+    part: int = 0,
+    num_parts: int = 1,
+    progress: bool = True,
+    echo=print,
+) -> RunSummary:
     """Evaluate this process's share of `refs` with every evaluation; returns what was done."""
     from tqdm.auto import tqdm
 
@@ -140,8 +156,10 @@ def run_evaluations(refs: Sequence[CheckpointRef], evaluations: Sequence[Evaluat
     pending: List[tuple] = [(ref, [e for e in evaluations if not table.done(unit_key(ref, e))]) for ref in mine]
     total = len(mine) * len(evaluations)
     todo = sum(len(p) for _, p in pending)
-    echo(f"parc.evaluate: {len(mine)} checkpoints x {len(evaluations)} evaluations "
-         f"({', '.join(e.name for e in evaluations)}): {total - todo} done before, {todo} to run -> {out}")
+    echo(
+        f"parc.evaluate: {len(mine)} checkpoints x {len(evaluations)} evaluations "
+        f"({', '.join(e.name for e in evaluations)}): {total - todo} done before, {todo} to run -> {out}"
+    )
     bar = tqdm(total=total, initial=total - todo, unit="eval", dynamic_ncols=True, disable=not progress)
     loaded_count = 0
     try:
@@ -165,5 +183,6 @@ def run_evaluations(refs: Sequence[CheckpointRef], evaluations: Sequence[Evaluat
     finally:
         bar.close()
     path = publish(out, evaluations)
-    return RunSummary(evaluated=todo, skipped=total - todo, checkpoints=loaded_count,
-                      seconds=time.monotonic() - started, table=path)
+    return RunSummary(
+        evaluated=todo, skipped=total - todo, checkpoints=loaded_count, seconds=time.monotonic() - started, table=path
+    )

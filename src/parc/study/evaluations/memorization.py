@@ -24,20 +24,22 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from parc.store.checkpoint import MANIFEST
 from parc.data.stream import BatchPlan, open_stream
 from parc.errors import ParcError
+from parc.store.checkpoint import MANIFEST
 from parc.store.fileio import read_json
 from parc.study.evaluations import EvalResult, Evaluation, register
-from parc.study.evaluations.heldout import find_stream_dir
 from parc.study.evaluations.greedy import greedy_continuations
+from parc.study.evaluations.heldout import find_stream_dir
 from parc.study.sources.runs import CheckpointRef, run_config
 
 SAMPLE_SEED = 0  # the fixed order the sample is drawn from; a constant so that every invocation agrees
 TASK = "memorization"
 
 
-def positions_at(step: int, batch_size: int, total: int, sample: Optional[int], order: Optional[np.ndarray]) -> np.ndarray:
+def positions_at(
+    step: int, batch_size: int, total: int, sample: Optional[int], order: Optional[np.ndarray]
+) -> np.ndarray:
     """Sorted training-order positions scored at checkpoint `step` (see the module docstring)."""
     consumed = min(step * batch_size, total)
     if sample is None:
@@ -77,8 +79,10 @@ class RunData:
         manifest = read_json(path) if path.is_file() else {}
         recorded = (manifest.get("batch_hashes") or {}).get(str(ref.step))
         if recorded is not None and recorded != self.plan.batch_hash(ref.step):
-            raise ParcError(f"{ref.run}@{ref.revision}: its batch of step {ref.step} is not the one in "
-                            f"{self.plan.stream.dir}: the stream beside the runs is not the one it trained on")
+            raise ParcError(
+                f"{ref.run}@{ref.revision}: its batch of step {ref.step} is not the one in "
+                f"{self.plan.stream.dir}: the stream beside the runs is not the one it trained on"
+            )
 
 
 @register("memorization")
@@ -95,19 +99,28 @@ class Memorization(Evaluation):
                 continue
             config = None if ref.is_hub else run_config(ref)
             if not config:
-                raise ParcError(f"memorization scores the sequences a run trained on, and {ref.run} is not a local "
-                                f"Parc run (no training config): evaluate Parc run directories with eval=memorization")
+                raise ParcError(
+                    f"memorization scores the sequences a run trained on, and {ref.run} is not a local "
+                    f"Parc run (no training config): evaluate Parc run directories with eval=memorization"
+                )
             data = self.runs[ref.source] = RunData(ref, config)
             if self.prompt_len + self.continuation_len > data.plan.stream.seq_len:
-                raise ParcError(f"eval.prompt_len + eval.continuation_len = {self.prompt_len + self.continuation_len} "
-                                f"exceeds the {data.plan.stream.seq_len} tokens of {ref.run}'s training sequences: "
-                                f"lower them")
+                raise ParcError(
+                    f"eval.prompt_len + eval.continuation_len = {self.prompt_len + self.continuation_len} "
+                    f"exceeds the {data.plan.stream.seq_len} tokens of {ref.run}'s training sequences: "
+                    f"lower them"
+                )
             if self.sample is not None and data.total not in self.orders:
                 self.orders[data.total] = sample_order(data.total)
 
     def fingerprint(self) -> dict:
-        return {"sample": self.sample, "sample_seed": SAMPLE_SEED, "prompt_len": self.prompt_len,
-                "continuation_len": self.continuation_len, "batch_size": self.batch_size}
+        return {
+            "sample": self.sample,
+            "sample_seed": SAMPLE_SEED,
+            "prompt_len": self.prompt_len,
+            "continuation_len": self.continuation_len,
+            "batch_size": self.batch_size,
+        }
 
     def run(self, loaded) -> EvalResult:
         import pandas as pd
@@ -118,16 +131,28 @@ class Memorization(Evaluation):
         positions = positions_at(ref.step, data.batch_size, data.total, self.sample, self.orders.get(data.total))
         sequences = data.plan.stream.sequences(data.stream_indices(positions))
         end = self.prompt_len + self.continuation_len
-        truth = sequences[:, self.prompt_len:end]
-        result = greedy_continuations(loaded.model, sequences[:, :self.prompt_len], truth, self.batch_size)
+        truth = sequences[:, self.prompt_len : end]
+        result = greedy_continuations(loaded.model, sequences[:, : self.prompt_len], truth, self.batch_size)
         scores = (result.tokens == truth).mean(axis=1) if len(truth) else np.zeros(0)
         memorized = (result.first_mismatch == self.continuation_len).astype(float)
         rows = [metric_row(name, values) for name, values in (("memorized", memorized), ("score", scores))]
-        examples = pd.DataFrame({"example_id": positions, "task": TASK, "seq_step": positions // data.batch_size + 1,
-                                 "seq_row": positions % data.batch_size, "score": scores, "memorized": memorized,
-                                 "matched_prefix": result.first_mismatch})
-        return EvalResult(rows, examples, summary=f"memorized {rows[0]['value']:.4f}, score {rows[1]['value']:.4f} "
-                                                  f"of {len(positions)} training sequences")
+        examples = pd.DataFrame(
+            {
+                "example_id": positions,
+                "task": TASK,
+                "seq_step": positions // data.batch_size + 1,
+                "seq_row": positions % data.batch_size,
+                "score": scores,
+                "memorized": memorized,
+                "matched_prefix": result.first_mismatch,
+            }
+        )
+        return EvalResult(
+            rows,
+            examples,
+            summary=f"memorized {rows[0]['value']:.4f}, score {rows[1]['value']:.4f} "
+            f"of {len(positions)} training sequences",
+        )
 
 
 def metric_row(metric: str, values: np.ndarray) -> dict:
@@ -135,4 +160,3 @@ def metric_row(metric: str, values: np.ndarray) -> dict:
     value = float(values.mean()) if n else math.nan
     stderr = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     return {"task": TASK, "metric": metric, "value": value, "stderr": stderr, "n": n}
-

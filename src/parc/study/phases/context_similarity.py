@@ -41,21 +41,27 @@ def read_vectors(path: Path, words: Iterable[str]) -> Dict[str, np.ndarray]:
     """The vectors of `words` from a fastText `.bin` (every word, via subwords) or `.vec` (those listed)."""
     path = Path(path)
     if not path.is_file():
-        raise ParcError(f"vectors={path} does not exist: pass a fastText .bin or .vec file, or leave it "
-                        f"unset to skip the context-similarity predictors")
+        raise ParcError(
+            f"vectors={path} does not exist: pass a fastText .bin or .vec file, or leave it "
+            f"unset to skip the context-similarity predictors"
+        )
     if path.suffix == ".bin":
         try:
             vectors = gensim_fasttext().load_facebook_vectors(str(path))
         except (ValueError, OSError, NotImplementedError, AssertionError) as exc:
-            raise ParcError(f"{path} is not a fastText .bin model ({' '.join(str(exc).split())[:120]}): pass "
-                            f"Facebook's binary format, e.g. cc.en.300.bin") from None
+            raise ParcError(
+                f"{path} is not a fastText .bin model ({' '.join(str(exc).split())[:120]}): pass "
+                f"Facebook's binary format, e.g. cc.en.300.bin"
+            ) from None
         return {word: np.asarray(vectors[word], dtype=float) for word in set(words)}
     wanted, found = set(words), {}
     with open(path, encoding="utf-8", errors="replace") as handle:
         header = handle.readline().split()
         if len(header) != 2 or not all(part.isdigit() for part in header):
-            raise ParcError(f"{path} is not a fastText .vec file (its first line should be '<words> <dim>'): "
-                            f"pass the text format, e.g. cc.en.300.vec, or a .bin")
+            raise ParcError(
+                f"{path} is not a fastText .vec file (its first line should be '<words> <dim>'): "
+                f"pass the text format, e.g. cc.en.300.vec, or a .bin"
+            )
         dim = int(header[1])
         for line in handle:
             word, _, rest = line.rstrip("\n").partition(" ")
@@ -110,10 +116,14 @@ def train_vectors(sentences: List[List[str]], path: Path, settings: Dict = TRAIN
 
     fasttext = gensim_fasttext()
     if not sentences:
-        raise ParcError("no training text to learn fastText vectors from: check the data, or pass vectors= to parc.phases")
+        raise ParcError(
+            "no training text to learn fastText vectors from: check the data, or pass vectors= to parc.phases"
+        )
     started = time.perf_counter()
     model = fasttext.FastText(sentences=sentences, workers=1, **settings)
     atomic_write(Path(path), lambda tmp: fasttext.save_facebook_model(model, str(tmp)))
-    log(f"parc.ngrams: fastText vectors ({settings['vector_size']} dims, {len(model.wv)} words) trained on "
-        f"{sum(map(len, sentences))} words in {time.perf_counter() - started:.0f} s -> {path}")
+    log(
+        f"parc.ngrams: fastText vectors ({settings['vector_size']} dims, {len(model.wv)} words) trained on "
+        f"{sum(map(len, sentences))} words in {time.perf_counter() - started:.0f} s -> {path}"
+    )
     return Path(path)

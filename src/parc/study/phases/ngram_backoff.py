@@ -40,8 +40,9 @@ class WordCounter:
         return self.index.count(ids, word_end=self.word_end)
 
 
-def backoff_logprob(words: Sequence[str], order: int, count: Callable[[Tuple[str, ...]], int], total: int,
-                    alpha: float = ALPHA) -> float:
+def backoff_logprob(
+    words: Sequence[str], order: int, count: Callable[[Tuple[str, ...]], int], total: int, alpha: float = ALPHA
+) -> float:
     """Stupid-backoff log-probability (nats) of words[-1] given up to order-1 preceding words."""
     n = min(order, len(words))
     words = tuple(words)
@@ -54,6 +55,12 @@ def backoff_logprob(words: Sequence[str], order: int, count: Callable[[Tuple[str
 
 def ngram_rows(stimuli: Sequence[Tuple[int, List[str]]], counter: WordCounter, orders=ORDERS) -> List[dict]:
     """(stimulus_id, order, logprob) for every stimulus (id, words ending with the target) and order."""
-    return [{"stimulus_id": sid, "order": order,
-             "logprob": backoff_logprob(words, order, counter.count, counter.index.num_tokens)}
-            for sid, words in stimuli for order in orders]
+    return [
+        {
+            "stimulus_id": sid,
+            "order": order,
+            "logprob": backoff_logprob(words, order, counter.count, counter.index.num_tokens),
+        }
+        for sid, words in stimuli
+        for order in orders
+    ]

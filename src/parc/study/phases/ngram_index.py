@@ -74,8 +74,10 @@ class NgramIndex:
         self.directory = Path(directory)
         meta_path = self.directory / META
         if not meta_path.is_file():
-            raise ParcError(f"{self.directory} is not an n-gram index ({META} missing): leave index= unset to "
-                            f"build one, or point it at a directory python -m parc.ngrams built")
+            raise ParcError(
+                f"{self.directory} is not an n-gram index ({META} missing): leave index= unset to "
+                f"build one, or point it at a directory python -m parc.ngrams built"
+            )
         self.meta = json.loads(meta_path.read_text())
         self.width = int(self.meta["token_width"])
         ranks = np.load(self.directory / RANKS)
@@ -85,8 +87,12 @@ class NgramIndex:
         # Stored ids bracketing the continuation ranks [first, vocab_size): the end rank is never stored.
         self.continuation_bounds = stored_ids(np.array([first_continuation, self.vocab_size]), self.width)
         _, engine_class = infini_gram()
-        self.engine = engine_class(index_dir=str(self.directory), eos_token_id=int(self.stored[0]),
-                                   vocab_size=2 ** (8 * self.width) - 1, token_dtype=f"u{8 * self.width}")
+        self.engine = engine_class(
+            index_dir=str(self.directory),
+            eos_token_id=int(self.stored[0]),
+            vocab_size=2 ** (8 * self.width) - 1,
+            token_dtype=f"u{8 * self.width}",
+        )
         self.num_tokens = int(self.meta["num_tokens"])
 
     def tokenizer(self):
@@ -109,15 +115,25 @@ class NgramIndex:
         low, high = self._segment(stored)
         total = high - low
         if word_end and total:
-            continued = (self._segment(stored + [int(self.continuation_bounds[1])])[0]
-                         - self._segment(stored + [int(self.continuation_bounds[0])])[0])
+            continued = (
+                self._segment(stored + [int(self.continuation_bounds[1])])[0]
+                - self._segment(stored + [int(self.continuation_bounds[0])])[0]
+            )
             total -= continued
         return int(total)
 
 
-def build_index(directory: Path, row_batches: Iterable[np.ndarray], meta: dict, tokenizer_dir: Path,
-                vocab_size: int, cpus: int = 1, mem_gib: float = 4.0, log=print,
-                continuation: Optional[np.ndarray] = None) -> NgramIndex:
+def build_index(
+    directory: Path,
+    row_batches: Iterable[np.ndarray],
+    meta: dict,
+    tokenizer_dir: Path,
+    vocab_size: int,
+    cpus: int = 1,
+    mem_gib: float = 4.0,
+    log=print,
+    continuation: Optional[np.ndarray] = None,
+) -> NgramIndex:
     """Write the rows of `row_batches` (int arrays [rows, seq_len]) as an index in `directory` (published by
     rename when complete) and open it. `meta` (the stream's fingerprint) is stored in the index's record, and
     the stream's tokenizer in `tokenizer/`, so an index is usable on its own. `continuation` (which ids
@@ -143,8 +159,10 @@ def build_index(directory: Path, row_batches: Iterable[np.ndarray], meta: dict, 
         for batch in row_batches:
             batch = np.asarray(batch)
             if batch.size and (batch.min() < 0 or batch.max() >= vocab_size):
-                raise ParcError(f"the stream holds token ids outside 0..{vocab_size - 1}: the data does not match "
-                                f"its tokenizer; prepare it again")
+                raise ParcError(
+                    f"the stream holds token ids outside 0..{vocab_size - 1}: the data does not match "
+                    f"its tokenizer; prepare it again"
+                )
             framed = np.empty((len(batch), batch.shape[1] + 1), dtype=f"<u{width}")
             framed[:, 0] = separator
             framed[:, 1:] = stored[batch]
@@ -158,13 +176,23 @@ def build_index(directory: Path, row_batches: Iterable[np.ndarray], meta: dict, 
     shutil.copytree(tokenizer_dir, tmp / TOKENIZER)
     _suffix_array(binary, tmp, width, cpus, mem_gib)
     build_s = time.perf_counter() - started
-    record = {"format": FORMAT, **meta, "tokenizer_sha256": tokenizer_sha256(tokenizer_dir), "token_width": width, "rows": rows, "num_tokens": tokens,
-              "continuation_tokens": int(continuation.sum()), "build_seconds": round(build_s, 3),
-              "bytes": sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())}
+    record = {
+        "format": FORMAT,
+        **meta,
+        "tokenizer_sha256": tokenizer_sha256(tokenizer_dir),
+        "token_width": width,
+        "rows": rows,
+        "num_tokens": tokens,
+        "continuation_tokens": int(continuation.sum()),
+        "build_seconds": round(build_s, 3),
+        "bytes": sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()),
+    }
     atomic_write_json(tmp / META, record)
     publish_dir(tmp, directory)
-    log(f"parc.ngrams: indexed {tokens} tokens ({rows} sequences) in {build_s:.1f} s, "
-        f"{record['bytes'] / 2**20:.1f} MiB at {directory}")
+    log(
+        f"parc.ngrams: indexed {tokens} tokens ({rows} sequences) in {build_s:.1f} s, "
+        f"{record['bytes'] / 2**20:.1f} MiB at {directory}"
+    )
     return NgramIndex(directory)
 
 
@@ -183,17 +211,68 @@ def _suffix_array(binary: Path, directory: Path, width: int, cpus: int, mem_gib:
     merged.mkdir()
     common = ["--data-file", str(data), "--ratio", str(ratio), "--token-width", str(width)]
     for first in range(0, jobs, cpus):
-        running = [subprocess.Popen([str(binary), "make-part", *common, "--parts-dir", str(parts),
-                                     "--start-byte", str(i * part), "--end-byte", str(min((i + 1) * part + HACK, size))],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                   for i in range(first, min(first + cpus, jobs)) if i * part < size]
+        running = [
+            subprocess.Popen(
+                [
+                    str(binary),
+                    "make-part",
+                    *common,
+                    "--parts-dir",
+                    str(parts),
+                    "--start-byte",
+                    str(i * part),
+                    "--end-byte",
+                    str(min((i + 1) * part + HACK, size)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for i in range(first, min(first + cpus, jobs))
+            if i * part < size
+        ]
         _wait(running, "make-part")
-    _wait([subprocess.Popen([str(binary), "merge", *common, "--parts-dir", str(parts), "--merged-dir", str(merged),
-                             "--num-threads", str(cpus), "--hacksize", str(HACK)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)], "merge")
-    _wait([subprocess.Popen([str(binary), "concat", *common, "--merged-dir", str(merged),
-                             "--merged-file", str(directory / "table.0"), "--num-threads", str(cpus)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)], "concat")
+    _wait(
+        [
+            subprocess.Popen(
+                [
+                    str(binary),
+                    "merge",
+                    *common,
+                    "--parts-dir",
+                    str(parts),
+                    "--merged-dir",
+                    str(merged),
+                    "--num-threads",
+                    str(cpus),
+                    "--hacksize",
+                    str(HACK),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        ],
+        "merge",
+    )
+    _wait(
+        [
+            subprocess.Popen(
+                [
+                    str(binary),
+                    "concat",
+                    *common,
+                    "--merged-dir",
+                    str(merged),
+                    "--merged-file",
+                    str(directory / "table.0"),
+                    "--num-threads",
+                    str(cpus),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        ],
+        "concat",
+    )
     for leftover in (parts, merged):
         shutil.rmtree(leftover)
 
@@ -202,8 +281,10 @@ def _wait(processes: List[subprocess.Popen], stage: str) -> None:
     failures = [(p.wait(), p.stderr.read().decode(errors="replace").strip()) for p in processes]
     for code, err in failures:
         if code:
-            raise ParcError(f"infini-gram's indexer failed in {stage} (exit {code}: {err.splitlines()[-1] if err else ''}): "
-                            f"check free disk space and memory, then run again")
+            raise ParcError(
+                f"infini-gram's indexer failed in {stage} (exit {code}: {err.splitlines()[-1] if err else ''}): "
+                f"check free disk space and memory, then run again"
+            )
 
 
 def open_or_none(directory: Optional[Path]) -> Optional[NgramIndex]:

@@ -36,16 +36,23 @@ def log_spaced_steps(saved: Sequence[int], max_steps: int) -> List[int]:
     after the last saved power of two (the evenly spaced tail of a Pythia-style schedule, where the later
     phases happen)."""
     saved = set(saved)
-    powers = {2 ** k for k in range(max_steps.bit_length()) if 2 ** k <= max_steps}
+    powers = {2**k for k in range(max_steps.bit_length()) if 2**k <= max_steps}
     wanted = ({0, max_steps} | powers) & saved
     last_power = max(powers & saved, default=0)
     return sorted(wanted | {step for step in saved if step > last_power})
 
 
 class Study:
-    def __init__(self, overrides: List[str], seeds: Sequence[int] = (0,), archs: Optional[Sequence[str]] = None,
-                 steps: Optional[Sequence[int]] = None, out: Optional[Path] = None, corpus: str = "stream",
-                 stimuli_sizes: Optional[Dict[str, int]] = None):
+    def __init__(
+        self,
+        overrides: List[str],
+        seeds: Sequence[int] = (0,),
+        archs: Optional[Sequence[str]] = None,
+        steps: Optional[Sequence[int]] = None,
+        out: Optional[Path] = None,
+        corpus: str = "stream",
+        stimuli_sizes: Optional[Dict[str, int]] = None,
+    ):
         from parc.store.steps import checkpoint_steps
         from parc.study.phases.stimulus_sets import DEFAULT_SIZES
 
@@ -62,8 +69,10 @@ class Study:
         self.steps = list(steps) if steps else log_spaced_steps(saved, max_steps)
         missing = sorted(set(self.steps) - set(saved))
         if missing:
-            raise ParcError(f"steps= asks for step {missing[0]}, which the runs do not checkpoint "
-                            f"(they save {', '.join(map(str, saved))}): choose steps among those")
+            raise ParcError(
+                f"steps= asks for step {missing[0]}, which the runs do not checkpoint "
+                f"(they save {', '.join(map(str, saved))}): choose steps among those"
+            )
         self.out = Path(out or Path(self.cfg.paths.output_root) / self.cfg.run_name)
         self.analysis = self.out / "analysis"
         self.stimuli = self.analysis / f"{self.cfg.data.name}.stims"
@@ -82,8 +91,12 @@ class Study:
 
     def run(self) -> Dict[str, float]:
         cells = [(arch, seed) for seed in self.seeds for arch in self.archs]  # seed 0 of every arch first
-        self.stage(1, "train", f"{len(cells)} cells x {self.cfg.trainer.max_steps} steps under {self.out}",
-                   lambda: [self.train(arch, seed) for arch, seed in cells])
+        self.stage(
+            1,
+            "train",
+            f"{len(cells)} cells x {self.cfg.trainer.max_steps} steps under {self.out}",
+            lambda: [self.train(arch, seed) for arch, seed in cells],
+        )
         self.stage(2, "stimuli", str(self.stimuli), self.build_stimuli)
         self.stage(3, "surprisal", f"{len(cells)} runs at steps {','.join(map(str, self.steps))}", self.score)
         self.stage(4, "ngrams", f"orders 1-5 from the cells' data (corpus={self.corpus})", self.ngrams)
@@ -101,8 +114,15 @@ class Study:
         # A child process per cell, not train() in this one: each cell then starts as `python -m parc.train`
         # alone does (fresh RNG, torch thread and Accelerate state, bit-identical to training it by hand), its
         # memory is returned when it ends, and a preemption (exit 75) maps to "run the same command again".
-        self.command("parc.train", *self.overrides, f"arch={arch}", f"seed={seed}", f"output_dir={directory}",
-                     "trainer.progress=false", "resume=auto")
+        self.command(
+            "parc.train",
+            *self.overrides,
+            f"arch={arch}",
+            f"seed={seed}",
+            f"output_dir={directory}",
+            "trainer.progress=false",
+            "resume=auto",
+        )
 
     def build_stimuli(self) -> None:
         if self.stimuli.is_file():
@@ -137,8 +157,15 @@ class Study:
     def ngrams(self) -> None:
         from parc.study.phases.ngrams import run_ngrams
 
-        run_ngrams(str(self.stimuli), self.overrides, self.runs(), self.analysis, corpus=self.corpus, vectors=True,
-                   log=lambda line: say(f"  {line}"))
+        run_ngrams(
+            str(self.stimuli),
+            self.overrides,
+            self.runs(),
+            self.analysis,
+            corpus=self.corpus,
+            vectors=True,
+            log=lambda line: say(f"  {line}"),
+        )
 
     def phases(self) -> None:
         from parc.study.phases.statistics import run_phases
@@ -149,19 +176,29 @@ class Study:
         """Run `python -m module args` with its output passed through; a failure stops the study (one line)."""
         result = subprocess.run([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL)
         if result.returncode == EXIT_PREEMPTED:  # the trainer saved a checkpoint on SIGTERM/SIGUSR1 (preemption)
-            raise ParcError(f"python -m {module} was interrupted after saving a checkpoint: run the same parc.study "
-                            f"command again to continue (finished work is kept)")
+            raise ParcError(
+                f"python -m {module} was interrupted after saving a checkpoint: run the same parc.study "
+                f"command again to continue (finished work is kept)"
+            )
         if result.returncode:
-            raise ParcError(f"python -m {module} failed (exit {result.returncode}; its message is above): fix "
-                            f"that and run the same parc.study command again (finished work is kept)")
+            raise ParcError(
+                f"python -m {module} failed (exit {result.returncode}; its message is above): fix "
+                f"that and run the same parc.study command again (finished work is kept)"
+            )
 
 
 def say(line: str) -> None:
     print(line, flush=True)  # before a child process writes its own lines
 
 
-def run_study(overrides: List[str], seeds: Sequence[int] = (0,), archs: Optional[Sequence[str]] = None,
-              steps: Optional[Sequence[int]] = None, out: Optional[Path] = None, corpus: str = "stream",
-              stimuli_sizes: Optional[Dict[str, int]] = None) -> Dict[str, float]:
+def run_study(
+    overrides: List[str],
+    seeds: Sequence[int] = (0,),
+    archs: Optional[Sequence[str]] = None,
+    steps: Optional[Sequence[int]] = None,
+    out: Optional[Path] = None,
+    corpus: str = "stream",
+    stimuli_sizes: Optional[Dict[str, int]] = None,
+) -> Dict[str, float]:
     """The whole of `python -m parc.study`; returns the seconds each stage took."""
     return Study(overrides, seeds, archs, steps, out, corpus, stimuli_sizes).run()

@@ -44,8 +44,19 @@ CONTROLS = ("none", "single_token", "partial")
 TOKEN_PREDICTOR = "neg_num_tokens"
 NOT_PEAKED = "not peaked (still rising)"
 CORRELATION_COLUMNS = [*CHECKPOINT, "control", "predictor", "split", "pearson_r", "spearman_rho"]
-PEAK_COLUMNS = ["arch", "control", "predictor", "status", "peak_step", "peak_r", "first_step", "first_r",
-                "final_step", "final_r", "decline"]
+PEAK_COLUMNS = [
+    "arch",
+    "control",
+    "predictor",
+    "status",
+    "peak_step",
+    "peak_r",
+    "first_step",
+    "first_r",
+    "final_step",
+    "final_r",
+    "decline",
+]
 REGRESSION_COLUMNS = [*CHECKPOINT, "formula", "r2_train", "r2_val"]
 AGREEMENT_COLUMNS = ["step", "run_a", "run_b", "arch_a", "arch_b", "pearson_r"]
 
@@ -87,8 +98,10 @@ def controlled_correlation(lm: np.ndarray, predictor: np.ndarray, num_tokens: np
         return None
     if control == "partial":
         ranks = [stats.rankdata(v) for v in (lm, predictor, num_tokens)]
-        return (float(stats.pearsonr(residualize(lm, num_tokens), residualize(predictor, num_tokens))[0]),
-                float(stats.pearsonr(residualize(ranks[0], ranks[2]), residualize(ranks[1], ranks[2]))[0]))
+        return (
+            float(stats.pearsonr(residualize(lm, num_tokens), residualize(predictor, num_tokens))[0]),
+            float(stats.pearsonr(residualize(ranks[0], ranks[2]), residualize(ranks[1], ranks[2]))[0]),
+        )
     return float(stats.pearsonr(lm, predictor)[0]), float(stats.spearmanr(lm, predictor)[0])
 
 
@@ -114,20 +127,32 @@ def checkpoint_statistics(lm_logprob: np.ndarray, heuristics, formulas: List[str
             for column in predictors:
                 value = controlled_correlation(lm, part[column].to_numpy(dtype=float), part_tokens, control)
                 if value is not None:
-                    correlations.append({"control": control, "predictor": column if column == TOKEN_PREDICTOR
-                                         else f"{column[4:]}gram", "split": split,
-                                         "pearson_r": value[0], "spearman_rho": value[1]})
+                    correlations.append(
+                        {
+                            "control": control,
+                            "predictor": column if column == TOKEN_PREDICTOR else f"{column[4:]}gram",
+                            "split": split,
+                            "pearson_r": value[0],
+                            "spearman_rho": value[1],
+                        }
+                    )
     train, val = data[data["split"] == "train"], data[data["split"] == "val"]
     regressions = []
     for formula in formulas:
         if len(train) < 4:
             break
         fit = smf.ols(formula, data=train).fit()
-        regressions.append({"formula": formula, "r2_train": float(fit.rsquared),
-                            "r2_val": r2_score(val["lm"].to_numpy(), fit.predict(val).to_numpy()) if len(val) > 1
-                            else float("nan")})
-    return (pd.DataFrame(correlations, columns=["control", "predictor", "split", "pearson_r", "spearman_rho"]),
-            pd.DataFrame(regressions, columns=["formula", "r2_train", "r2_val"]))
+        regressions.append(
+            {
+                "formula": formula,
+                "r2_train": float(fit.rsquared),
+                "r2_val": r2_score(val["lm"].to_numpy(), fit.predict(val).to_numpy()) if len(val) > 1 else float("nan"),
+            }
+        )
+    return (
+        pd.DataFrame(correlations, columns=["control", "predictor", "split", "pearson_r", "spearman_rho"]),
+        pd.DataFrame(regressions, columns=["formula", "r2_train", "r2_val"]),
+    )
 
 
 def r2_score(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -174,8 +199,10 @@ def compute_tables(out: Path, surprisal, heuristics, formulas: List[str], log=pr
         by_id = group.set_index("stimulus_id")["surprisal"]
         missing = np.setdiff1d(ids, by_id.index.to_numpy())
         if len(missing):
-            raise ParcError(f"surprisal.parquet has no surprisal of stimulus {missing[0]} for {arch} seed {seed} "
-                            f"step {step}: score the same stimuli as the n-grams (python -m parc.surprisal)")
+            raise ParcError(
+                f"surprisal.parquet has no surprisal of stimulus {missing[0]} for {arch} seed {seed} "
+                f"step {step}: score the same stimuli as the n-grams (python -m parc.surprisal)"
+            )
         lm = -by_id.loc[ids].to_numpy(dtype=float)
         tokens = group.set_index("stimulus_id")["num_tokens"].loc[ids].to_numpy(dtype=float)
         aligned[(arch, seed, step)] = lm
@@ -217,8 +244,16 @@ def agreement_table(aligned: Dict[tuple, np.ndarray]):
         for i, (arch_a, seed_a) in enumerate(runs):
             for j, (arch_b, seed_b) in enumerate(runs):
                 if i < j:
-                    rows.append({"step": step, "run_a": run_label(arch_a, seed_a), "run_b": run_label(arch_b, seed_b),
-                                 "arch_a": arch_a, "arch_b": arch_b, "pearson_r": float(matrix[i, j])})
+                    rows.append(
+                        {
+                            "step": step,
+                            "run_a": run_label(arch_a, seed_a),
+                            "run_b": run_label(arch_b, seed_b),
+                            "arch_a": arch_a,
+                            "arch_b": arch_b,
+                            "pearson_r": float(matrix[i, j]),
+                        }
+                    )
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 
 
@@ -238,12 +273,21 @@ def phase_peaks(correlations):
         group = group.sort_values("step")
         best, first, final = group.loc[group["pearson_r"].idxmax()], group.iloc[0], group.iloc[-1]
         peaked = len(group) > 1 and best["step"] != final["step"]
-        rows.append({"arch": arch, "control": control, "predictor": predictor,
-                     "status": "peaked" if peaked else NOT_PEAKED,
-                     "peak_step": int(best["step"]) if peaked else None, "peak_r": float(best["pearson_r"]),
-                     "first_step": int(first["step"]), "first_r": float(first["pearson_r"]),
-                     "final_step": int(final["step"]), "final_r": float(final["pearson_r"]),
-                     "decline": float(best["pearson_r"] - final["pearson_r"])})
+        rows.append(
+            {
+                "arch": arch,
+                "control": control,
+                "predictor": predictor,
+                "status": "peaked" if peaked else NOT_PEAKED,
+                "peak_step": int(best["step"]) if peaked else None,
+                "peak_r": float(best["pearson_r"]),
+                "first_step": int(first["step"]),
+                "first_r": float(first["pearson_r"]),
+                "final_step": int(final["step"]),
+                "final_r": float(final["pearson_r"]),
+                "decline": float(best["pearson_r"] - final["pearson_r"]),
+            }
+        )
     return pd.DataFrame(rows, columns=PEAK_COLUMNS).astype({"peak_step": "Int64"})
 
 
@@ -253,20 +297,30 @@ def phase_order_holds(peaks, arch: str, control: str = "none") -> Optional[bool]
     chosen = peaks[(peaks["arch"] == arch) & (peaks["control"] == control)].set_index("predictor")
     if not {"1gram", "2gram", "3gram"} <= set(chosen.index):
         return None
-    steps = {p: float("inf") if chosen.loc[p, "status"] == NOT_PEAKED else float(chosen.loc[p, "peak_step"])
-             for p in ("1gram", "2gram", "3gram")}
+    steps = {
+        p: float("inf") if chosen.loc[p, "status"] == NOT_PEAKED else float(chosen.loc[p, "peak_step"])
+        for p in ("1gram", "2gram", "3gram")
+    }
     return bool(steps["1gram"] < steps["2gram"] < steps["3gram"])
 
 
 def describe_peaks(peaks, arch: str, control: str) -> str:
     chosen = peaks[(peaks["arch"] == arch) & (peaks["control"] == control)]
-    parts = [f"{row.predictor} {row.status}" + (f" at step {int(row.peak_step)} (r={row.peak_r:.2f}, "
-                                                 f"then -{row.decline:.2f})" if row.status == "peaked" else
-                                                 f" (r={row.final_r:.2f} at step {row.final_step})")
-             for row in chosen.itertuples()]
+    parts = [
+        f"{row.predictor} {row.status}"
+        + (
+            f" at step {int(row.peak_step)} (r={row.peak_r:.2f}, then -{row.decline:.2f})"
+            if row.status == "peaked"
+            else f" (r={row.final_r:.2f} at step {row.final_step})"
+        )
+        for row in chosen.itertuples()
+    ]
     order = phase_order_holds(peaks, arch, control)
-    return (f"{arch} [{control}]: " + ", ".join(parts)
-            + ("" if order is None else f"; 1-gram < 2-gram < 3-gram order {'holds' if order else 'does not hold'}"))
+    return (
+        f"{arch} [{control}]: "
+        + ", ".join(parts)
+        + ("" if order is None else f"; 1-gram < 2-gram < 3-gram order {'holds' if order else 'does not hold'}")
+    )
 
 
 def read_inputs(out: Path, stimuli_arg: Optional[str]):
@@ -278,23 +332,31 @@ def read_inputs(out: Path, stimuli_arg: Optional[str]):
 
     surprisal_path, ngrams_path, record_path = out / "surprisal.parquet", out / "ngrams.parquet", out / "ngrams.json"
     if not surprisal_path.is_file():
-        raise ParcError(f"{surprisal_path} does not exist: score the stimuli first (python -m parc.surprisal "
-                        f"stimuli=... runs=... out={out})")
+        raise ParcError(
+            f"{surprisal_path} does not exist: score the stimuli first (python -m parc.surprisal "
+            f"stimuli=... runs=... out={out})"
+        )
     if not (ngrams_path.is_file() and record_path.is_file()):
-        raise ParcError(f"{ngrams_path} does not exist: compute the n-grams first (python -m parc.ngrams "
-                        f"stimuli=... runs=... out={out})")
+        raise ParcError(
+            f"{ngrams_path} does not exist: compute the n-grams first (python -m parc.ngrams "
+            f"stimuli=... runs=... out={out})"
+        )
     record = json.loads(record_path.read_text())
     if not stimuli_arg and not record.get("stimuli"):
         raise ParcError(f"which stimuli? pass stimuli= (the set {ngrams_path} was computed for)")
     (path,) = parse_stimuli_arg(stimuli_arg or record["stimuli"])[:1]
     stimuli = read_stimuli(path)
     if sha256_file(path) != record["stimuli_sha256"]:
-        raise ParcError(f"{ngrams_path} was computed for other stimuli than {path}: rerun python -m parc.ngrams "
-                        f"stimuli={path} out={out}")
+        raise ParcError(
+            f"{ngrams_path} was computed for other stimuli than {path}: rerun python -m parc.ngrams "
+            f"stimuli={path} out={out}"
+        )
     surprisal = pd.read_parquet(surprisal_path)
     if "num_tokens" not in surprisal.columns:
-        raise ParcError(f"{surprisal_path} has no num_tokens column (the target's token count, needed for the "
-                        f"token-count controls): score the stimuli again with python -m parc.surprisal")
+        raise ParcError(
+            f"{surprisal_path} has no num_tokens column (the target's token count, needed for the "
+            f"token-count controls): score the stimuli again with python -m parc.surprisal"
+        )
     for column in ("stimuli", "set"):  # a table holding several stimulus sets: keep this one
         if column in surprisal.columns:
             surprisal = surprisal[surprisal[column] == set_name(path)]
@@ -309,19 +371,26 @@ def one_score_per_checkpoint(surprisal, log=print):
     duplicated = surprisal.duplicated([*CHECKPOINT, "stimulus_id"], keep="last")
     if duplicated.any():
         twice = surprisal[duplicated][CHECKPOINT].drop_duplicates()
-        log(f"parc.phases: {len(twice)} checkpoint(s) scored more than once (e.g. {twice.iloc[0].to_dict()}): "
-            f"using the last-listed scores of each")
+        log(
+            f"parc.phases: {len(twice)} checkpoint(s) scored more than once (e.g. {twice.iloc[0].to_dict()}): "
+            f"using the last-listed scores of each"
+        )
         surprisal = surprisal[~duplicated]
     return surprisal
 
 
-def run_phases(out: Optional[Path] = None, runs: Optional[str] = None, stimuli: Optional[str] = None,
-               vectors: Optional[Path] = None, log=print) -> Dict[str, Path]:
+def run_phases(
+    out: Optional[Path] = None,
+    runs: Optional[str] = None,
+    stimuli: Optional[str] = None,
+    vectors: Optional[Path] = None,
+    log=print,
+) -> Dict[str, Path]:
     """The whole `python -m parc.phases` command: tables, figures and the phase peaks under `out` (default
     `<root of runs>/analysis`); `vectors`: fastText vectors (default `<out>/fasttext.bin` where it exists)."""
     from parc.store.fileio import atomic_write
-    from parc.study.phases.ngrams import stimulus_words
     from parc.study.phases.figures import draw_all
+    from parc.study.phases.ngrams import stimulus_words
 
     if out is None and not runs:
         raise ParcError("where are the results? pass runs=<runs or grid root> (reads <root>/analysis) or out=<dir>")
@@ -342,8 +411,10 @@ def run_phases(out: Optional[Path] = None, runs: Optional[str] = None, stimuli: 
         similarity, formulas = context_similarities(words, found), [CONTEXT_FORMULA, NGRAM_FORMULA]
         log(f"parc.phases: context similarity from {vectors}: the regression is {CONTEXT_FORMULA}")
     else:
-        log("parc.phases: no fastText vectors (vectors=<.bin or .vec>, or parc.ngrams vectors=true): "
-            "the context-similarity regression is skipped")
+        log(
+            "parc.phases: no fastText vectors (vectors=<.bin or .vec>, or parc.ngrams vectors=true): "
+            "the context-similarity regression is skipped"
+        )
     heuristics = heuristics_frame(ngrams, training_splits(stimulus_splits(stimulus_set)), similarity)
     paths = compute_tables(out, surprisal, heuristics, formulas, log=log)
     import pandas as pd

@@ -37,11 +37,11 @@ MARKED_TARGET = re.compile(r"(?:^|(?<= ))\*([^\s*]+)\*$")
 
 @dataclass(frozen=True)
 class Stimulus:
-    id: int           # 0-based position in its file
-    context: str      # the text before the target without the one space before it ("" when the target is first)
-    target: str       # the target word as written (no asterisks, no leading space)
-    sentence: str     # context + " " + target: the full stimulus text without asterisks
-    split: str        # train | val | test | ... | "unsplit"
+    id: int  # 0-based position in its file
+    context: str  # the text before the target without the one space before it ("" when the target is first)
+    target: str  # the target word as written (no asterisks, no leading space)
+    sentence: str  # context + " " + target: the full stimulus text without asterisks
+    split: str  # train | val | test | ... | "unsplit"
 
 
 def set_name(path) -> str:
@@ -57,8 +57,10 @@ def parse_stimuli_arg(value: str) -> List[Path]:
     names = [set_name(p) for p in paths]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ParcError(f"stimuli= names the set {repeated[0]!r} twice (outputs are named by the file name up to "
-                        "its first dot): rename one of the files")
+        raise ParcError(
+            f"stimuli= names the set {repeated[0]!r} twice (outputs are named by the file name up to "
+            "its first dot): rename one of the files"
+        )
     return paths
 
 
@@ -69,10 +71,12 @@ def unescape(line: str) -> str:
 def parse_marked(line: str, where: str, index: int, split: str = UNSPLIT) -> Stimulus:
     """One `.stims` line -> Stimulus; a line without a marked final target is refused, naming `where`."""
     match = MARKED_TARGET.search(line)  # on the raw line: an escaped \\n in a target is still one word
-    context = line[:max(match.start() - 1, 0)] if match else ""  # drop the one space before the marker
+    context = line[: max(match.start() - 1, 0)] if match else ""  # drop the one space before the marker
     if match is None or "*" in context:
-        raise ParcError(f"{where}: {line.strip()[:80]!r} has no marked final target: write the target as the "
-                        "last word between asterisks, e.g. 'The cat sat on the *mat*'")
+        raise ParcError(
+            f"{where}: {line.strip()[:80]!r} has no marked final target: write the target as the "
+            "last word between asterisks, e.g. 'The cat sat on the *mat*'"
+        )
     context, target = unescape(context), unescape(match.group(1))
     return Stimulus(index, context, target, f"{context} {target}" if context else target, split)
 
@@ -96,14 +100,17 @@ def read_stimuli(path) -> List[Stimulus]:
         raise ParcError(f"stimuli file {path} is empty: build one with python -m parc.stimuli out={path}")
     sidecar = path.with_suffix(".tsv")
     splits = _sidecar_splits(sidecar, len(lines)) if sidecar.is_file() and sidecar != path else None
-    stimuli = [parse_marked(line, f"{path} line {i + 1}", i, splits[i] if splits else UNSPLIT)
-               for i, line in enumerate(lines)]
+    stimuli = [
+        parse_marked(line, f"{path} line {i + 1}", i, splits[i] if splits else UNSPLIT) for i, line in enumerate(lines)
+    ]
     if splits is not None:
         sentences = _read_table(sidecar)[SENTENCE_COLUMN].tolist()
         for stimulus, sentence in zip(stimuli, sentences):
             if stimulus.sentence != unescape(sentence):
-                raise ParcError(f"{sidecar} row {stimulus.id + 1} ({sentence[:60]!r}) is not {path} line "
-                                f"{stimulus.id + 1}: rebuild both with python -m parc.stimuli, or delete {sidecar}")
+                raise ParcError(
+                    f"{sidecar} row {stimulus.id + 1} ({sentence[:60]!r}) is not {path} line "
+                    f"{stimulus.id + 1}: rebuild both with python -m parc.stimuli, or delete {sidecar}"
+                )
     return stimuli
 
 
@@ -113,20 +120,26 @@ def _read_table(path: Path):
     try:
         table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=0)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ParcError(f"cannot read {path} as the paper's TSV ({' '.join(str(exc).split())[:120]}): "
-                        f"it needs a header with columns {SPLIT_COLUMN} and {SENTENCE_COLUMN}") from None
+        raise ParcError(
+            f"cannot read {path} as the paper's TSV ({' '.join(str(exc).split())[:120]}): "
+            f"it needs a header with columns {SPLIT_COLUMN} and {SENTENCE_COLUMN}"
+        ) from None
     if SENTENCE_COLUMN not in table.columns:
-        raise ParcError(f"{path} has no {SENTENCE_COLUMN!r} column (columns: {', '.join(table.columns)}): "
-                        f"the paper's TSV has columns {SPLIT_COLUMN} and {SENTENCE_COLUMN}")
+        raise ParcError(
+            f"{path} has no {SENTENCE_COLUMN!r} column (columns: {', '.join(table.columns)}): "
+            f"the paper's TSV has columns {SPLIT_COLUMN} and {SENTENCE_COLUMN}"
+        )
     return table
 
 
 def _sidecar_splits(sidecar: Path, lines: int) -> List[str]:
     table = _read_table(sidecar)
     if SPLIT_COLUMN not in table.columns or len(table) != lines:
-        raise ParcError(f"{sidecar} does not give the split of each of the {lines} stimuli (it has "
-                        f"{len(table)} rows{'' if SPLIT_COLUMN in table.columns else ' and no Set column'}): "
-                        "rebuild both with python -m parc.stimuli, or delete it")
+        raise ParcError(
+            f"{sidecar} does not give the split of each of the {lines} stimuli (it has "
+            f"{len(table)} rows{'' if SPLIT_COLUMN in table.columns else ' and no Set column'}): "
+            "rebuild both with python -m parc.stimuli, or delete it"
+        )
     return table[SPLIT_COLUMN].tolist()
 
 
@@ -135,8 +148,10 @@ def _read_tsv(path: Path) -> List[Stimulus]:
     if table.empty:
         raise ParcError(f"stimuli file {path} is empty: build one with python -m parc.stimuli")
     splits = table[SPLIT_COLUMN].tolist() if SPLIT_COLUMN in table.columns else [UNSPLIT] * len(table)
-    return [parse_marked(mark(sentence), f"{path} row {i + 1}", i, split)
-            for i, (sentence, split) in enumerate(zip(table[SENTENCE_COLUMN], splits))]
+    return [
+        parse_marked(mark(sentence), f"{path} row {i + 1}", i, split)
+        for i, (sentence, split) in enumerate(zip(table[SENTENCE_COLUMN], splits))
+    ]
 
 
 ORIGINS_SUFFIX = ".origins.json"
@@ -157,8 +172,10 @@ def read_origins(path) -> Optional[dict]:
         return None
     record = json.loads(sidecar.read_text())
     if record.get("stims_sha256") != sha256_file(path):
-        raise ParcError(f"{sidecar} describes another version of {path}: rebuild the set with python -m "
-                        f"parc.stimuli, or delete {sidecar}")
+        raise ParcError(
+            f"{sidecar} describes another version of {path}: rebuild the set with python -m "
+            f"parc.stimuli, or delete {sidecar}"
+        )
     return record
 
 

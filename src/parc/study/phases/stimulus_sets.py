@@ -57,8 +57,12 @@ def candidate_sentences(text: str) -> Iterator[str]:
     for line in text.split("\n"):
         for fragment in line.split("."):
             words = fragment.split()
-            if (len(words) >= MIN_WORDS and fragment[0].isupper() and FIRST_WORD.match(words[0])
-                    and all(LATER_WORD.match(word) for word in words[1:])):
+            if (
+                len(words) >= MIN_WORDS
+                and fragment[0].isupper()
+                and FIRST_WORD.match(words[0])
+                and all(LATER_WORD.match(word) for word in words[1:])
+            ):
                 yield " ".join(words)
 
 
@@ -110,8 +114,9 @@ def split_documents(cfg, shards: Sequence[int]) -> Tuple[List[Tuple[int, str]], 
     held_out, training = [], []
     # Documents past everything any run reads need no tokenizing.
     for index, text, span in walk_documents(cfg, stream, lambda position, _: position < read_until):
-        read = span is not None and span[1] > span[0] and any(span[0] < end and span[1] > begin
-                                                               for begin, end in slices)
+        read = (
+            span is not None and span[1] > span[0] and any(span[0] < end and span[1] > begin for begin, end in slices)
+        )
         if read:
             training.append(text)
         else:
@@ -153,12 +158,15 @@ def not_in_text(phrases: Sequence[str], texts: Sequence[str]) -> List[bool]:
 
 def _check_alignment(stream, ids: List[int], row: int, seq_len: int) -> None:
     if row >= len(stream) or not np.array_equal(stream.sequences([row])[0], np.asarray(ids[:seq_len])):
-        raise ParcError(f"the documents of the data config no longer match the prepared stream at {stream.dir} "
-                        f"(sequence {row} differs): prepare the data again, or pass the data= your runs trained on")
+        raise ParcError(
+            f"the documents of the data config no longer match the prepared stream at {stream.dir} "
+            f"(sequence {row} differs): prepare the data again, or pass the data= your runs trained on"
+        )
 
 
-def build_stimuli(cfg, out: Path, sizes: dict, sample_seed: int = PAPER_SEED, shards: Sequence[int] = (),
-                  progress=print) -> BuildReport:
+def build_stimuli(
+    cfg, out: Path, sizes: dict, sample_seed: int = PAPER_SEED, shards: Sequence[int] = (), progress=print
+) -> BuildReport:
     """Build the set and write `out` (.stims) and its split sidecar (.tsv); nothing is written on error."""
     out = Path(out)
     if out.suffix != ".stims":
@@ -183,13 +191,15 @@ def build_stimuli(cfg, out: Path, sizes: dict, sample_seed: int = PAPER_SEED, sh
     kept = [pair for pair, keep in zip(cut, absent) if keep]
     wanted = sum(sizes.values())
     if len(kept) < wanted:
-        raise ParcError(f"only {len(kept)} stimuli can be built from the held-out documents ({len(sentences)} "
-                        f"sentences pass the filter, {len(cut) - len(kept)} occur in the training text), "
-                        f"{wanted} were asked for: lower {' '.join(f'{k}=' for k in sizes)} or hold out more data")
+        raise ParcError(
+            f"only {len(kept)} stimuli can be built from the held-out documents ({len(sentences)} "
+            f"sentences pass the filter, {len(cut) - len(kept)} occur in the training text), "
+            f"{wanted} were asked for: lower {' '.join(f'{k}=' for k in sizes)} or hold out more data"
+        )
     order = rng.permutation(len(kept))[:wanted]
     stimuli, documents, start = [], [], 0
     for split, size in sizes.items():
-        for index in order[start:start + size]:
+        for index in order[start : start + size]:
             context, target = kept[index]
             stimuli.append(Stimulus(len(stimuli), context, target, f"{context} {target}", split))
             documents.append(sorted(set(cut[(context, target)])))
@@ -198,11 +208,21 @@ def build_stimuli(cfg, out: Path, sizes: dict, sample_seed: int = PAPER_SEED, sh
 
     stream = ensure_prepared(cfg)
     rows = document_rows(cfg, stream, sorted({d for ds in documents for d in ds}))
-    paths = write_stimuli(out, stimuli, origins={"stream": stream.content_hash, "seq_len": int(cfg.data.seq_len),
-                                                 "documents": documents,
-                                                 "rows": {str(d): span for d, span in sorted(rows.items())}})
+    paths = write_stimuli(
+        out,
+        stimuli,
+        origins={
+            "stream": stream.content_hash,
+            "seq_len": int(cfg.data.seq_len),
+            "documents": documents,
+            "rows": {str(d): span for d, span in sorted(rows.items())},
+        },
+    )
     counts = {"candidates": len(sentences), "in_training_text": len(cut) - len(kept), **sizes}
-    summary = (f"wrote {paths[0]}, {paths[1]} and {paths[2].name}: " + ", ".join(f"{size} {split}" for split, size in sizes.items())
-               + f" from {len(held_out)} held-out documents ({len(sentences)} sentences pass the paper's filter, "
-               f"{counts['in_training_text']} removed as verbatim in the training text)")
+    summary = (
+        f"wrote {paths[0]}, {paths[1]} and {paths[2].name}: "
+        + ", ".join(f"{size} {split}" for split, size in sizes.items())
+        + f" from {len(held_out)} held-out documents ({len(sentences)} sentences pass the paper's filter, "
+        f"{counts['in_training_text']} removed as verbatim in the training text)"
+    )
     return BuildReport(paths, counts, summary)

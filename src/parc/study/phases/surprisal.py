@@ -41,8 +41,8 @@ NATS_PER_BIT = math.log(2.0)
 class Encoded:
     context: Tuple[int, ...]  # BOS first
     target: Tuple[int, ...]
-    sentence: str             # the paper's `Sentence` column: decode(context without its first token + target)
-    target_text: str          # the paper's `TargetWords` column: decode(target), leading space included
+    sentence: str  # the paper's `Sentence` column: decode(context without its first token + target)
+    target_text: str  # the paper's `TargetWords` column: decode(target), leading space included
 
     @property
     def input_length(self) -> int:
@@ -54,8 +54,10 @@ def bos_id(tokenizer) -> int:
         value = getattr(tokenizer, name, None)
         if value is not None:
             return value
-    raise ParcError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no BOS/EOS token to prepend: "
-                    "score with a tokenizer that defines bos_token or eos_token")
+    raise ParcError(
+        f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no BOS/EOS token to prepend: "
+        "score with a tokenizer that defines bos_token or eos_token"
+    )
 
 
 class StimulusEncoder:
@@ -73,14 +75,17 @@ class StimulusEncoder:
 
     def encode(self, stimulus: Stimulus) -> Encoded:
         tok = self.tokenizer
-        spaced = f"{stimulus.context}{MARKER} {stimulus.target}{MARKER}" if stimulus.context else \
-            f"{MARKER}{stimulus.target}{MARKER}"
+        spaced = (
+            f"{stimulus.context}{MARKER} {stimulus.target}{MARKER}"
+            if stimulus.context
+            else f"{MARKER}{stimulus.target}{MARKER}"
+        )
         ids = tok.encode(spaced)
         first, second = [i for i, token in enumerate(ids) if token == self.marker][:2]
         context = ids[:first]
         if not context or context[0] not in (self.bos, self.eos):
             context = [self.bos] + context
-        target = ids[first + 1:second]
+        target = ids[first + 1 : second]
         spaced_target = f"{MARKER} " in spaced
         if spaced_target and not tok.decode(target).startswith(" "):
             target = tok.encode(" " + tok.decode(target))
@@ -108,8 +113,10 @@ def check_lengths(encoded: Sequence[Encoded], max_length: Optional[int], where: 
         return
     for index, item in enumerate(encoded):
         if item.input_length > max_length:
-            raise ParcError(f"{where} stimulus {index} has {item.input_length} tokens, more than the model's "
-                            f"context of {max_length}: shorten it")
+            raise ParcError(
+                f"{where} stimulus {index} has {item.input_length} tokens, more than the model's "
+                f"context of {max_length}: shorten it"
+            )
 
 
 def _keeps_logits(model) -> bool:
@@ -125,7 +132,7 @@ def batches_by_length(encoded: Sequence[Encoded], token_budget: int) -> List[Lis
     for length in sorted(groups):
         per_batch = max(1, token_budget // max(length, 1))
         members = groups[length]
-        batches.extend(members[i:i + per_batch] for i in range(0, len(members), per_batch))
+        batches.extend(members[i : i + per_batch] for i in range(0, len(members), per_batch))
     return batches
 
 
@@ -147,7 +154,7 @@ def token_logprobs(model, batch: Sequence[Encoded], device) -> List[np.ndarray]:
         picked = logprobs[torch.tensor(rows), torch.tensor(columns), torch.tensor(targets)].double().cpu().numpy()
     out, start = [], 0
     for item in batch:
-        out.append(picked[start:start + len(item.target)])
+        out.append(picked[start : start + len(item.target)])
         start += len(item.target)
     return out
 

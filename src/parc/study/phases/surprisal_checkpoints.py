@@ -22,7 +22,14 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from parc.study.phases.stimuli import Stimulus, read_stimuli, set_name
-from parc.study.phases.surprisal import DEFAULT_TOKEN_BUDGET, NATS_PER_BIT, Encoded, StimulusEncoder, check_lengths, score
+from parc.study.phases.surprisal import (
+    DEFAULT_TOKEN_BUDGET,
+    NATS_PER_BIT,
+    Encoded,
+    StimulusEncoder,
+    check_lengths,
+    score,
+)
 
 TABLE = "surprisal"
 SORT_BY = ["stimuli", "arch", "size", "seed", "shard", "data_seed", "step", "source", "revision", "stimulus_id"]
@@ -33,7 +40,7 @@ TSV_HEADER = ["FullSentence", "Sentence", "TargetWords", "Surprisal", "NumTokens
 class StimulusSet:
     name: str
     path: Path
-    digest: str                 # sha256 of the file (and its split sidecar): results are tied to the content
+    digest: str  # sha256 of the file (and its split sidecar): results are tied to the content
     stimuli: List[Stimulus]
 
 
@@ -67,8 +74,17 @@ def paper_tsv(stimuli: Sequence[Stimulus], encoded: Sequence[Encoded], surprisal
     """The TSV calculate_surprisal.py wrote (values formatted as Python prints floats and ints)."""
     lines = ["\t".join(TSV_HEADER)]
     for stimulus, item, value in zip(stimuli, encoded, surprisal):
-        lines.append("\t".join([_escape(stimulus.sentence), _escape(item.sentence), item.target_text,
-                                repr(float(value)), str(len(item.target))]))
+        lines.append(
+            "\t".join(
+                [
+                    _escape(stimulus.sentence),
+                    _escape(item.sentence),
+                    item.target_text,
+                    repr(float(value)),
+                    str(len(item.target)),
+                ]
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -79,28 +95,38 @@ def unit_key(stimulus_set: StimulusSet, ref) -> str:
 def rows(stimulus_set: StimulusSet, ref, encoded: Sequence[Encoded], surprisal: np.ndarray):
     import pandas as pd
 
-    frame = pd.DataFrame({
-        "stimuli": stimulus_set.name,
-        "stimulus_id": np.arange(len(encoded), dtype=np.int64),
-        "split": [s.split for s in stimulus_set.stimuli],
-        "surprisal": surprisal,
-        "surprisal_bits": surprisal / NATS_PER_BIT,
-        "num_tokens": np.array([len(item.target) for item in encoded], dtype=np.int64),
-    })
+    frame = pd.DataFrame(
+        {
+            "stimuli": stimulus_set.name,
+            "stimulus_id": np.arange(len(encoded), dtype=np.int64),
+            "split": [s.split for s in stimulus_set.stimuli],
+            "surprisal": surprisal,
+            "surprisal_bits": surprisal / NATS_PER_BIT,
+            "num_tokens": np.array([len(item.target) for item in encoded], dtype=np.int64),
+        }
+    )
     for column, value in ref.columns().items():
         frame[column] = value
     return frame
 
 
-def score_checkpoints(sets: Sequence[StimulusSet], refs: Sequence, out: Path, open_checkpoint: Callable,
-                      token_budget: int = DEFAULT_TOKEN_BUDGET, progress: Optional[Callable[[str], None]] = print):
+def score_checkpoints(
+    sets: Sequence[StimulusSet],
+    refs: Sequence,
+    out: Path,
+    open_checkpoint: Callable,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    progress: Optional[Callable[[str], None]] = print,
+):
     """Score every set at every checkpoint not already done; publish the table. Returns the table's paths."""
     from parc.store.fileio import atomic_write
     from parc.study.results import TidyTable
 
     table = TidyTable(out, TABLE, SORT_BY)
-    todo = [(ref, [s for s in sets if not (table.done(unit_key(s, ref)) and (out / tsv_name(s, ref)).is_file())])
-            for ref in refs]
+    todo = [
+        (ref, [s for s in sets if not (table.done(unit_key(s, ref)) and (out / tsv_name(s, ref)).is_file())])
+        for ref in refs
+    ]
     todo = [(ref, pending) for ref, pending in todo if pending]
     if progress:
         progress(f"surprisal: {len(refs)} checkpoints x {len(sets)} stimulus set(s); {len(todo)} checkpoints to score")
@@ -116,8 +142,10 @@ def score_checkpoints(sets: Sequence[StimulusSet], refs: Sequence, out: Path, op
                 atomic_write(out / tsv_name(stimulus_set, ref), lambda tmp: tmp.write_text(text, encoding="utf-8"))
                 table.write(unit_key(stimulus_set, ref), rows(stimulus_set, ref, encoded, surprisal))
         if progress:
-            progress(f"surprisal: [{number}/{len(todo)}] {ref.run} {ref.revision}: scored "
-                     f"{sum(len(s.stimuli) for s in pending)} stimuli")
+            progress(
+                f"surprisal: [{number}/{len(todo)}] {ref.run} {ref.revision}: scored "
+                f"{sum(len(s.stimuli) for s in pending)} stimuli"
+            )
     return table.publish()
 
 
@@ -131,14 +159,21 @@ def pick_device(name: str):
     return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
 
 
-def run_surprisal(stimuli: str, runs: str, steps: Optional[Sequence[int]] = None, out: Optional[Path] = None,
-                  token_budget: int = DEFAULT_TOKEN_BUDGET, device: str = "auto", progress=print):
+def run_surprisal(
+    stimuli: str,
+    runs: str,
+    steps: Optional[Sequence[int]] = None,
+    out: Optional[Path] = None,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    device: str = "auto",
+    progress=print,
+):
     """`python -m parc.surprisal`: check every input first, then score what is not done yet."""
     import contextlib
 
+    from parc.study.phases.stimuli import parse_stimuli_arg
     from parc.study.sources.model_cache import ModelCache
     from parc.study.sources.runs import default_out, resolve_runs
-    from parc.study.phases.stimuli import parse_stimuli_arg
 
     sets = load_sets(parse_stimuli_arg(stimuli))
     refs = resolve_runs(runs, steps)
@@ -151,5 +186,6 @@ def run_surprisal(stimuli: str, runs: str, steps: Optional[Sequence[int]] = None
             loaded.model.to(target)
             yield loaded
 
-    return score_checkpoints(sets, refs, Path(out) if out else default_out(runs, "analysis"), open_on_device,
-                             token_budget, progress)
+    return score_checkpoints(
+        sets, refs, Path(out) if out else default_out(runs, "analysis"), open_on_device, token_budget, progress
+    )

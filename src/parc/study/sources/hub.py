@@ -59,8 +59,10 @@ def chosen_revisions(repo, revision: Optional[str], branches: Dict[str, str]) ->
     if revision is not None:
         if revision not in branches:
             known = describe_steps([s for s, _ in stepped]) if stepped else ", ".join(sorted(branches)) or "none"
-            raise ParcError(f"runs=hub:{repo.repo_id}@{revision}: the repository has no revision {revision!r} "
-                            f"(its checkpoint steps: {known}); list them with python -m parc.revisions {repo.repo_id}")
+            raise ParcError(
+                f"runs=hub:{repo.repo_id}@{revision}: the repository has no revision {revision!r} "
+                f"(its checkpoint steps: {known}); list them with python -m parc.revisions {repo.repo_id}"
+            )
         return [revision]
     if stepped:
         return [name for _, name in stepped]
@@ -92,9 +94,20 @@ def hub_refs(spec: str, pattern: Optional[str]) -> List[CheckpointRef]:
         config = (repo.read_json(newest[1], TRAINER_STATE, missing_ok=True) or {}).get("config")
     model_type = (repo.read_json(newest[1], "config.json", missing_ok=True) or {}).get("model_type")
     identity = identity_from_config(config)
-    return [make_ref(identity, parse_name(f"{repo_id}@{name}", pattern), model_type,
-                     (manifest or {}).get("step"), (manifest or {}).get("tokens"), f"{HUB_PREFIX}{repo_id}", name,
-                     commit, repo_id) for name, commit, manifest in found]
+    return [
+        make_ref(
+            identity,
+            parse_name(f"{repo_id}@{name}", pattern),
+            model_type,
+            (manifest or {}).get("step"),
+            (manifest or {}).get("tokens"),
+            f"{HUB_PREFIX}{repo_id}",
+            name,
+            commit,
+            repo_id,
+        )
+        for name, commit, manifest in found
+    ]
 
 
 def hub_run_config(ref: CheckpointRef) -> Optional[Dict[str, Any]]:

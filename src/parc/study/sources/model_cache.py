@@ -24,8 +24,14 @@ from parc.study.sources.refs import CheckpointRef, LoadedCheckpoint
 from parc.study.sources.runs import run_config
 
 DEFAULT_MAX_LENGTH = 2048  # what lm-eval assumes when a config names no context length
-TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-                   "tokenizer.model"}
+TOKENIZER_FILES = {
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+}
 
 
 def weight_files(directory: Path) -> list:
@@ -103,7 +109,9 @@ class ArchModule:
 class ModelCache:
     """Loads checkpoints for the study layer, reusing one model module per architecture (load_state_dict)."""
 
-    def __init__(self, keep_downloads: bool = True, cache_dir: Optional[Path] = None, fast_path: Optional[str] = "auto"):
+    def __init__(
+        self, keep_downloads: bool = True, cache_dir: Optional[Path] = None, fast_path: Optional[str] = "auto"
+    ):
         self.keep_downloads = keep_downloads
         self.cache_dir = cache_dir
         self.fast_path = fast_path  # Parc's fast path for Pythia/Mamba/RWKV modules (same function); None: as loaded
@@ -126,8 +134,13 @@ class ModelCache:
             else:
                 directory = ref.local_dir
             model = self.load_model(directory)
-            yield LoadedCheckpoint(ref=ref, model=model, tokenizer=self.tokenizer(directory), directory=directory,
-                                   max_length=max_length_of(model.config, ref))
+            yield LoadedCheckpoint(
+                ref=ref,
+                model=model,
+                tokenizer=self.tokenizer(directory),
+                directory=directory,
+                max_length=max_length_of(model.config, ref),
+            )
         finally:
             if temp is not None:
                 shutil.rmtree(temp, ignore_errors=True)
@@ -136,7 +149,11 @@ class ModelCache:
         """Where a revision goes: None (kept beside the HF cache, parc.hub.reader.cache_dir_for),
         `cache_dir/<repo>/<commit>`, or a temp dir (dropped)."""
         if self.keep_downloads:
-            return None if self.cache_dir is None else str(Path(self.cache_dir) / ref.repo_id.replace("/", "--") / ref.commit)
+            return (
+                None
+                if self.cache_dir is None
+                else str(Path(self.cache_dir) / ref.repo_id.replace("/", "--") / ref.commit)
+            )
         if self.cache_dir is not None:
             Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
         return tempfile.mkdtemp(prefix="parc-download-", dir=self.cache_dir)

@@ -18,23 +18,28 @@ from parc.store.checkpoint import STATE_DIR, TRAINER_STATE  # noqa: F401 (TRAINE
 IDENTITY_COLUMNS = ["arch", "size", "seed", "shard", "data_seed", "step", "tokens", "source", "revision", "commit"]
 HUB_PREFIX = "hub:"
 # What a name tells when no manifest does: searched in "<run or repo name>@<revision>", later ones win.
-NAME_PATTERNS = [r"(?P<arch>pythia|mamba|rwkv)", r"pythia-(?P<size>\d+(?:\.\d+)?[mMbB])(?:-deduped)?\b",
-                 r"seed[-_]?(?P<seed>\d+)", r"shard[-_]?(?P<shard>\d+)", r"@(?:checkpoint-|step)(?P<step>\d+)$"]
+NAME_PATTERNS = [
+    r"(?P<arch>pythia|mamba|rwkv)",
+    r"pythia-(?P<size>\d+(?:\.\d+)?[mMbB])(?:-deduped)?\b",
+    r"seed[-_]?(?P<seed>\d+)",
+    r"shard[-_]?(?P<shard>\d+)",
+    r"@(?:checkpoint-|step)(?P<step>\d+)$",
+]
 
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    arch: str                 # registry name (pythia | mamba | rwkv), or the HF model_type of a foreign model
-    size: str                 # arch.size of a Parc run ("full", "tiny", "160m", ...), parsed from a name, or ""
+    arch: str  # registry name (pythia | mamba | rwkv), or the HF model_type of a foreign model
+    size: str  # arch.size of a Parc run ("full", "tiny", "160m", ...), parsed from a name, or ""
     seed: Optional[int]
     shard: Optional[int]
     data_seed: Optional[int]
-    step: int                 # optimizer updates done (checkpoint-N / stepN)
+    step: int  # optimizer updates done (checkpoint-N / stepN)
     tokens: Optional[int]
-    source: str               # absolute local run directory, or "hub:<repo_id>"
-    revision: str             # "checkpoint-40" (local dir name or Hub branch), "step40", "main", ...
-    commit: str               # Hub commit sha, or sources.weights_identity of the local manifest: what the weights are
-    run: str                  # stable label of the run, e.g. "pythia-seed0-shard0" or the repo id
+    source: str  # absolute local run directory, or "hub:<repo_id>"
+    revision: str  # "checkpoint-40" (local dir name or Hub branch), "step40", "main", ...
+    commit: str  # Hub commit sha, or sources.weights_identity of the local manifest: what the weights are
+    run: str  # stable label of the run, e.g. "pythia-seed0-shard0" or the repo id
 
     def key(self) -> str:
         """Identity of the weights, for incremental results (a re-trained checkpoint gets a new key)."""
@@ -50,7 +55,7 @@ class CheckpointRef:
 
     @property
     def repo_id(self) -> str:
-        return self.source[len(HUB_PREFIX):]
+        return self.source[len(HUB_PREFIX) :]
 
     @property
     def local_dir(self) -> Path:
@@ -62,13 +67,14 @@ class CheckpointRef:
 @dataclass
 class LoadedCheckpoint:
     ref: CheckpointRef
-    model: Any                # transformers causal LM, eval mode, fp32
-    tokenizer: Any            # the checkpoint's own tokenizer
-    directory: Path           # local directory holding the files (a download for Hub refs)
-    max_length: int           # the context length of the architecture (lm-eval cannot read it for Mamba/RWKV)
+    model: Any  # transformers causal LM, eval mode, fp32
+    tokenizer: Any  # the checkpoint's own tokenizer
+    directory: Path  # local directory holding the files (a download for Hub refs)
+    max_length: int  # the context length of the architecture (lm-eval cannot read it for Mamba/RWKV)
 
 
 # --- names and configs --------------------------------------------------------------------------------
+
 
 def parse_name(text: str, pattern: Optional[str] = None) -> Dict[str, str]:
     """Named groups found in `text` by NAME_PATTERNS, then by the user's `pattern` (which wins)."""
@@ -77,8 +83,10 @@ def parse_name(text: str, pattern: Optional[str] = None) -> Dict[str, str]:
         try:
             match = re.search(regex, text, flags=re.IGNORECASE)
         except re.error as exc:
-            raise ParcError(f"pattern={regex!r} is not a valid regular expression ({exc}): use named groups, "
-                            f"e.g. pattern='seed(?P<seed>\\d+)'") from None
+            raise ParcError(
+                f"pattern={regex!r} is not a valid regular expression ({exc}): use named groups, "
+                f"e.g. pattern='seed(?P<seed>\\d+)'"
+            ) from None
         if match:
             found.update({k: v for k, v in match.groupdict().items() if v is not None})
     return found
@@ -89,30 +97,57 @@ def identity_from_config(config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     if not config:
         return {}
     arch, data = config.get("arch") or {}, config.get("data") or {}
-    return {"arch": arch.get("name"), "size": arch.get("size"), "seed": config.get("seed"),
-            "shard": data.get("shard"), "data_seed": data.get("data_seed")}
+    return {
+        "arch": arch.get("name"),
+        "size": arch.get("size"),
+        "seed": config.get("seed"),
+        "shard": data.get("shard"),
+        "data_seed": data.get("data_seed"),
+    }
 
 
 def _int_or_none(value) -> Optional[int]:
     return None if value is None or value == "" else int(value)
 
 
-def make_ref(identity: Dict[str, Any], named: Dict[str, str], model_type: Optional[str], step: Optional[int],
-             tokens: Optional[int], source: str, revision: str, commit: str, run: str) -> CheckpointRef:
+def make_ref(
+    identity: Dict[str, Any],
+    named: Dict[str, str],
+    model_type: Optional[str],
+    step: Optional[int],
+    tokens: Optional[int],
+    source: str,
+    revision: str,
+    commit: str,
+    run: str,
+) -> CheckpointRef:
     """Manifest/config values first, then what the names say; the step must be known one way or another."""
     merged = {**named, **{k: v for k, v in identity.items() if v is not None}}
     step = step if step is not None else _int_or_none(named.get("step"))
     if step is None:
-        raise ParcError(f"cannot tell the training step of {source}@{revision}: name its revisions checkpoint-N "
-                        f"or stepN, or pass pattern= with a (?P<step>...) group")
+        raise ParcError(
+            f"cannot tell the training step of {source}@{revision}: name its revisions checkpoint-N "
+            f"or stepN, or pass pattern= with a (?P<step>...) group"
+        )
     arch = merged.get("arch") or model_type
     if not arch:
-        raise ParcError(f"cannot tell the architecture of {source}@{revision} (no Parc config, no config.json "
-                        f"model_type): pass pattern= with an (?P<arch>...) group")
-    return CheckpointRef(arch=str(arch).lower(), size=str(merged.get("size") or ""),
-                         seed=_int_or_none(merged.get("seed")), shard=_int_or_none(merged.get("shard")),
-                         data_seed=_int_or_none(merged.get("data_seed")), step=int(step),
-                         tokens=_int_or_none(tokens), source=source, revision=revision, commit=commit, run=run)
+        raise ParcError(
+            f"cannot tell the architecture of {source}@{revision} (no Parc config, no config.json "
+            f"model_type): pass pattern= with an (?P<arch>...) group"
+        )
+    return CheckpointRef(
+        arch=str(arch).lower(),
+        size=str(merged.get("size") or ""),
+        seed=_int_or_none(merged.get("seed")),
+        shard=_int_or_none(merged.get("shard")),
+        data_seed=_int_or_none(merged.get("data_seed")),
+        step=int(step),
+        tokens=_int_or_none(tokens),
+        source=source,
+        revision=revision,
+        commit=commit,
+        run=run,
+    )
 
 
 def describe_steps(steps: List[int]) -> str:

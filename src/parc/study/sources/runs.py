@@ -51,6 +51,7 @@ def _model_type(config_file: Path) -> Optional[str]:
 
 # --- local runs ---------------------------------------------------------------------------------------
 
+
 def local_run_config(run_dir: Path) -> Optional[Dict[str, Any]]:
     """`<run>/config.yaml`, else the config in the newest checkpoint's trainer state, else None."""
     try:
@@ -73,25 +74,42 @@ def weights_identity(manifest: Dict[str, Any]) -> str:
     state, and the same weights must keep the same identity (or every result would be computed again)."""
     import hashlib
 
-    files = {name: entry["sha256"] for name, entry in manifest.get("files", {}).items()
-             if not name.startswith(STATE_DIR + "/")}
-    return hashlib.sha256(json.dumps({"step": manifest.get("step"), "files": files}, sort_keys=True).encode()).hexdigest()
+    files = {
+        name: entry["sha256"]
+        for name, entry in manifest.get("files", {}).items()
+        if not name.startswith(STATE_DIR + "/")
+    }
+    return hashlib.sha256(
+        json.dumps({"step": manifest.get("step"), "files": files}, sort_keys=True).encode()
+    ).hexdigest()
 
 
 def local_refs(run_dir: Path, pattern: Optional[str]) -> List[CheckpointRef]:
     run_dir = Path(run_dir).resolve()
     checkpoints = complete_checkpoints(run_dir)
     if not checkpoints:
-        raise ParcError(f"{run_dir} holds no complete checkpoint (checkpoint-N/ with {MANIFEST}): train it first, "
-                        f"or pass a run directory or grid root that has checkpoints")
+        raise ParcError(
+            f"{run_dir} holds no complete checkpoint (checkpoint-N/ with {MANIFEST}): train it first, "
+            f"or pass a run directory or grid root that has checkpoints"
+        )
     identity = identity_from_config(local_run_config(run_dir))
     model_type = _model_type(checkpoints[-1] / "config.json")
     refs = []
     for path in checkpoints:
         manifest = read_manifest(path)
-        refs.append(make_ref(identity, parse_name(f"{run_dir.name}@{path.name}", pattern), model_type,
-                             step_of(path), manifest.get("tokens"), str(run_dir), path.name,
-                             weights_identity(manifest), run_dir.name))
+        refs.append(
+            make_ref(
+                identity,
+                parse_name(f"{run_dir.name}@{path.name}", pattern),
+                model_type,
+                step_of(path),
+                manifest.get("tokens"),
+                str(run_dir),
+                path.name,
+                weights_identity(manifest),
+                run_dir.name,
+            )
+        )
     return refs
 
 
@@ -102,9 +120,17 @@ def single_checkpoint_ref(directory: Path, pattern: Optional[str]) -> Checkpoint
     config = (read_trainer_state(directory) or {}).get("config")
     weights = sorted(directory.glob("*.safetensors")) or sorted(directory.glob("*.bin"))
     commit = weights_identity(manifest) if manifest else (sha256_file(weights[0]) if weights else "")
-    return make_ref(identity_from_config(config), parse_name(f"{directory.parent.name}@{directory.name}", pattern),
-                    _model_type(directory / "config.json"), manifest.get("step"), manifest.get("tokens"),
-                    str(directory), directory.name, commit, directory.name)
+    return make_ref(
+        identity_from_config(config),
+        parse_name(f"{directory.parent.name}@{directory.name}", pattern),
+        _model_type(directory / "config.json"),
+        manifest.get("step"),
+        manifest.get("tokens"),
+        str(directory),
+        directory.name,
+        commit,
+        directory.name,
+    )
 
 
 def is_run_dir(path: Path) -> bool:
@@ -121,23 +147,29 @@ def expand_local(path: Path, pattern: Optional[str]) -> List[CheckpointRef]:
         return [single_checkpoint_ref(path, pattern)]
     runs = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
     if not runs:
-        raise ParcError(f"{path} holds no runs (no checkpoint-N/ in it or its subdirectories): pass a run's "
-                        f"output_dir or a grid root")
+        raise ParcError(
+            f"{path} holds no runs (no checkpoint-N/ in it or its subdirectories): pass a run's "
+            f"output_dir or a grid root"
+        )
     return [ref for run in runs for ref in local_refs(run, pattern)]
 
 
 # --- resolving runs= ----------------------------------------------------------------------------------
 
+
 def split_runs(runs: Union[str, Sequence[str]]) -> List[str]:
     items = runs.split(",") if isinstance(runs, str) else [str(r) for r in runs]
     items = [item.strip() for item in items if item and item.strip()]
     if not items:
-        raise ParcError("runs= is empty: pass run directories, grid roots or hub:<org/name>[@<revision>], comma-separated")
+        raise ParcError(
+            "runs= is empty: pass run directories, grid roots or hub:<org/name>[@<revision>], comma-separated"
+        )
     return items
 
 
-def resolve_runs(runs: Union[str, Sequence[str]], steps: Optional[Sequence[int]] = None,
-                 pattern: Optional[str] = None) -> List[CheckpointRef]:
+def resolve_runs(
+    runs: Union[str, Sequence[str]], steps: Optional[Sequence[int]] = None, pattern: Optional[str] = None
+) -> List[CheckpointRef]:
     """Every checkpoint named by `runs`, restricted to `steps` when given, sorted by (run, step).
 
     Raises ParcError (one line) for a path that holds no run, a run with no complete checkpoint, a requested
@@ -156,8 +188,10 @@ def resolve_runs(runs: Union[str, Sequence[str]], steps: Optional[Sequence[int]]
         for source, have in by_source.items():
             missing = [s for s in wanted if s not in have]
             if missing:
-                raise ParcError(f"{source} has no checkpoint at step {', '.join(map(str, missing[:5]))} (it has "
-                                f"{describe_steps(sorted(have))}): choose steps= among those")
+                raise ParcError(
+                    f"{source} has no checkpoint at step {', '.join(map(str, missing[:5]))} (it has "
+                    f"{describe_steps(sorted(have))}): choose steps= among those"
+                )
         refs = [ref for ref in refs if ref.step in wanted]
     unique = {(ref.source, ref.revision): ref for ref in refs}  # a run named twice is evaluated once
     return sorted(unique.values(), key=lambda r: (r.source, r.step, r.revision))
@@ -186,4 +220,3 @@ def default_out(runs: Union[str, Sequence[str]], leaf: str) -> Path:
     if is_run_dir(path) or (path / "config.json").is_file():
         return path.parent / leaf
     return path / leaf
-
