@@ -171,7 +171,10 @@ def test_shards_are_disjoint_and_the_last_is_refused_with_the_count(prepared):
 
 def test_data_seed_permutes_within_the_shard_deterministically(prepared):
     cfg, stream = prepared
-    order = lambda seed: np.concatenate([BatchPlan(stream, 1, seed, 4, 5).indices(s) for s in range(1, 6)])
+
+    def order(seed):
+        return np.concatenate([BatchPlan(stream, 1, seed, 4, 5).indices(s) for s in range(1, 6)])
+
     first, again, other = order(7), order(7), order(8)
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(np.sort(first), np.arange(20, 40))  # a permutation of shard 1

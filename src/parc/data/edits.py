@@ -120,42 +120,46 @@ class PlanEdits:
         return cls(plan, canaries, intervention, vocab_size, eos_token_id)
 
     def _intervene(self, plan, change: Intervention, vocab_size: int) -> None:
-        B, N, S, k = plan.global_batch_size, plan.max_steps, plan.sequences_per_shard, change.step
+        N, k = plan.max_steps, change.step
         if not 0 <= k < N:
             raise ParcError(f"intervention.step={k} must lie in 0..{N - 1}: the steps after it change")
         if change.name == "reshuffle":
+            B, S = plan.global_batch_size, plan.sequences_per_shard
             tail = k * B + np.random.default_rng([change.seed, k]).permutation(S - k * B)
             self.position_map = np.concatenate([np.arange(k * B, dtype=np.int64), tail])
         elif change.name == "block_swap":
-            if (
-                len(change.blocks) != 4
-                or not k < change.blocks[0] < change.blocks[1] <= change.blocks[2] < change.blocks[3] <= N + 1
-            ):
-                raise ParcError(
-                    f"intervention.blocks={list(change.blocks)}: give [a,b,c,d] with {k} < a < b <= c < d "
-                    f"<= {N + 1} to swap steps [a,b) and [c,d) after step {k}"
-                )
-            a, b, c, d = ((s - 1) * B for s in change.blocks)
-            self.position_map = np.concatenate(
-                [np.arange(0, a), np.arange(c, d), np.arange(b, c), np.arange(a, b), np.arange(d, S)]
-            ).astype(np.int64)
+            self._block_swap(plan, change)
         elif change.name == "drop":
             self._drop(plan, change)
         elif change.name == "token_map":
-            if not change.token_map:
-                raise ParcError("intervention=token_map needs intervention.token_map=[[from,to],...] (token ids)")
-            self.lut = np.arange(vocab_size, dtype=np.int64)
-            for src, dst in change.token_map:
-                if not (0 <= src < vocab_size and 0 <= dst < vocab_size):
-                    raise ParcError(
-                        f"intervention.token_map: [{src}, {dst}] has a token id outside 0..{vocab_size - 1}"
-                    )
-                self.lut[src] = dst
+            self._token_map(change, vocab_size)
         elif change.name == "canaries" and (self.canaries is None or any(s <= k for s, _ in self.canaries.windows)):
             raise ParcError(
                 f"intervention=canaries plants data.canaries from step {k}: set data.canaries.seed and "
                 f"windows that start after step {k}"
             )
+
+    def _block_swap(self, plan, change: Intervention) -> None:
+        B, N, S, k = plan.global_batch_size, plan.max_steps, plan.sequences_per_shard, change.step
+        blocks = list(change.blocks)
+        if len(blocks) != 4 or not k < blocks[0] < blocks[1] <= blocks[2] < blocks[3] <= N + 1:
+            raise ParcError(
+                f"intervention.blocks={blocks}: give [a,b,c,d] with {k} < a < b <= c < d "
+                f"<= {N + 1} to swap steps [a,b) and [c,d) after step {k}"
+            )
+        a, b, c, d = ((s - 1) * B for s in blocks)
+        self.position_map = np.concatenate(
+            [np.arange(0, a), np.arange(c, d), np.arange(b, c), np.arange(a, b), np.arange(d, S)]
+        ).astype(np.int64)
+
+    def _token_map(self, change: Intervention, vocab_size: int) -> None:
+        if not change.token_map:
+            raise ParcError("intervention=token_map needs intervention.token_map=[[from,to],...] (token ids)")
+        self.lut = np.arange(vocab_size, dtype=np.int64)
+        for src, dst in change.token_map:
+            if not (0 <= src < vocab_size and 0 <= dst < vocab_size):
+                raise ParcError(f"intervention.token_map: [{src}, {dst}] has a token id outside 0..{vocab_size - 1}")
+            self.lut[src] = dst
 
     def _drop(self, plan, change: Intervention) -> None:
         B, S, k = plan.global_batch_size, plan.sequences_per_shard, change.step

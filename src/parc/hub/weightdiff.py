@@ -196,6 +196,60 @@ def monotone_keep(values: Sequence[float], tolerance: float) -> List[bool]:
     return keep
 
 
+def same_files(a: Revision, b: Revision) -> bool:
+    """Both revisions' weight files are known by digest, and the digests are equal."""
+    return a.digest is not None and b.digest is not None and a.digest == b.digest
+
+
+def compared_with(rev: Revision, previous: Optional[Revision], init: Revision, final: Revision) -> Dict[str, Revision]:
+    """The revisions whose weights `rev` is compared with: the previous one (unless the files are the same), init,
+    and the final one when digests cannot say whether it is equal."""
+    same_prev = previous is not None and same_files(rev, previous)
+    others = {}
+    if previous is not None and not same_prev:
+        others["prev"] = previous
+    if rev is not init and not (same_prev and previous is init):
+        others["init"] = init
+    if rev is not final and (rev.digest is None or final.digest is None):
+        others["final"] = final
+    return others
+
+
+def group_rows(rev: Revision, norms: Dict[str, dict], last: Optional[dict], init_norms: Dict[str, float]) -> List[dict]:
+    """One row per layer group of `rev`: its norm and its change relative to the previous revision and to init."""
+    rows = []
+    for group, values in sorted(norms.items()):
+        before = last[group]["self"] if last is not None else 0.0
+        at_init = init_norms.get(group)
+        rows.append(
+            {
+                "step": rev.step,
+                "revision": rev.name,
+                "group": group,
+                "norm": values["self"] ** 0.5,
+                "rel_prev": (values["prev"] / before) ** 0.5 if last is not None and before else None,
+                "rel_init": (values.get("init", 0.0) / at_init) ** 0.5 if at_init else None,
+            }
+        )
+    return rows
+
+
+def revision_flags(summary: List[dict], tolerance: float) -> None:
+    """Adds `non_monotone` and the readable `flags` to every revision's summary."""
+    keep = monotone_keep([s["rel_init"] or 0.0 for s in summary], tolerance)
+    for s, kept in zip(summary, keep):
+        s["non_monotone"] = not kept
+        s["flags"] = [
+            text
+            for flag, text in (
+                (s["identical_to_previous"], "identical to the previous revision"),
+                (s["equals_final"], "equals the final weights"),
+                (s["non_monotone"], "non-monotone change from init"),
+            )
+            if flag
+        ]
+
+
 def weight_diffs(revisions: List[Revision], tolerance: float = DEFAULT_TOLERANCE, echo=None) -> dict:
     """{"rows": per (revision, group) changes, "revisions": per revision totals and flags, "flagged": steps}."""
     revisions = sorted(revisions, key=lambda r: r.step)
@@ -211,39 +265,16 @@ def weight_diffs(revisions: List[Revision], tolerance: float = DEFAULT_TOLERANCE
     previous, last, init_norms = None, None, {}
     try:
         for rev in revisions:
-            known = lambda other: rev.digest is not None and other.digest is not None  # noqa: E731
-            same_prev = previous is not None and known(previous) and rev.digest == previous.digest
-            same_final = rev is not final and known(final) and rev.digest == final.digest
-            others = {}
-            if previous is not None and not same_prev:
-                others["prev"] = weights(previous)
-            if rev is not init and not (same_prev and previous is init):
-                others["init"] = weights(init)
-            if rev is not final and not known(final):
-                others["final"] = weights(final)
+            same_prev = previous is not None and same_files(rev, previous)
+            others = {what: weights(other) for what, other in compared_with(rev, previous, init, final).items()}
             if same_prev:  # identical files: the previous revision's numbers, no change, nothing read
                 norms = {g: {**v, "prev": 0.0} for g, v in last.items()}
             else:
                 norms = squared_norms(weights(rev), others)
             if rev is init:
                 init_norms = {g: v["self"] for g, v in norms.items()}
-            for group, values in sorted(norms.items()):
-                before = last[group]["self"] if last is not None else 0.0
-                rows.append(
-                    {
-                        "step": rev.step,
-                        "revision": rev.name,
-                        "group": group,
-                        "norm": values["self"] ** 0.5,
-                        "rel_prev": (values["prev"] / before) ** 0.5 if last is not None and before else None,
-                        "rel_init": (values.get("init", 0.0) / init_norms[group]) ** 0.5
-                        if init_norms.get(group)
-                        else None,
-                    }
-                )
-            total = (
-                rows[-1] if rows[-1]["group"] == "all" else next(r for r in rows[-len(norms) :] if r["group"] == "all")
-            )
+            rows += group_rows(rev, norms, last, init_norms)
+            total = next(r for r in rows[-len(norms) :] if r["group"] == "all")
             summary.append(
                 {
                     "step": rev.step,
@@ -251,7 +282,7 @@ def weight_diffs(revisions: List[Revision], tolerance: float = DEFAULT_TOLERANCE
                     "rel_prev": total["rel_prev"],
                     "rel_init": total["rel_init"],
                     "identical_to_previous": previous is not None and (same_prev or norms["all"].get("prev") == 0.0),
-                    "equals_final": rev is not final and (same_final or norms["all"].get("final") == 0.0),
+                    "equals_final": rev is not final and (same_files(rev, final) or norms["all"].get("final") == 0.0),
                 }
             )
             if echo:
@@ -264,25 +295,17 @@ def weight_diffs(revisions: List[Revision], tolerance: float = DEFAULT_TOLERANCE
         opened.clear()
         for rev in revisions:
             rev.release()
-    keep = monotone_keep([s["rel_init"] or 0.0 for s in summary], tolerance)
-    for s, kept in zip(summary, keep):
-        s["non_monotone"] = not kept
-        s["flags"] = [
-            text
-            for flag, text in (
-                (s["identical_to_previous"], "identical to the previous revision"),
-                (s["equals_final"], "equals the final weights"),
-                (s["non_monotone"], "non-monotone change from init"),
-            )
-            if flag
-        ]
+    revision_flags(summary, tolerance)
     return {"rows": rows, "revisions": summary, "flagged": [s["step"] for s in summary if s["flags"]]}
 
 
 def render(diffs: dict) -> str:
     lines = [f"{'step':>8}  {'revision':<22} {'rel_prev':>10} {'rel_init':>10}  flags"]
+
+    def fmt(value: Optional[float]) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
     for s in diffs["revisions"]:
-        fmt = lambda v: "-" if v is None else f"{v:.4g}"
         lines.append(
             f"{s['step']:>8}  {s['revision']:<22} {fmt(s['rel_prev']):>10} {fmt(s['rel_init']):>10}  "
             f"{'; '.join(s['flags']) or 'ok'}"

@@ -35,30 +35,9 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
             )
         return None
     if resume == "auto":
-        if not allow_download:  # the early check: nothing to refuse yet; the real pick verifies (below)
-            return checkpoint.newest_resumable(output_dir)
-        found = integrity.newest_verified(output_dir)  # skips (and names) damaged checkpoints
-        if found is None and cfg.hub.repo_id and allow_download:
-            from parc.hub.publisher import resolve_hub_checkpoint
-
-            found = resolve_hub_checkpoint(cfg, output_dir, None)
-        return found
+        return _newest(cfg, output_dir, allow_download)
     if resume.startswith("hub:"):
-        from parc.hub.reader import resume_spec
-        from parc.hub.repo import repo_id_for
-
-        spec = resume_spec(resume, repo_id_for(cfg) if cfg.hub.repo_id else None)  # a bad spec fails early
-        if not allow_download:
-            return None
-        from parc.hub.publisher import resolve_hub_checkpoint
-
-        found = resolve_hub_checkpoint(cfg, output_dir, spec.revision)
-        if found is None:
-            raise ParcError(
-                f"revision {spec.revision} of {spec.repo_id} is missing or incomplete; "
-                f"list revisions with python -m parc.revisions {spec.repo_id}"
-            )
-        return found
+        return _hub_start(cfg, output_dir, allow_download)
     if resume.startswith("neox:"):  # a raw GPT-NeoX checkpoint (weights, Adam moments, schedule, step)
         return _neox_start(cfg, output_dir, allow_download)
     path = output_dir / resume if "/" not in resume else Path(resume)
@@ -70,6 +49,37 @@ def find_start(cfg, output_dir: Path, allow_download: bool = True) -> Optional[P
         )
     integrity.require_verified(path, check_sha=allow_download)  # sizes first, before anything is written
     return path
+
+
+def _newest(cfg, output_dir: Path, allow_download: bool) -> Optional[Path]:
+    """resume=auto: the newest local checkpoint whose files verify, else the newest complete Hub revision."""
+    if not allow_download:  # the early check: nothing to refuse yet; the real pick verifies (below)
+        return checkpoint.newest_resumable(output_dir)
+    found = integrity.newest_verified(output_dir)  # skips (and names) damaged checkpoints
+    if found is None and cfg.hub.repo_id:
+        from parc.hub.publisher import resolve_hub_checkpoint
+
+        found = resolve_hub_checkpoint(cfg, output_dir, None)
+    return found
+
+
+def _hub_start(cfg, output_dir: Path, allow_download: bool) -> Optional[Path]:
+    """resume=hub:<revision>: that revision of the run's own repo, fetched and verified."""
+    from parc.hub.reader import resume_spec
+    from parc.hub.repo import repo_id_for
+
+    spec = resume_spec(cfg.resume, repo_id_for(cfg) if cfg.hub.repo_id else None)  # a bad spec fails early
+    if not allow_download:
+        return None
+    from parc.hub.publisher import resolve_hub_checkpoint
+
+    found = resolve_hub_checkpoint(cfg, output_dir, spec.revision)
+    if found is None:
+        raise ParcError(
+            f"revision {spec.revision} of {spec.repo_id} is missing or incomplete; "
+            f"list revisions with python -m parc.revisions {spec.repo_id}"
+        )
+    return found
 
 
 def _neox_start(cfg, output_dir: Path, allow_download: bool):

@@ -24,7 +24,25 @@ from parc.errors import ParcError
 
 def validate(cfg: DictConfig) -> None:
     """Checks a type cannot express. Raises ParcError naming the problem and the fix."""
-    t, d, c = cfg.trainer, cfg.data, cfg.checkpoint
+    check_ranges(cfg)
+    check_choices(cfg)
+    from parc.training.lr_neox import warmup_iters
+
+    warmup_iters(cfg.trainer)  # a warmup longer than the run is refused: it would make NeoX's LR negative
+    check_checkpoints(cfg)
+    check_hub(cfg)
+    check_data_edits(cfg)
+    resume = cfg.resume
+    if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:", "neox:")) or os.sep in resume):
+        raise ParcError(
+            f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision>, a checkpoint path or "
+            f"neox:<raw GPT-NeoX global_stepN dir>"
+        )
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Counts that must be positive and rates, seeds and waits that must not be negative."""
+    t, d = cfg.trainer, cfg.data
     positive = {
         "trainer.max_steps": t.max_steps,
         "trainer.global_batch_size": t.global_batch_size,
@@ -52,6 +70,15 @@ def validate(cfg: DictConfig) -> None:
     }.items():
         if value < 0:
             raise ParcError(f"{key}={value} must not be negative")
+    if len(t.betas) != 2:
+        raise ParcError("trainer.betas must be two numbers, e.g. trainer.betas=[0.9,0.999]")
+    if cfg.hub.wait_at_end < 0:
+        raise ParcError(f"hub.wait_at_end={cfg.hub.wait_at_end} must not be negative (seconds; 0 = do not wait)")
+
+
+def check_choices(cfg: DictConfig) -> None:
+    """Keys that take one of a few names."""
+    t, d, c = cfg.trainer, cfg.data, cfg.checkpoint
     choices = {
         "trainer.precision": (t.precision, ("fp32", "bf16", "fp16")),
         "trainer.lr_schedule": (t.lr_schedule, ("cosine", "linear", "constant", "neox")),
@@ -70,34 +97,28 @@ def validate(cfg: DictConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ParcError(f"{key}={value!r} is not one of {', '.join(allowed)}")
-    from parc.training.lr_neox import warmup_iters
 
-    warmup_iters(t)  # a warmup longer than the run is refused: it would make NeoX's LR negative
+
+def check_checkpoints(cfg: DictConfig) -> None:
+    c, max_steps = cfg.checkpoint, cfg.trainer.max_steps
     if c.every is not None and c.every <= 0:
         raise ParcError(f"checkpoint.every={c.every} must be a positive integer")
-    if c.schedule == "list" and any(s < 0 or s > t.max_steps for s in c.steps):
-        raise ParcError(f"checkpoint.steps must lie in 0..{t.max_steps} (trainer.max_steps)")
+    if c.schedule == "list" and any(s < 0 or s > max_steps for s in c.steps):
+        raise ParcError(f"checkpoint.steps must lie in 0..{max_steps} (trainer.max_steps)")
     if c.keep_train_states is not None and c.keep_train_states < 1:
         raise ParcError("checkpoint.keep_train_states must be >= 1 (or null to keep all)")
-    if len(t.betas) != 2:
-        raise ParcError("trainer.betas must be two numbers, e.g. trainer.betas=[0.9,0.999]")
+
+
+def check_hub(cfg: DictConfig) -> None:
+    """The branch template and the extra formats published beside each revision."""
     from parc.hub.branches import check as check_branch
 
     check_branch(cfg.hub.branch)
-    if cfg.hub.wait_at_end < 0:
-        raise ParcError(f"hub.wait_at_end={cfg.hub.wait_at_end} must not be negative (seconds; 0 = do not wait)")
     unknown = sorted(set(cfg.hub.extra_formats) - {"rwkv"})
     if unknown:
         raise ParcError(f"hub.extra_formats: unknown format(s) {', '.join(unknown)}; the one available is rwkv")
     if "rwkv" in cfg.hub.extra_formats and cfg.arch.name != "rwkv":
         raise ParcError(f"hub.extra_formats=[rwkv] needs arch=rwkv (this run is arch={cfg.arch.name})")
-    check_data_edits(cfg)
-    resume = cfg.resume
-    if not (resume in ("auto", "none") or resume.startswith(("checkpoint-", "hub:", "neox:")) or os.sep in resume):
-        raise ParcError(
-            f"resume={resume!r}: use auto, none, checkpoint-N, hub:<revision>, a checkpoint path or "
-            f"neox:<raw GPT-NeoX global_stepN dir>"
-        )
 
 
 def check_data_edits(cfg: DictConfig) -> None:

@@ -360,7 +360,6 @@ def train(cfg) -> int:
     """The whole run: set up, resume, train, checkpoint. Returns the process exit code."""
     from transformers.utils import logging as hf_logging
 
-    from parc.data.location import record_stream
     from parc.data.prepare import ensure_prepared
     from parc.data.stream import BatchPlan
 
@@ -397,26 +396,10 @@ def train(cfg) -> int:
             output_dir.rmdir()  # a refusal leaves nothing behind
         raise
     if accelerator.is_main_process:
-        with iofaults.DiskWrites(
-            f"writing {output_dir / RUN_CONFIG}",
-            output_dir,
-            then="run the same command again",
-            elsewhere="choose another output_dir=",
-        ):
-            write_run_config(output_dir, cfg)
-            record_stream(output_dir, stream)  # config.yaml is portable; this says where the data lies here
-            if batches.edits is not None and batches.edits.canaries is not None:
-                atomic_write_json(output_dir / CANARY_FILE, batches.edits.canary_record(batches))
+        write_run_files(cfg, output_dir, stream, batches)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        origin = f"resuming from {getattr(start, 'source', start)}" if start is not None else "starting from scratch"
-        origin = f"starting a new run from the weights of {init.record['source']}" if init is not None else origin
-        if branch is not None:
-            origin = (
-                f"branching from {branch.record['source']} at step {branch.record['step']} (weights, optimizer, "
-                f"schedule, RNG) with intervention={cfg.intervention.name}"
-            )
-        print(f"parc: {origin}\n{trainer.describe()}", flush=True)
+        print(f"parc: {describe_origin(cfg, start, init, branch)}\n{trainer.describe()}", flush=True)
         diskplan.warn_if_short(
             cfg, accelerator.unwrap_model(trainer.model), trainer.plan, stream.tokenizer_dir, trainer.step
         )
@@ -431,6 +414,34 @@ def train(cfg) -> int:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return code
+
+
+def write_run_files(cfg, output_dir: Path, stream, batches) -> None:
+    """config.yaml (portable), where the stream lies on this machine, and the canary manifest (if any)."""
+    from parc.data.location import record_stream
+
+    with iofaults.DiskWrites(
+        f"writing {output_dir / RUN_CONFIG}",
+        output_dir,
+        then="run the same command again",
+        elsewhere="choose another output_dir=",
+    ):
+        write_run_config(output_dir, cfg)
+        record_stream(output_dir, stream)  # config.yaml is portable; this says where the data lies here
+        if batches.edits is not None and batches.edits.canaries is not None:
+            atomic_write_json(output_dir / CANARY_FILE, batches.edits.canary_record(batches))
+
+
+def describe_origin(cfg, start, init, branch) -> str:
+    """Where the run's weights and state come from, in the words of its first log line."""
+    if branch is not None:
+        return (
+            f"branching from {branch.record['source']} at step {branch.record['step']} (weights, optimizer, "
+            f"schedule, RNG) with intervention={cfg.intervention.name}"
+        )
+    if init is not None:
+        return f"starting a new run from the weights of {init.record['source']}"
+    return f"resuming from {getattr(start, 'source', start)}" if start is not None else "starting from scratch"
 
 
 def check_writable(output_dir: Path) -> None:
