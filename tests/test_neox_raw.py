@@ -98,7 +98,7 @@ def scaler_class(monkeypatch):
     return cls
 
 
-def write_0315(tag: Path, params, dp, bucket, monkeypatch, mp=0, mp_size=1, iteration=7, heads=4):
+def write_0315(tag: Path, params, dp, bucket, monkeypatch, mp=0, mp_size=1, iteration=7, heads=4, positions=64):
     """A DeeperSpeed 0.3.15 pipeline + elastic ZeRO-1 checkpoint of one MP rank (stage1.py's partitioning:
     C comm intervals x dp sub-partitions of size S, sub-partition i = rank i % dp, interval i // dp, padding trimmed)."""
     tag.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,7 @@ def write_0315(tag: Path, params, dp, bucket, monkeypatch, mp=0, mp_size=1, iter
                 "hidden_size": hidden,
                 "num_attention_heads": heads,
                 "padded_vocab_size": vocab * mp_size,
-                "max_position_embeddings": 64,
+                "max_position_embeddings": positions,
                 "model_parallel_size": mp_size,
             },
             "random_rng_state": random.getstate(),

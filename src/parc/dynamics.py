@@ -6,6 +6,7 @@ architectures, from the files a grid and parc.evaluate wrote.
     python -m parc.dynamics similarity runs=hub:EleutherAI/pythia-160m@step1000,hub:EleutherAI/pythia-160m@step143000 \
         pairs=steps eval.heldout.data_dir=data/pile-neox                 # any HF causal LM, with its tokenizer's stream
     python -m parc.dynamics diffs runs=hub:EleutherAI/pythia-160m       # per-layer weight change, broken revisions
+    python -m parc.dynamics diffs runs=neox:neox-ckpt-pythia-160m       # raw GPT-NeoX tags (every global_stepN)
     python -m parc.dynamics outliers runs=runs/parc evals=runs/parc/evals k=6
 
 noise: `noise.parquet` (per arch, evaluation, task, metric, step: var_seed [var_shard, var_data_seed, var_run],
@@ -26,7 +27,7 @@ from parc.cli import INTS, REQUIRED, STRS, Command, Key
 from parc.errors import exit_on_error
 
 OUT = Key("out", Path, None, "where tables and figures go")
-RUNS = Key("runs", str, REQUIRED, "run dirs, grid roots or hub:<org/name>[@<revision>], comma-separated")
+RUNS = Key("runs", str, REQUIRED, "run dirs, grid roots, hub:<org/name>[@<revision>] or neox:<dir>, comma-separated")
 TOLERANCE = Key("tolerance", float, None, "relative change below which revisions count as equal")
 K = Key("k", float, 6.0, "robust SDs from the seeds' median that flag a curve")
 COMMAND = Command(

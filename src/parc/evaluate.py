@@ -6,7 +6,8 @@ into one tidy table, `<out>/results.parquet` + `.csv`, with per-example results 
     python -m parc.evaluate runs=hub:EleutherAI/pythia-160m steps=1000 eval.tasks=[sciq] eval.keep_downloads=false
     python -m parc.evaluate runs=runs/demo eval.tasks=[my_task] eval.include_path=tasks/ eval.batch_size=16
 
-Own arguments: runs= (comma-separated run dirs, grid roots, HF model dirs, hub:<repo>[@<rev>]), steps= (comma-
+Own arguments: runs= (comma-separated run dirs, grid roots, HF model dirs, hub:<repo>[@<rev>], neox:<raw GPT-NeoX
+global_stepN dir or save dir>: weights only, with a tokenizer.json in the tag or save dir), steps= (comma-
 separated, ranges allowed; default every checkpoint), out= (default <root of the first run>/evals), pattern= (a
 regex with named groups arch/size/seed/shard/step for names without manifests), part= / num_parts= (evaluate every
 num_parts-th checkpoint starting at part: Slurm array tasks). Everything else is a Hydra override of
@@ -28,7 +29,7 @@ COMMAND = Command(
     overrides=True,
     example="python -m parc.evaluate runs=runs/demo",
     keys=(
-        Key("runs", str, REQUIRED, "run dirs, grid roots, HF model dirs or hub:<org/name>[@<revision>]"),
+        Key("runs", str, REQUIRED, "run dirs, grid roots, HF model dirs, hub:<org/name>[@<revision>] or neox:<dir>"),
         Key("steps", INTS, None, "checkpoints to evaluate (default all)", example="10,20,40"),
         Key("out", Path, None, "the table's directory (default <root of the first run>/evals)"),
         Key("pattern", str, None, "regex with named groups arch/size/seed/shard/step, for names without manifests"),

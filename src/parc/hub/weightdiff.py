@@ -14,7 +14,8 @@ equal to the final one (other than the final itself), and non-monotone change fr
 revisions whose removal leaves rel_init non-decreasing (within a relative tolerance) are flagged, so a
 final-weights copy in the middle of training is caught while the revisions after it are not.
 
-Sources: a local run (`checkpoint-N/` with `model.safetensors`) or a Hub repo read-only through
+Sources: a local run (`checkpoint-N/` with `model.safetensors`), raw GPT-NeoX checkpoints (parc.store.neox_raw's fp32
+masters, written to a temporary safetensors file per revision when first compared), or a Hub repo read-only through
 parc.hub.reader (branches following the repo's template, sorted by step; each revision's safetensors
 fetched at its commit into a temporary directory, verified against the LFS sha256 / git blob id the Hub
 lists, and removed once no later comparison needs them).
@@ -108,6 +109,35 @@ def hub_revisions(repo, scratch: Optional[Path] = None) -> List[Revision]:
     if not found:
         raise ParcError(f"hub:{repo_id} has no numbered revisions (checkpoint-N / stepN branches) to compare")
     return found
+
+
+def neox_revisions(paths: Sequence[Path], scratch: Optional[Path] = None) -> List[Revision]:
+    """Raw GPT-NeoX checkpoints (each a global_stepN dir, or a save dir: every tag under it) as revisions, step =
+    iteration: on first use each is read by parc.store.neox_raw (fp32 masters, HF names, fp16 layer tensors checked)
+    and written as one safetensors file under `scratch`, dropped once no later comparison needs it."""
+    from parc.store import neox_raw
+
+    scratch = Path(scratch or tempfile.mkdtemp(prefix="parc-diffs-"))
+    tags = {neox_raw.tag_iteration(tag): tag for path in paths for tag in neox_raw.tags(Path(path))}
+
+    def fetch(tag: Path, target: Path) -> List[Path]:
+        from safetensors.torch import save_file
+
+        target.mkdir(parents=True, exist_ok=True)
+        weights = neox_raw.read_raw(tag).weights
+        save_file({name: tensor.contiguous() for name, tensor in weights.items()}, str(target / "model.safetensors"))
+        return [target / "model.safetensors"]
+
+    return [
+        Revision(
+            step,
+            tag.name,
+            lambda tag=tag, target=scratch / str(step): fetch(tag, target),
+            None,
+            lambda target=scratch / str(step): release_download(target),
+        )
+        for step, tag in sorted(tags.items())
+    ]
 
 
 def release_download(target: Path) -> None:

@@ -84,6 +84,42 @@ def locate(path: Path) -> Path:
     return path
 
 
+def iteration_of(tag: Path) -> Optional[int]:
+    """N of a `global_stepN` directory name, or None for another name."""
+    digits = Path(tag).name.removeprefix("global_step")
+    return int(digits) if digits.isdigit() else None
+
+
+def tag_iteration(tag: Path) -> int:
+    """The iteration of a checkpoint: N of its `global_stepN` name, else what its model states say."""
+    named = iteration_of(tag)
+    if named is not None:
+        return named
+    meta = load_untrusted(sorted(Path(tag).glob("mp_rank_*_model_states.pt"))[0])
+    return int(meta.get("iteration", meta.get("global_steps", 0)))
+
+
+def is_tag(path: Path) -> bool:
+    return Path(path).is_dir() and any(Path(path).glob("mp_rank_*_model_states.pt"))
+
+
+def tags(path: Path) -> List[Path]:
+    """Every checkpoint `path` names, by iteration: a `global_stepN` directory itself, or each `global_step*`
+    directory of a save dir (one checkpoint per tag, whatever `latest` says)."""
+    path = Path(path)
+    if is_tag(path):
+        return [path]
+    found = sorted(
+        (p for p in path.glob("global_step*") if is_tag(p) and iteration_of(p) is not None), key=iteration_of
+    )
+    if not found:
+        raise ParcError(
+            f"{path} holds no raw GPT-NeoX checkpoint: give a global_stepN directory (with "
+            f"mp_rank_00_model_states.pt) or the save directory holding global_stepN directories"
+        )
+    return found
+
+
 def read_raw(path: Path, check_halves: bool = True) -> RawCheckpoint:
     """Read every model-parallel rank of the checkpoint at `path` and merge them (see the module docstring)."""
     started = time.perf_counter()

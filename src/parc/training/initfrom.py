@@ -69,13 +69,14 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[InitSource
     if cfg.resume not in ("auto", "none"):
         raise ParcError(f"init_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them")
     if text.startswith("neox:"):  # a raw GPT-NeoX checkpoint: its fp32 master weights
+        from parc.store import neox_raw
         from parc.training import neox_source
 
         start = neox_source.parse(text, Path(output_dir) / DOWNLOAD_DIR if download else None)
         if not download and text.startswith("neox:hub:"):
             return None  # the checks before anything is written: a Hub source is only parsed
         return InitSource(
-            start.path, {"source": start.source, "step": neox_source.iteration_of(start.path), "tokens": None}
+            start.path, {"source": start.source, "step": neox_raw.iteration_of(start.path), "tokens": None}
         )
     hub = parse_hub(text) if is_hub_spec(text) else None
     if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:

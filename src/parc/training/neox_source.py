@@ -183,11 +183,6 @@ def restore(trainer, start: NeoxStart, model: torch.nn.Module, optimizer: torch.
     return optimizer_state(optimizer, model, raw, lr)
 
 
-def iteration_of(tag: Path) -> Optional[int]:
-    digits = tag.name.removeprefix("global_step")
-    return int(digits) if digits.isdigit() else None
-
-
 def check_and_load_weights(model: torch.nn.Module, path: Path, source: str) -> None:
     raw = neox_raw.read_raw(path)
     check_architecture(raw, model, source)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from parc.errors import ParcError
 
@@ -116,34 +116,51 @@ def run_similarity(
     )
 
 
-def run_diffs(
-    runs: str, branch: Optional[str] = None, tolerance: Optional[float] = None, out: Optional[Path] = None, echo=print
-) -> None:
-    """Per-layer weight change of every revision of `runs` (run dirs or hub:org/name; comma-separated)."""
-    import pandas as pd
-
+def diff_sources(runs: str, branch: Optional[str]):
+    """(source, name, revisions) per run of `runs=`: run dirs, hub:org/name, and raw NeoX checkpoints (neox:<dir>
+    items grouped by save dir, so the tags of one save dir named one by one are compared with each other)."""
     from parc.hub.reader import is_hub_spec, open_repo, parse_hub_spec
-    from parc.hub.weightdiff import DEFAULT_TOLERANCE, hub_revisions, local_revisions, render, weight_diffs
-    from parc.study.dynamics.figures import diffs_figure
+    from parc.hub.weightdiff import hub_revisions, local_revisions, neox_revisions
+    from parc.store.neox_raw import tags
     from parc.study.sources.runs import split_runs
 
-    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
-    out = prepare_out(out, runs)
-    rows, revisions = [], []
+    raw: Dict[Path, List[Path]] = {}
     for item in split_runs(runs):
-        if is_hub_spec(item):
+        if item.startswith("neox:"):
+            for tag in tags(Path(item.removeprefix("neox:"))):
+                raw.setdefault(tag.resolve().parent, []).append(tag.resolve())
+        elif is_hub_spec(item):
             spec = parse_hub_spec(item, "runs")
             if spec.revision is not None:
                 raise ParcError(
                     f"runs={item}: diffs compares every numbered revision of a repo: give hub:{spec.repo_id}"
                 )
-            source, name = item, spec.repo_id.replace("/", "--")
-            found = hub_revisions(open_repo(spec.repo_id, branch, what=f"runs={item}"))
+            yield (
+                item,
+                spec.repo_id.replace("/", "--"),
+                hub_revisions(open_repo(spec.repo_id, branch, what=f"runs={item}")),
+            )
         else:
-            source, name = str(Path(item).resolve()), Path(item).resolve().name
             if not Path(item).is_dir():
                 raise ParcError(f"runs={item}: no such directory; pass a run's output_dir or hub:<org>/<name>")
-            found = local_revisions(Path(item))
+            yield str(Path(item).resolve()), Path(item).resolve().name, local_revisions(Path(item))
+    for save, found in raw.items():
+        yield f"neox:{save}", save.name, neox_revisions(sorted(set(found)))
+
+
+def run_diffs(
+    runs: str, branch: Optional[str] = None, tolerance: Optional[float] = None, out: Optional[Path] = None, echo=print
+) -> None:
+    """Per-layer weight change of every revision of `runs` (run dirs, hub:org/name or neox:<dir>; comma-separated)."""
+    import pandas as pd
+
+    from parc.hub.weightdiff import DEFAULT_TOLERANCE, render, weight_diffs
+    from parc.study.dynamics.figures import diffs_figure
+
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    out = prepare_out(out, runs)
+    rows, revisions = [], []
+    for source, name, found in diff_sources(runs, branch):
         diffs = weight_diffs(found, tolerance)
         echo(f"{source}:\n{render(diffs)}")
         frame = pd.DataFrame(diffs["rows"]).assign(source=source)

@@ -24,12 +24,12 @@ from parc.data.tokenizer import tokenizer_sha256
 from parc.errors import ParcError
 from parc.store.checkpoint import complete_checkpoints, read_trainer_state
 from parc.study.evaluations import EvalResult, Evaluation, register
-from parc.study.sources.runs import CheckpointRef, run_config
+from parc.study.sources.runs import CheckpointRef, run_config, tokenizer_dir
 
 
 def training_stream_hash(ref: CheckpointRef) -> Optional[str]:
     """content_sha256 of the stream the run trained on, from a trainer state it kept (local runs)."""
-    if ref.is_hub:
+    if ref.is_hub or ref.is_neox:
         return None
     for checkpoint in reversed(complete_checkpoints(ref.source)):
         state = read_trainer_state(checkpoint)
@@ -112,7 +112,7 @@ class HeldoutLoss(Evaluation):
         self.tokenizer_hash = tokenizer_sha256(self.stream.tokenizer_dir)
         for ref in refs:
             if not ref.is_hub:
-                self.check_tokenizer(ref.local_dir, ref)
+                self.check_tokenizer(tokenizer_dir(ref), ref)
         self.bytes = self.byte_counts()
 
     def training_slices(self, refs, configs: Dict[str, dict]) -> Dict[str, Tuple[int, int]]:

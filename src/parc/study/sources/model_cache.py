@@ -91,10 +91,11 @@ class ArchModule:
 
     def load(self, directory: Path) -> bool:
         """Copy the checkpoint into the module; False when its files cannot be mapped (caller rebuilds)."""
-        if self.key_map is None:
-            return False
-        state = read_state_dict(directory)
-        if set(state) != set(self.key_map):
+        return self.load_state(read_state_dict(directory)) if self.key_map is not None else False
+
+    def load_state(self, state: Dict[str, torch.Tensor]) -> bool:
+        """Copy these tensors (keyed as the files that built the module) into it; False when they do not map."""
+        if self.key_map is None or set(state) != set(self.key_map):
             return False
         renamed = {self.key_map[k]: v for k, v in state.items()}
         missing, unexpected = self.model.load_state_dict(renamed, strict=False)
@@ -125,15 +126,21 @@ class ModelCache:
         """Context manager yielding a LoadedCheckpoint; a Hub download is dropped on exit unless kept."""
         temp = None
         try:
-            if ref.is_hub:
-                from parc.study.sources.hub import download
+            if ref.is_neox:  # a raw GPT-NeoX checkpoint: built in memory; the directory is its tokenizer's
+                from parc.study.sources.neox import tokenizer_dir
 
-                target = self.download_dir(ref)
-                temp = None if self.keep_downloads else Path(target)
-                directory = Path(download(ref, target))
+                directory = tokenizer_dir(ref)
+                model = self.load_raw(ref.local_dir)
             else:
-                directory = ref.local_dir
-            model = self.load_model(directory)
+                if ref.is_hub:
+                    from parc.study.sources.hub import download
+
+                    target = self.download_dir(ref)
+                    temp = None if self.keep_downloads else Path(target)
+                    directory = Path(download(ref, target))
+                else:
+                    directory = ref.local_dir
+                model = self.load_model(directory)
             yield LoadedCheckpoint(
                 ref=ref,
                 model=model,
@@ -175,6 +182,22 @@ class ModelCache:
         self.modules[key] = ArchModule(model, learn_key_map(file_state, model) if file_state else None)
         return model
 
+    def load_raw(self, tag: Path):
+        """A raw GPT-NeoX checkpoint (parc.store.neox_raw's fp32 masters) in the module `parc.export hf` would
+        write (parc.hub.neoxhf), reusing the module of its config as load_model does."""
+        from parc.hub.neoxhf import build_model, pythia_config
+        from parc.store.neox_raw import read_raw
+
+        raw = read_raw(tag)
+        key = config_key(pythia_config(raw))
+        self.loads += 1
+        cached = self.modules.get(key)
+        if cached is not None and cached.load_state(raw.weights):
+            return cached.model
+        model = self.prepare(build_model(raw))
+        self.modules[key] = ArchModule(model, learn_key_map(raw.weights, model))
+        return model
+
     def build(self, directory: Path):
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
@@ -184,6 +207,10 @@ class ModelCache:
             model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise ParcError(f"cannot load the causal LM in {directory} ({str(exc).splitlines()[0]})") from None
+        return self.prepare(model)
+
+    def prepare(self, model):
+        """A newly built module made ready for scoring: Parc's fast path, no cache, eval mode."""
         self.builds += 1
         install_fast_path(model, self.fast_path)
         # Scoring calls (held-out loss, lm-eval's `model(inps)`) use the config's default, and a cache takes Mamba

@@ -17,6 +17,7 @@ from parc.store.checkpoint import STATE_DIR, TRAINER_STATE  # noqa: F401 (TRAINE
 
 IDENTITY_COLUMNS = ["arch", "size", "seed", "shard", "data_seed", "step", "tokens", "source", "revision", "commit"]
 HUB_PREFIX = "hub:"
+NEOX_PREFIX = "neox:"  # a raw GPT-NeoX save dir (parc.study.sources.neox)
 # What a name tells when no manifest does: searched in "<run or repo name>@<revision>", later ones win.
 NAME_PATTERNS = [
     r"(?P<arch>pythia|mamba|rwkv)",
@@ -36,8 +37,8 @@ class CheckpointRef:
     data_seed: Optional[int]
     step: int  # optimizer updates done (checkpoint-N / stepN)
     tokens: Optional[int]
-    source: str  # absolute local run directory, or "hub:<repo_id>"
-    revision: str  # "checkpoint-40" (local dir name or Hub branch), "step40", "main", ...
+    source: str  # absolute local run directory, "hub:<repo_id>", or "neox:<absolute raw save dir>"
+    revision: str  # "checkpoint-40" (local dir name or Hub branch), "step40", "main", "global_step40", ...
     commit: str  # Hub commit sha, or sources.weights_identity of the local manifest: what the weights are
     run: str  # stable label of the run, e.g. "pythia-seed0-shard0" or the repo id
 
@@ -54,13 +55,17 @@ class CheckpointRef:
         return self.source.startswith(HUB_PREFIX)
 
     @property
+    def is_neox(self) -> bool:
+        return self.source.startswith(NEOX_PREFIX)
+
+    @property
     def repo_id(self) -> str:
         return self.source[len(HUB_PREFIX) :]
 
     @property
     def local_dir(self) -> Path:
-        """The checkpoint's directory (local refs only)."""
-        source = Path(self.source)
+        """The checkpoint's directory (local and raw NeoX refs: its global_stepN directory)."""
+        source = Path(self.source.removeprefix(NEOX_PREFIX))
         return source if (source / "config.json").is_file() and self.revision == source.name else source / self.revision
 
 

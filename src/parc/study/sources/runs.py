@@ -2,7 +2,8 @@
 
 `runs=` is a comma-separated list of local run directories (an `output_dir` holding `checkpoint-N/`), grid
 roots (directories holding such runs), a single local checkpoint directory (any HF causal LM), `hub:<org/name>`
-(every `checkpoint-N` / `stepN` revision of a Hub repo) and `hub:<org/name>@<revision>`.
+(every `checkpoint-N` / `stepN` revision of a Hub repo), `hub:<org/name>@<revision>` and `neox:<dir>` (a raw
+GPT-NeoX `global_stepN` directory, or every tag of its save directory: parc.study.sources.neox).
 Architecture, seed, shard and step come from Parc's manifests and run config where present, else from
 repository and revision names (`NAME_PATTERNS`, or the user's `pattern=` regex with named groups), else a
 one-line error asks for them.
@@ -31,6 +32,7 @@ from parc.study.sources.refs import (  # noqa: F401
     HUB_PREFIX,
     IDENTITY_COLUMNS,
     NAME_PATTERNS,
+    NEOX_PREFIX,
     RUN_CONFIG,
     TRAINER_STATE,
     CheckpointRef,
@@ -167,6 +169,19 @@ def split_runs(runs: Union[str, Sequence[str]]) -> List[str]:
     return items
 
 
+def refs_of(item: str, pattern: Optional[str]) -> List[CheckpointRef]:
+    """One `runs=` item's checkpoints: a Hub repo or revision, a raw NeoX checkpoint, or a local path."""
+    if item.startswith(HUB_PREFIX):
+        from parc.study.sources.hub import hub_refs
+
+        return hub_refs(item, pattern)
+    if item.startswith(NEOX_PREFIX):
+        from parc.study.sources.neox import neox_refs
+
+        return neox_refs(item, pattern)
+    return expand_local(Path(item), pattern)
+
+
 def resolve_runs(
     runs: Union[str, Sequence[str]], steps: Optional[Sequence[int]] = None, pattern: Optional[str] = None
 ) -> List[CheckpointRef]:
@@ -175,11 +190,9 @@ def resolve_runs(
     Raises ParcError (one line) for a path that holds no run, a run with no complete checkpoint, a requested
     step a run does not have, or a Hub repo/revision that does not exist.
     """
-    from parc.study.sources.hub import hub_refs
-
     refs: List[CheckpointRef] = []
     for item in split_runs(runs):
-        refs += hub_refs(item, pattern) if item.startswith(HUB_PREFIX) else expand_local(Path(item), pattern)
+        refs += refs_of(item, pattern)
     if steps is not None:
         wanted = sorted({int(s) for s in steps})
         by_source: Dict[str, set] = {}
@@ -197,12 +210,23 @@ def resolve_runs(
     return sorted(unique.values(), key=lambda r: (r.source, r.step, r.revision))
 
 
+def tokenizer_dir(ref: CheckpointRef) -> Path:
+    """The directory holding the checkpoint's tokenizer files (local and raw NeoX refs)."""
+    if ref.is_neox:
+        from parc.study.sources.neox import tokenizer_dir as neox_tokenizer_dir
+
+        return neox_tokenizer_dir(ref)
+    return ref.local_dir
+
+
 def run_config(ref: CheckpointRef) -> Optional[Dict[str, Any]]:
     """The training config Parc stored with the run (trainer_state / manifest), or None for foreign models."""
     if ref.is_hub:
         from parc.study.sources.hub import hub_run_config
 
         return hub_run_config(ref)
+    if ref.is_neox:  # NeoX's args are not a Parc config
+        return None
     source = Path(ref.source)
     if is_run_dir(source):
         return local_run_config(source)
@@ -210,12 +234,17 @@ def run_config(ref: CheckpointRef) -> Optional[Dict[str, Any]]:
 
 
 def default_out(runs: Union[str, Sequence[str]], leaf: str) -> Path:
-    """`<root of the first run>/<leaf>`: the grid root for a grid, the run's parent for a run dir."""
+    """`<root of the first run>/<leaf>`: the grid root for a grid, the run's (or raw save dir's) parent otherwise."""
     first = split_runs(runs)[0]
     if first.startswith(HUB_PREFIX):
         from parc.hub.reader import parse_hub_spec
 
         return Path.cwd() / leaf / parse_hub_spec(first, "runs").repo_id.replace("/", "--")
+    if first.startswith(NEOX_PREFIX):  # beside the raw save dir, as beside a run dir
+        from parc.store.neox_raw import is_tag
+
+        path = Path(first.removeprefix(NEOX_PREFIX)).resolve()
+        return (path.parent if is_tag(path) else path).parent / leaf
     path = Path(first).resolve()
     if is_run_dir(path) or (path / "config.json").is_file():
         return path.parent / leaf
