@@ -1,6 +1,7 @@
 """Raw GPT-NeoX checkpoints in the study layer (`runs=neox:<dir>`, weights only): parc.evaluate's held-out loss on a
 raw checkpoint equals that of its `parc.export hf` directory evaluated the same way, and `parc.dynamics diffs` over
-two raw tags gives the relative change computed here from the masters the files were written with. The raw files
+two raw tags gives the relative change computed here from the masters the files were written with. A raw branch on
+the (local) Hub is fetched and read through the path `resume=neox:hub:` takes, verified by LFS sha256. The raw files
 come from the DeeperSpeed 0.3.15 writer of test_neox_raw (two data-parallel ranks, interleaved sub-partitions)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from test_neox_raw import hf_name, neox_params, write_0315
 
 from conftest import run_cli
+from hub_server import Repo, hub_server  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.timeout(1200)
 HIDDEN, LAYERS, SEQ = 16, 2, 128
@@ -112,3 +114,82 @@ def test_diffs_over_two_raw_tags_give_the_norm_of_the_masters_change(tmp_path, m
     assert row["rel_prev"] == pytest.approx(relative(layer0), rel=1e-9)
     missing = run_cli("parc.dynamics", "diffs", f"runs=neox:{tmp_path / 'nowhere'}", f"out={tmp_path / 'y'}")
     assert missing.returncode == 2 and missing.stderr.startswith("error: ") and not (tmp_path / "y").exists()
+
+
+# --- resume=neox:hub:<org/name>@<rev>: a raw branch fetched from the (local) Hub, verified, read ----------------------
+
+FETCH_AND_READ = """
+import json, sys
+from pathlib import Path
+import torch
+from parc.errors import ParcError
+from parc.store.neox_raw import read_raw
+from parc.training import neox_source
+args = json.loads(sys.argv[1])
+try:
+    start = neox_source.parse(args["spec"], Path(args["out"]))  # what resume= and init_from= call
+except ParcError as exc:
+    print(json.dumps({"error": str(exc)}))
+    sys.exit(0)
+raw = read_raw(start.path)
+torch.save(raw.weights, args["weights"])
+print(json.dumps({"path": str(start.path), "source": start.source, "iteration": raw.iteration,
+                  "format": raw.format}))
+"""
+
+
+def fetch_and_read(hub, spec: str, out: Path, weights: Path) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **hub.env()}
+    env.pop("HF_TOKEN", None)
+    args = json.dumps({"spec": spec, "out": str(out), "weights": str(weights)})
+    done = subprocess.run(
+        [sys.executable, "-c", FETCH_AND_READ, args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_raw_hub_branch_is_fetched_verified_by_lfs_sha256_and_read_as_resume_reads_it(
+    hub_server, tmp_path, monkeypatch
+):
+    import hashlib
+
+    from parc.store.neox_raw import read_raw
+
+    from hub_server import Repo
+
+    raw_save_dir(tmp_path, monkeypatch, vocab=64)
+    tag = tmp_path / "neox-ckpt-pythia-tiny" / "global_step7"
+    files = {p.name: p.read_bytes() for p in sorted(tag.iterdir())}
+    attributes = {".gitattributes": b"*.pt filter=lfs diff=lfs merge=lfs -text\n"}
+    repo_id = "EleutherAI/neox-ckpt-pythia-tiny"
+    hub_server.state.repos[repo_id] = Repo(private=False)
+    hub_server.state.commit(repo_id, "main", attributes)
+    for branch in ("step7", "step7-bad"):
+        hub_server.state.commit(repo_id, branch, {**attributes, **files})
+    listed = hub_server.state.repos[repo_id]
+    stored = listed.commits[listed.branches["step7-bad"]]  # an LFS object gone bad (same size)
+    bad = "zero_pp_rank_1_mp_rank_00_optim_states.pt"
+    stored[bad] = bytes([stored[bad][0] ^ 0xFF]) + stored[bad][1:]
+
+    out = tmp_path / "downloads"
+    found = fetch_and_read(hub_server, f"neox:hub:{repo_id}@step7", out, tmp_path / "weights.pt")
+    assert found["source"] == f"neox:hub:{repo_id}@step7" and found["iteration"] == 7
+    assert found["format"] == "deeperspeed-0.3.15"
+    fetched = Path(found["path"])
+    assert fetched == out / repo_id.replace("/", "--") / "step7"
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in fetched.iterdir() if p.is_file()} == {
+        name: hashlib.sha256(data).hexdigest() for name, data in files.items()
+    }
+    local = read_raw(tag).weights
+    remote = torch.load(tmp_path / "weights.pt")
+    assert set(remote) == set(local) and all(torch.equal(remote[n], local[n]) for n in local)
+
+    refused = fetch_and_read(hub_server, f"neox:hub:{repo_id}@step7-bad", out, tmp_path / "unused.pt")
+    assert f"{bad} does not match the LFS sha256 the Hub lists" in refused["error"]
+    assert "\n" not in refused["error"] and not (out / repo_id.replace("/", "--") / "step7-bad").exists()
