@@ -22,6 +22,17 @@ class HeldoutConfig:
 
 
 @dataclass
+class PanelConfig:
+    """eval=memorization's panel mode (parc.study.evaluations.panel; presets eval=panel and eval=canaries)."""
+
+    enabled: bool = False
+    per_interval: int = 10  # training sequences per checkpoint interval (c_{i-1}, c_i] of each run
+    controls: int = 200  # never-trained stream rows after every evaluated run's training data
+    seed: int = 0  # the sample of both
+    exposure: bool = False  # canaries' secret NLL and exposure among the never-inserted references
+
+
+@dataclass
 class EvalConfig:
     name: str = "default"  # the preset
     evaluations: List[str] = field(default_factory=lambda: ["heldout"])  # registry names; lm_eval joins when tasks=
@@ -39,6 +50,7 @@ class EvalConfig:
     sample: Optional[int] = None  # how many training sequences (a fixed sample shared by every run); None = all
     prompt_len: int = 32
     continuation_len: int = 32
+    panel: PanelConfig = field(default_factory=PanelConfig)
 
 
 @dataclass
@@ -71,6 +83,9 @@ def validate_eval(eval_cfg) -> None:
     for key in ("limit", "sample"):
         if eval_cfg[key] is not None and eval_cfg[key] <= 0:
             raise ParcError(f"eval.{key}={eval_cfg[key]} must be a positive integer (or null)")
+    for key in ("per_interval", "controls", "seed"):
+        if eval_cfg.panel[key] < 0:
+            raise ParcError(f"eval.panel.{key}={eval_cfg.panel[key]} must not be negative")
     if eval_cfg.num_fewshot < 0:
         raise ParcError(f"eval.num_fewshot={eval_cfg.num_fewshot} must not be negative")
     if "lm_eval" in eval_cfg.evaluations and not eval_cfg.tasks:
