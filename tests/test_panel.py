@@ -42,6 +42,7 @@ def plan_of(run, demo_root):
     return BatchPlan.from_config(cfg, open_stream(cfg))
 
 
+@pytest.mark.slow
 def test_the_same_units_at_every_checkpoint_with_their_treat_steps(canary_panel, demo_root):
     run, _, table = canary_panel
     assert sorted(table.step.unique()) == [0, 2, 4, 6, 8]
@@ -83,6 +84,7 @@ def unit_tokens(run, demo_root, rows):
     return pd.concat([natural, rows[rows.example_id < 0]]), tokens
 
 
+@pytest.mark.slow
 def test_outcomes_equal_a_plain_loop_and_generate(canary_panel, demo_root):
     import torch
     from transformers import AutoModelForCausalLM
@@ -92,15 +94,8 @@ def test_outcomes_equal_a_plain_loop_and_generate(canary_panel, demo_root):
     run, _, table = canary_panel
     rows, tokens = unit_tokens(run, demo_root, table[table.step == 8])
     model = AutoModelForCausalLM.from_pretrained(run / "checkpoint-8").eval()
-    nll, accuracy, secret = [], [], []
+    nll, accuracy, secret = plain_outcomes(model, tokens, secret_from=32)  # the canaries' 32-token prompt
     with torch.inference_mode():
-        for row in tokens:
-            ids = torch.as_tensor(row[None], dtype=torch.long)
-            logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
-            token_nll = [-logp[j, row[j + 1]].item() for j in range(len(row) - 1)]
-            nll.append(np.mean(token_nll[:31]))
-            accuracy.append(np.mean([logp[j].argmax().item() == row[j + 1] for j in range(31)]))
-            secret.append(np.mean(token_nll[31:]))
         generated = generate_continuations(model, np.stack([t[:16] for t in tokens]), 16, batch_size=8)
     np.testing.assert_allclose(rows.nll, nll, rtol=1e-4)
     np.testing.assert_allclose(rows.accuracy, accuracy)
@@ -111,28 +106,73 @@ def test_outcomes_equal_a_plain_loop_and_generate(canary_panel, demo_root):
     assert rows.secret_nll[~planted].isna().all() and rows.exposure[~planted].isna().all()
 
 
-def test_score32_skips_decoding_where_teacher_forcing_matched(canary_panel):
-    """Rows whose continuation is the model's own greedy continuation match under teacher forcing: no decoding,
-    score 1.0; the same rows with a corrupted continuation are decoded, and both equal `model.generate`."""
+def plain_outcomes(model, rows, secret_from, width=32):
+    """nll, accuracy (positions 0..width-2) and secret nll (tokens secret_from..) by a per-row loop."""
     import torch
-    from transformers import AutoModelForCausalLM
+
+    nll, accuracy, secret = [], [], []
+    with torch.inference_mode():
+        for row in rows:
+            logp = torch.log_softmax(model(torch.as_tensor(row[None], dtype=torch.long)).logits[0].double(), dim=-1)
+            token_nll = [-logp[j, row[j + 1]].item() for j in range(len(row) - 1)]
+            nll.append(np.mean(token_nll[: width - 1]))
+            accuracy.append(np.mean([logp[j].argmax().item() == row[j + 1] for j in range(width - 1)]))
+            secret.append(np.mean(token_nll[secret_from - 1 :]))
+    return np.array(nll), np.array(accuracy), np.array(secret)
+
+
+def test_one_forward_outcomes_and_score32_where_decoding_was_skipped():
+    """On a random tiny GPT-NeoX: nll, accuracy and the secret's nll equal a plain loop; rows whose continuation is
+    the model's own greedy one match under teacher forcing (no decoding, score 1.0); with a corrupted continuation
+    they are decoded; score32 equals `model.generate` in both cases."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     from parc.study.evaluations.greedy import generate_continuations
     from parc.study.evaluations.panel import score_tokens
 
-    run, _, _ = canary_panel
-    model = AutoModelForCausalLM.from_pretrained(run / "checkpoint-8").eval()
-    prompts = np.random.default_rng(0).integers(3, 2000, (6, 16))
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
+    model = GPTNeoXForCausalLM(config).eval()
+    prompts = np.random.default_rng(0).integers(0, 64, (6, 16))
     with torch.inference_mode():
-        greedy = generate_continuations(model, prompts, 16, batch_size=6)
-    own = np.concatenate([prompts, greedy], axis=1)
-    scored = score_tokens(model, own, 16, 16, batch_size=4)
+        greedy = generate_continuations(model, prompts, 24, batch_size=6)
+    own = np.concatenate([prompts, greedy], axis=1)  # 40 tokens: a 16 + 16 unit and 8 more of "secret"
+    scored = score_tokens(model, own, 16, 16, batch_size=4, secret_from=16)
     assert scored["decoded"] == 0 and (scored["score32"] == 1.0).all()
+    nll, accuracy, secret = plain_outcomes(model, own, secret_from=16)
+    np.testing.assert_allclose(scored["nll"], nll, rtol=1e-5)
+    np.testing.assert_allclose(scored["accuracy"], accuracy)
+    np.testing.assert_allclose(scored["secret_nll"], secret, rtol=1e-5)
     corrupted = own.copy()
-    corrupted[:, 20] = (corrupted[:, 20] + 1) % 2000
+    corrupted[:, 20] = (corrupted[:, 20] + 1) % 64
     scored = score_tokens(model, corrupted, 16, 16, batch_size=4)
     assert scored["decoded"] == 6
-    np.testing.assert_allclose(scored["score32"], (greedy == corrupted[:, 16:]).mean(axis=1))
+    np.testing.assert_allclose(scored["score32"], (greedy[:, :16] == corrupted[:, 16:32]).mean(axis=1))
+
+
+def test_train_units_are_the_rows_the_run_consumes(demo_root):
+    """run_position: the step/row where the run's own plan (canaries planted, a block swap) reads each stream row."""
+    from test_canaries import plans
+
+    from parc.data.stream import BatchPlan
+    from parc.study.evaluations.panel import interval_positions, run_position
+
+    for extra in (SPEC, ["intervention=block_swap", "intervention.step=1", "intervention.blocks=[2,4,5,7]"]):
+        _, plan = plans(demo_root, *extra)
+        base = BatchPlan(plan.stream, plan.shard, plan.data_seed, plan.global_batch_size, plan.max_steps)
+        positions = interval_positions([0, 2, 4, 6, 8], 16, 5, seed=0)
+        assert [((positions // 16) // 2 == i).sum() for i in range(4)] == [5, 5, 5, 5]
+        rows = np.concatenate([base.indices(int(p // 16 + 1))[[p % 16]] for p in positions])
+        found = run_position(plan, rows)
+        for row, pos in zip(rows, found):
+            step = int(pos // 16 + 1)
+            if pos < 0:  # only a row a canary displaced is never trained
+                assert any(plan.indices(s)[r] == row for s in range(1, 9) for r in plan.canary_rows(s))
+            else:
+                assert plan.indices(step)[pos % 16] == row and pos % 16 not in plan.canary_rows(step)
 
 
 def test_exposure_by_rank_and_by_skew_normal_fit():
@@ -154,6 +194,7 @@ def test_exposure_by_rank_and_by_skew_normal_fit():
     assert ranked[3 + refs.argmin()] == pytest.approx(math.log2(1023))
 
 
+@pytest.mark.slow
 def test_the_table_exposure_recomputed_from_its_secret_nll(canary_panel):
     _, out, table = canary_panel
     results = pd.read_parquet(out / "results.parquet")
@@ -166,6 +207,7 @@ def test_the_table_exposure_recomputed_from_its_secret_nll(canary_panel):
         assert mean == pytest.approx(rows[rows.unit_kind == "train"].nll.mean())
 
 
+@pytest.mark.slow
 def test_a_panel_beyond_the_stream_is_refused_with_nothing_written(canary_panel, tmp_path):
     run, _, _ = canary_panel
     out = tmp_path / "refused"

@@ -2,8 +2,8 @@
 
 `runs=`, `steps=`, `out=`, `pattern=`, `part=`, `num_parts=` are read by the entry point itself (their values
 hold commas, which Hydra would take for a sweep); everything under `eval.` is composed by Hydra from a preset in
-parc/configs/eval/ (`default` = held-out loss, `parc` = the Parc paper's lm-eval tasks, `memorization`) and
-overrides such as `eval.tasks=[blimp,sciq] eval.batch_size=16`. An unknown key is refused while composing.
+parc/configs/eval/ (`default` = held-out loss, `parc` = the Parc paper's lm-eval tasks, `memorization`, its panel
+mode `panel` and `canaries`) and overrides such as `eval.tasks=[blimp,sciq] eval.batch_size=16`. An unknown key is refused while composing.
 """
 
 from __future__ import annotations
