@@ -192,8 +192,8 @@ def test_public_names_are_not_submodule_names(package):
 
 
 # Inside the study layer: the root's shared modules (results, stats, plots) at the bottom, then sources/, then
-# evaluations/ and phases/ side by side, then dynamics/; the package's own faces (__init__, __main__) on top.
-STUDY_RANKS = {"": 0, "sources": 1, "evaluations": 2, "phases": 2, "dynamics": 3}
+# evaluations/, phases/ and memorization/ side by side, then dynamics/; the package's own faces (__init__, __main__) on top.
+STUDY_RANKS = {"": 0, "sources": 1, "evaluations": 2, "phases": 2, "memorization": 2, "dynamics": 3}
 STUDY_FACES = {"parc.study", "parc.study.__main__"}
 
 

@@ -11,10 +11,11 @@ revisions) and shares one results layout and one plotting module:
     phases/       the Parc paper's analysis: stimulus sets, surprisal, n-grams, context similarity, statistics,
                   figures, and the mini-Parc pipeline (parc.study)
     dynamics/     parc.dynamics: seed noise, representation similarity (CKA), outlier tables
+    memorization/ parc.memorization: DiD memorisation profiles, Pythia's order test, predictability
 
-Inside, the root is the bottom, then sources/, then evaluations/ and phases/ (side by side), then dynamics/
-(tests/test_layout.py keeps it so). The study layer sits on top of Parc: it may import every other package,
-none imports it.
+Inside, the root is the bottom, then sources/, then evaluations/, phases/ and memorization/ (side by side),
+then dynamics/ (tests/test_layout.py keeps it so). The study layer sits on top of Parc: it may import every
+other package, none imports it.
 """
 
 from parc import lazy_exports
@@ -41,6 +42,9 @@ PUBLIC = {
     "run_similarity": "dynamics.command",
     "run_diffs": "dynamics.command",
     "run_outliers": "dynamics.command",
+    "run_profile": "memorization.command",
+    "run_order": "memorization.command",
+    "run_predict": "memorization.command",
 }
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)
