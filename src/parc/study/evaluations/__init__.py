@@ -1,8 +1,8 @@
 """Checkpoint evaluations (`python -m parc.evaluate`): this module is their registry and protocol; beside it the
 built-in evaluations (heldout.py, lmeval.py, memorization.py), their settings (settings.py, the eval/ config
 group), the loop over checkpoints (loop.py), the command's typed entry (command.py), greedy decoding for
-memorization (greedy.py), A/B comparisons with the multi-bootstrap (compare.py, parc.compare) and the figures of
-results and of training curves (figures.py, learning_curves.py: parc.plot). May import the study root and
+memorization (greedy.py) and its panel mode (panel.py), A/B comparisons with the multi-bootstrap (compare.py,
+parc.compare) and the figures of results and of training curves (figures.py, learning_curves.py: parc.plot). May import the study root and
 sources/; not phases/ or dynamics/.
 
 Each evaluation is a small module, found by its name in `eval.evaluations`.

@@ -55,15 +55,24 @@ def _decode_batch(model, prompts: torch.Tensor, targets: torch.Tensor) -> tuple:
     window = torch.cat([prompts, targets[:, :-1]], dim=1)  # the last continuation token is never an input
     tokens = tail_argmax(model, window, count)
     first_mismatch = first_true(tokens != targets, count)
+    tokens, steps = complete_greedy(model, prompts, tokens, first_mismatch)
+    return tokens, first_mismatch, 1 + steps
+
+
+def complete_greedy(model, prompts: torch.Tensor, tokens: torch.Tensor, first_mismatch: torch.Tensor) -> tuple:
+    """Greedy tokens [B, C] from a teacher-forced pass: `tokens` holds its argmax after the prompt and the first j
+    true tokens, `first_mismatch` its leading matches. Rows that matched all C are greedy's already (no decoding);
+    the others are decoded from their first mismatch. Returns the tokens and the number of forwards run."""
+    count = tokens.shape[1]
     final = torch.clamp(first_mismatch + 1, max=count)  # tokens[:, :final] are greedy's
     todo = (final < count).nonzero().squeeze(1)
-    forwards = 1
+    forwards = 0
     if len(todo):
         groups = [todo[i : i + 1] for i in range(len(todo))] if batched_step_broken(model) else [todo]
         for rows in groups:
             tokens[rows], steps = _decode_on(model, prompts[rows], tokens[rows], final[rows])
             forwards += steps
-    return tokens, first_mismatch, forwards
+    return tokens, forwards
 
 
 def batched_step_broken(model) -> bool:

@@ -14,6 +14,10 @@ checkpoint at step N scores the positions consumed so far, p < N * global_batch_
 SAMPLE_SEED), so every run of a grid with the same trainer settings scores the same positions. Step 0 scores
 nothing (n = 0, value NaN). Before scoring, the checkpoint's own last batch is hashed and compared with the
 hash the run recorded, so the sequences are the ones it trained on.
+
+Panel mode (`eval.panel.enabled=true`, presets `eval=panel` and `eval=canaries`): a fixed set of units (training
+sequences by checkpoint interval, never-trained controls, canaries and their references) scored at every
+checkpoint, before and after training on them, with NLL, accuracy and score32 (parc.study.evaluations.panel).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from parc.store.fileio import read_json
 from parc.study.evaluations import EvalResult, Evaluation, register
 from parc.study.evaluations.greedy import greedy_continuations
 from parc.study.evaluations.heldout import find_stream_dir
+from parc.study.evaluations.panel import PanelMode, panel_rows
 from parc.study.sources.runs import CheckpointRef, run_config
 
 SAMPLE_SEED = 0  # the fixed order the sample is drawn from; a constant so that every invocation agrees
@@ -94,6 +99,7 @@ class Memorization(Evaluation):
         self.batch_size = int(eval_cfg.batch_size)
         self.runs: Dict[str, RunData] = {}
         self.orders: Dict[int, np.ndarray] = {}
+        configs: Dict[str, dict] = {}
         for ref in refs:
             if ref.source in self.runs:
                 continue
@@ -103,6 +109,7 @@ class Memorization(Evaluation):
                     f"memorization scores the sequences a run trained on, and {ref.run} is not a local "
                     f"Parc run (no training config): evaluate Parc run directories with eval=memorization"
                 )
+            configs[ref.source] = config
             data = self.runs[ref.source] = RunData(ref, config)
             if self.prompt_len + self.continuation_len > data.plan.stream.seq_len:
                 raise ParcError(
@@ -112,8 +119,22 @@ class Memorization(Evaluation):
                 )
             if self.sample is not None and data.total not in self.orders:
                 self.orders[data.total] = sample_order(data.total)
+        self.panel = PanelMode(eval_cfg, self.runs, configs) if eval_cfg.panel.enabled else None
+
+    def run_panel(self, loaded) -> EvalResult:
+        """The panel's units at this checkpoint (parc.study.evaluations.panel)."""
+        frame, _ = self.panel.score(loaded.model, loaded.ref.source)
+        frame.insert(1, "task", TASK)
+        rows = panel_rows(frame, TASK)
+        return EvalResult(rows, frame, summary=_panel_summary(rows))
 
     def fingerprint(self) -> dict:
+        if self.panel is not None:  # the panel's units replace the sample
+            return {
+                "prompt_len": self.prompt_len,
+                "continuation_len": self.continuation_len,
+                **self.panel.fingerprint(),
+            }
         return {
             "sample": self.sample,
             "sample_seed": SAMPLE_SEED,
@@ -128,6 +149,8 @@ class Memorization(Evaluation):
         ref = loaded.ref
         data = self.runs[ref.source]
         data.check_trained_on(ref)
+        if self.panel is not None:
+            return self.run_panel(loaded)
         positions = positions_at(ref.step, data.batch_size, data.total, self.sample, self.orders.get(data.total))
         sequences = data.plan.stream.sequences(data.stream_indices(positions))
         end = self.prompt_len + self.continuation_len
@@ -153,6 +176,12 @@ class Memorization(Evaluation):
             summary=f"memorized {rows[0]['value']:.4f}, score {rows[1]['value']:.4f} "
             f"of {len(positions)} training sequences",
         )
+
+
+def _panel_summary(rows) -> str:
+    shown = {row["metric"]: row["value"] for row in rows}
+    parts = [f"{name} {shown[name]:.4f}" for name in ("nll_train", "nll_control", "exposure_canary") if name in shown]
+    return "panel: " + ", ".join(parts)
 
 
 def metric_row(metric: str, values: np.ndarray) -> dict:

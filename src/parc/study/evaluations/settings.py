@@ -2,8 +2,8 @@
 
 `runs=`, `steps=`, `out=`, `pattern=`, `part=`, `num_parts=` are read by the entry point itself (their values
 hold commas, which Hydra would take for a sweep); everything under `eval.` is composed by Hydra from a preset in
-parc/configs/eval/ (`default` = held-out loss, `parc` = the Parc paper's lm-eval tasks, `memorization`) and
-overrides such as `eval.tasks=[blimp,sciq] eval.batch_size=16`. An unknown key is refused while composing.
+parc/configs/eval/ (`default` = held-out loss, `parc` = the Parc paper's lm-eval tasks, `memorization`, its panel
+mode `panel` and `canaries`) and overrides such as `eval.tasks=[blimp,sciq] eval.batch_size=16`. An unknown key is refused while composing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,17 @@ class HeldoutConfig:
     data_dir: Optional[str] = None  # a prepared stream; None: the runs' own (found beside the runs)
     sequences: int = 256  # how many packed sequences (the same ones for every run)
     start: Optional[int] = None  # first stream index; None: right after the highest training shard in use
+
+
+@dataclass
+class PanelConfig:
+    """eval=memorization's panel mode (parc.study.evaluations.panel; presets eval=panel and eval=canaries)."""
+
+    enabled: bool = False
+    per_interval: int = 10  # training sequences per checkpoint interval (c_{i-1}, c_i] of each run
+    controls: int = 200  # never-trained stream rows after every evaluated run's training data
+    seed: int = 0  # the sample of both
+    exposure: bool = False  # canaries' secret NLL and exposure among the never-inserted references
 
 
 @dataclass
@@ -39,6 +50,7 @@ class EvalConfig:
     sample: Optional[int] = None  # how many training sequences (a fixed sample shared by every run); None = all
     prompt_len: int = 32
     continuation_len: int = 32
+    panel: PanelConfig = field(default_factory=PanelConfig)
 
 
 @dataclass
@@ -71,6 +83,9 @@ def validate_eval(eval_cfg) -> None:
     for key in ("limit", "sample"):
         if eval_cfg[key] is not None and eval_cfg[key] <= 0:
             raise ParcError(f"eval.{key}={eval_cfg[key]} must be a positive integer (or null)")
+    for key in ("per_interval", "controls", "seed"):
+        if eval_cfg.panel[key] < 0:
+            raise ParcError(f"eval.panel.{key}={eval_cfg.panel[key]} must not be negative")
     if eval_cfg.num_fewshot < 0:
         raise ParcError(f"eval.num_fewshot={eval_cfg.num_fewshot} must not be negative")
     if "lm_eval" in eval_cfg.evaluations and not eval_cfg.tasks:
