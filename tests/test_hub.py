@@ -164,6 +164,20 @@ def hub_files(hub, revision: str) -> dict:
     return files
 
 
+def without_card(files: dict, revision: str) -> dict:
+    """main of a run parc.train wrote also holds the model card (README.md, loss_curve.png), outside the manifest:
+    checked to be there, as a card huggingface_hub reads, and left out of the byte-for-byte comparison."""
+    if revision != "main":
+        assert "README.md" not in files, revision  # the card goes on main only
+        return files
+    from huggingface_hub import ModelCard
+
+    files = dict(files)
+    card = ModelCard(files.pop("README.md").decode())
+    assert card.data.library_name == "transformers" and files.pop("loss_curve.png").startswith(b"\x89PNG")
+    return files
+
+
 def assert_complete(hub, out: Path, revision: str, step: int) -> None:
     assert hub_files(hub, revision) == local_files(out / f"checkpoint-{step}"), revision  # byte-identical, no more
 
