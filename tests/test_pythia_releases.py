@@ -5,6 +5,7 @@ every 1000 steps' worth of tokens, the old size names), checked against the numb
 from __future__ import annotations
 
 import pytest
+from test_pythia import PYTHIA  # the cards' total parameters, one table
 
 from parc import archs
 from parc.config import compose
@@ -25,16 +26,6 @@ OLD_NAMES = {
     "2.7b": "2.8b",
     "6.7b": "6.9b",
     "13b": "12b",
-}
-PYTHIA = {
-    "70m": 70_426_624,
-    "160m": 162_322_944,
-    "410m": 405_334_016,
-    "1b": 1_011_781_632,
-    "1.4b": 1_414_647_808,
-    "2.8b": 2_775_208_960,
-    "6.9b": 6_857_302_016,
-    "12b": 11_846_072_320,
 }
 
 
