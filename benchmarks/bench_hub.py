@@ -36,7 +36,7 @@ import common
 
 sys.path.insert(0, str(common.REPO / "tests"))
 
-from parc.training.metrics import METRICS_FILE, read_metrics  # noqa: E402
+from parc.store.metricsfile import METRICS_FILE, read_metrics
 
 from hub_server import CommitLimit, HubServer  # noqa: E402
 

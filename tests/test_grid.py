@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from parc.hub.publisher import Journal
+from parc.hub.journal import Journal
 from parc.store.checkpoint import MANIFEST
 from parc.store.fileio import atomic_write_json
 from parc.training import grid

@@ -166,7 +166,8 @@ def test_a_vanished_filesystem_is_noticed_before_writing_elsewhere(tmpfs, where)
 
 def test_a_full_disk_while_appending_metrics_leaves_only_whole_rows(tmpfs):
     from parc.config import compose
-    from parc.training.metrics import RunReporter, read_metrics, truncate_metrics
+    from parc.store.metricsfile import read_metrics, truncate_metrics
+    from parc.training.metrics import RunReporter
 
     out = tmpfs(1 << 20) / "run"
     out.mkdir()
@@ -193,7 +194,7 @@ def test_a_full_disk_while_appending_metrics_leaves_only_whole_rows(tmpfs):
 
 
 def test_a_row_cut_short_by_a_crash_is_dropped_on_resume(tmp_path):
-    from parc.training.metrics import read_metrics, truncate_metrics
+    from parc.store.metricsfile import read_metrics, truncate_metrics
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')

@@ -12,7 +12,7 @@ import torch
 
 from parc.config import compose
 from parc.errors import ParcError
-from parc.training.metrics import read_metrics
+from parc.store.metricsfile import read_metrics
 from parc.training.optim import build_scheduler
 from parc.training.runconfig import validate
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from parc.errors import ParcError
-from parc.training.metrics import read_metrics
+from parc.store.metricsfile import read_metrics
 
 from conftest import run_cli
 

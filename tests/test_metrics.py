@@ -1,4 +1,4 @@
-"""metrics.jsonl has one reader (parc.training.metrics.read_metrics): a crash mid-write leaves a torn last line,
+"""metrics.jsonl has one reader (parc.store.metricsfile.read_metrics): a crash mid-write leaves a torn last line,
 which every command reading the file (parc.plot, parc.grid status, the outlier alarm) leaves out; a damaged
 line in the middle is a one-line error naming the file and the line."""
 
@@ -9,7 +9,7 @@ import json
 import pytest
 
 from parc.errors import ParcError
-from parc.training.metrics import (
+from parc.store.metricsfile import (
     METRICS_FILE,
     last_metrics_row,
     loss_curve,

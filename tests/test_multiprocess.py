@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from parc.training.metrics import read_metrics
+from parc.store.metricsfile import read_metrics
 
 from conftest import short_run, train
 

@@ -14,7 +14,7 @@ import time
 import pytest
 from test_hub import PUBLISH, client, copy_run, journal, local_files, template, without_card  # noqa: F401
 
-from parc.training.metrics import read_metrics
+from parc.store.metricsfile import read_metrics
 
 from conftest import run_cli, short_run
 from hub_server import CommitLimit, hub_server  # noqa: F401  (the fixture)

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from parc import archs
 from parc.config import compose
 from parc.errors import ParcError
-from parc.training.metrics import read_metrics
+from parc.store.metricsfile import read_metrics
 from parc.training.runconfig import validate
 
 from conftest import run_cli

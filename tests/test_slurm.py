@@ -23,7 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from parc.training.metrics import read_metrics
+from parc.store.metricsfile import read_metrics
 
 from conftest import REPO, run_cli
 

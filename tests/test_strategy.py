@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_multiprocess import EVERY, STEPS, TORCHRUN, launch, torchrun_two  # noqa: F401  (torchrun_two: DDP, 2 processes)
 
-from parc.training.metrics import read_metrics
+from parc.store.metricsfile import read_metrics
 
 from conftest import short_run, train
 

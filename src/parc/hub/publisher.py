@@ -29,7 +29,7 @@ from typing import Dict, List, Optional
 
 from parc.errors import ParcError
 from parc.hub.branches import BranchTemplate
-from parc.hub.journal import JOURNAL_DIR, MAIN, TARGET_FILE, Journal  # noqa: F401  (re-exported: the journal's names)
+from parc.hub.journal import JOURNAL_DIR, MAIN, Journal
 from parc.hub.pacing import HUB_LIMIT_PER_HOUR, CommitPacer, PushInterrupted
 from parc.hub.repo import HubRepo, RetryPolicy, describe, repo_id_for
 from parc.store.checkpoint import checkpoint_path

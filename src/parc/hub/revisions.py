@@ -58,7 +58,7 @@ def audit_run(repo_id: str, branch: Optional[str], local: Optional[Path], fix: b
 
 def audit_grid(root: Path, fix: bool, diffs: bool = False) -> List[dict]:
     """Every run under a grid root that has a hub journal (hence a repo), audited with its local checkpoints."""
-    from parc.hub.publisher import JOURNAL_DIR, Journal
+    from parc.hub.journal import JOURNAL_DIR, Journal
 
     reports = []
     runs = sorted(p.parent for p in root.glob(f"*/{JOURNAL_DIR}") if (p / "repo.json").is_file())

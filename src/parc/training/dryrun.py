@@ -15,8 +15,9 @@ from parc import archs
 from parc.data.stream import data_status
 from parc.hub.pacing import commit_budget_line
 from parc.store import diskplan
+from parc.store.metricsfile import METRICS_FILE, measured_step_s
 from parc.training.memory import describe as describe_memory
-from parc.training.metrics import METRICS_FILE, format_plan, measured_step_s
+from parc.training.metrics import format_plan
 from parc.training.optim import describe_schedule
 from parc.training.runconfig import Plan
 from parc.training.trainer import describe_steps

@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from parc.archs import NAMES as PARC_ARCHS  # noqa: F401  the grid's order, as slurm/train_array.sbatch numbers its tasks
 from parc.config import RUN_CONFIG, cell_name, parse_cell_name, read_run_config
 from parc.errors import ParcError
-from parc.training.metrics import METRICS_FILE, last_metrics_row, loss_curve
+from parc.store.metricsfile import METRICS_FILE, last_metrics_row, loss_curve
 
 PARC_SEEDS = tuple(range(6))
 STATES = ("done", "running", "stalled", "not started")
@@ -55,7 +55,7 @@ def run_max_steps(cell_dir: Path) -> Optional[int]:
 
 def hub_revisions(cell_dir: Path) -> Dict[str, List[str]]:
     """Revision names by journal state: pushed, pending, abandoned."""
-    from parc.hub.publisher import JOURNAL_DIR, Journal
+    from parc.hub.journal import JOURNAL_DIR, Journal
 
     found: Dict[str, List[str]] = {"pushed": [], "pending": [], "abandoned": []}
     if not (cell_dir / JOURNAL_DIR).is_dir():
@@ -71,7 +71,7 @@ def hub_revisions(cell_dir: Path) -> Dict[str, List[str]]:
 
 def newest_write(cell_dir: Path) -> Optional[float]:
     """Modification time of the newest file a run touches regularly (metrics, checkpoints, journal)."""
-    from parc.hub.publisher import JOURNAL_DIR
+    from parc.hub.journal import JOURNAL_DIR
 
     candidates = [cell_dir / METRICS_FILE, cell_dir / RUN_CONFIG, cell_dir / JOURNAL_DIR, cell_dir]
     candidates += list(cell_dir.glob("checkpoint-*")) + list(cell_dir.glob(".checkpoint-*"))

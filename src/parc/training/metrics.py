@@ -11,17 +11,8 @@ from typing import Dict
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-# The file's format and its one reader live in store/ (hub/ reads the file too); the writer, RunReporter, is here.
-from parc.store.metricsfile import (  # noqa: F401
-    METRICS_FILE,
-    last_metrics_row,
-    loss_curve,
-    measured_step_s,
-    parse_metrics,
-    read_metrics,
-    rows_text,
-    truncate_metrics,
-)
+# The file's format and its one reader live in parc.store.metricsfile (hub/ reads the file too); the writer is here.
+from parc.store.metricsfile import METRICS_FILE, rows_text, truncate_metrics
 
 
 class RunReporter:

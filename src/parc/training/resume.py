@@ -9,7 +9,7 @@ from typing import Dict, Optional
 
 from parc.errors import ParcError
 from parc.store import checkpoint, integrity
-from parc.training.metrics import METRICS_FILE
+from parc.store.metricsfile import METRICS_FILE
 
 # Trainer settings a resumed run may change (they do not change what is computed, only how it is split).
 ADJUSTABLE_TRAINER_KEYS = {"micro_batch_size", "log_every", "progress", "strategy"}

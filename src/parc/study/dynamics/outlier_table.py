@@ -45,9 +45,9 @@ def outlier_table(runs: Sequence[str], evals: Optional[Path], k: float):
     import pandas as pd
 
     from parc.errors import ParcError
+    from parc.store.metricsfile import METRICS_FILE, loss_curve
     from parc.study.evaluations.figures import read_results
     from parc.study.evaluations.learning_curves import find_runs, run_identity
-    from parc.training.metrics import METRICS_FILE, loss_curve
 
     rows = []
     run_dirs = sorted(find_runs([r for r in runs if r]))

@@ -8,8 +8,8 @@ from typing import Dict, List, Sequence
 
 from parc.errors import ParcError
 from parc.store.fileio import atomic_write
+from parc.store.metricsfile import METRICS_FILE, read_metrics
 from parc.study.plots import band_figure, check_choices, group_label, pyplot, save_figure
-from parc.training.metrics import METRICS_FILE, read_metrics
 
 
 def find_runs(paths: Sequence[str]) -> Dict[Path, List[dict]]:
