@@ -99,6 +99,11 @@ def _neox_start(cfg, output_dir: Path, allow_download: bool):
     return start if allow_download or not cfg.resume.startswith("neox:hub:") else None
 
 
+def starts_over(cfg) -> bool:
+    """overwrite=true with a start that ignores the run already in output_dir (resume=none, or a raw NeoX checkpoint)."""
+    return bool(cfg.overwrite) and (cfg.resume == "none" or cfg.resume.startswith("neox:"))
+
+
 def clear_run(output_dir: Path) -> None:
     """overwrite=true: remove a previous run's checkpoints and metrics (only after every check passed)."""
     output_dir = Path(output_dir)

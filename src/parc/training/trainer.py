@@ -383,7 +383,7 @@ def train(cfg) -> int:
     branching.fix_step(cfg, branch, start)  # intervention.step = k, before the plan and config.yaml read it
     batches = BatchPlan.from_config(cfg, stream)
     if accelerator.is_main_process:
-        if cfg.overwrite and (cfg.resume == "none" or cfg.resume.startswith("neox:")):
+        if resume.starts_over(cfg):
             resume.clear_run(output_dir)
     created = not output_dir.exists()
     if accelerator.is_main_process:
