@@ -38,11 +38,6 @@ def _repo(repo_id: str, what: Optional[str] = None):
     return open_repo(repo_id, what=what or f"runs={HUB_PREFIX}{repo_id}")
 
 
-def list_branches(repo_id: str) -> Dict[str, str]:
-    """branch -> head commit; a missing repo is a one-line ParcError."""
-    return _repo(repo_id).branches()
-
-
 def read_json(repo_id: str, commit: str, path: str) -> Optional[Any]:
     """A small JSON file of one commit, or None when the commit does not have it."""
     from parc.hub.reader import READ_RETRY
