@@ -36,6 +36,13 @@ CANNOT_INSTALL = 3  # scripts/slurm-cluster.sh: packages missing and apt could n
 # A cluster without GPUs, 2 CPUs: one CPU per task so two run at once.
 RESOURCES = ["--gres=none", "--cpus-per-task=1", "--mem=1500M", "--time=15"]
 STEPS, EVERY = 12, 4
+CANARIES = [
+    "data.canaries.seed=5",
+    "data.canaries.per_group=2",
+    "data.canaries.repeats=[1,4]",
+    "data.canaries.windows=[[2,12]]",
+    "data.canaries.references=8",
+]
 WAIT_S = 900  # bound on every wait; a healthy run of the whole module takes a few minutes
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
 
@@ -153,6 +160,7 @@ def grid(slurm_conf, tmp_path_factory):
         f"trainer.max_steps={STEPS}",
         f"checkpoint.every={EVERY}",
         "trainer.progress=false",
+        *CANARIES,  # every job plants the same canaries: requeue and DDP must stay bit-exact with them
     ]
     jobs = {}
     try:
@@ -240,6 +248,7 @@ def test_array_trains_every_cell_of_the_grid(grid):
         assert f"arch={arch} seed={seed}" in cluster.log("grid", jobs["grid"], task)
         cell = cell_dir(root, "grid", arch, seed)
         assert [r["step"] for r in read_metrics(cell / "metrics.jsonl")] == list(range(1, STEPS + 1))
+        assert len(json.loads((cell / "canaries.json").read_text())["manifest"]) == 2 * (1 + 4)
         model = AutoModelForCausalLM.from_pretrained(cell / f"checkpoint-{STEPS}")
         assert torch.isfinite(model(torch.tensor([[1, 2, 3]])).logits).all()
     pythia = [final_weights(cell_dir(root, "grid", "pythia", seed)) for seed in (0, 1)]

@@ -1,10 +1,12 @@
-"""`python -m parc.memorization <profile|order|predict> evals=<dir> key=value ...`: memorization measured causally
+"""`python -m parc.memorization <profile|order|predict|canaries|branch> evals=<dir> key=value ...`: memorization measured causally
 and by training order, from the per-unit panel parc.evaluate writes (`<evals>/examples/<evaluation>.parquet`).
 
     python -m parc.memorization profile evals=runs/mem/evals                  # DiD ATT(g, t), memorisation = -ATT(nll)
     python -m parc.memorization profile evals=runs/mem/evals units=canary evaluation=canaries control=notyet
     python -m parc.memorization order evals=runs/mem/evals block=512          # Pythia's Q-Q + dispersion/trend/KS
     python -m parc.memorization predict evals=runs/mem/evals                  # precision/recall for "memorized at end"
+    python -m parc.memorization canaries evals=runs/mem/evals                 # exposure / extraction vs repetitions
+    python -m parc.memorization branch evals=runs/mem/evals                   # a branch vs its parent, unit by unit
 
 profile: ATT(g, t) per run (cohort g = the first checkpoint at or after a unit's treat_step; controls the
 never-trained units, or also the not-yet-trained: control=notyet), instantaneous / persistent / residual
@@ -12,7 +14,10 @@ summaries with bootstrap bands over units (samples=) and over seeds, and the pro
 architectures. units=train compares training sequences with never-trained controls; units=canary, canaries with
 never-inserted references. order: memorized (score32 == 1) training sequences per block of `block` in training
 order at the last checkpoint (or step=). predict: every earlier checkpoint, other seed and other architecture
-predicting a run's memorized set at its end. Tables (parquet) and figures (PNG + PDF) go to out= (default
+predicting a run's memorized set at its end. canaries: exposure and extraction of each (window, repetition
+count) group of canaries over checkpoints against the never-inserted references, seed bands, and the checks of
+the memorization demonstration. branch: every branch (branch_from= + intervention=) against its parent evaluated
+with it: the difference in differences of the units it moved vs never-trained controls. Tables (parquet) and figures (PNG + PDF) go to out= (default
 <evals>/memorization). See parc.study.memorization.
 """
 
@@ -27,6 +32,7 @@ from parc.errors import exit_on_error
 EVALS = Key("evals", Path, REQUIRED, "the out= directory of parc.evaluate (its panel mode)")
 EVALUATION = Key("evaluation", str, "memorization", "which per-unit table: examples/<evaluation>.parquet")
 UNITS = Key("units", str, "train", "training sequences vs controls, or canaries vs references", ("train", "canary"))
+OUTCOME = Key("outcome", str, "nll", "the per-unit outcome", ("nll", "accuracy", "score32"))
 OUT = Key("out", Path, None, "where tables and figures go (default <evals>/memorization)")
 COMMAND = Command(
     "parc.memorization",
@@ -39,7 +45,7 @@ COMMAND = Command(
                 EVALS,
                 EVALUATION,
                 UNITS,
-                Key("outcome", str, "nll", "the per-unit outcome", ("nll", "accuracy", "score32")),
+                OUTCOME,
                 Key("control", str, "never", "never-treated or not-yet-treated controls", ("never", "notyet")),
                 Key("samples", int, 200, "bootstrap draws over units"),
                 OUT,
@@ -56,6 +62,13 @@ COMMAND = Command(
             ),
         ),
         Command("predict", keys=(EVALS, EVALUATION, UNITS, OUT)),
+        Command(
+            "canaries",
+            keys=(EVALS, EVALUATION, Key("strong", int, 16, "repetitions from which extraction is checked"), OUT),
+        ),
+        Command(
+            "branch", keys=(EVALS, EVALUATION, OUTCOME, Key("samples", int, 200, "bootstrap draws over units"), OUT)
+        ),
     ),
 )
 
@@ -63,9 +76,10 @@ COMMAND = Command(
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
     args = COMMAND.parse(argv)
-    from parc.study import run_order, run_predict, run_profile
+    from parc.study import run_branch, run_canaries, run_order, run_predict, run_profile
 
-    {"profile": run_profile, "order": run_order, "predict": run_predict}[args.subcommand](**args.values)
+    run = {"profile": run_profile, "order": run_order, "predict": run_predict, "canaries": run_canaries}
+    (run | {"branch": run_branch})[args.subcommand](**args.values)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,16 @@ class CanarySpec:
             "prompt_tokens": self.prompt_tokens,
         }
 
+    def describe(self, max_steps: int, global_batch_size: int) -> str:
+        """One line for the dry run: what is planted where, and how much of the data it displaces."""
+        rows = self.per_group * sum(self.repeats) * len(self.windows)
+        windows = " ".join(f"[{start}, {end})" for start, end in self.windows)
+        return (
+            f"{self.inserted} canaries (seed {self.seed}: {self.per_group} per group x repeats "
+            f"{','.join(str(r) for r in self.repeats)} x windows {windows}) overwrite {rows} of "
+            f"{max_steps * global_batch_size} rows; {self.references} never-inserted references"
+        )
+
     def check(self, max_steps: int, global_batch_size: int, seq_len: int, vocab_size: int) -> None:
         """Refuse a spec that cannot be placed in this run, naming the fix (one line each)."""
         if self.per_group < 1 or self.references < 0 or any(r < 1 for r in self.repeats):

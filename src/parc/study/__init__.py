@@ -45,6 +45,8 @@ PUBLIC = {
     "run_profile": "memorization.command",
     "run_order": "memorization.command",
     "run_predict": "memorization.command",
+    "run_canaries": "memorization.command",
+    "run_branch": "memorization.command",
 }
 __all__ = sorted(PUBLIC)
 __getattr__ = lazy_exports(__name__, PUBLIC)

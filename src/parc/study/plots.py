@@ -47,6 +47,7 @@ def band_figure(
     panel_titles: Optional[Dict[str, str]] = None,
     ncols: int = 3,
     over: str = "seeds",
+    logy: bool = False,
 ):
     """One panel per value of `panel` (or a single panel), one line + band per value of `hue`; the band is
     over the rows of each group (`over` names them in the title: seeds, seed pairs, ...).
@@ -71,6 +72,8 @@ def band_figure(
             ax.plot(bands[x], bands["centre"], color=colours[h], lw=1.5, marker=".", label=f"{h} (n={n})")
             ax.fill_between(bands[x], bands["low"], bands["high"], color=colours[h], alpha=0.2, lw=0)
         set_step_axis(ax, logx, x)
+        if logy:
+            ax.set_yscale("log")
         ax.set_ylabel(ylabel or y)
         if name is not None:
             ax.set_title((panel_titles or {}).get(name, str(name)), fontsize=10)
@@ -187,8 +190,11 @@ def check_choices(band: str, x: str) -> None:
 
 
 def group_label(frame) -> "object":
-    """The line label: the architecture, with the size when a table holds several sizes."""
-    sizes = frame["size"].fillna("").astype(str) if "size" in frame else None
-    if sizes is None or sizes.nunique() <= 1:
-        return frame["arch"].astype(str)
-    return frame["arch"].astype(str) + " " + sizes
+    """The line label: the architecture, with the size when a table holds several sizes, and the intervention
+    (block_swap@1000) of a branch, so that a branch never pools with its parent."""
+    label = frame["arch"].astype(str)
+    for column in ("size", "intervention"):
+        values = frame[column].fillna("").astype(str) if column in frame else None
+        if values is not None and values.nunique() > 1:
+            label = label + (" " + values).where(values != "", "")
+    return label

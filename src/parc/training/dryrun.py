@@ -47,7 +47,25 @@ def dry_run_report(cfg: DictConfig) -> str:
             cfg, plan.checkpoint_steps, plan.tokens_per_step, measured_step_s(Path(plan.output_dir) / METRICS_FILE)
         ),
         "data": data_status(cfg),
+        **data_edit_lines(cfg),
         "output dir": plan.output_dir,
         **diskplan.dry_run_lines(cfg, model, plan),  # the bytes the checkpoint schedule writes vs free space
     }
     return "parc dry run: nothing trained, nothing written\n" + format_plan(lines)
+
+
+def data_edit_lines(cfg: DictConfig) -> dict:
+    """The canaries planted and the intervention applied, when the run has them (both checked by Plan.build)."""
+    from parc.data.canaries import CanarySpec
+
+    lines = {}
+    spec = CanarySpec.from_config(cfg.data.get("canaries"))
+    if spec is not None:
+        lines["canaries"] = spec.describe(cfg.trainer.max_steps, cfg.trainer.global_batch_size)
+    change = cfg.get("intervention")
+    if change is not None and change.name != "none":
+        if cfg.get("branch_from"):
+            lines["intervention"] = f"{change.name} after the step of branch_from={cfg.branch_from} (an exact branch)"
+        else:
+            lines["intervention"] = f"{change.name} after step {change.step} (trained from scratch)"
+    return lines

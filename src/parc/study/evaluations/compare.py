@@ -21,7 +21,7 @@ import numpy as np
 
 from parc.errors import ParcError
 
-RUN_COLUMNS = ["arch", "size", "seed", "shard", "data_seed"]
+RUN_COLUMNS = ["arch", "size", "seed", "shard", "data_seed", "intervention"]
 
 
 @dataclass
@@ -83,6 +83,7 @@ def run_key(row) -> tuple:
 
 
 def build_side(rows, label: str, examples=None, metric: str = "") -> Side:
+    rows = rows.assign(**{c: None for c in RUN_COLUMNS if c not in rows})  # tables written before a column existed
     rows = rows.sort_values(RUN_COLUMNS, kind="mergesort", na_position="first")
     runs = [run_key(r) for _, r in rows.iterrows()]
     if len(set(runs)) != len(runs):

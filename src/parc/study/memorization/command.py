@@ -116,3 +116,62 @@ def run_predict(
     for _, row in final.iterrows():
         echo(f"{row['predictor_arch']} -> {row['arch']} ({row['kind']}) {row['metric']} {row['mean']:.3f}")
     finish("predict", {"predict": table, "predict-seeds": seeds}, predict_figure(table, out), out, echo)
+
+
+def run_canaries(
+    evals: Path, evaluation: str = "memorization", strong: int = 16, out: Optional[Path] = None, echo=print
+) -> None:
+    """Exposure and extraction of canaries by repetition count and window, against the references; the checks."""
+    from parc.study.memorization.canaries import checks, group_table, seed_table
+    from parc.study.memorization.figures import canary_figures
+
+    if strong < 1:
+        raise ParcError(f"strong={strong}: the repetition count from which canaries count as strong is >= 1")
+    panel, out = prepare(evals, evaluation, out)
+    groups = group_table(panel)
+    seeds = seed_table(groups)
+    verdicts = checks(groups, seeds, strong)
+    for _, row in verdicts.iterrows():
+        echo(describe_check(row))
+    tables = {"canaries": groups, "canaries-seeds": seeds, "canaries-checks": verdicts}
+    finish("canaries", tables, canary_figures(groups, out), out, echo)
+
+
+def describe_check(row) -> str:
+    """One line per check: what, where, the seed mean with its band, and the verdict."""
+    where = f"{row['arch']}" + ("" if row["window"] != row["window"] else f" window {int(row['window'])}")
+    where += "" if row["repeats"] != row["repeats"] else f" {int(row['repeats'])}x"
+    band = "" if row["low"] != row["low"] else f" [{row['low']:.3g}, {row['high']:.3g}]"
+    extra = "" if row["reference"] != row["reference"] else f" (references {row['reference']:.3g})"
+    verdict = {True: "holds", False: "DOES NOT HOLD", None: "reported"}[
+        None if row["holds"] is None else bool(row["holds"])
+    ]
+    return f"{row['check']}: {where} at step {int(row['step'])}: {row['value']:.4g}{band}{extra}: {verdict}"
+
+
+def run_branch(
+    evals: Path,
+    evaluation: str = "memorization",
+    outcome: str = "nll",
+    samples: int = 200,
+    out: Optional[Path] = None,
+    echo=print,
+) -> None:
+    """Each branch against its parent, unit by unit: the difference in differences of moved units vs controls."""
+    from parc.study.memorization.branch import branch_table
+    from parc.study.memorization.figures import branch_figure
+    from parc.study.memorization.panel import check_outcome
+
+    if samples < 0:
+        raise ParcError(f"samples={samples}: the number of bootstrap draws over units is >= 0")
+    panel, out = prepare(evals, evaluation, out)
+    check_outcome(panel, outcome)
+    table = branch_table(panel, outcome, samples)
+    last = table[table["step"] == table.groupby(["arch", "seed", "intervention"])["step"].transform("max")]
+    for _, row in last.iterrows():
+        echo(
+            f"{row['arch']} seed {row['seed']} ({row['intervention']}) step {row['step']}: {row['group']} (n={row['n']}) "
+            f"delta {outcome} {row['delta']:+.4f}, DiD vs controls {row['did']:+.4f} [{row['did_low']:+.4f}, "
+            f"{row['did_high']:+.4f}]"
+        )
+    finish("branch", {"branch": table}, branch_figure(table, out), out, echo)

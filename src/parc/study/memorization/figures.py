@@ -8,7 +8,7 @@ from typing import List
 import numpy as np
 
 from parc.study.memorization.order import qq_points
-from parc.study.plots import band_figure, pyplot, save_figure
+from parc.study.plots import band_figure, lines_figure, pyplot, save_figure
 
 PROFILE_TITLES = {
     "instantaneous": "instantaneous (t = g), x: cohort step g",
@@ -61,3 +61,53 @@ def predict_figure(table, out: Path) -> List[Path]:
     )
     fig = band_figure(own, x="predictor_step", panel="metric", ylabel="", title="predicting memorized at the end")
     return save_figure(fig, out / "predict")
+
+
+def canary_figures(groups, out: Path) -> List[Path]:
+    """Exposure (extrapolated) and extraction over steps, one panel per window, one line per repetition count and
+    the references, bands over seeds; and exposure against the repetition count right after each window / at the
+    end."""
+    import pandas as pd
+
+    ends = groups.dropna(subset=["window"]).groupby("window")["window_end"].max()
+    names = {w: f"window {int(w)} (last insertion at step {int(end)})" for w, end in ends.items()}
+    refs = groups[groups["group"] == "references"]
+    over_time = pd.concat(
+        [groups[groups["window"] == w].assign(panel=name) for w, name in names.items()]
+        + [refs.assign(panel=name) for name in names.values()]
+    )
+    over_time["line"] = over_time["group"].where(over_time["group"] == "references", over_time["group"].str.rjust(3))
+    files = []
+    for measure, label in (("exposure_fit", "exposure (skew-normal fit, bits)"), ("extracted", "extracted 32/32")):
+        fig = band_figure(
+            over_time, x="step", y=measure, hue="line", panel="panel", logx=False, ylabel=label,
+            logy=measure == "exposure_fit",
+            title=f"canaries by repetition count vs never-inserted references: {label}",
+        )  # fmt: skip
+        files += save_figure(fig, out / f"canaries-{measure.replace('_', '-')}")
+    last = groups["step"].max()
+    planted = groups[groups["group"] != "references"]
+    moments = pd.concat(
+        [
+            planted[planted["step"] == planted["after"]].assign(moment="a) right after the window"),
+            planted[planted["step"] == last].assign(moment=f"b) at the last checkpoint ({int(last)})"),
+        ]
+    )
+    moments["window"] = "window " + moments["window"].astype(int).astype(str)
+    fig = band_figure(
+        moments, x="repeats", y="exposure_fit", hue="window", panel="moment", ylabel="exposure (fit, bits)", logy=True,
+        title="exposure against the repetition count",
+    )  # fmt: skip
+    return files + save_figure(fig, out / "canaries-repeats")
+
+
+def branch_figure(table, out: Path) -> List[Path]:
+    """The difference in differences of each group of units (moved later / earlier ...) over the branch's
+    checkpoints, one panel per branch (one seed: no band)."""
+    table = table.assign(panel=table["arch"] + " seed " + table["seed"].astype(str) + ": " + table["intervention"])
+    fig = lines_figure(
+        table[table["group"] != "control"], x="step", y="did", hue="group", panel="panel", logx=False,
+        ylabel=f"DiD of {table['outcome'].iloc[0]} (branch - parent, vs controls)",
+        title="what the intervention changed, unit by unit",
+    )  # fmt: skip
+    return save_figure(fig, out / "branch")

@@ -15,7 +15,19 @@ from parc.config import RUN_CONFIG  # noqa: F401 (the name sources use)
 from parc.errors import ParcError
 from parc.store.checkpoint import STATE_DIR, TRAINER_STATE  # noqa: F401 (TRAINER_STATE: the Hub reader's path)
 
-IDENTITY_COLUMNS = ["arch", "size", "seed", "shard", "data_seed", "step", "tokens", "source", "revision", "commit"]
+IDENTITY_COLUMNS = [
+    "arch",
+    "size",
+    "seed",
+    "shard",
+    "data_seed",
+    "intervention",
+    "step",
+    "tokens",
+    "source",
+    "revision",
+    "commit",
+]
 HUB_PREFIX = "hub:"
 NEOX_PREFIX = "neox:"  # a raw GPT-NeoX save dir (parc.study.sources.neox)
 # What a name tells when no manifest does: searched in "<run or repo name>@<revision>", later ones win.
@@ -41,6 +53,7 @@ class CheckpointRef:
     revision: str  # "checkpoint-40" (local dir name or Hub branch), "step40", "main", "global_step40", ...
     commit: str  # Hub commit sha, or sources.weights_identity of the local manifest: what the weights are
     run: str  # stable label of the run, e.g. "pythia-seed0-shard0" or the repo id
+    intervention: str = ""  # "<intervention>@<k>" for a branch or an intervened run (block_swap@1000), "" for none
 
     def key(self) -> str:
         """Identity of the weights, for incremental results (a re-trained checkpoint gets a new key)."""
@@ -98,7 +111,7 @@ def parse_name(text: str, pattern: Optional[str] = None) -> Dict[str, str]:
 
 
 def identity_from_config(config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """arch, size, seed, shard, data_seed of a Parc run config (portable_config), or {} for None."""
+    """arch, size, seed, shard, data_seed, intervention of a Parc run config (portable_config), or {} for None."""
     if not config:
         return {}
     arch, data = config.get("arch") or {}, config.get("data") or {}
@@ -108,7 +121,18 @@ def identity_from_config(config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         "seed": config.get("seed"),
         "shard": data.get("shard"),
         "data_seed": data.get("data_seed"),
+        "intervention": intervention_label(config),
     }
+
+
+def intervention_label(config: Dict[str, Any]) -> str:
+    """ "<name>@<k>" of a run whose data changed after step k (a bare branch: "branch@<k>"), "" for the base run:
+    the column that keeps a branch apart from its parent (same arch and seed) in every table."""
+    change = config.get("intervention") or {}
+    name = change.get("name") or "none"
+    if name == "none" and not config.get("branch_from"):
+        return ""
+    return f"{'branch' if name == 'none' else name}@{change.get('step')}"
 
 
 def _int_or_none(value) -> Optional[int]:
@@ -152,6 +176,7 @@ def make_ref(
         revision=revision,
         commit=commit,
         run=run,
+        intervention=str(merged.get("intervention") or ""),
     )
 
 
