@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from test_train import assert_refused, metrics
 
-from conftest import run_cli, short_run, train
+from conftest import run_cli, run_cli_cases, short_run, train
 
 B, N = 16, 8  # the demo's global batch and the short runs' steps
 
@@ -161,3 +161,17 @@ def test_panel_controls_fall_back_to_the_tail_when_the_holdouts_differ(demo_root
     assert source == "tail" and capsys.readouterr().err == "" and rows.min() >= B * N
     tail = np.arange(B * N, len(with_holdout.plan.stream))
     np.testing.assert_array_equal(rows, np.sort(np.random.default_rng([0, 0]).choice(tail, 8, replace=False)))
+
+
+def test_the_dry_run_prints_the_holdout(demo_root, tmp_path):
+    base = ["experiment=demo", f"paths.root={demo_root}", f"output_dir={tmp_path / 'run'}", "dry_run=true"]
+    total = len(plan(demo_root).stream)
+    held, beyond, none = run_cli_cases(
+        "parc.train", [[*base, "data.holdout=32"], [*base, f"data.holdout={total}"], base]
+    )
+    assert held.returncode == beyond.returncode == none.returncode == 0, held.stderr + beyond.stderr
+    lines = {line.split()[0]: line for line in held.stdout.splitlines() if line.strip()}
+    assert "32 rows of the shard's slice never trained" in lines["holdout"]
+    assert f"shard(s) of {B * 200 + 32}" in lines["data"]  # the demo's 200 steps x 16 + the holdout
+    assert "data.shard=0 with data.holdout=" in beyond.stdout and "beyond the data" in beyond.stdout
+    assert "  holdout " not in none.stdout and not (tmp_path / "run").exists()
