@@ -1,15 +1,19 @@
-"""`branch_from=<checkpoint-k | <run dir>/checkpoint-k | hub:org/name@rev>`: an exact branch at step k.
+"""`branch_from=<checkpoint-k | <run dir>/checkpoint-k | hub:org/name@rev | neox:<dir> | neox:hub:org/name@rev>`:
+an exact branch at step k.
 
 The new run continues the parent's training state (weights, optimizer, LR scheduler, RNG, step and token
 counters) in its own output_dir, under the data plan of this config, which may differ from the parent's only
 after step k (`intervention=`, see parc.data.edits). The parent is untouched: it is the control. A bare
 `checkpoint-k` is the checkpoint of this config's own output_dir, and the branch then goes to
-`<output_dir>-<intervention>-from<k>`; otherwise output_dir is the branch's and must not be the parent's.
+`<output_dir>-<intervention>-from<k>`; otherwise output_dir is the branch's and must not be the parent's. A raw
+GPT-NeoX checkpoint (`neox:`, e.g. a Pythia branch) is continued exactly as `resume=neox:` continues it; its
+branch needs an output_dir= of its own (not the config's default cell directory, not the raw checkpoint's), and
+as it holds no Parc data fingerprint the batches before k are not checked (a `note:` line says so).
 
 Everything starts from ONE notion, `StateSource`: a verified source of training state. Resuming a run and
-branching one both load through it (`Trainer._restore`); today it is a Parc checkpoint directory (local, or a
-Hub revision downloaded and verified into `<output_dir>/branch_from/`); another kind (a raw GPT-NeoX
-checkpoint) only needs its own `load` and `load_weights`.
+branching one both load through it (`Trainer._restore`): a Parc checkpoint directory (local, or a Hub revision
+downloaded and verified into `<output_dir>/branch_from/`), or a raw GPT-NeoX checkpoint
+(parc.training.neox_source.NeoxSource, with its own `load` and `load_weights`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from typing import Optional
 from parc.errors import ParcError
 from parc.hub.reader import is_hub_spec
 from parc.store import checkpoint
-from parc.training import initfrom
+from parc.training import initfrom, resume
 
 DOWNLOAD_DIR = "branch_from"  # under output_dir; never named checkpoint-*, so never taken for the run's own
+NEOX = "neox:"  # a raw GPT-NeoX checkpoint (parc.training.neox_source)
 
 
 @dataclass(frozen=True)
@@ -33,12 +38,27 @@ class StateSource:
     path: Path
     record: dict = field(default_factory=dict)  # source (portable), step, tokens, weights sha256 (Hub: commit)
 
-    def load(self, process_index: int) -> dict:
-        """{"trainer": trainer_state.json, "optimizer", "scheduler", "rng"} as parc.store.checkpoint reads them."""
-        return checkpoint.load_train_state(self.path, process_index)
+    def load(self, trainer, model, optimizer, branch: bool = False) -> dict:
+        """The state `trainer` continues, checked against its run, the weights already in `model`: {"trainer":
+        trainer_state.json with the lineage the run records (`init_from`, `branch`), "optimizer", "scheduler",
+        "rng" (None: not restored)}. branch=True: an exact branch, whose data may differ after step k only."""
+        state = checkpoint.load_train_state(self.path, trainer.accelerator.process_index)
+        saved, current = state["trainer"]["identity"], trainer.identity()
+        if branch:  # the data may change after step k only; the run's lineage is this branch's
+            check_prefix(state["trainer"], trainer.batches, state["trainer"]["step"], self.record["source"])
+            saved = {**saved, **{key: current[key] for key in ("data", "init_from", "branch_from")}}
+            state["trainer"] = {**state["trainer"], "branch": dict(self.record)}
+        resume.check_compatible(saved, current, self.path)
+        self.load_weights(model)
+        return state
 
     def load_weights(self, model) -> None:
         checkpoint.load_weights(model, self.path)
+
+
+def as_source(start) -> Optional[StateSource]:
+    """What resume.find_start found (None, a checkpoint directory, or a source) as a source."""
+    return start if start is None or isinstance(start, StateSource) else StateSource(Path(start))
 
 
 def settle(cfg) -> None:
@@ -55,13 +75,20 @@ def settle(cfg) -> None:
         raise ParcError(
             f"branch_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them"
         )
-    if is_hub_spec(text):
+    if text.startswith(NEOX):
+        from parc.training import neox_source
+
+        check_own_dir(
+            cfg, text, neox_source.parse(text)
+        )  # a bad spec, or a directory that is no raw checkpoint: refused
+    elif is_hub_spec(text):
         initfrom.parse_hub(text, key="branch_from")
     elif "/" not in text:
         step = checkpoint.step_of(Path(text))
         if step is None:
             raise ParcError(
-                f"branch_from={text!r}: write checkpoint-<k>, <run dir>/checkpoint-<k> or hub:<org/name>@<revision>"
+                f"branch_from={text!r}: write checkpoint-<k>, <run dir>/checkpoint-<k>, hub:<org/name>@<revision> "
+                "or neox:<raw GPT-NeoX checkpoint dir>"
             )
         parent = Path(cfg.output_dir)
         cfg.branch_from = str(parent / text)
@@ -74,6 +101,8 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[StateSourc
     text = cfg.get("branch_from")
     if text is None:
         return None
+    if text.startswith(NEOX):
+        return _neox_source(cfg, text, Path(output_dir), download)
     if not is_hub_spec(text) and Path(text).resolve().parent == Path(output_dir).resolve():
         raise ParcError(
             f"branch_from={text} is a checkpoint of output_dir {output_dir}: a branch needs a new "
@@ -102,6 +131,38 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[StateSourc
         )
     found = initfrom.from_local(path, text, initfrom.portable(text), check_sha=download, key="branch_from")
     return StateSource(found.path, found.record)
+
+
+def check_own_dir(cfg, text: str, source) -> None:
+    """A branch of a raw checkpoint goes to an output_dir= given for it: neither this config's default directory
+    (a grid cell's, where a run from scratch of this config goes) nor the raw checkpoint's save dir (or around it)."""
+    from parc.config import cell_name
+
+    out = Path(cfg.output_dir).resolve()
+    root = Path(cfg.paths.output_root).resolve() / cfg.run_name
+    defaults = {cell_name(cfg.arch.name, cfg.seed, cfg.data.shard), f"{cfg.arch.name}-{cfg.arch.size}-seed{cfg.seed}"}
+    if out.parent == root and out.name in defaults:
+        raise ParcError(
+            f"branch_from={cfg.branch_from} needs an output_dir of its own ({out} is this config's default "
+            "directory, a run from scratch's): pass output_dir=<new dir>"
+        )
+    save = None if text.startswith(f"{NEOX}hub:") else source.path.resolve().parent  # a Hub one: not fetched yet
+    if save is not None and (out == save or save in out.parents or out in save.parents):
+        raise ParcError(
+            f"output_dir={cfg.output_dir} holds or lies in the raw checkpoint's save dir {save}: "
+            "pass output_dir=<new dir> outside it"
+        )
+
+
+def _neox_source(cfg, text: str, output_dir: Path, download: bool):
+    """A raw GPT-NeoX source (a Hub one fetched into `<output_dir>/branch_from/` when download=True), or None."""
+    from parc.training import neox_source
+
+    if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
+        return None  # the branch continues from its own checkpoints; the source is no longer needed
+    if not download and text.startswith(f"{NEOX}hub:"):
+        return None  # the checks before any write: a Hub source is only parsed (by settle)
+    return neox_source.parse(text, output_dir / DOWNLOAD_DIR if download else None)
 
 
 def fix_step(cfg, source: Optional[StateSource], start: Optional[Path]) -> None:
