@@ -10,55 +10,25 @@ GPT-NeoX checkpoint (`neox:`, e.g. a Pythia branch) is continued exactly as `res
 branch needs an output_dir= of its own (not the config's default cell directory, not the raw checkpoint's), and
 as it holds no Parc data fingerprint the batches before k are not checked (a `note:` line says so).
 
-Everything starts from ONE notion, `StateSource`: a verified source of training state. Resuming a run and
-branching one both load through it (`Trainer._restore`): a Parc checkpoint directory (local, or a Hub revision
-downloaded and verified into `<output_dir>/branch_from/`), or a raw GPT-NeoX checkpoint
-(parc.training.neox_source.NeoxSource, with its own `load` and `load_weights`).
+Resuming a run and branching one load through ONE notion, parc.training.source's `StateSource` (`Trainer._restore`):
+here the branch's source is found and verified (a Parc checkpoint directory, local or a Hub revision downloaded
+into `<output_dir>/branch_from/`; or a raw GPT-NeoX checkpoint, parc.training.neox_source.NeoxSource) and its step
+becomes intervention.step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from parc.errors import ParcError
 from parc.hub.reader import is_hub_spec
 from parc.store import checkpoint
-from parc.training import initfrom, resume
+from parc.training import initfrom
+from parc.training.source import StateSource
 
 DOWNLOAD_DIR = "branch_from"  # under output_dir; never named checkpoint-*, so never taken for the run's own
 NEOX = "neox:"  # a raw GPT-NeoX checkpoint (parc.training.neox_source)
-
-
-@dataclass(frozen=True)
-class StateSource:
-    """A verified checkpoint with its training state, and what a run started from it records."""
-
-    path: Path
-    record: dict = field(default_factory=dict)  # source (portable), step, tokens, weights sha256 (Hub: commit)
-
-    def load(self, trainer, model, optimizer, branch: bool = False) -> dict:
-        """The state `trainer` continues, checked against its run, the weights already in `model`: {"trainer":
-        trainer_state.json with the lineage the run records (`init_from`, `branch`), "optimizer", "scheduler",
-        "rng" (None: not restored)}. branch=True: an exact branch, whose data may differ after step k only."""
-        state = checkpoint.load_train_state(self.path, trainer.accelerator.process_index)
-        saved, current = state["trainer"]["identity"], trainer.identity()
-        if branch:  # the data may change after step k only; the run's lineage is this branch's
-            check_prefix(state["trainer"], trainer.batches, state["trainer"]["step"], self.record["source"])
-            saved = {**saved, **{key: current[key] for key in ("data", "init_from", "branch_from")}}
-            state["trainer"] = {**state["trainer"], "branch": dict(self.record)}
-        resume.check_compatible(saved, current, self.path)
-        self.load_weights(model)
-        return state
-
-    def load_weights(self, model) -> None:
-        checkpoint.load_weights(model, self.path)
-
-
-def as_source(start) -> Optional[StateSource]:
-    """What resume.find_start found (None, a checkpoint directory, or a source) as a source."""
-    return start if start is None or isinstance(start, StateSource) else StateSource(Path(start))
 
 
 def settle(cfg) -> None:
@@ -183,20 +153,3 @@ def fix_step(cfg, source: Optional[StateSource], start: Optional[Path]) -> None:
             "leave intervention.step unset (the branch's step is the intervention's)"
         )
     cfg.intervention.step = step
-
-
-def check_prefix(saved_state: dict, plan, step: int, where: str) -> None:
-    """Refuse a branch whose batches of steps 1..k would differ from the parent's (a parent written before
-    `data_prefix` was recorded is compared by its data fingerprint, which then must hold no data edits)."""
-    parent = saved_state.get("data_prefix")
-    if parent is None:
-        data = saved_state["identity"]["data"]
-        parent = data if not {"canaries", "intervention"} & set(data) else {"unknown": "no data_prefix recorded"}
-    ours = plan.prefix(step)
-    if parent != ours:
-        key = next(k for k in sorted(set(parent) | set(ours)) if parent.get(k) != ours.get(k))
-        raise ParcError(
-            f"branch_from={where}: this run's data up to step {step} differs from the parent's ({key}: "
-            f"parent {parent.get(key)!r}, this run {ours.get(key)!r}); give the parent's data settings "
-            "(data.*, data.canaries.*) and change only what intervention= changes after the branch"
-        )

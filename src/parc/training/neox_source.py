@@ -1,6 +1,6 @@
-"""A raw GPT-NeoX checkpoint as a source of training state (`NeoxSource`, a kind of parc.training.branch's
-`StateSource`): `resume=neox:<dir>` continues it (weights, Adam moments, LR schedule, step, data position, fp16
-loss scale), `branch_from=neox:<dir>` continues it the same way as an exact branch (then `intervention=` changes the
+"""A raw GPT-NeoX checkpoint as a source of training state (`NeoxSource`, a kind of parc.training.source's
+`StateSource`): `resume=neox:<dir>` continues it (weights, Adam moments, LR schedule, step, data position, fp16 loss
+scale), `branch_from=neox:<dir>` continues it the same way as an exact branch (then `intervention=` changes the
 data after its step), `init_from=neox:<dir>` takes its weights only. `<dir>` is a global_stepN directory or a save
 dir with `latest`; `neox:hub:<org/name>@<revision>` is fetched and verified first.
 
@@ -26,7 +26,7 @@ import torch
 
 from parc.errors import ParcError
 from parc.store import neox_raw
-from parc.training.branch import StateSource
+from parc.training.source import StateSource
 
 PREFIX = "neox:"
 ADAM_STEP_AFTER_RESUME = 1.0  # NeoX's dummy init step: the first update after a resume uses t = 2

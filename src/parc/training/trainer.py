@@ -25,6 +25,7 @@ from parc.training.loss import normalization, step_labels
 from parc.training.metrics import RunReporter, format_plan
 from parc.training.optim import build_optimizer, build_scheduler
 from parc.training.runconfig import Plan, portable_config, write_run_config
+from parc.training.source import StateSource, as_source
 
 CANARY_FILE = "canaries.json"  # the run's canaries: spec, every planted copy, the tokens of canaries and references
 
@@ -80,7 +81,7 @@ class Trainer:
         tokenizer_dir: Path,
         start: Optional[Path],
         init: Optional[initfrom.InitSource] = None,
-        branch: Optional[branching.StateSource] = None,
+        branch: Optional[StateSource] = None,
     ):
         self.cfg, self.accelerator, self.batches, self.tokenizer_dir = cfg, accelerator, batches, tokenizer_dir
         self.plan = Plan.build(cfg, accelerator.num_processes)
@@ -99,7 +100,7 @@ class Trainer:
         self.scheduler = build_scheduler(optimizer, cfg.trainer)
         # resume (this run's checkpoint, or resume=neox:) or an exact branch (the parent's full training state, this
         # run's data after step k): both load through one StateSource (a Parc checkpoint or a raw GPT-NeoX one)
-        source = branch if branch is not None else branching.as_source(start)
+        source = branch if branch is not None else as_source(start)
         if source is not None:
             optimizer_state = self._restore(source, model, optimizer, branch=branch is not None)
         elif init is not None:  # a new run from another run's weights: optimizer, schedule and step start fresh
@@ -122,7 +123,7 @@ class Trainer:
             "branch_from": initfrom.portable(self.cfg.get("branch_from")) or (self.branch_record or {}).get("source"),
         }
 
-    def _restore(self, source: branching.StateSource, model, optimizer, branch: bool = False) -> dict:
+    def _restore(self, source: StateSource, model, optimizer, branch: bool = False) -> dict:
         """Weights, schedule, RNG and counters from `source` (this run's checkpoint or a raw NeoX one, or with
         branch=True the parent checkpoint of an exact branch); returns the optimizer state to load after prepare."""
         state = source.load(self, model, optimizer, branch)  # checked against this run; the weights are in model
