@@ -48,9 +48,8 @@ def settle(cfg) -> None:
     if text.startswith(NEOX):
         from parc.training import neox_source
 
-        check_own_dir(
-            cfg, text, neox_source.parse(text)
-        )  # a bad spec, or a directory that is no raw checkpoint: refused
+        # a bad spec, or a directory that is not a raw checkpoint, is refused by parse
+        check_own_dir(cfg, text, neox_source.parse(text))
     elif is_hub_spec(text):
         initfrom.parse_hub(text, key="branch_from")
     elif "/" not in text:
