@@ -34,5 +34,5 @@ parc memorization branch evals="$EVALS"
 parc memorization profile evals="$EVALS"
 parc memorization profile evals="$EVALS" units=canary control=notyet out="$EVALS/memorization-canaries"
 parc memorization order evals="$EVALS" block=16
-parc memorization predict evals="$EVALS"
+parc memorization predict evals="$EVALS" units=canary
 stamp "done: tables and figures in $EVALS/memorization"

@@ -86,6 +86,12 @@ class DataConfig:
     path: Optional[str] = None  # megatron: the dataset prefix (without .bin/.idx), e.g. .../document
     index_maps: Optional[str] = None  # megatron: NeoX index-map prefix (<prefix>_{doc,sample,shuffle}_idx.npy)
     canaries: CanaryConfig = field(default_factory=CanaryConfig)  # planted sequences (parc.data.canaries)
+    # Never-trained rows inside the run's slice (the panel's controls, parc.study.evaluations.panel): with H > 0 the
+    # slice is global_batch_size * max_steps + H rows (shard k starts at k times that) and the H rows
+    # default_rng([holdout_seed, shard]).choice(slice, H, replace=False) are skipped; the rest are the training rows
+    # in stream order, which data_seed permutes as usual. 0: none, the slice is exactly the training rows.
+    holdout: int = 0
+    holdout_seed: int = 0  # seeds the holdout only (independent of data_seed and of the world size)
 
 
 @dataclass

@@ -17,8 +17,8 @@ order at the last checkpoint (or step=). predict: every earlier checkpoint, othe
 predicting a run's memorized set at its end. canaries: exposure and extraction of each (window, repetition
 count) group of canaries over checkpoints against the never-inserted references, seed bands, and the checks of
 the memorization demonstration. branch: every branch (branch_from= + intervention=) against its parent evaluated
-with it: the difference in differences of the units it moved vs never-trained controls. Tables (parquet) and figures (PNG + PDF) go to out= (default
-<evals>/memorization). See parc.study.memorization.
+with it: the difference in differences of the units it moved vs never-trained controls. Tables (parquet) and
+figures (PNG + PDF) go to out= (default <evals>/memorization). See parc.study.memorization.
 """
 
 from __future__ import annotations
@@ -33,53 +33,32 @@ EVALS = Key("evals", Path, REQUIRED, "the out= directory of parc.evaluate (its p
 EVALUATION = Key("evaluation", str, "memorization", "which per-unit table: examples/<evaluation>.parquet")
 UNITS = Key("units", str, "train", "training sequences vs controls, or canaries vs references", ("train", "canary"))
 OUTCOME = Key("outcome", str, "nll", "the per-unit outcome", ("nll", "accuracy", "score32"))
+SAMPLES = Key("samples", int, 200, "bootstrap draws over units")
 OUT = Key("out", Path, None, "where tables and figures go (default <evals>/memorization)")
+CONTROL = Key("control", str, "never", "never-treated or not-yet-treated controls", ("never", "notyet"))
+BLOCK, STEP = Key("block", int, 512, "sequences per block"), Key("step", int, None, "checkpoint (default the last)")
+STRONG = Key("strong", int, 16, "repetitions from which extraction is checked")
+SUBCOMMANDS = {  # name: (keys, the function of parc.study that runs it)
+    "profile": ((EVALS, EVALUATION, UNITS, OUTCOME, CONTROL, SAMPLES, OUT), "run_profile"),
+    "order": ((EVALS, EVALUATION, BLOCK, STEP, OUT), "run_order"),
+    "predict": ((EVALS, EVALUATION, UNITS, OUT), "run_predict"),
+    "canaries": ((EVALS, EVALUATION, STRONG, OUT), "run_canaries"),
+    "branch": ((EVALS, EVALUATION, OUTCOME, SAMPLES, OUT), "run_branch"),
+}
 COMMAND = Command(
     "parc.memorization",
     __doc__,
     example="python -m parc.memorization profile evals=runs/mem/evals",
-    subcommands=(
-        Command(
-            "profile",
-            keys=(
-                EVALS,
-                EVALUATION,
-                UNITS,
-                OUTCOME,
-                Key("control", str, "never", "never-treated or not-yet-treated controls", ("never", "notyet")),
-                Key("samples", int, 200, "bootstrap draws over units"),
-                OUT,
-            ),
-        ),
-        Command(
-            "order",
-            keys=(
-                EVALS,
-                EVALUATION,
-                Key("block", int, 512, "sequences per block"),
-                Key("step", int, None, "checkpoint (default the last)"),
-                OUT,
-            ),
-        ),
-        Command("predict", keys=(EVALS, EVALUATION, UNITS, OUT)),
-        Command(
-            "canaries",
-            keys=(EVALS, EVALUATION, Key("strong", int, 16, "repetitions from which extraction is checked"), OUT),
-        ),
-        Command(
-            "branch", keys=(EVALS, EVALUATION, OUTCOME, Key("samples", int, 200, "bootstrap draws over units"), OUT)
-        ),
-    ),
+    subcommands=tuple(Command(name, keys=keys) for name, (keys, _) in SUBCOMMANDS.items()),
 )
 
 
 @exit_on_error
 def main(argv: Optional[List[str]] = None) -> None:
     args = COMMAND.parse(argv)
-    from parc.study import run_branch, run_canaries, run_order, run_predict, run_profile
+    import parc.study
 
-    run = {"profile": run_profile, "order": run_order, "predict": run_predict, "canaries": run_canaries}
-    (run | {"branch": run_branch})[args.subcommand](**args.values)
+    getattr(parc.study, SUBCOMMANDS[args.subcommand][1])(**args.values)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Steps up to k are never touched by an intervention, so a branch from checkpoint-
 - `block_swap` [a, b) <-> [c, d) (k < a < b <= c < d <= N + 1): the two blocks of steps trade places and the
   steps between them keep their order, shifted when the blocks differ in length; the same multiset either way;
 - `drop`: each listed stream row (consumed after step k) is replaced in place by the next unused row after the
-  run's slice of the stream (the i-th listed row by row first + S + i, S = the slice's length);
+  run's slice of the stream (the i-th listed row by row first + S + i, S = the slice's length, its data.holdout
+  rows included, so a substitute is never a held-out row);
 - `token_map`: [[from, to], ...] applied to every token of the batches after step k (inputs and labels alike);
 - `canaries`: the change is `data.canaries`, whose windows must start after step k.
 """
@@ -162,7 +163,7 @@ class PlanEdits:
             self.lut[src] = dst
 
     def _drop(self, plan, change: Intervention) -> None:
-        B, S, k = plan.global_batch_size, plan.sequences_per_shard, change.step
+        B, S, k = plan.global_batch_size, plan.slice_length, change.step
         if not change.rows:
             raise ParcError("intervention=drop needs intervention.rows=[...] (stream rows, as parc.batch lists them)")
         spare = len(plan.stream) - (plan.first + S)
@@ -172,8 +173,8 @@ class PlanEdits:
                 "follow the run's slice; drop fewer rows"
             )
         order = plan.base_within()
-        where = np.empty(S, dtype=np.int64)  # within-slice index -> training position
-        where[order] = np.arange(S)
+        where = np.full(S, -1, dtype=np.int64)  # within-slice index -> training position (-1: held out)
+        where[order] = np.arange(len(order))
         for i, row in enumerate(change.rows):
             within = row - plan.first
             if not 0 <= within < S or where[within] < k * B:

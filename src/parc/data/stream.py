@@ -6,8 +6,11 @@ with a one-line ParcError saying how to prepare the right data (parc.data.prepar
 what the trainer calls: it prepares the data in-process first when `data.auto_prepare` is set).
 
 `BatchPlan` fixes which sequences each optimizer step sees: shard k is the k-th disjoint slice of
-`global_batch_size * max_steps` sequences of the stream; `data_seed=None` keeps stream order (as Parc did),
-an int permutes within the shard. Step N (1-based) is the batch of optimizer update N, whatever the world
+`global_batch_size * max_steps + holdout` sequences of the stream; `data_seed=None` keeps stream order (as Parc
+did), an int permutes within the shard. With `data.holdout` H > 0, H rows of the slice drawn without replacement by
+`default_rng([data.holdout_seed, shard])` are never trained (the panel's never-trained controls); the others, in
+stream order, are the training rows the data_seed permutation orders (H = 0: the slice is exactly the training rows,
+as before). Step N (1-based) is the batch of optimizer update N, whatever the world
 size; each rank takes its contiguous part of that global batch. `BatchPlan.from_config` adds the config's canaries
 and intervention (parc.data.edits), which change batches on the steps they name and nothing else.
 """
@@ -119,9 +122,11 @@ def data_status(cfg) -> str:
         check_identity(manifest, cfg, root)
     except ParcError as exc:
         return f"{root}: not usable: {exc}"
-    per_shard = cfg.trainer.global_batch_size * cfg.trainer.max_steps
+    holdout = int(cfg.data.get("holdout") or 0)
+    per_shard = cfg.trainer.global_batch_size * cfg.trainer.max_steps + holdout
     shards = manifest["num_sequences"] // per_shard
-    verdict = "" if cfg.data.shard < shards else f"; data.shard={cfg.data.shard} is beyond the data"
+    named = f"data.shard={cfg.data.shard}" + (f" with data.holdout={holdout}" if holdout else "")
+    verdict = "" if cfg.data.shard < shards else f"; {named} is beyond the data"
     return (
         f"{root}: {manifest['num_sequences']} sequences x {manifest['seq_len']} tokens = {shards} shard(s) "
         f"of {per_shard}{verdict}"
@@ -205,7 +210,7 @@ def open_stream(cfg) -> PackedStream:
 
 
 class BatchPlan:
-    """The global batch of every optimizer step of one run: shard, order, and per-rank slices."""
+    """The global batch of every optimizer step of one run: shard, order, held-out rows and per-rank slices."""
 
     def __init__(
         self,
@@ -215,28 +220,51 @@ class BatchPlan:
         global_batch_size: int,
         max_steps: int,
         edits=None,
+        holdout: int = 0,
+        holdout_seed: int = 0,
     ):
         self.stream, self.shard, self.data_seed = stream, shard, data_seed
         self.global_batch_size, self.max_steps = global_batch_size, max_steps
-        self.sequences_per_shard = global_batch_size * max_steps
-        available = len(stream) // self.sequences_per_shard
-        if not 0 <= shard < available:
-            fix = (
-                f"choose data.shard below {available}, or prepare more documents"
-                if available
-                else "prepare more documents, or shorten the run"
+        self.holdout, self.holdout_seed = int(holdout), int(holdout_seed)
+        self.sequences_per_shard = global_batch_size * max_steps  # training rows (positions) of the run
+        self.slice_length = self.sequences_per_shard + self.holdout  # its slice of the stream: training + held out
+        self._check_fits(len(stream))
+        self.first = shard * self.slice_length
+        # The holdout depends only on (holdout_seed, shard, slice length) and the permutation only on
+        # (data_seed, number of training rows), never on the world size; both computed once.
+        self._held = (
+            np.sort(
+                np.random.default_rng([self.holdout_seed, shard]).choice(self.slice_length, self.holdout, replace=False)
             )
-            raise ParcError(
-                f"data.shard={shard} is beyond the data: {stream.dir} holds {len(stream)} sequences = {available} "
-                f"shard(s) of {self.sequences_per_shard} (trainer.global_batch_size {global_batch_size} x "
-                f"trainer.max_steps {max_steps}): {fix}"
-            )
-        self.first = shard * self.sequences_per_shard
-        # The permutation depends only on (data_seed, shard length), never on the world size; computed once.
+            if self.holdout
+            else np.zeros(0, dtype=np.int64)
+        )
         self._order = (
             None if data_seed is None else np.random.default_rng(data_seed).permutation(self.sequences_per_shard)
         )
+        if self.holdout:  # the training rows' within-slice indices, then in data_seed order
+            kept = np.setdiff1d(np.arange(self.slice_length, dtype=np.int64), self._held, assume_unique=True)
+            self._order = kept if self._order is None else kept[self._order]
         self.edits = edits(self) if callable(edits) else None  # canaries / an intervention (parc.data.edits)
+
+    def _check_fits(self, length: int) -> None:
+        """Refuse a shard (and holdout) beyond the stream with the fix; `holdout` < 0 is refused too."""
+        if self.holdout < 0:
+            raise ParcError(f"data.holdout={self.holdout}: give a number of held-out rows >= 0 (0: none)")
+        available = length // self.slice_length
+        if 0 <= self.shard < available:
+            return
+        held = f" + data.holdout {self.holdout}" if self.holdout else ""
+        fix = (
+            f"choose data.shard below {available}, or prepare more documents"
+            if available
+            else "prepare more documents, or shorten the run" + (" or lower data.holdout" if self.holdout else "")
+        )
+        raise ParcError(
+            f"data.shard={self.shard} is beyond the data: {self.stream.dir} holds {length} sequences = {available} "
+            f"shard(s) of {self.slice_length} (trainer.global_batch_size {self.global_batch_size} x "
+            f"trainer.max_steps {self.max_steps}{held}): {fix}"
+        )
 
     @classmethod
     def from_config(cls, cfg, stream: PackedStream) -> "BatchPlan":
@@ -257,11 +285,18 @@ class BatchPlan:
             t.global_batch_size,
             t.max_steps,
             edits=lambda plan: PlanEdits.build(plan, canaries, change, cfg.data.vocab_size, eos),
+            holdout=int(cfg.data.get("holdout") or 0),
+            holdout_seed=int(cfg.data.get("holdout_seed") or 0),
         )
 
     def base_within(self) -> np.ndarray:
         """The base plan's within-slice index of every training position (the data_seed order, or stream order)."""
         return self._order if self._order is not None else np.arange(self.sequences_per_shard, dtype=np.int64)
+
+    @property
+    def held_out(self) -> np.ndarray:
+        """The stream rows of the run's slice that no step trains (data.holdout), sorted; empty without one."""
+        return self.first + self._held
 
     def indices(self, step: int) -> np.ndarray:
         """Stream indices of the sequences of step `step` (1-based), in batch order (before canaries overwrite)."""
@@ -321,4 +356,6 @@ class BatchPlan:
             "global_batch_size": self.global_batch_size,
             # The shard's start and the permutation depend on its length (global batch x max_steps).
             "sequences_per_shard": self.sequences_per_shard,
+            # Only with a holdout, so the fingerprint of every run without one is what it was.
+            **({"holdout": {"rows": self.holdout, "seed": self.holdout_seed}} if self.holdout else {}),
         }

@@ -47,6 +47,7 @@ def show_batch(
     header = (
         f"# step {step} of {plan.max_steps}: batch hash {batch_hash(batch)}, {batch.shape[0]} x {batch.shape[1]} "
         f"tokens, shard {plan.shard}, data_seed {plan.data_seed}, data {plan.stream.dir}"
+        + (f", holdout {plan.holdout} (seed {plan.holdout_seed})" if plan.holdout else "")
     )
     canaries = plan.canary_rows(step)
     if canaries:  # rows planted by data.canaries (canaries.json of the run lists every copy)

@@ -55,10 +55,16 @@ def dry_run_report(cfg: DictConfig) -> str:
 
 
 def data_edit_lines(cfg: DictConfig) -> dict:
-    """The canaries planted and the intervention applied, when the run has them (both checked by Plan.build)."""
+    """The held-out rows, the canaries planted and the intervention applied, when the run has them."""
     from parc.data.canaries import CanarySpec
 
     lines = {}
+    holdout = int(cfg.data.get("holdout") or 0)
+    if holdout:
+        lines["holdout"] = (
+            f"{holdout} rows of the shard's slice never trained (data.holdout_seed {cfg.data.get('holdout_seed') or 0}): "
+            "the panel's controls"
+        )
     spec = CanarySpec.from_config(cfg.data.get("canaries"))
     if spec is not None:
         lines["canaries"] = spec.describe(cfg.trainer.max_steps, cfg.trainer.global_batch_size)

@@ -62,6 +62,8 @@ def check_ranges(cfg: DictConfig) -> None:
         "hub.retry_max_s": cfg.hub.retry_max_s,
         "hub.retry_timeout_s": cfg.hub.retry_timeout_s,
         "data.shard": d.shard,
+        "data.holdout": d.holdout,
+        "data.holdout_seed": d.holdout_seed,
         "seed": cfg.seed,
         "trainer.lr": t.lr,
         "trainer.min_lr": t.min_lr,

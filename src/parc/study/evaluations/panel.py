@@ -10,9 +10,11 @@ Units of one run (`example_id`, `unit_kind`):
   run never trains (displaced by a canary, dropped by intervention=drop) is left out. So every run of a grid with
   the same data settings scores the same rows, and a block-swap branch scores its parent's rows at their new steps.
 - `control` (example_id = the stream row): `eval.panel.controls` rows drawn by `default_rng([eval.panel.seed, 0])`
-  from the rows after every evaluated run's training slice (and after the rows intervention=drop substitutes), which
-  no step of any of them consumes; treat_step null. (A grid with one shard has no other within-shard holdout: these
-  rows are the stream's tail, which in mini_parc is Shakespeare while training is mostly the Bible.)
+  from the held-out rows (`data.holdout`, parc.data.stream) every evaluated run shares, a never-trained slice of the
+  same stream as its training rows; treat_step null. Runs without a holdout (or whose holdouts differ: then one
+  stderr line says so) draw them from the rows after every evaluated run's slice and after the rows
+  intervention=drop substitutes, which no step of any of them consumes: the stream's tail, which in mini_parc is
+  Shakespeare while training is mostly the Bible.
 - `canary` / `reference` (example_id = -1 - canary id), from the run's canaries.json: every inserted canary with
   `treat_step` / `last_step` = its first / last insertion step, `repeats`, `window`; the never-inserted references
   with nulls.
@@ -31,9 +33,10 @@ than every reference, ties counted ahead of it, so a secret below all 1,023 refe
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -81,7 +84,7 @@ def run_position(plan, base_rows: np.ndarray) -> np.ndarray:
     """The run's training position of each stream row (-1 where the run never trains it)."""
     within = base_rows - plan.first
     order = plan.base_within()
-    where = np.empty(len(order), dtype=np.int64)
+    where = np.full(plan.slice_length, -1, dtype=np.int64)
     where[order] = np.arange(len(order))  # within-slice index -> base position
     base_pos = where[within]
     edits = plan.edits
@@ -112,7 +115,8 @@ def natural_units(data, config, per_interval: int, seed: int, controls: np.ndarr
 
     plan = data.plan
     cfg = OmegaConf.create(config)
-    base = BatchPlan(plan.stream, plan.shard, plan.data_seed, plan.global_batch_size, plan.max_steps)
+    held = {"holdout": plan.holdout, "holdout_seed": plan.holdout_seed}
+    base = BatchPlan(plan.stream, plan.shard, plan.data_seed, plan.global_batch_size, plan.max_steps, **held)
     checkpoints = checkpoint_steps(cfg.checkpoint, plan.max_steps)
     positions = interval_positions(checkpoints, plan.global_batch_size, per_interval, seed)
     rows = plan.first + base.base_within()[positions]
@@ -155,20 +159,50 @@ def canary_units(run_dir: Path, spec_present: bool) -> Optional[Units]:
     )
 
 
-def control_rows(datas, controls: int, seed: int) -> np.ndarray:
-    """`controls` stream rows no evaluated run trains on (after every training slice and drop substitute)."""
+def control_rows(datas, controls: int, seed: int) -> Tuple[np.ndarray, str]:
+    """`controls` stream rows no evaluated run trains on, and where they come from: "holdout" (the held-out rows
+    the runs share) or "tail" (after every training slice and drop substitute); see the module docstring."""
     if controls == 0 or not datas:
-        return np.zeros(0, dtype=np.int64)
-    start = max(
-        d.plan.first + d.total + (len(d.plan.edits.replacements) if d.plan.edits is not None else 0) for d in datas
-    )
+        return np.zeros(0, dtype=np.int64), "tail"
+    pool = shared_holdout(datas)
+    if pool is not None:
+        if len(pool) < controls:
+            raise ParcError(
+                f"eval.panel.controls={controls}: the evaluated runs hold out only {len(pool)} rows (data.holdout) "
+                "that none of them trains; lower eval.panel.controls"
+            )
+        return np.sort(np.random.default_rng([seed, 0]).choice(pool, controls, replace=False)), "holdout"
+    start = max(d.plan.first + d.plan.slice_length + len(substitutes(d.plan)) for d in datas)
     stream = datas[0].plan.stream
     if start + controls > len(stream):
         raise ParcError(
             f"eval.panel.controls={controls}: only {max(len(stream) - start, 0)} stream rows of {stream.dir} lie "
             f"after the runs' training data (from row {start}); lower eval.panel.controls"
         )
-    return np.sort(np.random.default_rng([seed, 0]).choice(np.arange(start, len(stream)), controls, replace=False))
+    return np.sort(
+        np.random.default_rng([seed, 0]).choice(np.arange(start, len(stream)), controls, replace=False)
+    ), "tail"
+
+
+def substitutes(plan) -> List[int]:
+    """The stream rows intervention=drop trains in place of the dropped ones (outside the run's slice)."""
+    return list(plan.edits.replacements.values()) if plan.edits is not None else []
+
+
+def shared_holdout(datas) -> Optional[np.ndarray]:
+    """The held-out rows (data.holdout) of the evaluated runs when they all hold out the same rows, less any drop
+    substitute; None when none has a holdout, or (with one stderr line) when one has none or they differ."""
+    held = [d.plan.held_out for d in datas]
+    if not any(len(h) for h in held):
+        return None
+    if not all(len(h) and np.array_equal(h, held[0]) for h in held):
+        print(
+            "parc.evaluate: the evaluated runs' data.holdout rows differ (or one has none): the panel's controls "
+            "come from the stream's tail after every run's slice instead",
+            file=sys.stderr,
+        )
+        return None
+    return np.setdiff1d(held[0], [r for d in datas for r in substitutes(d.plan)])
 
 
 def score_batch(model, ids: torch.Tensor, prompt_len: int, count: int, secret_from: Optional[int]) -> dict:
@@ -234,7 +268,7 @@ class PanelMode:
         self.with_exposure = bool(panel.exposure)
         self.prompt_len, self.count = int(eval_cfg.prompt_len), int(eval_cfg.continuation_len)
         self.batch_size = int(eval_cfg.batch_size)
-        shared = control_rows(list(runs.values()), self.controls, self.seed)
+        shared, self.controls_from = control_rows(list(runs.values()), self.controls, self.seed)
         width = self.prompt_len + self.count
         self.units: Dict[str, Units] = {}
         self.secret_from: Dict[str, Optional[int]] = {}
@@ -258,6 +292,8 @@ class PanelMode:
             "per_interval": self.per_interval,
             "controls": self.controls,
             "exposure": self.with_exposure,
+            # Only with held-out controls, so the fingerprint of a panel of runs without a holdout is what it was.
+            **({"controls_from": "holdout"} if self.controls_from == "holdout" else {}),
         }
 
     def score(self, model, source: str):

@@ -108,8 +108,9 @@ def split_documents(cfg, shards: Sequence[int]) -> Tuple[List[Tuple[int, str]], 
     t, d = cfg.trainer, cfg.data
     slices = []
     for shard in shards:  # BatchPlan refuses a shard beyond the data, with the fix
-        plan = BatchPlan(stream, shard, None, t.global_batch_size, t.max_steps)
-        slices.append((plan.first * d.seq_len, (plan.first + plan.sequences_per_shard) * d.seq_len))
+        held = {"holdout": int(d.get("holdout") or 0), "holdout_seed": int(d.get("holdout_seed") or 0)}
+        plan = BatchPlan(stream, shard, None, t.global_batch_size, t.max_steps, **held)
+        slices.append((plan.first * d.seq_len, (plan.first + plan.slice_length) * d.seq_len))
     read_until = max(end for _, end in slices)
     held_out, training = [], []
     # Documents past everything any run reads need no tokenizing.
