@@ -98,7 +98,20 @@ def scaler_class(monkeypatch):
     return cls
 
 
-def write_0315(tag: Path, params, dp, bucket, monkeypatch, mp=0, mp_size=1, iteration=7, heads=4, positions=64):
+def write_0315(
+    tag: Path,
+    params,
+    dp,
+    bucket,
+    monkeypatch,
+    mp=0,
+    mp_size=1,
+    iteration=7,
+    heads=4,
+    positions=64,
+    schedule=None,
+    batch=8,
+):
     """A DeeperSpeed 0.3.15 pipeline + elastic ZeRO-1 checkpoint of one MP rank (stage1.py's partitioning:
     C comm intervals x dp sub-partitions of size S, sub-partition i = rank i % dp, interval i // dp, padding trimmed)."""
     tag.mkdir(parents=True, exist_ok=True)
@@ -175,9 +188,10 @@ def write_0315(tag: Path, params, dp, bucket, monkeypatch, mp=0, mp_size=1, iter
                 "decay_style": "cosine",
                 "end_iter": 100,
                 "min_lr": 1e-4,
+                **(schedule or {}),
             },
             "global_steps": iteration,
-            "global_samples": iteration * 8,
+            "global_samples": iteration * batch,
             "dp_world_size": dp,
             "mp_world_size": mp_size,
             "iteration": iteration,

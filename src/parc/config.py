@@ -205,7 +205,8 @@ class TrainConfig:
         None  # new run from these weights: <checkpoint dir> | hub:<org/name>@<revision> | neox:<dir>
     )
     # an exact branch: weights, optimizer, schedule, RNG and step of checkpoint-k, then `intervention`'s data
-    branch_from: Optional[str] = None  # checkpoint-k (of output_dir) | <run dir>/checkpoint-k | hub:<org/name>@<rev>
+    # checkpoint-k (of output_dir) | <run dir>/checkpoint-k | hub:<org/name>@<rev> | neox:<raw GPT-NeoX checkpoint>
+    branch_from: Optional[str] = None
     intervention: InterventionConfig = field(default_factory=InterventionConfig)
     overwrite: bool = False  # with resume=none (or neox:): delete an existing run in output_dir first
     dry_run: bool = False

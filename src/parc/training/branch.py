@@ -1,20 +1,23 @@
-"""`branch_from=<checkpoint-k | <run dir>/checkpoint-k | hub:org/name@rev>`: an exact branch at step k.
+"""`branch_from=<checkpoint-k | <run dir>/checkpoint-k | hub:org/name@rev | neox:<dir> | neox:hub:org/name@rev>`:
+an exact branch at step k.
 
 The new run continues the parent's training state (weights, optimizer, LR scheduler, RNG, step and token
 counters) in its own output_dir, under the data plan of this config, which may differ from the parent's only
 after step k (`intervention=`, see parc.data.edits). The parent is untouched: it is the control. A bare
 `checkpoint-k` is the checkpoint of this config's own output_dir, and the branch then goes to
-`<output_dir>-<intervention>-from<k>`; otherwise output_dir is the branch's and must not be the parent's.
+`<output_dir>-<intervention>-from<k>`; otherwise output_dir is the branch's and must not be the parent's. A raw
+GPT-NeoX checkpoint (`neox:`, e.g. a Pythia branch) is continued exactly as `resume=neox:` continues it; its
+branch needs an output_dir= of its own (not the config's default cell directory, not the raw checkpoint's), and
+as it holds no Parc data fingerprint the batches before k are not checked (a `note:` line says so).
 
-Everything starts from ONE notion, `StateSource`: a verified source of training state. Resuming a run and
-branching one both load through it (`Trainer._restore`); today it is a Parc checkpoint directory (local, or a
-Hub revision downloaded and verified into `<output_dir>/branch_from/`); another kind (a raw GPT-NeoX
-checkpoint) only needs its own `load` and `load_weights`.
+Resuming a run and branching one load through ONE notion, parc.training.source's `StateSource` (`Trainer._restore`):
+here the branch's source is found and verified (a Parc checkpoint directory, local or a Hub revision downloaded
+into `<output_dir>/branch_from/`; or a raw GPT-NeoX checkpoint, parc.training.neox_source.NeoxSource) and its step
+becomes intervention.step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -22,23 +25,10 @@ from parc.errors import ParcError
 from parc.hub.reader import is_hub_spec
 from parc.store import checkpoint
 from parc.training import initfrom
+from parc.training.source import StateSource
 
 DOWNLOAD_DIR = "branch_from"  # under output_dir; never named checkpoint-*, so never taken for the run's own
-
-
-@dataclass(frozen=True)
-class StateSource:
-    """A verified checkpoint with its training state, and what a run started from it records."""
-
-    path: Path
-    record: dict = field(default_factory=dict)  # source (portable), step, tokens, weights sha256 (Hub: commit)
-
-    def load(self, process_index: int) -> dict:
-        """{"trainer": trainer_state.json, "optimizer", "scheduler", "rng"} as parc.store.checkpoint reads them."""
-        return checkpoint.load_train_state(self.path, process_index)
-
-    def load_weights(self, model) -> None:
-        checkpoint.load_weights(model, self.path)
+NEOX = "neox:"  # a raw GPT-NeoX checkpoint (parc.training.neox_source)
 
 
 def settle(cfg) -> None:
@@ -55,13 +45,19 @@ def settle(cfg) -> None:
         raise ParcError(
             f"branch_from= starts a new run, resume={cfg.resume} continues an existing one: pass one of them"
         )
-    if is_hub_spec(text):
+    if text.startswith(NEOX):
+        from parc.training import neox_source
+
+        # a bad spec, or a directory that is not a raw checkpoint, is refused by parse
+        check_own_dir(cfg, text, neox_source.parse(text))
+    elif is_hub_spec(text):
         initfrom.parse_hub(text, key="branch_from")
     elif "/" not in text:
         step = checkpoint.step_of(Path(text))
         if step is None:
             raise ParcError(
-                f"branch_from={text!r}: write checkpoint-<k>, <run dir>/checkpoint-<k> or hub:<org/name>@<revision>"
+                f"branch_from={text!r}: write checkpoint-<k>, <run dir>/checkpoint-<k>, hub:<org/name>@<revision> "
+                "or neox:<raw GPT-NeoX checkpoint dir>"
             )
         parent = Path(cfg.output_dir)
         cfg.branch_from = str(parent / text)
@@ -74,6 +70,8 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[StateSourc
     text = cfg.get("branch_from")
     if text is None:
         return None
+    if text.startswith(NEOX):
+        return _neox_source(cfg, text, Path(output_dir), download)
     if not is_hub_spec(text) and Path(text).resolve().parent == Path(output_dir).resolve():
         raise ParcError(
             f"branch_from={text} is a checkpoint of output_dir {output_dir}: a branch needs a new "
@@ -104,6 +102,38 @@ def resolve(cfg, output_dir: Path, download: bool = True) -> Optional[StateSourc
     return StateSource(found.path, found.record)
 
 
+def check_own_dir(cfg, text: str, source) -> None:
+    """A branch of a raw checkpoint goes to an output_dir= given for it: neither this config's default directory
+    (a grid cell's, where a run from scratch of this config goes) nor the raw checkpoint's save dir (or around it)."""
+    from parc.config import cell_name
+
+    out = Path(cfg.output_dir).resolve()
+    root = Path(cfg.paths.output_root).resolve() / cfg.run_name
+    defaults = {cell_name(cfg.arch.name, cfg.seed, cfg.data.shard), f"{cfg.arch.name}-{cfg.arch.size}-seed{cfg.seed}"}
+    if out.parent == root and out.name in defaults:
+        raise ParcError(
+            f"branch_from={cfg.branch_from} needs an output_dir of its own ({out} is this config's default "
+            "directory, a run from scratch's): pass output_dir=<new dir>"
+        )
+    save = None if text.startswith(f"{NEOX}hub:") else source.path.resolve().parent  # a Hub one: not fetched yet
+    if save is not None and (out == save or save in out.parents or out in save.parents):
+        raise ParcError(
+            f"output_dir={cfg.output_dir} holds or lies in the raw checkpoint's save dir {save}: "
+            "pass output_dir=<new dir> outside it"
+        )
+
+
+def _neox_source(cfg, text: str, output_dir: Path, download: bool):
+    """A raw GPT-NeoX source (a Hub one fetched into `<output_dir>/branch_from/` when download=True), or None."""
+    from parc.training import neox_source
+
+    if cfg.resume == "auto" and checkpoint.newest_resumable(output_dir) is not None:
+        return None  # the branch continues from its own checkpoints; the source is no longer needed
+    if not download and text.startswith(f"{NEOX}hub:"):
+        return None  # the checks before any write: a Hub source is only parsed (by settle)
+    return neox_source.parse(text, output_dir / DOWNLOAD_DIR if download else None)
+
+
 def fix_step(cfg, source: Optional[StateSource], start: Optional[Path]) -> None:
     """Every rank: set intervention.step to the branch's step k (the source's, or the record in the branch's own
     checkpoint when it resumes); an intervention.step given otherwise is refused."""
@@ -122,20 +152,3 @@ def fix_step(cfg, source: Optional[StateSource], start: Optional[Path]) -> None:
             "leave intervention.step unset (the branch's step is the intervention's)"
         )
     cfg.intervention.step = step
-
-
-def check_prefix(saved_state: dict, plan, step: int, where: str) -> None:
-    """Refuse a branch whose batches of steps 1..k would differ from the parent's (a parent written before
-    `data_prefix` was recorded is compared by its data fingerprint, which then must hold no data edits)."""
-    parent = saved_state.get("data_prefix")
-    if parent is None:
-        data = saved_state["identity"]["data"]
-        parent = data if not {"canaries", "intervention"} & set(data) else {"unknown": "no data_prefix recorded"}
-    ours = plan.prefix(step)
-    if parent != ours:
-        key = next(k for k in sorted(set(parent) | set(ours)) if parent.get(k) != ours.get(k))
-        raise ParcError(
-            f"branch_from={where}: this run's data up to step {step} differs from the parent's ({key}: "
-            f"parent {parent.get(key)!r}, this run {ours.get(key)!r}); give the parent's data settings "
-            "(data.*, data.canaries.*) and change only what intervention= changes after the branch"
-        )

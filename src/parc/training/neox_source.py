@@ -1,17 +1,23 @@
-"""A raw GPT-NeoX checkpoint as a start: `resume=neox:<dir>` continues it (weights, Adam moments, LR schedule, step,
-data position, fp16 loss scale), `init_from=neox:<dir>` takes its weights only.
+"""A raw GPT-NeoX checkpoint as a source of training state (`NeoxSource`, a kind of parc.training.source's
+`StateSource`): `resume=neox:<dir>` continues it (weights, Adam moments, LR schedule, step, data position, fp16 loss
+scale), `branch_from=neox:<dir>` continues it the same way as an exact branch (then `intervention=` changes the
+data after its step), `init_from=neox:<dir>` takes its weights only. `<dir>` is a global_stepN directory or a save
+dir with `latest`; `neox:hub:<org/name>@<revision>` is fetched and verified first.
 
-What the source gives the Trainer (Parc's in-memory training state): the fp32 masters as the model's state dict
-(HF names), an AdamW state dict in this optimizer's parameter order (the NeoX decay groups), the scheduler at
-NeoX's `num_iters` (= iteration - fp16-skipped steps), step = `iteration`, tokens = iteration x tokens per step,
-and the loss scale. The Adam step count is not in the files: it is set as NeoX's own resume sets it (its
-optimizer's dummy init step leaves t = 1, so the first real update uses t = 2). The checkpoint must describe the
-configured architecture (args: layers, hidden size, heads, padded vocab) and, when it has one, the configured NeoX
-schedule (start_lr, min_lr, warmup, end iteration) and global batch: anything else is refused in one line.
+What the source gives the Trainer (Parc's in-memory training state, as `StateSource.load` returns it): the fp32
+masters as the model's state dict (HF names), an AdamW state dict in this optimizer's parameter order (the NeoX
+decay groups), the scheduler at NeoX's `num_iters` (= iteration - fp16-skipped steps), step = `iteration`, tokens =
+iteration x tokens per step, and the loss scale; no RNG state (Parc's data order does not draw from it). The Adam
+step count is not in the files: it is set as NeoX's own resume sets it (its optimizer's dummy init step leaves t = 1,
+so the first real update uses t = 2). The checkpoint must describe the configured architecture (args: layers, hidden
+size, heads, padded vocab) and, when it has one, the configured NeoX schedule (start_lr, min_lr, warmup, end
+iteration) and global batch: anything else is refused in one line. A raw checkpoint has no Parc data fingerprint, so
+a branch from it cannot check that its batches of steps 1..k are the ones NeoX trained on (a `note:` says so).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -20,32 +26,78 @@ import torch
 
 from parc.errors import ParcError
 from parc.store import neox_raw
+from parc.training.source import StateSource
 
 PREFIX = "neox:"
 ADAM_STEP_AFTER_RESUME = 1.0  # NeoX's dummy init step: the first update after a resume uses t = 2
 
 
 @dataclass(frozen=True)
-class NeoxStart:
-    """A raw checkpoint to continue (picklable: it crosses ranks with broadcast_object_list)."""
+class NeoxSource(StateSource):
+    """A raw checkpoint to continue (picklable: it crosses ranks with broadcast_object_list). `path`: the
+    global_stepN directory; `record`: {"source": the portable spec neox:<save dir name>/<tag>, "step": N}."""
 
-    path: Path  # the global_stepN directory
-    source: str  # the portable spec recorded in the run: neox:<save dir name>/<tag>
+    @property
+    def source(self) -> str:
+        return self.record["source"]
+
+    def load(self, trainer, model: torch.nn.Module, optimizer: torch.optim.Optimizer, branch: bool = False) -> dict:
+        """Weights (into `model`), schedule, step, tokens and loss scale from the raw checkpoint, checked against
+        this run's architecture and recipe; the optimizer state is loaded after `accelerator.prepare`."""
+        raw = read(self)
+        check_architecture(raw, model, self.source)
+        check_recipe(raw, trainer.cfg.trainer, self.source)
+        if branch and trainer.accelerator.is_main_process:
+            print(
+                f"note: branch_from={self.source} has no Parc data fingerprint, so the batches of steps 1..{raw.iteration} "
+                f"are not checked against the ones it was trained on: matching them is yours (data=pile_pythia "
+                f"reproduces Pythia's order)",
+                file=sys.stderr,
+                flush=True,
+            )
+        load_weights(model, raw)
+        restore_loss_scale(trainer.accelerator, raw)
+        record = {
+            **self.record,
+            "step": raw.iteration,
+            "format": raw.format,
+            "num_iters": raw.num_iters,
+            "adam_step": "restarted as NeoX resumes (t = 2 next)",
+        }
+        scheduler = scheduler_state(trainer.scheduler, raw.num_iters)
+        return {
+            "trainer": {
+                "step": raw.iteration,
+                "tokens": raw.iteration * trainer.plan.tokens_per_step,
+                "init_from": None if branch else record,  # resume=neox: records its start as init_from
+                "branch": record if branch else None,
+            },
+            "scheduler": scheduler,
+            "rng": None,
+            "optimizer": optimizer_state(optimizer, model, raw, scheduler["_last_lr"][0]),
+        }
+
+    def load_weights(self, model: torch.nn.Module) -> None:
+        check_and_load_weights(model, self.path, self.source)
 
 
-def parse(text: str, download_dir: Optional[Path] = None) -> NeoxStart:
+def parse(text: str, download_dir: Optional[Path] = None) -> NeoxSource:
     """`neox:<dir>` (a global_stepN directory or a save dir with `latest`). The one function to swap for the shared
-    grammar; `neox:hub:org/name@revision` is fetched into `download_dir` (None: only parsed)."""
+    grammar; `neox:hub:org/name@revision` is fetched into `download_dir` (None: only parsed, path and step unknown)."""
     if not text.startswith(PREFIX) or len(text) == len(PREFIX):
         raise ParcError(f"{text!r}: write neox:<global_stepN directory> (or neox:hub:<org/name>@<revision>)")
     where = text[len(PREFIX) :]
     if where.startswith("hub:"):
         return _from_hub(where, download_dir)
-    path = neox_raw.locate(Path(where))
-    return NeoxStart(path, f"{PREFIX}{path.parent.name}/{path.name}")
+    return _located(neox_raw.locate(Path(where)), None)
 
 
-def _from_hub(spec: str, download_dir: Optional[Path]) -> NeoxStart:
+def _located(path: Path, spec: Optional[str]) -> NeoxSource:
+    source = spec or f"{PREFIX}{path.parent.name}/{path.name}"
+    return NeoxSource(path, {"source": source, "step": neox_raw.tag_iteration(path)})
+
+
+def _from_hub(spec: str, download_dir: Optional[Path]) -> NeoxSource:
     """A raw branch on the Hub (e.g. EleutherAI/neox-ckpt-pythia-160m-deduped@step1000), fetched by the hub
     package's reader into `download_dir/<org--name>/<revision>`, every file verified (LFS sha256 / git blob id)."""
     from parc.hub import fetch_revision, open_repo, parse_hub_spec
@@ -56,13 +108,13 @@ def _from_hub(spec: str, download_dir: Optional[Path]) -> NeoxStart:
             f"neox:{spec}: name the branch, e.g. neox:hub:EleutherAI/neox-ckpt-pythia-160m-deduped@step1000"
         )
     if download_dir is None:
-        return NeoxStart(Path(str(hub)), f"{PREFIX}{hub}")
+        return NeoxSource(Path(str(hub)), {"source": f"{PREFIX}{hub}", "step": None})
     repo = open_repo(hub.repo_id, what=f"{PREFIX}{hub}")
     local = fetch_revision(repo, hub.revision, download_dir / hub.repo_id.replace("/", "--") / hub.revision)
-    return NeoxStart(neox_raw.locate(local), f"{PREFIX}{hub}")
+    return _located(neox_raw.locate(local), f"{PREFIX}{hub}")
 
 
-def read(start: NeoxStart) -> neox_raw.RawCheckpoint:
+def read(start: NeoxSource) -> neox_raw.RawCheckpoint:
     raw = neox_raw.read_raw(start.path)
     print(
         f"parc: read {start.source} ({raw.format}, {raw.dp} data- x {raw.mp} model-parallel ranks, "
@@ -156,31 +208,18 @@ def optimizer_state(
     return {"state": state, "param_groups": [{**g, "lr": lr} for g in groups]}
 
 
-def restore(trainer, start: NeoxStart, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Weights, schedule, step, tokens and loss scale from the raw checkpoint; returns the optimizer state to
-    load after `accelerator.prepare` (as a Parc resume does)."""
-    raw = read(start)
-    check_architecture(raw, model, start.source)
-    check_recipe(raw, trainer.cfg.trainer, start.source)
-    load_weights(model, raw)
-    scheduler = trainer.scheduler
-    scheduler.last_epoch = raw.num_iters  # LambdaLR: the next update uses lr(num_iters), as NeoX's
-    lr = scheduler.base_lrs[0] * scheduler.lr_lambdas[0](raw.num_iters)
-    scheduler._last_lr = [base * f(raw.num_iters) for base, f in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
-    trainer.step, trainer.tokens = raw.iteration, raw.iteration * trainer.plan.tokens_per_step
-    trainer.init_record = {
-        "source": start.source,
-        "step": raw.iteration,
-        "format": raw.format,
-        "num_iters": raw.num_iters,
-        "adam_step": "restarted as NeoX resumes (t = 2 next)",
-    }
-    scaler = getattr(trainer.accelerator, "scaler", None)
+def scheduler_state(scheduler, num_iters: int) -> dict:
+    """The LambdaLR state at NeoX's `num_iters`: the next update uses lr(num_iters), as NeoX's."""
+    last = [base * f(num_iters) for base, f in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    return {**scheduler.state_dict(), "last_epoch": num_iters, "_last_lr": last}
+
+
+def restore_loss_scale(accelerator, raw: neox_raw.RawCheckpoint) -> None:
+    scaler = getattr(accelerator, "scaler", None)
     if scaler is not None and raw.loss_scale and scaler.is_enabled():
         scaler.load_state_dict(
             {**scaler.state_dict(), "scale": float(raw.loss_scale["cur_scale"]), "_growth_tracker": 0}
         )
-    return optimizer_state(optimizer, model, raw, lr)
 
 
 def check_and_load_weights(model: torch.nn.Module, path: Path, source: str) -> None:

@@ -1,5 +1,6 @@
-"""Where a run starts: fresh, the newest local checkpoint, a named one, or a Hub revision; and the refusal
-of a checkpoint whose data, architecture or recipe differs from this run's."""
+"""Where a run starts: fresh, the newest local checkpoint, a named one, a Hub revision or a raw GPT-NeoX checkpoint
+(`resume=neox:`); what a checkpoint's recipe is (`recipe`). The refusal of a checkpoint whose data, architecture or
+recipe differs from this run's is parc.training.source's `check_compatible`."""
 
 from __future__ import annotations
 
@@ -111,44 +112,6 @@ def clear_run(output_dir: Path) -> None:
         if path.is_dir():
             shutil.rmtree(path)
     (output_dir / METRICS_FILE).unlink(missing_ok=True)
-
-
-def check_compatible(saved: Dict, current: Dict, where: Path) -> None:
-    """Refuse to continue a run whose data, architecture, seed or recipe differ from this config."""
-    checks = {
-        "data": (saved["data"], current["data"]),
-        "seed": (saved["seed"], current["seed"]),
-        "arch": (saved["model_config"], current["model_config"]),
-    }
-    for key, value in current["recipe"].items():
-        checks[f"trainer.{key}"] = (saved["recipe"].get(key), value)
-    for key in ("init_from", "branch_from"):  # a branched run resumes without them; another source is refused
-        if current.get(key) is not None:
-            checks[key] = (saved.get(key), current[key])
-    old_steps, new_steps = checks["trainer.max_steps"]
-    if old_steps != new_steps:  # before "data": the data slice changes with it, and this is the cause to name
-        raise ParcError(
-            f"{where} was trained with trainer.max_steps={old_steps}, this run asks for {new_steps}: the "
-            f"run's data slice (global_batch_size x max_steps sequences of data.shard) and its LR and "
-            f"checkpoint schedules depend on it, so a resumed run cannot change it; to continue these "
-            f"weights with a new schedule, start a new run from them: init_from={where} "
-            f"output_dir=<a new directory>"
-        )
-    for name, (old, new) in checks.items():
-        if old != new:
-            detail = _first_difference(old, new)
-            raise ParcError(
-                f"{where} was trained with a different {name} ({detail}); resume with the same "
-                f"settings, or start a new run elsewhere (resume=none output_dir=...)"
-            )
-
-
-def _first_difference(old, new) -> str:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                return f"{key}: checkpoint {old.get(key)!r}, this run {new.get(key)!r}"
-    return f"checkpoint {old!r}, this run {new!r}"
 
 
 def recipe(trainer_cfg) -> Dict:

@@ -20,11 +20,12 @@ from parc.errors import EXIT_DONE, EXIT_PREEMPTED, ParcError
 from parc.store import checkpoint, diskplan, iofaults
 from parc.store.fileio import atomic_write_json
 from parc.training import branch as branching
-from parc.training import initfrom, neox_source, resume, strategy
+from parc.training import initfrom, resume, strategy
 from parc.training.loss import normalization, step_labels
 from parc.training.metrics import RunReporter, format_plan
 from parc.training.optim import build_optimizer, build_scheduler
 from parc.training.runconfig import Plan, portable_config, write_run_config
+from parc.training.source import StateSource, as_source
 
 CANARY_FILE = "canaries.json"  # the run's canaries: spec, every planted copy, the tokens of canaries and references
 
@@ -80,7 +81,7 @@ class Trainer:
         tokenizer_dir: Path,
         start: Optional[Path],
         init: Optional[initfrom.InitSource] = None,
-        branch: Optional[branching.StateSource] = None,
+        branch: Optional[StateSource] = None,
     ):
         self.cfg, self.accelerator, self.batches, self.tokenizer_dir = cfg, accelerator, batches, tokenizer_dir
         self.plan = Plan.build(cfg, accelerator.num_processes)
@@ -97,12 +98,11 @@ class Trainer:
         self.output_dir_identity = iofaults.directory_identity(self.output_dir) if self.output_dir.is_dir() else None
         optimizer = build_optimizer(model, cfg.trainer, accelerator.device)
         self.scheduler = build_scheduler(optimizer, cfg.trainer)
-        if isinstance(start, neox_source.NeoxStart):  # resume=neox:<dir>: continue a raw GPT-NeoX checkpoint
-            optimizer_state = neox_source.restore(self, start, model, optimizer)
-        elif start is not None:
-            optimizer_state = self._restore(branching.StateSource(start), model)
-        elif branch is not None:  # an exact branch: the parent's full training state, this run's data after step k
-            optimizer_state = self._restore(branch, model, branch=True)
+        # resume (this run's checkpoint, or resume=neox:) or an exact branch (the parent's full training state, this
+        # run's data after step k): both load through one StateSource (a Parc checkpoint or a raw GPT-NeoX one)
+        source = branch if branch is not None else as_source(start)
+        if source is not None:
+            optimizer_state = self._restore(source, model, optimizer, branch=branch is not None)
         elif init is not None:  # a new run from another run's weights: optimizer, schedule and step start fresh
             init.load_weights(model)
         if cfg.arch.compile:
@@ -123,24 +123,19 @@ class Trainer:
             "branch_from": initfrom.portable(self.cfg.get("branch_from")) or (self.branch_record or {}).get("source"),
         }
 
-    def _restore(self, source: branching.StateSource, model, branch: bool = False) -> dict:
-        """Weights, schedule, RNG and counters from `source` (this run's checkpoint, or with branch=True the parent
-        checkpoint of an exact branch); returns the optimizer state to load after prepare."""
-        state = source.load(self.accelerator.process_index)
-        saved, current = state["trainer"]["identity"], self.identity()
-        if branch:  # the data may change after step k only; the run's lineage is this branch's
-            branching.check_prefix(state["trainer"], self.batches, state["trainer"]["step"], source.record["source"])
-            saved = {**saved, **{key: current[key] for key in ("data", "init_from", "branch_from")}}
-        resume.check_compatible(saved, current, source.path)
-        source.load_weights(model)
+    def _restore(self, source: StateSource, model, optimizer, branch: bool = False) -> dict:
+        """Weights, schedule, RNG and counters from `source` (this run's checkpoint or a raw NeoX one, or with
+        branch=True the parent checkpoint of an exact branch); returns the optimizer state to load after prepare."""
+        state = source.load(self, model, optimizer, branch)  # checked against this run; the weights are in model
         self.scheduler.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
+        if state["rng"] is not None:
+            checkpoint.set_rng_state(state["rng"])
         self.step, self.tokens = state["trainer"]["step"], state["trainer"]["tokens"]
         self.init_record = state["trainer"].get("init_from")
         self.branch_record = state["trainer"].get("branch")
         if branch:
             change = self.batches.edits.intervention if self.batches.edits is not None else None
-            self.branch_record = {**source.record, "intervention": change.record() if change else None}
+            self.branch_record = {**self.branch_record, "intervention": change.record() if change else None}
         return state["optimizer"]
 
     def lineage(self) -> dict:
