@@ -15,6 +15,7 @@ The checks of the demonstration (issue 25), on seed means (bands: Parc's bootstr
   upper band at the end;
 - `late_minus_early` (reported, not judged): exposure_fit at the end, late window minus early window, per repetition
   count.
+A window that ends before a run's first checkpoint (a branch's, for a window before its step) is not judged there.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def checks(groups, seeds, strong: int = 16):
         ref_high = float(ref_end["high"].iloc[0]) if len(ref_end) else np.nan
         planted = bands[bands["group"] != REFERENCE]
         for window in sorted(planted["window"].dropna().unique()):
+            if mine["step"].min() >= mine.loc[mine["window"] == window, "window_end"].max():
+                continue  # a branch whose first checkpoint comes after this window: nothing to judge
             after = float(mine.loc[mine["window"] == window, "after"].max())
             at = planted[(planted["window"] == window) & (planted["step"] == after)]
             end = planted[(planted["window"] == window) & (planted["step"] == last)]

@@ -69,21 +69,24 @@ def canary_figures(groups, out: Path) -> List[Path]:
     end."""
     import pandas as pd
 
-    ends = groups.dropna(subset=["window"]).groupby("window")["window_end"].max()
-    names = {w: f"window {int(w)} (last insertion at step {int(end)})" for w, end in ends.items()}
+    several = groups["arch"].nunique() > 1  # a branch beside its parent: one panel per run label and window
     refs = groups[groups["group"] == "references"]
-    over_time = pd.concat(
-        [groups[groups["window"] == w].assign(panel=name) for w, name in names.items()]
-        + [refs.assign(panel=name) for name in names.values()]
-    )
+    parts = []
+    for (arch, window), rows in groups.dropna(subset=["window"]).groupby(["arch", "window"], sort=True):
+        name = f"{arch + ': ' if several else ''}window {int(window)} (last insertion at step {int(rows['window_end'].max())})"
+        parts += [rows.assign(panel=name), refs[refs["arch"] == arch].assign(panel=name)]
+    over_time = pd.concat(parts)
     over_time["line"] = over_time["group"].where(over_time["group"] == "references", over_time["group"].str.rjust(3))
     files = []
     for measure, label in (("exposure_fit", "exposure (skew-normal fit, bits)"), ("extracted", "extracted 32/32")):
         fig = band_figure(
-            over_time, x="step", y=measure, hue="line", panel="panel", logx=False, ylabel=label,
+            over_time, x="step", y=measure, hue="line", panel="panel", logx=False, ylabel=label, ncols=2,
             logy=measure == "exposure_fit",
             title=f"canaries by repetition count vs never-inserted references: {label}",
         )  # fmt: skip
+        if measure == "exposure_fit":  # a t-interval over 3 seeds can reach below 0: keep the axis on the data
+            for ax in fig.axes:
+                ax.set_ylim(bottom=0.5)
         files += save_figure(fig, out / f"canaries-{measure.replace('_', '-')}")
     last = groups["step"].max()
     planted = groups[groups["group"] != "references"]
@@ -93,7 +96,9 @@ def canary_figures(groups, out: Path) -> List[Path]:
             planted[planted["step"] == last].assign(moment=f"b) at the last checkpoint ({int(last)})"),
         ]
     )
-    moments["window"] = "window " + moments["window"].astype(int).astype(str)
+    moments["window"] = (
+        (moments["arch"] + " " if several else "") + "window " + moments["window"].astype(int).astype(str)
+    )
     fig = band_figure(
         moments, x="repeats", y="exposure_fit", hue="window", panel="moment", ylabel="exposure (fit, bits)", logy=True,
         title="exposure against the repetition count",
