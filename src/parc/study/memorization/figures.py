@@ -73,7 +73,7 @@ def canary_figures(groups, out: Path) -> List[Path]:
     refs = groups[groups["group"] == "references"]
     parts = []
     for (arch, window), rows in groups.dropna(subset=["window"]).groupby(["arch", "window"], sort=True):
-        name = f"{arch + ': ' if several else ''}window {int(window)} (last insertion at step {int(rows['window_end'].max())})"
+        name = f"{arch + ', ' if several else ''}window {int(window)} (last insertion {int(rows['window_end'].max())})"
         parts += [rows.assign(panel=name), refs[refs["arch"] == arch].assign(panel=name)]
     over_time = pd.concat(parts)
     over_time["line"] = over_time["group"].where(over_time["group"] == "references", over_time["group"].str.rjust(3))
