@@ -22,8 +22,11 @@ def write_table(frame, path: Path) -> Path:
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def prepare(evals: Path, evaluation: str, out: Optional[Path]):
-    """(panel, out dir): the panel is read and the out dir checked before any work; default <evals>/memorization."""
+def prepare(evals: Path, evaluation: str, out: Optional[Path], samples: int = 0):
+    """(panel, out dir): the bootstrap count, the panel and the out dir checked before any work; default
+    <evals>/memorization."""
+    if samples < 0:
+        raise ParcError(f"samples={samples}: the number of bootstrap draws over units is >= 0")
     from parc.study.memorization.panel import read_panel
     from parc.training.trainer import check_writable
 
@@ -55,9 +58,7 @@ def run_profile(
     from parc.study.memorization.figures import profile_figure
     from parc.study.memorization.profile import profile_correlation, profile_tables, seed_bootstrap
 
-    if samples < 0:
-        raise ParcError(f"samples={samples}: the number of bootstrap draws over units is >= 0")
-    panel, out = prepare(evals, evaluation, out)
+    panel, out = prepare(evals, evaluation, out, samples)
     cells, summary = profile_tables(panel, units, outcome, control, samples)
     seeds = seed_bootstrap(summary, ["arch", "summary", "key"])
     correlation = profile_correlation(cells)
@@ -162,9 +163,7 @@ def run_branch(
     from parc.study.memorization.figures import branch_figure
     from parc.study.memorization.panel import check_outcome
 
-    if samples < 0:
-        raise ParcError(f"samples={samples}: the number of bootstrap draws over units is >= 0")
-    panel, out = prepare(evals, evaluation, out)
+    panel, out = prepare(evals, evaluation, out, samples)
     check_outcome(panel, outcome)
     table = branch_table(panel, outcome, samples)
     last = table[table["step"] == table.groupby(["arch", "seed", "intervention"])["step"].transform("max")]
