@@ -318,6 +318,7 @@ def test_hydra_submitit_launcher_runs_the_sweep_and_requeues_a_preempted_task(gr
             "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.mem_gb=1",
             "hydra.launcher.timeout_min=15",
+            *CANARIES,
         ],
         env=cluster.env,
         cwd=cluster.work,
