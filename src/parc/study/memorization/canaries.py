@@ -59,8 +59,6 @@ def group_table(frame):
 
 def seed_table(groups, samples: int = 2000):
     """Seed means with bootstrap bands of every measure per arch x step x group x window."""
-    import pandas as pd
-
     long = groups.melt(
         id_vars=[*RUN, "step", "group", "window", "repeats"], value_vars=list(MEASURES), var_name="measure"
     )
@@ -68,7 +66,7 @@ def seed_table(groups, samples: int = 2000):
     long[keys] = long[keys].fillna(-1)  # groupby drops NaN keys, and references have neither
     out = seed_bootstrap(long, ["arch", "measure", "group", *keys, "step"], value="value", samples=samples)
     out[keys] = out[keys].where(out[keys] >= 0, np.nan)
-    return pd.DataFrame(out)
+    return out
 
 
 def checks(groups, seeds, strong: int = 16):
@@ -114,9 +112,9 @@ def checks(groups, seeds, strong: int = 16):
 
 
 def pick(row) -> dict:
-    return {"repeats": int(row["repeats"]), "step": float(row["step"]), "value": row["mean"]} | {
-        "low": row["low"],
-        "high": row["high"],
+    """A seed-band row's repetition count, step, mean and band as a check row's fields."""
+    return {"repeats": int(row["repeats"]), "step": float(row["step"])} | {
+        name: row[column] for name, column in (("value", "mean"), ("low", "low"), ("high", "high"))
     }
 
 
